@@ -1,0 +1,92 @@
+"""Command line: `python -m cifar_resnet train --depth 56 --version 2`.
+
+A thin layer over the library: it parses flags into a Config (config.resolve), and maps the
+library's errors onto one line and an exit status (2: bad input, 1: training failed,
+130: interrupted; rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Before TensorFlow is imported: keep its C++ start-up chatter out of the user's terminal.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    flag = p.add_argument
+    flag("--config", help="JSON or YAML file of settings (flags override it)")
+    flag("--workdir", help="run directory (default runs/<net>/seed<k>); rerun to resume")
+    flag("--depth", type=int, help="6n+2 (basic blocks) or 9n+2 (bottleneck)")
+    flag("--version", type=int, help="1: original ResNet, 2: pre-activation")
+    flag("--plain", action=argparse.BooleanOptionalAction, default=None,
+         help="the paper's plain net (no shortcuts)")
+    flag("--shortcut", help="A (zero-padding identity, paper), B or C (projections)")
+    flag("--block", help="basic or bottleneck (default: basic for v1, bottleneck for v2)")
+    flag("--preset", help="paper (default) or keras-example")
+    flag("--epochs", type=int, help="train this many epochs (default: 64k iterations)")
+    flag("--iterations", type=int, help="train this many iterations (paper: 64000)")
+    flag("--batch-size", type=int)
+    flag("--lr", type=float, help="base learning rate")
+    flag("--dataset", help="cifar10 (default) or synthetic")
+    flag("--data-dir", help="CIFAR-10 folder or archive (else $CIFAR10_DIR, ~/.keras/datasets)")
+    flag("--seed", type=int)
+    flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
+    flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+         help="float16 on GPU, bfloat16 on CPU")
+    flag("--set", action="append", default=[], metavar="KEY=VALUE",
+         help="any other config field, e.g. --set val_fraction=0")
+
+
+def _config_from_args(args):
+    from cifar_resnet import config as config_lib
+    overrides = dict(config_lib.parse_override(s) for s in args.set)
+    for name in config_lib.FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return config_lib.resolve(args.config, overrides)
+
+
+def _train(args) -> int:
+    from cifar_resnet import train
+    config = _config_from_args(args)
+    workdir = args.workdir or train.default_workdir(config)
+    metrics = train.run_experiment(config, workdir)
+    err = metrics.get("best_test_error")
+    print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
+          + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = _Parser(prog="python -m cifar_resnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train_flags(sub.add_parser("train", help="train one net into a run directory"))
+    args = parser.parse_args(argv)
+
+    from cifar_resnet.config import ConfigError
+    from cifar_resnet.data import DataError
+    from cifar_resnet.train import TrainingError
+    try:
+        return {"train": _train}[args.command](args)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Experiment configuration: one dataclass, presets, load/save and overrides.
+
+Settings are resolved in this order, later winning: the dataclass defaults (the paper's recipe,
+He et al. 2015 section 4.2), the chosen preset, a `--config` file (JSON or YAML), then flags.
+A run directory's `config.json` is the resolved config, and is itself a valid `--config` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+from typing import Any, Optional
+
+import yaml
+
+from cifar_resnet import files, models
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line meant for the user."""
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything that defines one training run. Defaults are the paper's CIFAR-10 recipe."""
+
+    # Model (He 2015 sec 4.2; He 2016 for version 2).
+    version: int = 1               # 1: original post-activation ResNet; 2: pre-activation.
+    depth: int = 20                # weighted layers: 6n+2 (basic blocks) or 9n+2 (bottleneck).
+    block: Optional[str] = None    # "basic" | "bottleneck"; None: basic for v1, bottleneck for v2.
+    plain: bool = False            # True: the paper's plain net, same layers without shortcuts.
+    shortcut: str = "A"            # "A" zero-pad identity | "B" projection on change | "C" all.
+    preset: str = "paper"          # "paper" | "keras-example" (see PRESETS).
+
+    # Data.
+    dataset: str = "cifar10"       # "cifar10" | "synthetic".
+    data_dir: Optional[str] = None  # folder or archive; else $CIFAR10_DIR, else ~/.keras/datasets.
+    val_fraction: float = 0.1      # training images held out for model selection (paper: 5k of 50k).
+    normalization: str = "pixel_mean"  # "pixel_mean" (paper) | "channel_std" | "none".
+    augment: bool = True           # pad-4 random crop + horizontal flip (paper).
+    synthetic_train: int = 2048    # images, dataset="synthetic" only.
+    synthetic_test: int = 512
+
+    # Optimisation.
+    optimizer: str = "sgd"         # "sgd" (momentum, paper) | "adam" (keras-example).
+    batch_size: int = 128          # images per iteration (paper: 128).
+    lr: float = 0.1                # base learning rate.
+    momentum: float = 0.9          # SGD momentum.
+    weight_decay: float = 1e-4     # paper semantics: gradient += wd * w, through momentum.
+    iterations: Optional[int] = 64000  # planned iterations (paper: 64k); ignored if epochs is set.
+    epochs: Optional[int] = None   # planned epochs; None: derived from iterations.
+    lr_milestones: tuple = (0.5, 0.75)  # fractions of the planned iterations (paper: 32k, 48k).
+    lr_factors: tuple = (0.1, 0.01)     # lr multiplier from each milestone on.
+    warmup_iterations: Optional[int] = None  # None: 400 at depth >= 110 (paper), else 0.
+    warmup_lr: float = 0.01        # paper: 0.01 until training error < 80%.
+    plateau_patience: Optional[int] = None  # epochs; None: no ReduceLROnPlateau.
+    plateau_factor: float = math.sqrt(0.1)
+    plateau_min_lr: float = 0.5e-6
+
+    # Run.
+    seed: int = 0
+    jit_compile: bool = False      # XLA; worth it on GPU.
+    mixed_precision: bool = False  # float16 on GPU, bfloat16 on CPU.
+    steps_per_execution: int = 1
+
+    def __post_init__(self):
+        self.lr_milestones = tuple(self.lr_milestones)
+        self.lr_factors = tuple(self.lr_factors)
+
+    @property
+    def resolved_block(self) -> str:
+        return self.block or ("basic" if self.version == 1 else "bottleneck")
+
+    @property
+    def resolved_warmup(self) -> int:
+        if self.warmup_iterations is not None:
+            return self.warmup_iterations
+        return 400 if self.depth >= 110 else 0
+
+    @property
+    def net_name(self) -> str:
+        """A short name such as `resnet56_v1`, `plain20_v1` or `resnet164_v2`."""
+        kind = "plain" if self.plain else "resnet"
+        return f"{kind}{self.depth}_v{self.version}"
+
+    def validate(self) -> "Config":
+        """Raises ConfigError naming the bad value and the allowed ones; returns self."""
+        _choice("version", self.version, (1, 2))
+        _choice("preset", self.preset, tuple(PRESETS))
+        _choice("dataset", self.dataset, ("cifar10", "synthetic"))
+        _choice("normalization", self.normalization, ("pixel_mean", "channel_std", "none"))
+        _choice("optimizer", self.optimizer, ("sgd", "adam"))
+        try:
+            models.check_architecture(self.version, self.depth, block=self.resolved_block,
+                                      shortcut=self.shortcut)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        for name in ("batch_size", "steps_per_execution", "synthetic_train", "synthetic_test"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("epochs", "iterations"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1; got {value}")
+        if self.epochs is None and self.iterations is None:
+            raise ConfigError("set epochs or iterations")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1); got {self.val_fraction}")
+        for name in ("lr", "warmup_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        if len(self.lr_milestones) != len(self.lr_factors):
+            raise ConfigError(f"lr_milestones {self.lr_milestones} and lr_factors "
+                              f"{self.lr_factors} must have the same length")
+        return self
+
+    def plan(self, num_train: int) -> tuple[int, int, int]:
+        """Returns (steps_per_epoch, epochs, planned_iterations) for `num_train` images."""
+        steps = math.ceil(num_train / self.batch_size)
+        total = self.epochs * steps if self.epochs is not None else self.iterations
+        return steps, math.ceil(total / steps), total
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Training recipes. The model side of each preset lives in models.PRESETS.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # The Keras example (keras-team/keras examples/cifar10_resnet.py): Adam 1e-3, batch 32,
+    # 200 epochs, lr divided at epochs 81/121/161/181 (its `epoch > 80` ...), ReduceLROnPlateau
+    # (factor sqrt(0.1), patience 5, min_lr 0.5e-6).
+    # Where we differ: the example selects its best model on the test set; we hold out
+    # val_fraction. Its L2(1e-4) is weight decay 2e-4 in the paper's terms.
+    "keras-example": dict(
+        shortcut="B", optimizer="adam", lr=1e-3, batch_size=32, epochs=200, iterations=None,
+        lr_milestones=(0.405, 0.605, 0.805, 0.905), lr_factors=(1e-1, 1e-2, 1e-3, 0.5e-3),
+        weight_decay=2e-4, warmup_iterations=0, plateau_patience=5,
+    ),
+}
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def read_file(path) -> dict[str, Any]:
+    """Reads a JSON or YAML config file into a dict of known fields."""
+    path = pathlib.Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON.
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}".splitlines()[0]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parses `key=value` (value in YAML syntax) into a known field and its value."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or key not in FIELDS:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with KEY one of the config fields")
+    return key, yaml.safe_load(raw)
+
+
+def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
+    """Builds a validated Config: defaults, then preset, then `file`, then `overrides`.
+
+    Args:
+        file: optional JSON/YAML config file.
+        overrides: field values from flags; None values mean "not given".
+
+    Returns:
+        The validated Config.
+    """
+    settings = read_file(file) if file else {}
+    settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    preset = settings.get("preset", Config.preset)
+    _choice("preset", preset, tuple(PRESETS))
+    values = {**PRESETS[preset], **settings}
+    try:
+        config = Config(**values)
+    except TypeError as e:
+        raise ConfigError(str(e)) from None
+    _check_types(config)
+    return config.validate()
+
+
+def _check_types(config: Config) -> None:
+    """Checks each value against its field's annotation, e.g. `depth: int`, `block: Optional[str]`."""
+    kinds = {"int": int, "float": (int, float), "str": str, "bool": bool, "tuple": (list, tuple)}
+    for name, field in FIELDS.items():
+        value = getattr(config, name)
+        optional = field.type.startswith("Optional[")
+        kind = field.type.removeprefix("Optional[").removesuffix("]")
+        if value is None and optional:
+            continue
+        if not isinstance(value, kinds[kind]) or (kind != "bool" and isinstance(value, bool)):
+            raise ConfigError(f"{name} must be {'an optional ' if optional else 'a '}{kind}; "
+                              f"got {value!r}")
+        if kind == "float":
+            setattr(config, name, float(value))
+
+
+def save(config: Config, path) -> None:
+    """Writes `config` as JSON, atomically (temporary file, then rename)."""
+    files.write_json(path, config.to_dict())
+
+
+def load(path) -> Config:
+    """Reads a config.json written by `save`."""
+    return resolve(file=path)

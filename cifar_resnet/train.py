@@ -1,0 +1,271 @@
+"""The experiment runner: `run_experiment(config, workdir)` trains one net into one run directory.
+
+The recipe is He et al. 2015, section 4.2 (SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
+divided by 10 at 32k and 48k iterations, 64k iterations, 45k/5k train/val split, pad-4 crop and
+flip); `config.py` holds it and the keras-example preset.
+
+The run directory is the unit of work. It holds:
+    config.json     the resolved config, written before the first step
+    history.csv     one row per epoch: lr, train/val/test loss and error, wall time
+    best.keras      the model with the best validation accuracy so far
+    final.keras     the model at the end of training
+    metrics.json    written at the end: final and best-by-validation test error, params, ...
+    backup/         Keras BackupAndRestore state; removed when training completes
+    tensorboard/    TensorBoard logs
+Rerunning the same command on the same directory resumes from the last finished epoch, and
+returns at once when the run is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import pathlib
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cifar_resnet import config as config_lib
+from cifar_resnet import data, files, models, schedules
+
+HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
+                  "test_loss", "test_error", "epoch_time", "wall_time")
+
+
+class TrainingError(RuntimeError):
+    """Training diverged or otherwise failed; metrics.json records why."""
+
+
+def default_workdir(config: config_lib.Config, root="runs") -> pathlib.Path:
+    """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>`, e.g. `runs/resnet56_v1/seed0`."""
+    parts = [config.net_name]
+    if config.shortcut != "A" and not config.plain:
+        parts.append(f"option{config.shortcut}")
+    if config.block and config.block != config.resolved_block:
+        parts.append(config.block)
+    parts += [v for v in (config.preset, config.dataset) if v not in ("paper", "cifar10")]
+    return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
+
+
+def build_model(config: config_lib.Config) -> keras.Model:
+    """The net of `config`, compiled with its optimizer, loss and accuracy metric."""
+    policy = keras.mixed_precision.dtype_policy()
+    if config.mixed_precision:
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+        keras.mixed_precision.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    try:
+        model = models.build_model(
+            config.version, config.depth, plain=config.plain, shortcut=config.shortcut,
+            block=config.resolved_block, preset=config.preset,
+            l2=config.weight_decay / 2)  # L2(l2) has gradient 2*l2*w = wd*w (paper semantics)
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(config.lr, momentum=config.momentum)
+    else:
+        optimizer = keras.optimizers.Adam(config.lr)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=config.jit_compile,
+                  steps_per_execution=config.steps_per_execution)
+    return model
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Adds test loss/error, errors, iterations and times to each epoch's logs.
+
+    The paper's figures plot training and test error against iterations; Keras reports accuracy,
+    so errors (1 - accuracy) are derived here, before CSVLogger and the checkpoints see the logs.
+    """
+
+    def __init__(self, test_ds, steps_per_epoch, elapsed=0.0):
+        super().__init__()
+        self.test_ds = test_ds
+        self.steps_per_epoch = steps_per_epoch
+        self.elapsed = elapsed  # wall time of earlier sessions of this run
+        self.rates = []
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        epoch_time = time.perf_counter() - self.epoch_start
+        self.rates.append(self.steps_per_epoch / epoch_time)
+        test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=0)
+        logs.update(test_loss=test_loss, test_accuracy=test_acc,
+                    iterations=(epoch + 1) * self.steps_per_epoch, epoch_time=epoch_time,
+                    wall_time=self.elapsed + time.perf_counter() - self.start)
+        for prefix in ("", "val_", "test_"):
+            if prefix + "accuracy" in logs:
+                logs[prefix + "error"] = 1.0 - float(logs[prefix + "accuracy"])
+
+
+class HistoryWriter(keras.callbacks.CSVLogger):
+    """CSVLogger with a fixed column set, so runs with and without validation read alike."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        super().on_epoch_end(epoch, {k: logs.get(k, "") for k in HISTORY_FIELDS[1:]})
+
+
+def read_history(path) -> list[dict]:
+    """Rows of a history.csv as dicts of floats (empty cells become NaN)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def _trim_history(path: pathlib.Path, epochs_done: int) -> list[dict]:
+    """Drops rows of epochs the backup does not hold (written after the last backup)."""
+    if not path.exists():
+        return []
+    header, *rows = path.read_text().splitlines(keepends=True)
+    keep = [line for line in rows if int(line.split(",", 1)[0]) < epochs_done]
+    if len(keep) != len(rows):
+        files.atomic_write_text(path, header + "".join(keep))
+    return read_history(path)
+
+
+def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
+    saved_path = workdir / "config.json"
+    if not saved_path.exists():
+        return
+    saved = config_lib.load(saved_path).to_dict()
+    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v]
+    if diff:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
+        raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
+                                     "use another --workdir, or the same settings to resume")
+
+
+def versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__}
+
+
+def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=None) -> dict:
+    """Trains `config`'s net into `workdir`, resuming whatever is there; returns metrics.json.
+
+    Args:
+        config: a validated Config.
+        workdir: the run directory (created if missing).
+        callbacks: extra Keras callbacks (e.g. for notebooks or tests).
+        verbose: Keras verbosity; default a progress bar on a terminal, else a line per epoch.
+
+    Returns:
+        The metrics dict, also written to `workdir/metrics.json`.
+
+    Raises:
+        ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
+        DataError: the dataset cannot be found or read. Nothing is written.
+        TrainingError: the loss became NaN or Inf; metrics.json says so.
+    """
+    workdir = pathlib.Path(workdir)
+    config.validate()
+    _check_resumable(config, workdir)
+    metrics_path = workdir / "metrics.json"
+    if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
+        print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
+        return files.read_json(metrics_path)
+
+    keras.utils.set_random_seed(config.seed)
+    splits = data.load_dataset(config.dataset, data_dir=config.data_dir,
+                               val_fraction=config.val_fraction,
+                               normalization=config.normalization,
+                               synthetic_size=(config.synthetic_train, config.synthetic_test),
+                               seed=config.seed)
+    num_train = len(splits.train[0])
+    if config.batch_size > num_train:
+        raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
+                                     f"{num_train} training images")
+    steps_per_epoch, epochs, planned = config.plan(num_train)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_lib.save(config, workdir / "config.json")
+
+    make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
+    train_ds = data.make_dataset(*splits.train, training=True, augment=config.augment,
+                                 seed=config.seed, **make)
+    val_ds = data.make_dataset(*splits.val, training=False, **make) if splits.val else None
+    test_ds = data.make_dataset(*splits.test, training=False, **make)
+
+    model = build_model(config)
+    lr_fn = schedules.step_lr(config.lr, planned, config.lr_milestones, config.lr_factors,
+                              warmup_steps=config.resolved_warmup, warmup_lr=config.warmup_lr)
+    model.optimizer.learning_rate = lr_fn(0)
+
+    backup = workdir / "backup"
+    epochs_done = 0
+    if (backup / "training_metadata.json").exists():
+        epochs_done = files.read_json(backup / "training_metadata.json")["epoch"]
+    done = _trim_history(workdir / "history.csv", epochs_done)
+    best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])), default=None)
+    recorder = EpochRecorder(test_ds, steps_per_epoch, elapsed=done[-1]["wall_time"] if done else 0)
+
+    cbs = [schedules.StepSchedule(lr_fn), recorder, keras.callbacks.TerminateOnNaN()]
+    if config.plateau_patience is not None:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss" if val_ds else "loss", factor=config.plateau_factor,
+            patience=config.plateau_patience, min_lr=config.plateau_min_lr))
+    if val_ds is not None:
+        cbs.append(keras.callbacks.ModelCheckpoint(
+            workdir / "best.keras", monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=None if best_val is None else 1.0 - best_val))
+    cbs += [HistoryWriter(workdir / "history.csv", append=True),
+            keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False),
+            *callbacks,
+            # Last, so an epoch is backed up only once everything above has recorded it.
+            keras.callbacks.BackupAndRestore(backup)]
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+
+    print(f"{workdir}: {model.name}, {model.count_params():,} params, {epochs} epochs of "
+          f"{steps_per_epoch} iterations" + (f", resuming after epoch {epochs_done}"
+                                             if epochs_done else ""), file=sys.stderr)
+    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+              validation_data=val_ds, callbacks=cbs, verbose=verbose)
+
+    history = read_history(workdir / "history.csv")
+    last = history[-1] if history else {}
+    if not np.isfinite(last.get("loss", math.nan)) or model.stop_training and len(history) < epochs:
+        metrics = {"status": "failed", "reason": "loss is NaN or Inf",
+                   "epoch": len(history) + 1}
+        files.write_json(metrics_path, metrics)
+        raise TrainingError(f"{workdir}: training diverged (loss NaN or Inf) in epoch "
+                            f"{len(history) + 1}; see {metrics_path}")
+    model.save(workdir / "final.keras")
+    metrics = summarize(history, model.count_params(), config.batch_size, recorder.rates)
+    files.write_json(metrics_path, metrics)
+    return metrics
+
+
+def summarize(history, params, batch_size, step_rates=()) -> dict:
+    """The metrics.json content from the history rows of a finished run."""
+    last = history[-1]
+    has_val = any(not math.isnan(r["val_error"]) for r in history)
+    # First epoch with the lowest validation error: the paper's model selection.
+    best = min(history, key=lambda r: r["val_error"]) if has_val else None
+    rates = sorted(step_rates[1:] or step_rates)  # first epoch includes tracing
+    return {
+        "status": "complete",
+        "final_test_error": last["test_error"],
+        "best_val_epoch": int(best["epoch"]) + 1 if best else None,
+        "best_val_error": best["val_error"] if best else None,
+        "best_test_error": best["test_error"] if best else None,
+        "final_train_error": last["error"],
+        "params": int(params),
+        "epochs": len(history),
+        "iterations": int(last["iterations"]),
+        "wall_time": last["wall_time"],
+        "images_per_sec": batch_size * rates[len(rates) // 2] if rates else None,
+        "versions": versions(),
+    }
