@@ -119,9 +119,14 @@ class Config:
         return self
 
     def plan(self, num_train: int) -> tuple[int, int, int]:
-        """Returns (steps_per_epoch, epochs, planned_iterations) for `num_train` images."""
+        """Returns (steps_per_epoch, epochs, planned_iterations) for `num_train` images.
+
+        Training runs whole epochs, so it may pass `iterations` by less than one epoch
+        (the paper's 64k at 352 per epoch: 182 epochs, 64,064 iterations).
+        """
         steps = math.ceil(num_train / self.batch_size)
         total = self.epochs * steps if self.epochs is not None else self.iterations
+        steps = min(steps, total)  # a run shorter than one epoch is one short epoch
         return steps, math.ceil(total / steps), total
 
     def to_dict(self) -> dict[str, Any]:

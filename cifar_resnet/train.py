@@ -147,6 +147,11 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
                                      "use another --workdir, or the same settings to resume")
 
 
+def count_params(model: keras.Model) -> int:
+    """Trainable parameters: the papers' convention (BatchNorm moving statistics excluded)."""
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
 def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__}
@@ -228,7 +233,7 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
-    print(f"{workdir}: {model.name}, {model.count_params():,} params, {epochs} epochs of "
+    print(f"{workdir}: {model.name}, {count_params(model):,} params, {epochs} epochs of "
           f"{steps_per_epoch} iterations" + (f", resuming after epoch {epochs_done}"
                                              if epochs_done else ""), file=sys.stderr)
     model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -243,7 +248,7 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
         raise TrainingError(f"{workdir}: training diverged (loss NaN or Inf) in epoch "
                             f"{len(history) + 1}; see {metrics_path}")
     model.save(workdir / "final.keras")
-    metrics = summarize(history, model.count_params(), config.batch_size, recorder.rates)
+    metrics = summarize(history, count_params(model), config.batch_size, recorder.rates)
     files.write_json(metrics_path, metrics)
     return metrics
 

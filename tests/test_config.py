@@ -1,0 +1,85 @@
+"""Config: the paper's defaults, presets, precedence, validation, and the training plan."""
+
+import json
+
+import pytest
+
+from cifar_resnet import config as config_lib
+from cifar_resnet.config import Config, ConfigError
+
+
+def test_defaults_are_the_papers_recipe():
+    c = config_lib.resolve()
+    assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size) == ("sgd", 0.1, 0.9, 1e-4, 128)
+    assert (c.iterations, c.lr_milestones, c.lr_factors) == (64000, (0.5, 0.75), (0.1, 0.01))
+    assert (c.shortcut, c.val_fraction, c.normalization, c.augment) == ("A", 0.1, "pixel_mean", True)
+
+
+def test_plan_of_the_paper_45k_split():
+    # 45k images / 128 = 352 iterations per epoch; 64k iterations -> 182 epochs.
+    assert Config().plan(45000) == (352, 182, 64000)
+    assert Config(epochs=3).plan(45000) == (352, 3, 1056)
+
+
+def test_warmup_is_automatic_from_depth_110():
+    assert Config(depth=56).resolved_warmup == 0
+    assert Config(depth=110).resolved_warmup == 400
+    assert Config(depth=110, warmup_iterations=0).resolved_warmup == 0
+
+
+def test_keras_example_preset():
+    c = config_lib.resolve(overrides={"preset": "keras-example"})
+    assert (c.optimizer, c.lr, c.batch_size, c.epochs, c.shortcut, c.plateau_patience) == (
+        "adam", 1e-3, 32, 200, "B", 5)
+
+
+def test_precedence_defaults_preset_file_flags(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: keras-example\nbatch_size: 64\ndepth: 32\n")
+    c = config_lib.resolve(str(f), {"depth": 44, "lr": None})
+    assert (c.preset, c.optimizer, c.batch_size, c.depth, c.lr) == ("keras-example", "adam", 64, 44, 1e-3)
+
+
+def test_saved_config_round_trips(tmp_path):
+    c = config_lib.resolve(overrides={"depth": 56, "version": 2, "plain": False})
+    config_lib.save(c, tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text())["depth"] == 56
+    assert config_lib.load(tmp_path / "config.json") == c
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"depth": 21}, r"depth 21.*6n\+2"),
+    ({"depth": 20, "version": 2, "block": "bottleneck", "shortcut": "A"}, None),
+    ({"version": 3}, r"version 3 is not one of 1, 2"),
+    ({"shortcut": "D"}, r"shortcut 'D'"),
+    ({"preset": "nope"}, r"preset 'nope' is not one of 'paper', 'keras-example'"),
+    ({"epochs": 0}, r"epochs must be >= 1; got 0"),
+    ({"batch_size": 0}, r"batch_size must be >= 1"),
+    ({"lr": -1.0}, r"lr must be > 0"),
+    ({"depth": "20"}, r"depth must be a int; got '20'"),
+    ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+])
+def test_bad_values_name_the_value_and_the_allowed_ones(overrides, match):
+    if match is None:
+        config_lib.resolve(overrides=overrides)  # a valid one among them, to be sure
+        return
+    with pytest.raises(ConfigError, match=match):
+        config_lib.resolve(overrides=overrides)
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        config_lib.resolve(str(tmp_path / "missing.yaml"))
+    (tmp_path / "u.yaml").write_text("depht: 20\n")
+    with pytest.raises(ConfigError, match="unknown setting.*depht"):
+        config_lib.resolve(str(tmp_path / "u.yaml"))
+    (tmp_path / "l.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        config_lib.resolve(str(tmp_path / "l.yaml"))
+
+
+def test_set_overrides_parse_yaml_values():
+    assert config_lib.parse_override("val_fraction=0") == ("val_fraction", 0)
+    assert config_lib.parse_override("lr-milestones=[0.3, 0.6]") == ("lr_milestones", [0.3, 0.6])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        config_lib.parse_override("nonsense=1")

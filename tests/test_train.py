@@ -1,0 +1,161 @@
+"""The training runner end to end on synthetic data: files, checkpoints, resume, failures."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_resnet import config as config_lib
+from cifar_resnet import data, train
+from cifar_resnet.config import ConfigError
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_config, tmp_path):
+    metrics = train.run_experiment(tiny_config, tmp_path, verbose=0)
+    for name in ("config.json", "history.csv", "metrics.json", "best.keras", "final.keras"):
+        assert (tmp_path / name).exists(), name
+    assert not (tmp_path / "backup").exists()  # removed once training completes
+    assert config_lib.load(tmp_path / "config.json") == tiny_config
+    history = train.read_history(tmp_path / "history.csv")
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert [r["iterations"] for r in history] == [4, 8]  # 230 training images, batch 64
+    assert all(0 <= r[k] <= 1 for r in history for k in ("error", "val_error", "test_error"))
+    assert metrics["status"] == "complete" and metrics["epochs"] == 2
+    assert metrics["params"] == 75_290  # v1 depth 8, option A: 75,770 with BN moving stats
+    assert metrics["final_test_error"] == history[-1]["test_error"]
+
+    splits = data.load_dataset("synthetic", val_fraction=0.1, synthetic_size=(256, 128))
+    test_ds = data.make_dataset(*splits.test, batch_size=64, mean=splits.mean, std=splits.std,
+                                training=False)
+    final = keras.saving.load_model(tmp_path / "final.keras")
+    _, acc = final.evaluate(test_ds, verbose=0)
+    assert 1 - acc == pytest.approx(metrics["final_test_error"], abs=1e-6)
+    best = keras.saving.load_model(tmp_path / "best.keras")
+    x = next(iter(test_ds))[0]
+    assert best(x).shape == (64, 10)
+
+
+def test_interrupted_run_resumes_with_every_epoch_once(tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_Interrupt(2)], verbose=0)
+    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1]
+    assert not (tmp_path / "metrics.json").exists()
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    history = train.read_history(tmp_path / "history.csv")
+    assert [r["epoch"] for r in history] == [0, 1, 2]
+    assert [r["iterations"] for r in history] == [4, 8, 12]
+    assert history[2]["wall_time"] > history[1]["wall_time"]
+    assert metrics["epochs"] == 3 and metrics["iterations"] == 12
+
+
+def test_rows_written_after_the_last_backup_are_dropped_on_resume(tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_Interrupt(2)], verbose=0)
+    # A crash between the history row and the backup of epoch 1 leaves a row the backup lacks.
+    meta = tmp_path / "backup" / "training_metadata.json"
+    meta.write_text(json.dumps({"epoch": 1, "batch": 0}))
+    train.run_experiment(config, tmp_path, verbose=0)
+    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1, 2]
+
+
+def test_a_complete_run_is_not_redone(tiny_config, tmp_path):
+    first = train.run_experiment(tiny_config, tmp_path, verbose=0)
+    before = (tmp_path / "history.csv").read_text()
+    assert train.run_experiment(tiny_config, tmp_path, verbose=0) == first
+    assert (tmp_path / "history.csv").read_text() == before
+
+
+def test_another_config_in_the_same_workdir_is_refused(tiny_config, tmp_path):
+    train.run_experiment(tiny_config, tmp_path, verbose=0)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match=r"another config \(depth: 8 -> 14\)"):
+        train.run_experiment(dataclasses.replace(tiny_config, depth=14), tmp_path, verbose=0)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_batch_larger_than_the_data_writes_nothing(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="batch_size 4096 is larger than the 230 training"):
+        train.run_experiment(dataclasses.replace(tiny_config, batch_size=4096), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_nan_loss_stops_the_run_and_marks_it_failed(tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, lr=1e30, momentum=0.0)
+    with pytest.raises(train.TrainingError, match="diverged"):
+        train.run_experiment(config, tmp_path, verbose=0)
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_paper_weight_decay_flows_through_momentum():
+    """L2(wd/2) in Keras == the paper's SGD: v = m*v + g + wd*w; w -= lr*v."""
+    wd, lr, m = 1e-4, 0.1, 0.9
+    layer = keras.layers.Dense(3, use_bias=False, kernel_regularizer=keras.regularizers.L2(wd / 2))
+    model = keras.Sequential([keras.Input((2,)), layer])
+    model.compile(keras.optimizers.SGD(lr, momentum=m), loss=lambda y, p: 0.0 * p)
+    w = model.get_weights()[0].astype("float64")
+    v = np.zeros_like(w)
+    for _ in range(3):
+        v = m * v + wd * w
+        w = w - lr * v
+    model.fit(np.ones((3, 2)), np.zeros((3, 3)), batch_size=1, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_allclose(model.get_weights()[0], w, rtol=1e-5)
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "cifar_resnet", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--depth", "21"], "depth 21"),
+    (["--shortcut", "Z"], "shortcut 'Z'"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--epochs", "x"], "invalid int value"),
+    (["--config", "missing.yaml"], "cannot read config file"),
+])
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path):
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = _cli("train", "--workdir", str(tmp_path / "run"), *args, cwd=root)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_trains_and_resumes(tmp_path):
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1]
+    args = ["train", "--dataset", "synthetic", "--depth", "8", "--epochs", "1", "--batch-size", "64",
+            "--set", "synthetic_train=256", "--set", "synthetic_test=128",
+            "--workdir", str(tmp_path)]
+    first = _cli(*args, cwd=root)
+    assert first.returncode == 0, first.stderr
+    assert "final test error" in first.stdout
+    again = _cli(*args, cwd=root)
+    assert again.returncode == 0 and "already complete" in again.stderr
+
+
+def test_a_tiny_net_learns_real_cifar10_in_one_short_epoch(real_data, tmp_path):
+    # 150 iterations: one short epoch (19,200 images).
+    config = config_lib.resolve(overrides=dict(depth=8, iterations=150, data_dir=str(real_data),
+                                               val_fraction=0.0))
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert metrics["final_test_error"] < 0.75  # chance is 0.90
