@@ -438,20 +438,18 @@ class Splits:
     num_classes: int
 
 
-def load_dataset(name, data_dir=None, val_size=5000, normalization="pixel_mean",
-                 synthetic_size=(2048, 512), seed=0, *, val_fraction=None) -> Splits:
+def load_dataset(name, data_dir=None, val_fraction=0.1, normalization="pixel_mean",
+                 synthetic_size=(2048, 512), seed=0) -> Splits:
     """Loads a dataset, holds out the validation split and computes training statistics.
 
     Args:
         name: "cifar10" or "synthetic".
         data_dir: Where CIFAR-10 is; see `find_cifar10`.
-        val_size: Training images held out from the end (He et al. 2015: 5000 for model
-            selection). For "synthetic" it is capped at 10% of the training images, the paper's
-            ratio, so the defaults work on the small synthetic set.
+        val_fraction: Fraction of the training images held out from the end for model
+            selection (He et al. 2015: 5k of 50k, 0.1).
         normalization: A mode of `compute_normalization`.
         synthetic_size: `(num_train, num_test)` for "synthetic".
         seed: Seed of the synthetic data.
-        val_fraction: If given, overrides `val_size` with `round(val_fraction * num_train)`.
 
     Returns:
         The `Splits`; mean and std come from the training split after the hold-out.
@@ -469,9 +467,6 @@ def load_dataset(name, data_dir=None, val_size=5000, normalization="pixel_mean",
         train, test = load_cifar10(data_dir)
     else:
         train, test = make_synthetic(*synthetic_size, seed=seed)
-        val_size = min(val_size, len(train[0]) // 10)
-    if val_fraction is not None:
-        val_size = round(val_fraction * len(train[0]))
-    train, val = split_validation(*train, val_size=val_size)
+    train, val = split_validation(*train, val_size=round(val_fraction * len(train[0])))
     mean, std = compute_normalization(train[0], normalization)
     return Splits(train, val, test, mean, std, NUM_CLASSES)

@@ -187,7 +187,7 @@ def test_augment_batch_draws_per_image_offsets():
 
 def test_normalization_uses_training_images_only(tmp_path):
     folder, _ = _write_tiny_cifar(tmp_path)
-    splits = data.load_dataset("cifar10", folder, val_size=4)
+    splits = data.load_dataset("cifar10", folder, val_fraction=4 / (5 * PER_BATCH))
     x_train = splits.train[0]
     assert len(x_train) == 5 * PER_BATCH - 4
     np.testing.assert_allclose(splits.mean, x_train.mean(0) / 255, rtol=1e-6)
@@ -200,7 +200,8 @@ def test_normalization_uses_training_images_only(tmp_path):
     _write_batch(folder / "data_batch_5", last[b"data"] // 2 + 128, last[b"labels"])
     for mode in data.NORMALIZATIONS:
         before = data.compute_normalization(x_train, mode)
-        after = data.load_dataset("cifar10", folder, val_size=4, normalization=mode)
+        after = data.load_dataset("cifar10", folder, val_fraction=4 / (5 * PER_BATCH),
+                                  normalization=mode)
         assert after.test[0].min() == 255
         np.testing.assert_array_equal(before[0], after.mean)
         np.testing.assert_array_equal(before[1], after.std)
@@ -274,7 +275,7 @@ def test_load_dataset_synthetic_and_errors():
     splits = data.load_dataset("synthetic", synthetic_size=(200, 50))
     assert len(splits.train[0]) == 180 and len(splits.val[0]) == 20 and len(splits.test[0]) == 50
     assert splits.num_classes == 10
-    assert data.load_dataset("synthetic", val_size=0, synthetic_size=(200, 50)).val is None
+    assert data.load_dataset("synthetic", val_fraction=0, synthetic_size=(200, 50)).val is None
     assert len(data.load_dataset("synthetic", synthetic_size=(200, 50),
                                  val_fraction=0.25).val[0]) == 50
     with pytest.raises(ValueError, match="cifar10"):
