@@ -5,9 +5,23 @@ nets, Table 6, Figures 6 and 7), and He et al. 2016, "Identity Mappings in Deep 
 Networks" (pre-activation ResNet v2).
 """
 
-from cifar_resnet.config import Config
-from cifar_resnet.models import build_model, resnet_imagenet, resnet_layer, resnet_v1, resnet_v2
-from cifar_resnet.train import run_experiment
+import importlib
 
-__all__ = ["Config", "build_model", "resnet_imagenet", "resnet_layer", "resnet_v1", "resnet_v2",
-           "run_experiment"]
+# Public API -> defining module. Resolved on first use (PEP 562), so that `python -m cifar_resnet`
+# can reject bad flags before the slow TensorFlow import.
+_EXPORTS = {
+    "Config": "config", "build_model": "models", "resnet_imagenet": "models",
+    "resnet_layer": "models", "resnet_v1": "models", "resnet_v2": "models",
+    "run_experiment": "train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cifar_resnet' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cifar_resnet.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return __all__

@@ -12,7 +12,23 @@ import os
 import sys
 
 # Before TensorFlow is imported: keep its C++ start-up chatter out of the user's terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 closed.
+
+    TensorFlow 2.21 writes start-up lines to fd 2 before any log level applies, which would
+    bury the one-line errors this CLI promises. Python exceptions are still raised as usual.
+    """
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401  (imports tensorflow)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +87,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train_flags(sub.add_parser("train", help="train one net into a run directory"))
     args = parser.parse_args(argv)
+    _import_tensorflow_quietly()
 
     from cifar_resnet.config import ConfigError
     from cifar_resnet.data import DataError

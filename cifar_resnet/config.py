@@ -31,7 +31,9 @@ class Config:
     depth: int = 20                # weighted layers: 6n+2 (basic blocks) or 9n+2 (bottleneck).
     block: Optional[str] = None    # "basic" | "bottleneck"; None: basic for v1, bottleneck for v2.
     plain: bool = False            # True: the paper's plain net, same layers without shortcuts.
-    shortcut: str = "A"            # "A" zero-pad identity | "B" projection on change | "C" all.
+    shortcut: Optional[str] = None  # "A" zero-pad identity | "B" projection where the shape
+    #                                 changes | "C" projection everywhere. None: the paper's
+    #                                 choice, A for basic blocks, B for v2 bottleneck nets.
     preset: str = "paper"          # "paper" | "keras-example" (see PRESETS).
 
     # Data.
@@ -142,7 +144,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Where we differ: the example selects its best model on the test set; we hold out
     # val_fraction. Its L2(1e-4) is weight decay 2e-4 in the paper's terms.
     "keras-example": dict(
-        shortcut="B", optimizer="adam", lr=1e-3, batch_size=32, epochs=200, iterations=None,
+        optimizer="adam", lr=1e-3, batch_size=32, epochs=200, iterations=None,
         lr_milestones=(0.405, 0.605, 0.805, 0.905), lr_factors=(1e-1, 1e-2, 1e-3, 0.5e-3),
         weight_decay=2e-4, warmup_iterations=0, plateau_patience=5,
     ),
@@ -160,8 +162,9 @@ def read_file(path) -> dict[str, Any]:
     """Reads a JSON or YAML config file into a dict of known fields."""
     path = pathlib.Path(path)
     try:
-        data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON.
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}".splitlines()[0]) from None
     if data is None:
         data = {}
@@ -214,6 +217,11 @@ def _check_types(config: Config) -> None:
         kind = field.type.removeprefix("Optional[").removesuffix("]")
         if value is None and optional:
             continue
+        if kind == "float" and isinstance(value, str):  # YAML 1.1 reads 5e-7 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if not isinstance(value, kinds[kind]) or (kind != "bool" and isinstance(value, bool)):
             raise ConfigError(f"{name} must be {'an optional ' if optional else 'a '}{kind}; "
                               f"got {value!r}")

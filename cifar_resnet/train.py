@@ -43,7 +43,7 @@ class TrainingError(RuntimeError):
 def default_workdir(config: config_lib.Config, root="runs") -> pathlib.Path:
     """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>`, e.g. `runs/resnet56_v1/seed0`."""
     parts = [config.net_name]
-    if config.shortcut != "A" and not config.plain:
+    if config.shortcut and not config.plain:
         parts.append(f"option{config.shortcut}")
     if config.block and config.block != config.resolved_block:
         parts.append(config.block)
@@ -59,8 +59,8 @@ def build_model(config: config_lib.Config) -> keras.Model:
         keras.mixed_precision.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
     try:
         model = models.build_model(
-            config.version, config.depth, plain=config.plain, shortcut=config.shortcut,
-            block=config.resolved_block, preset=config.preset,
+            config.version, config.depth, plain=config.plain, block=config.resolved_block,
+            preset=config.preset, **({"shortcut": config.shortcut} if config.shortcut else {}),
             l2=config.weight_decay / 2)  # L2(l2) has gradient 2*l2*w = wd*w (paper semantics)
     finally:
         keras.mixed_precision.set_dtype_policy(policy)
@@ -237,7 +237,7 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
           f"{steps_per_epoch} iterations" + (f", resuming after epoch {epochs_done}"
                                              if epochs_done else ""), file=sys.stderr)
     model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-              validation_data=val_ds, callbacks=cbs, verbose=verbose)
+              validation_data=val_ds, callbacks=cbs, verbose=verbose, shuffle=False)
 
     history = read_history(workdir / "history.csv")
     last = history[-1] if history else {}

@@ -12,7 +12,7 @@ def test_defaults_are_the_papers_recipe():
     c = config_lib.resolve()
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size) == ("sgd", 0.1, 0.9, 1e-4, 128)
     assert (c.iterations, c.lr_milestones, c.lr_factors) == (64000, (0.5, 0.75), (0.1, 0.01))
-    assert (c.shortcut, c.val_fraction, c.normalization, c.augment) == ("A", 0.1, "pixel_mean", True)
+    assert (c.shortcut, c.val_fraction, c.normalization, c.augment) == (None, 0.1, "pixel_mean", True)
 
 
 def test_plan_of_the_paper_45k_split():
@@ -29,8 +29,9 @@ def test_warmup_is_automatic_from_depth_110():
 
 def test_keras_example_preset():
     c = config_lib.resolve(overrides={"preset": "keras-example"})
-    assert (c.optimizer, c.lr, c.batch_size, c.epochs, c.shortcut, c.plateau_patience) == (
-        "adam", 1e-3, 32, 200, "B", 5)
+    assert (c.optimizer, c.lr, c.batch_size, c.epochs, c.plateau_patience) == (
+        "adam", 1e-3, 32, 200, 5)
+    assert c.weight_decay == 2e-4  # the example's L2(1e-4) in the paper's terms
 
 
 def test_precedence_defaults_preset_file_flags(tmp_path):
