@@ -1,0 +1,43 @@
+"""He et al. 2015, "Deep Residual Learning for Image Recognition", Table 6 (section 4.2).
+
+CIFAR-10 test error of ResNet v1 with option-A shortcuts (identity, zero-padded channels) at
+depths 20 to 1202, trained with the paper's recipe: SGD with momentum 0.9, weight decay 1e-4,
+batch 128 on a 45k/5k train/val split, lr 0.1 divided by 10 at 32k and 48k iterations, stop at
+64k; ResNet-110 and 1202 warm up at lr 0.01 for 400 iterations (the defaults of config.Config).
+
+The paper reports ResNet-110 as "best (mean +- std)" over 5 runs; the other nets once.
+"""
+
+RECIPE = dict(
+    version=1,
+    shortcut="A",             # zero-padding identity shortcuts (paper, CIFAR)
+    preset="paper",           # Torch init, BN and weight-decay semantics (see README)
+    batch_size=128,           # images per SGD iteration (paper: 128)
+    lr=0.1,                   # base learning rate (paper: 0.1)
+    iterations=64000,         # SGD iterations at batch 128 (paper: 64k = 182 epochs of 352)
+    lr_milestones=(0.5, 0.75),  # fractions of the iterations: 32k and 48k (paper)
+    lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on (paper: /10, /100)
+    val_fraction=0.1,         # 5k of the 50k training images held out (paper)
+)
+
+NETS = {
+    "resnet20": dict(depth=20),      # n = 3 basic blocks per stage
+    "resnet32": dict(depth=32),      # n = 5
+    "resnet44": dict(depth=44),      # n = 7
+    "resnet56": dict(depth=56),      # n = 9
+    "resnet110": dict(depth=110),    # n = 18; 400 warm-up iterations at lr 0.01 (default)
+    "resnet1202": dict(depth=1202),  # n = 200; warm-up too
+}
+
+PAPER = {  # test error in %
+    "resnet20": dict(error=8.75, params="0.27M", source="He 2015 Table 6"),
+    "resnet32": dict(error=7.51, params="0.46M", source="He 2015 Table 6"),
+    "resnet44": dict(error=7.17, params="0.66M", source="He 2015 Table 6"),
+    "resnet56": dict(error=6.97, params="0.85M", source="He 2015 Table 6"),
+    "resnet110": dict(error=6.43, std=0.16, mean=6.61, params="1.7M", source="He 2015 Table 6",
+                      note="best of 5 runs; 6.61 +- 0.16 is the mean +- std of the 5"),
+    "resnet1202": dict(error=7.93, params="19.4M", source="He 2015 Table 6",
+                       note="overfits: training error < 0.1%, test error above ResNet-110's"),
+}
+
+PANELS = {}
