@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet import files, models
+from cifar_resnet import files, models, variants
 
 
 class ConfigError(ValueError):
@@ -35,6 +35,16 @@ class Config:
     #                                 changes | "C" projection everywhere. None: the paper's
     #                                 choice, A for basic blocks, B for v2 bottleneck nets.
     preset: str = "paper"          # "paper" | "keras-example" (see PRESETS).
+    # He 2016 ablations (cifar_resnet/variants.py), version 1 only.
+    unit: Optional[str] = None     # BN/ReLU placement (Table 2): "original" | "bn_after_add" |
+    #                                 "relu_before_add" | "relu_only_preact" | "full_preact".
+    #                                 None: the version's own (original v1, full_preact v2).
+    shortcut_variant: str = "identity"  # Table 1: "identity" | "scaling" | "exclusive_gating" |
+    #                                 "shortcut_only_gating" | "conv1x1" | "dropout".
+    gate_bias_init: float = -6.0   # initial gate bias b_g of the gating variants (paper: -6).
+    shortcut_scale: float = 0.5    # "scaling": the shortcut's factor.
+    residual_scale: Optional[float] = None  # "scaling": F's factor; None: 1 - shortcut_scale.
+    shortcut_dropout: float = 0.5  # "dropout": the drop rate on the shortcut.
 
     # Data.
     dataset: str = "cifar10"       # "cifar10" | "synthetic".
@@ -85,7 +95,19 @@ class Config:
     def net_name(self) -> str:
         """A short name such as `resnet56_v1`, `plain20_v1` or `resnet164_v2`."""
         kind = "plain" if self.plain else "resnet"
-        return f"{kind}{self.depth}_v{self.version}"
+        own = "original" if self.version == 1 else "full_preact"
+        variant = [v for v in (self.unit, self.shortcut_variant)
+                   if v not in (None, own, "identity")]
+        return "_".join([f"{kind}{self.depth}_v{self.version}", *variant])
+
+    def variant_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `models.resnet_v1` for the He 2016 ablations; {} by default."""
+        if self.version != 1 or (self.unit in (None, "original")
+                                 and self.shortcut_variant == "identity"):
+            return {}
+        return dict(unit=self.unit or "original", shortcut_variant=self.shortcut_variant,
+                    gate_bias_init=self.gate_bias_init, scale=self.shortcut_scale,
+                    residual_scale=self.residual_scale, dropout_rate=self.shortcut_dropout)
 
     def validate(self) -> "Config":
         """Raises ConfigError naming the bad value and the allowed ones; returns self."""
@@ -97,6 +119,17 @@ class Config:
         try:
             models.check_architecture(self.version, self.depth, block=self.resolved_block,
                                       shortcut=self.shortcut)
+            if self.version == 2 and self.unit not in (None, "full_preact"):
+                raise ValueError(f"unit {self.unit!r} needs version 1; version 2 is the "
+                                 "'full_preact' net")
+            if self.version == 2 and self.shortcut_variant != "identity":
+                raise ValueError(f"shortcut_variant {self.shortcut_variant!r} needs version 1")
+            own = "original" if self.version == 1 else "full_preact"
+            variants.check(unit=self.unit or own, shortcut_variant=self.shortcut_variant,
+                           gate_bias_init=self.gate_bias_init, scale=self.shortcut_scale,
+                           residual_scale=self.residual_scale,
+                           dropout_rate=self.shortcut_dropout, plain=self.plain,
+                           shortcut=self.shortcut)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for name in ("batch_size", "steps_per_execution", "synthetic_train", "synthetic_test"):

@@ -30,6 +30,8 @@ import sys
 import keras
 from keras import layers, ops
 
+from cifar_resnet import variants
+
 # Initialisers referred to by name in presets; factories so that every layer
 # gets its own instance.
 INITIALIZERS = {
@@ -281,23 +283,50 @@ def _classifier(x, num_classes, cfg):
     return layers.Activation("softmax", dtype="float32", name="predictions")(x)
 
 
-def _v1_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name):
-    """Post-activation unit of [1]: conv-BN-ReLU ... conv-BN, add, ReLU."""
+def _v1_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name,
+             unit="original", variant=None):
+    """Post-activation unit of [1] (conv-BN-ReLU ... conv-BN, add, ReLU).
+
+    ``unit`` moves BN/ReLU around the addition ([2] Fig. 4(a)-(d), ``variants.UNITS``);
+    ``variant`` (a dict of ``variants.combine`` arguments, None for identity) changes how the
+    paths are added ([2] Fig. 2).
+    """
     del first  # v1 units do not depend on their position in the stage.
+    spec = variants.UNITS[unit]
     kernels = BLOCKS[block]["kernels"]
     out_filters = filters * BLOCKS[block]["expansion"]
     y = x
+    if spec["pre_relu"]:
+        y = layers.Activation("relu", name=f"{name}_preact_relu")(y)
     for i, k in enumerate(kernels):
         last = i == len(kernels) - 1
         # Stride on the (first) 3x3 conv, as fb.resnet.torch.
         y = resnet_layer(y, out_filters if last else filters, k,
                          strides if i == kernels.index(3) else 1,
-                         activation=None if last else "relu", name=name,
+                         activation="relu" if not last or spec["last_relu"] else None,
+                         batch_normalization=not last or spec["last_bn"], name=name,
                          suffix=str(i + 1), **_layer_kwargs(cfg))
     if not plain:
-        s = _shortcut(x, out_filters, strides, shortcut, cfg["projection_bn"],
+        kind = "C" if variant and variant["variant"] == "conv1x1" else shortcut
+        s = _shortcut(x, out_filters, strides, kind, cfg["projection_bn"],
                       cfg, name)
-        y = layers.Add(name=f"{name}_add")([s, y])
+        if variant is None:
+            y = layers.Add(name=f"{name}_add")([s, y])
+        else:
+            reg = _regularizer(cfg["l2"])
+            y = variants.combine(
+                x, s, y, filters=out_filters, strides=strides, name=name,
+                kernel_initializer=_initializer(cfg["kernel_initializer"]),
+                regularizer=reg, bias_regularizer=reg if cfg["regularize_all"] else None,
+                **variant)
+        if spec["after_add"] is None:
+            return y
+        if spec["after_add"] == "bn_relu":  # [2] Fig. 4(b): "..._bn_add", then "..._out".
+            y = _bn_act(y, None, True, momentum=cfg["bn_momentum"],
+                        epsilon=cfg["bn_epsilon"],
+                        regularizer=(_regularizer(cfg["l2"])
+                                     if cfg["regularize_all"] else None),
+                        name=name, suffix="_add")
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
@@ -433,7 +462,9 @@ def _functional_model(inputs, outputs, name):
 
 def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
               shortcut=None, plain=False, block="basic", preset="paper",
-              **overrides):
+              unit="original", shortcut_variant="identity",
+              gate_bias_init=-6.0, scale=0.5, residual_scale=None,
+              dropout_rate=0.5, **overrides):
     """CIFAR-10 ResNet of [1] sec. 4.2 (post-activation).
 
     A 3x3 conv stem with 16 filters, three stages of n units at 16/32/64
@@ -449,24 +480,49 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
         block: "basic" (two 3x3 convs) or "bottleneck" (1x1-3x3-1x1, 4x
             expansion, outputs 64/128/256).
         preset: Key of ``PRESETS``.
+        unit: Placement of BN/ReLU around the addition ([2] Fig. 4, Table 2):
+            "original", "bn_after_add", "relu_before_add", "relu_only_preact"
+            or "full_preact" (the same net as ``resnet_v2``).
+        shortcut_variant: How the paths are added ([2] Fig. 2, Table 1):
+            "identity", "scaling", "exclusive_gating",
+            "shortcut_only_gating", "conv1x1" or "dropout".
+        gate_bias_init: Initial gate bias b_g of the gating variants.
+        scale: Shortcut factor of "scaling".
+        residual_scale: Residual factor of "scaling"; None for 1 - scale.
+        dropout_rate: Drop rate of "dropout".
         **overrides: Replace individual preset options (e.g. ``l2=0``).
 
     Returns:
         A ``keras.Model`` mapping images to float32 class probabilities.
 
     Raises:
-        ValueError: On an invalid depth, shortcut, block, preset or option.
+        ValueError: On an invalid depth, shortcut, block, preset, option or
+            variant.
     """
+    variants.check(unit=unit, shortcut_variant=shortcut_variant,
+                   gate_bias_init=gate_bias_init, scale=scale,
+                   residual_scale=residual_scale, dropout_rate=dropout_rate,
+                   plain=plain, shortcut=shortcut)
+    if unit == "full_preact":
+        return resnet_v2(input_shape, depth, num_classes, shortcut=shortcut,
+                         plain=plain, block=block, preset=preset, **overrides)
     cfg = _config(preset, overrides)
     shortcut, n = _resolve(1, depth, block, shortcut, cfg)
+    variant = None if shortcut_variant == "identity" else dict(
+        variant=shortcut_variant, gate_bias_init=gate_bias_init, scale=scale,
+        residual_scale=residual_scale, dropout_rate=dropout_rate)
 
     inputs = keras.Input(input_shape, name="images")
     x = resnet_layer(inputs, 16, name="stem", **_layer_kwargs(cfg))
-    unit = functools.partial(_v1_unit, block=block, shortcut=shortcut,
-                             plain=plain, cfg=cfg)
-    x = _stack(x, (16, 32, 64), (n, n, n), unit)
+    unit_fn = functools.partial(_v1_unit, block=block, shortcut=shortcut,
+                                plain=plain, cfg=cfg, unit=unit,
+                                variant=variant)
+    x = _stack(x, (16, 32, 64), (n, n, n), unit_fn)
+    if variants.UNITS[unit]["final_relu"]:
+        x = layers.Activation("relu", name="final_relu")(x)
     outputs = _classifier(x, num_classes, cfg)
-    name = _model_name(plain, depth, 1, block)
+    name = "_".join([_model_name(plain, depth, 1, block)] + [
+        v for v in (unit, shortcut_variant) if v not in ("original", "identity")])
     return _functional_model(inputs, outputs, name)
 
 

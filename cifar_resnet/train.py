@@ -61,6 +61,7 @@ def build_model(config: config_lib.Config) -> keras.Model:
         model = models.build_model(
             config.version, config.depth, plain=config.plain, block=config.resolved_block,
             preset=config.preset, **({"shortcut": config.shortcut} if config.shortcut else {}),
+            **config.variant_kwargs(),  # He 2016 ablations (variants.py); {} by default
             l2=config.weight_decay / 2)  # L2(l2) has gradient 2*l2*w = wd*w (paper semantics)
     finally:
         keras.mixed_precision.set_dtype_policy(policy)
