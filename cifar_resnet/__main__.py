@@ -82,10 +82,25 @@ def _train(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from cifar_resnet import plots
+    report = plots.write_report(args.runs_dir, args.out, experiment=args.experiment)
+    print(report["markdown"], end="")
+    for note in report["skipped"]:
+        print(f"skipped {note}", file=sys.stderr)
+    print(f"wrote {', '.join(str(p) for p in report['files'])}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _Parser(prog="python -m cifar_resnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train_flags(sub.add_parser("train", help="train one net into a run directory"))
+    report = sub.add_parser("report", help="results table and Figures 6 and 7 of a sweep")
+    report.add_argument("runs_dir", metavar="RUNS_DIR", help="a sweep's folder, e.g. runs/table6")
+    report.add_argument("--out", help="output folder (default RUNS_DIR/report)")
+    report.add_argument("--experiment", help="experiment name or file for the paper's numbers "
+                                             "and panels (default: RUNS_DIR's name)")
     args = parser.parse_args(argv)
     _import_tensorflow_quietly()
 
@@ -93,7 +108,7 @@ def main(argv=None) -> int:
     from cifar_resnet.data import DataError
     from cifar_resnet.train import TrainingError
     try:
-        return {"train": _train}[args.command](args)
+        return {"train": _train, "report": _report}[args.command](args)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

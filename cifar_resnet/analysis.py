@@ -1,0 +1,359 @@
+"""Reading sweeps back: run directories into the results table, and layer responses.
+
+He et al. 2015, "Deep Residual Learning for Image Recognition", section 4.2: Table 6 reports the
+test error of each net (ResNet-110 as "best (mean +- std)" over 5 runs), and Figure 7 the
+"standard deviations (std) of layer responses": "The responses are the outputs of each 3x3 layer,
+after BN and before other nonlinearity (ReLU/addition)", on the test set.
+
+A sweep writes `runs/<experiment>/<net>/seed<k>/`, each a run directory of `train.py`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import pathlib
+import re
+from typing import Any, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cifar_resnet import config as config_lib
+from cifar_resnet import data, files, train
+from cifar_resnet import models  # noqa: F401  (registers the custom layers load_model needs)
+
+TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
+                "paper_source", "paper_note", "n", "error_mean", "error_std",
+                "best_val_error_mean", "epochs", "status")
+RESPONSES_FILE = "layer_responses.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run directory of a sweep.
+
+    Attributes:
+        experiment: the sweep's name (`runs/<experiment>/<net>/seed<k>`).
+        net: the net's name within the experiment, e.g. "resnet20".
+        seed: the seed, from `seed<k>` or else the config.
+        path: the run directory.
+        config: config.json as a dict.
+        metrics: metrics.json as a dict, None while the run has not ended.
+        history: history.csv rows (`train.read_history`), [] before the first epoch ends.
+    """
+
+    experiment: str
+    net: str
+    seed: int
+    path: pathlib.Path
+    config: dict
+    metrics: Optional[dict]
+    history: list
+
+    @property
+    def status(self) -> str:
+        """"complete", "failed", or "incomplete" (running, interrupted or not started)."""
+        return (self.metrics or {}).get("status", "incomplete")
+
+
+def find_runs(runs_dir) -> list[Run]:
+    """Every run directory (one holding config.json) under `runs_dir`, in path order.
+
+    The experiment is the folder above `<net>/seed<k>` when it lies inside `runs_dir`, else the
+    name of `runs_dir` itself, so `find_runs("runs/table6")` and `find_runs("runs")` agree.
+
+    Raises:
+        ConfigError: `runs_dir` is not a directory or holds no run.
+    """
+    root = pathlib.Path(runs_dir)
+    if not root.is_dir():
+        raise config_lib.ConfigError(f"runs directory {root} does not exist")
+    runs = []
+    for config_path in sorted(root.rglob("config.json")):
+        path = config_path.parent
+        parts = path.relative_to(root).parts
+        cfg = files.read_json(config_path)
+        match = re.fullmatch(r"seed(\d+)", path.name)
+        metrics_path, history_path = path / "metrics.json", path / "history.csv"
+        runs.append(Run(
+            experiment=parts[-3] if len(parts) >= 3 else root.resolve().name,
+            net=parts[-2] if len(parts) >= 2 else path.name,
+            seed=int(match[1]) if match else cfg.get("seed", 0),
+            path=path, config=cfg,
+            metrics=files.read_json(metrics_path) if metrics_path.exists() else None,
+            history=train.read_history(history_path) if history_path.exists() else []))
+    if not runs:
+        raise config_lib.ConfigError(f"no run directories (with config.json) under {root}")
+    return runs
+
+
+def load_experiment(name_or_path, required: bool = False):
+    """The `experiments.Experiment` of that name or file (or `name_or_path` itself if it is one).
+
+    Returns None for an unknown name, unless `required` (then ConfigError names the known ones).
+    """
+    from cifar_resnet import experiments
+    if isinstance(name_or_path, experiments.Experiment):
+        return name_or_path
+    try:
+        return experiments.load_experiment(name_or_path)
+    except config_lib.ConfigError:
+        if required:
+            raise
+        return None
+
+
+def net_sort_key(net: str):
+    """Plain nets first, then by depth: "plain20" < "plain56" < "resnet20" < "resnet1202"."""
+    match = re.match(r"([a-z_-]*)(\d+)(.*)", net)
+    return (match[1], int(match[2]), match[3]) if match else (net, 0, "")
+
+
+def _mean_std(values):
+    """Mean and sample std (n - 1, as for the paper's "6.61 +- 0.16" over 5 runs); std None
+    for a single value."""
+    values = np.asarray(values, float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
+
+
+def _status(runs: list[Run]) -> str:
+    complete = sum(r.status == "complete" for r in runs)
+    notes = [f"{complete} complete"] if complete else []
+    for r in runs:
+        if r.status == "failed":
+            notes.append(f"seed{r.seed} failed ({r.metrics.get('reason', 'unknown')})")
+        elif r.status != "complete":
+            notes.append(f"seed{r.seed} incomplete ({len(r.history)} epochs)")
+    return "; ".join(notes) or "not run"
+
+
+def results_table(runs_dir, experiment=None) -> list[dict[str, Any]]:
+    """One row per (experiment, net): paper error vs ours over seeds, as Table 6 of He 2015.
+
+    Only complete runs are averaged; failed and unfinished ones are named in `status`. Errors
+    are test errors in %: `error_mean`/`error_std` of the final model (the paper's protocol),
+    `best_val_error_mean` of the model with the best validation error.
+
+    Args:
+        runs_dir: a sweep's folder, e.g. `runs/table6`, or a folder of sweeps.
+        experiment: an Experiment or its name; default inferred from each run's experiment
+            name. Its nets without runs get a row too, and its paper numbers fill the paper
+            columns. When no experiment is found, those columns are empty.
+
+    Returns:
+        Rows with keys TABLE_FIELDS; None where there is no value.
+    """
+    runs = find_runs(runs_dir)
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.experiment, run.net), []).append(run)
+    if experiment is not None:
+        exp = load_experiment(experiment, required=True)
+        loaded = {name: exp for name in {r.experiment for r in runs}}
+    else:
+        loaded = {name: load_experiment(name) for name in {r.experiment for r in runs}}
+    for exp_name, exp in loaded.items():
+        for net in (exp.nets if exp else ()):
+            groups.setdefault((exp_name, net), [])
+
+    def order(key):
+        exp = loaded[key[0]]
+        listed = list(exp.nets) if exp else []
+        return (key[0], listed.index(key[1]) if key[1] in listed else len(listed),
+                net_sort_key(key[1]))
+
+    rows = []
+    for key in sorted(groups, key=order):
+        group = sorted(groups[key], key=lambda r: r.seed)
+        exp = loaded[key[0]]
+        paper = (exp.paper.get(key[1], {}) if exp else {})
+        done = [r.metrics for r in group if r.status == "complete"]
+        mean, std = _mean_std([100 * m["final_test_error"] for m in done]) if done else (None,
+                                                                                         None)
+        best = [100 * m["best_test_error"] for m in done if m.get("best_test_error") is not None]
+        epochs = sorted({m["epochs"] for m in done})
+        rows.append(dict(
+            experiment=key[0], net=key[1],
+            params=done[0]["params"] if done else None,
+            paper_error=paper.get("error"), paper_mean=paper.get("mean"),
+            paper_std=paper.get("std"),
+            paper_source=paper.get("source"), paper_note=paper.get("note"),
+            n=len(done), error_mean=mean, error_std=std,
+            best_val_error_mean=_mean_std(best)[0] if best else None,
+            epochs=("-".join(map(str, (epochs[0], epochs[-1]))) if len(epochs) > 1
+                    else epochs[0] if epochs else None),
+            status=_status(group)))
+    return rows
+
+
+def _pm(mean, std):
+    if mean is None:
+        return ""
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def _paper(row):
+    """ "6.97", "6.97 ± 0.20", or "6.43 (6.61 ± 0.16)" for a best run and the mean of runs."""
+    if row["paper_mean"] is not None:
+        return f"{row['paper_error']:.2f} ({_pm(row['paper_mean'], row['paper_std'])})"
+    return _pm(row["paper_error"], row["paper_std"])
+
+
+def format_markdown(rows: list[dict]) -> str:
+    """The rows as a Markdown table (errors in %, params in millions)."""
+    show_exp = len({r["experiment"] for r in rows}) > 1
+    head = (["experiment"] if show_exp else []) + [
+        "net", "params", "paper error (%)", "source", "ours (%) mean ± std", "n",
+        "best-by-val (%)", "epochs", "runs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        source = "; ".join(s for s in (r["paper_source"], r["paper_note"]) if s)
+        cells = ([r["experiment"]] if show_exp else []) + [
+            r["net"], f"{r['params'] / 1e6:.2f}M" if r["params"] else "",
+            _paper(r), source, _pm(r["error_mean"], r["error_std"]),
+            str(r["n"]), _pm(r["best_val_error_mean"], None),
+            "" if r["epochs"] is None else str(r["epochs"]), r["status"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:
+    """Writes `results.md` (format_markdown) and `results.csv` (raw values) into `out_dir`.
+
+    Returns:
+        The paths of results.md and results.csv.
+    """
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, table = out / "results.md", out / "results.csv"
+    files.atomic_write_text(md, format_markdown(rows))
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, TABLE_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: "" if r[k] is None else r[k] for k in TABLE_FIELDS} for r in rows)
+    return md, table
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer responses (He 2015 Figure 7).
+
+
+def response_layers(model: keras.Model) -> list[str]:
+    """Names of the BatchNormalization layers that directly follow a 3x3 convolution, in order.
+
+    For the v1 and plain nets of Figure 7 these are `stem_bn` and every `stageS_blockB_bnI`
+    after a 3x3 conv: basic blocks give depth - 1 layers (1 + 2 per block; the classifier is
+    the last of the "depth" weighted layers), bottleneck blocks 1 + 1 per block. Their outputs
+    are the responses "after BN and before other nonlinearity (ReLU/addition)". Shortcut
+    projections (1x1) are not in the residual branch and never match. In a pre-activation (v2)
+    net the BN after a 3x3 conv feeds a ReLU inside the unit, so this is a different quantity
+    there; the paper plots v1 only.
+    """
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            source = layer.input._keras_history.operation
+            if (isinstance(source, keras.layers.Conv2D)
+                    and tuple(source.kernel_size) == (3, 3)):
+                names.append(layer.name)
+    return names
+
+
+def layer_responses(model: keras.Model, images, batch_size: int = 250,
+                    layers: Optional[list[str]] = None) -> np.ndarray:
+    """The std of each 3x3 layer's response (after BN, before ReLU/addition), in layer order.
+
+    The std of a layer is taken per channel, over all images and positions, then averaged over
+    channels: BN normalises per channel, so this is the scale the layer's learned gamma and
+    the data give each channel, comparable across layers of different widths. Moments are
+    accumulated batch by batch (law of total variance) in float64, so memory stays one batch.
+
+    Args:
+        model: a v1/plain net built by `models` (or loaded from a run's .keras file).
+        images: normalized float32 images (N, 32, 32, 3), or a tf.data.Dataset of image
+            batches or of (images, labels) batches, as `data.make_dataset` gives.
+        batch_size: images per forward pass when `images` is an array.
+        layers: BN layer names; default `response_layers(model)`.
+
+    Returns:
+        float64 array, one std per layer of `layers`.
+    """
+    layers = response_layers(model) if layers is None else layers
+    if not layers:
+        raise ValueError(f"model {model.name} has no BatchNormalization after a 3x3 conv")
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in layers])
+
+    @tf.function
+    def moments(x):
+        outputs = probe(x, training=False)
+        return [tf.nn.moments(tf.cast(y, tf.float32), axes=[0, 1, 2]) for y in outputs]
+
+    ds = (images if isinstance(images, tf.data.Dataset)
+          else tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32))
+          .batch(batch_size))
+    count, means, sq = 0, None, None  # per layer: sum of n * mean and of n * (var + mean^2)
+    for batch in ds:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        n = int(x.shape[0]) * int(x.shape[1]) * int(x.shape[2])
+        stats = [(m.numpy().astype(np.float64), v.numpy().astype(np.float64))
+                 for m, v in moments(x)]
+        batch_means = [n * m for m, _ in stats]
+        batch_sq = [n * (v + m**2) for m, v in stats]
+        means = batch_means if means is None else [a + b for a, b in zip(means, batch_means)]
+        sq = batch_sq if sq is None else [a + b for a, b in zip(sq, batch_sq)]
+        count += n
+    if not count:
+        raise ValueError("no images to compute layer responses on")
+    return np.array([np.sqrt(np.maximum(s / count - (m / count)**2, 0)).mean()
+                     for m, s in zip(means, sq)])
+
+
+def make_test_dataset(cfg: dict, batch_size: int = 250) -> tf.data.Dataset:
+    """The test split of a run, rebuilt from its config.json dict, normalized as in training.
+
+    A relative `data_dir` is tried from the working directory, then from the repository root
+    (runs are made from the root; notebooks run in `notebooks/`).
+    """
+    config = config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS})
+    data_dir = config.data_dir
+    if data_dir and not pathlib.Path(data_dir).expanduser().exists():
+        root_relative = pathlib.Path(__file__).resolve().parents[1] / data_dir
+        data_dir = str(root_relative) if root_relative.exists() else data_dir
+    splits = data.load_dataset(config.dataset, data_dir=data_dir,
+                               val_fraction=config.val_fraction,
+                               normalization=config.normalization,
+                               synthetic_size=(config.synthetic_train, config.synthetic_test),
+                               seed=config.seed)
+    return data.make_dataset(*splits.test, batch_size=batch_size, mean=splits.mean,
+                             std=splits.std, training=False)
+
+
+def run_layer_responses(run: Run, model_file: str = "final.keras",
+                        batch_size: int = 250) -> tuple[list[str], np.ndarray]:
+    """Layer responses of a run's model on its test set, cached in `layer_responses.json`.
+
+    The cache is reused while it names the same model file and that file is unchanged.
+
+    Returns:
+        (layer names, stds), as `response_layers` and `layer_responses`.
+    """
+    model_path = run.path / model_file
+    if not model_path.exists():
+        raise config_lib.ConfigError(f"{run.path}: no {model_file}; is the run complete?")
+    stamp = model_path.stat().st_mtime_ns
+    cache = run.path / RESPONSES_FILE
+    if cache.exists():
+        saved = files.read_json(cache)
+        if saved.get("model") == model_file and saved.get("model_mtime_ns") == stamp:
+            return saved["layers"], np.asarray(saved["std"])
+    model = keras.saving.load_model(model_path, compile=False)
+    names = response_layers(model)
+    stds = layer_responses(model, make_test_dataset(run.config, batch_size), layers=names)
+    files.write_json(cache, {"model": model_file, "model_mtime_ns": stamp,
+                             "statistic": "per-channel std over test images and positions, "
+                                          "averaged over channels",
+                             "layers": names, "std": stds.tolist()})
+    return names, stds
+

@@ -1,0 +1,197 @@
+"""Figures 6 and 7 of He et al. 2015, "Deep Residual Learning for Image Recognition" (sec 4.2).
+
+Figure 6: "Training on CIFAR-10. Dashed lines denote training error, and bold lines denote testing
+error" against iterations (1e4), plain nets (left), ResNets (middle), ResNet-110 and 1202 (right).
+Figure 7: "Standard deviations (std) of layer responses on CIFAR-10 ... after BN and before
+nonlinearity. Top: the layers are shown in their original order. Bottom: the responses are
+ranked in descending order."
+
+Figures are `matplotlib.figure.Figure` objects (no pyplot state), saved as PNG and PDF; notebooks
+display the returned figure. `write_report` is what `python -m cifar_resnet report` runs.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import re
+from typing import Optional
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from cifar_resnet import analysis
+
+PAPER_YLIM = 20  # % error, the top of Figure 6's axes
+
+
+def _depth(net: str) -> int:
+    match = re.search(r"\d+", net)
+    return int(match[0]) if match else 0
+
+
+def _colours(nets) -> dict[str, tuple]:
+    """One colour per depth, shared by plain and residual nets of that depth (as the paper)."""
+    depths = sorted({_depth(n) for n in nets})
+    cmap = colormaps["viridis"]
+    return {n: cmap(0.85 * depths.index(_depth(n)) / max(len(depths) - 1, 1)) for n in nets}
+
+
+def _panels(experiment, nets) -> dict[str, list[str]]:
+    """The experiment's panels, else plain nets and residual nets."""
+    if experiment is not None and experiment.panels:
+        return experiment.panels
+    plain = [n for n in nets if n.startswith("plain")]
+    return {k: v for k, v in (("plain", plain), ("resnet", [n for n in nets if n not in plain]))
+            if v}
+
+
+def _curves(runs) -> Optional[dict[str, np.ndarray]]:
+    """Iterations and train/test error (%) averaged over seeds, cut to the shortest history."""
+    histories = [r.history for r in runs if r.history]
+    if not histories:
+        return None
+    length = min(map(len, histories))
+    cols = {k: np.array([[row[k] for row in h[:length]] for h in histories])
+            for k in ("iterations", "error", "test_error")}
+    return {"iterations": cols["iterations"][0], "train": 100 * cols["error"].mean(0),
+            "test": 100 * cols["test_error"].mean(0)}
+
+
+def _save(fig: Figure, out_dir, stem: str) -> list[pathlib.Path]:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    return paths
+
+
+def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[Figure]:
+    """Training (dashed) and test (bold) error against iterations, one panel per net group.
+
+    Each net's curve is the mean over its seeds (complete or not), per epoch. The y-axis is
+    0-20% like the paper's; it is widened to fit when some net ends above 20% (short runs).
+
+    Args:
+        runs_dir: the sweep's folder, e.g. `runs/figure6`.
+        experiment: an Experiment or its name; default the folder's name. Gives the panels
+            (its `panels`), else one panel of plain and one of residual nets.
+        out_dir: when given, writes figure6.png and figure6.pdf there.
+        ylim: (bottom, top) in %, instead of the automatic range.
+
+    Returns:
+        The Figure, or None when no run has finished an epoch.
+    """
+    runs = analysis.find_runs(runs_dir)
+    experiment = analysis.load_experiment(experiment or runs[0].experiment,
+                                          required=experiment is not None)
+    by_net: dict[str, list] = {}
+    for run in runs:
+        by_net.setdefault(run.net, []).append(run)
+    curves = {net: c for net, group in by_net.items() if (c := _curves(group)) is not None}
+    panels = {name: [n for n in nets if n in curves]
+              for name, nets in _panels(experiment, sorted(by_net, key=analysis.net_sort_key))
+              .items()}
+    panels = {name: nets for name, nets in panels.items() if nets}
+    if not panels:
+        return None
+    if ylim is None:
+        worst = max(max(c["train"][-1], c["test"][-1]) for c in curves.values())
+        ylim = (0, PAPER_YLIM if worst < PAPER_YLIM else min(100, 10 * math.ceil(worst / 10 + .5)))
+    colours = _colours(list(curves))
+    fig = Figure(figsize=(4.5 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    # The paper's x unit is 1e4 iterations; tiny runs (tests, smoke) would show only zeros.
+    scale = 1e4 if max(c["iterations"][-1] for c in curves.values()) >= 2000 else 1
+    for ax, (name, nets) in zip(axes, panels.items()):
+        for net in nets:
+            c = curves[net]
+            x = c["iterations"] / scale
+            marker = "o" if len(x) < 10 else None  # a run of one epoch is a single point
+            ax.plot(x, c["train"], "--", color=colours[net], linewidth=1, marker=marker,
+                    markersize=3)
+            ax.plot(x, c["test"], "-", color=colours[net], linewidth=2.2, marker=marker,
+                    markersize=5, label=net)
+        ax.set(xlabel="iter. (1e4)" if scale == 1e4 else "iter.", ylim=ylim, xlim=(0, None),
+               title=name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", title="dashed: train, bold: test", title_fontsize="x-small")
+    axes[0].set_ylabel("error (%)")
+    if out_dir is not None:
+        _save(fig, out_dir, "figure6")
+    return fig
+
+
+def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
+            batch_size: int = 250) -> Optional[Figure]:
+    """Std of layer responses of plain (dashed) vs residual (solid) nets on the test set.
+
+    Top: in layer order; bottom: sorted in descending order (He 2015 Figure 7). Uses each net's
+    lowest complete seed's final.keras, through `analysis.run_layer_responses` (cached in the
+    run directory as layer_responses.json).
+
+    Args:
+        runs_dir: the sweep's folder.
+        out_dir: when given, writes figure7.png and figure7.pdf there.
+        nets: net names to plot; default every complete v1 net of depth <= `max_depth` (the
+            paper's Figure 7 stops at 110; a 1202-layer forward pass over the test set is slow).
+        max_depth: see `nets`.
+        batch_size: images per forward pass.
+
+    Returns:
+        The Figure, or None when no selected net has a complete run.
+    """
+    chosen: dict[str, analysis.Run] = {}
+    for run in sorted(analysis.find_runs(runs_dir), key=lambda r: r.seed):
+        wanted = (run.net in nets if nets is not None
+                  else run.config.get("version") == 1 and run.config.get("depth", 0) <= max_depth)
+        if wanted and run.status == "complete" and run.net not in chosen:
+            chosen[run.net] = run
+    if not chosen:
+        return None
+    names = sorted(chosen, key=analysis.net_sort_key)
+    colours = _colours(names)
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    for net in names:
+        _, stds = analysis.run_layer_responses(chosen[net], batch_size=batch_size)
+        style = dict(color=colours[net], linestyle="--" if chosen[net].config.get("plain")
+                     else "-", linewidth=1.5, label=net)
+        index = np.arange(1, len(stds) + 1)
+        top.plot(index, stds, **style)
+        bottom.plot(index, np.sort(stds)[::-1], **style)
+    top.set(xlabel="layer index (original)", ylabel="std")
+    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.legend(fontsize="small", ncols=2)
+    if out_dir is not None:
+        _save(fig, out_dir, "figure7")
+    return fig
+
+
+def write_report(runs_dir, out_dir=None, experiment=None) -> dict:
+    """The table (results.md, results.csv) and Figures 6 and 7 (PNG, PDF) of a sweep.
+
+    Args:
+        runs_dir: the sweep's folder, e.g. `runs/figure6`.
+        out_dir: default `runs_dir/report`.
+        experiment: an Experiment or its name; default the folder's name, if it is one.
+
+    Returns:
+        {"markdown": the table, "files": paths written, "skipped": notes on figures without
+        data}.
+    """
+    out = pathlib.Path(out_dir) if out_dir is not None else pathlib.Path(runs_dir) / "report"
+    rows = analysis.results_table(runs_dir, experiment)
+    written, skipped = list(analysis.write_table(rows, out)), []
+    for stem, fig, why in (
+            ("figure6", lambda: figure6(runs_dir, experiment, out), "no run has finished an epoch"),
+            ("figure7", lambda: figure7(runs_dir, out), "no complete v1 run")):
+        if fig() is None:
+            skipped.append(f"{stem}: {why}")
+        else:
+            written += [out / f"{stem}.png", out / f"{stem}.pdf"]
+    return {"markdown": analysis.format_markdown(rows), "files": written, "skipped": skipped}

@@ -1,0 +1,170 @@
+"""The report half of the experiments: results table, layer responses, Figures 6 and 7, CLI."""
+
+import csv
+import os
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_resnet import analysis, experiments, files, models, plots, train
+from cifar_resnet import config as config_lib
+from cifar_resnet.__main__ import main
+
+EXPERIMENT = '''"""A tiny plain vs residual sweep on synthetic data, for the report tests."""
+RECIPE = dict(dataset="synthetic", epochs=1, batch_size=64, synthetic_train=256,
+              synthetic_test=128)
+NETS = {"plain8": dict(depth=8, plain=True), "resnet8": dict(depth=8),
+        "resnet14": dict(depth=14)}
+PAPER = {"resnet8": dict(error=10.0, source="made up for the test")}
+PANELS = {"plain": ["plain8"], "resnet": ["resnet8"]}
+'''
+
+
+def make_tiny_sweep(base: pathlib.Path) -> pathlib.Path:
+    """Writes base/experiments/figtest.py and trains base/runs/figtest; returns the latter.
+
+    plain8 and resnet8 seed0 are complete; plain8 seed1 is started (config.json only);
+    resnet14 is never run (means over seeds are checked on hand-made metrics below).
+    Idempotent: finished runs return at once, so test modules share one sweep under pytest's
+    base temporary folder.
+    """
+    (base / "experiments").mkdir(parents=True, exist_ok=True)
+    (base / "experiments" / "figtest.py").write_text(EXPERIMENT)
+    experiment = experiments.load_experiment(base / "experiments" / "figtest.py")
+    runs = base / "runs" / "figtest"
+    for net in ("plain8", "resnet8"):
+        train.run_experiment(experiments.run_config(experiment, net, 0), runs / net / "seed0",
+                             verbose=0)
+    (runs / "plain8" / "seed1").mkdir(exist_ok=True)
+    config_lib.save(experiments.run_config(experiment, "plain8", 1),
+                    runs / "plain8" / "seed1" / "config.json")
+    return runs
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The tiny sweep, with its experiment file found by name (`figtest`, the folder's name)."""
+    base = tmp_path_factory.getbasetemp() / "tiny_sweep"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFAR_RESNET_EXPERIMENTS", str(base / "experiments"))
+        yield make_tiny_sweep(base)
+
+
+def test_table_of_a_sweep_has_a_row_per_net_with_only_complete_runs_averaged(sweep):
+    rows = analysis.results_table(sweep)
+    assert [r["net"] for r in rows] == ["plain8", "resnet8", "resnet14"]  # experiment order
+    plain, resnet, unrun = rows
+    metrics = files.read_json(sweep / "resnet8" / "seed0" / "metrics.json")
+    assert resnet["n"] == 1 and resnet["error_std"] is None
+    assert resnet["error_mean"] == pytest.approx(100 * metrics["final_test_error"])
+    assert resnet["best_val_error_mean"] == pytest.approx(100 * metrics["best_test_error"])
+    assert resnet["paper_error"] == 10.0 and resnet["paper_source"] == "made up for the test"
+    assert resnet["params"] == 75_290 and resnet["epochs"] == 1
+    assert plain["n"] == 1 and plain["paper_error"] is None
+    assert plain["status"] == "1 complete; seed1 incomplete (0 epochs)"
+    assert unrun["n"] == 0 and unrun["error_mean"] is None and unrun["status"] == "not run"
+
+
+def _fake_run(root, seed, metrics):
+    path = root / "resnet20" / f"seed{seed}"
+    path.mkdir(parents=True)
+    files.write_json(path / "config.json", {"seed": seed, "version": 1, "depth": 20})
+    if metrics is not None:
+        files.write_json(path / "metrics.json", metrics)
+
+
+def test_mean_and_sample_std_over_seeds_from_hand_made_metrics(tmp_path):
+    root = tmp_path / "handmade"
+    for seed, (final, best) in enumerate([(0.10, 0.11), (0.12, 0.13)]):
+        _fake_run(root, seed, {"status": "complete", "final_test_error": final,
+                               "best_test_error": best, "params": 272_474, "epochs": 182})
+    _fake_run(root, 2, {"status": "failed", "reason": "loss is NaN or Inf", "epoch": 3})
+    _fake_run(root, 3, None)
+    [row] = analysis.results_table(root)
+    # 10% and 12%: mean 11, sample std sqrt(((10-11)^2 + (12-11)^2) / 1) = sqrt(2).
+    assert row["n"] == 2 and row["error_mean"] == pytest.approx(11.0)
+    assert row["error_std"] == pytest.approx(2 ** 0.5)
+    assert row["best_val_error_mean"] == pytest.approx(12.0)
+    assert row["status"] == ("2 complete; seed2 failed (loss is NaN or Inf); "
+                             "seed3 incomplete (0 epochs)")
+    assert row["experiment"] == "handmade" and row["paper_error"] is None
+
+    md, table = analysis.write_table([row], tmp_path / "out")
+    assert "| resnet20 | 0.27M |  |  | 11.00 ± 1.41 | 2 | 12.00 | 182 |" in md.read_text()
+    with table.open() as f:
+        [saved] = list(csv.DictReader(f))
+    assert float(saved["error_mean"]) == pytest.approx(11.0) and saved["paper_error"] == ""
+
+
+def test_a_missing_or_empty_runs_dir_is_a_config_error(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="does not exist"):
+        analysis.find_runs(tmp_path / "nope")
+    with pytest.raises(config_lib.ConfigError, match="no run directories"):
+        analysis.results_table(tmp_path)
+
+
+def test_response_layers_are_the_bns_after_each_3x3_conv():
+    # v1 basic, depth 6n+2: the stem and 2 per block, 3n blocks: 6n+1 = depth - 1 layers.
+    for depth, plain in ((8, False), (14, True), (20, False)):
+        names = analysis.response_layers(models.build_model(1, depth, plain=plain))
+        assert len(names) == depth - 1
+        assert names[:3] == ["stem_bn", "stage1_block1_bn1", "stage1_block1_bn2"]
+    # Bottleneck: only the middle 3x3 conv of each unit (bn2), plus the stem: 1 + 3n.
+    names = analysis.response_layers(models.build_model(1, 29, block="bottleneck"))
+    assert len(names) == 1 + 9 and names[1] == "stage1_block1_bn2"
+
+
+def test_layer_responses_match_a_direct_numpy_std(sweep):
+    [run] = [r for r in analysis.find_runs(sweep) if r.net == "resnet8" and r.seed == 0]
+    model = keras.saving.load_model(run.path / "final.keras", compile=False)
+    images = np.concatenate([x for x, _ in analysis.make_test_dataset(run.config)])
+    stds = analysis.layer_responses(model, images, batch_size=48)  # 128 = 48 + 48 + 32
+    assert stds.shape == (7,) and np.all(stds > 0)
+    probe = keras.Model(model.inputs, model.get_layer("stage2_block1_bn2").output)
+    direct = probe.predict(images, verbose=0).astype(np.float64).std(axis=(0, 1, 2)).mean()
+    names = analysis.response_layers(model)
+    assert stds[names.index("stage2_block1_bn2")] == pytest.approx(direct, rel=1e-4)
+
+
+def test_run_layer_responses_are_cached_next_to_the_model(sweep):
+    [run] = [r for r in analysis.find_runs(sweep) if r.net == "plain8" and r.seed == 0]
+    names, stds = analysis.run_layer_responses(run)
+    cache = files.read_json(run.path / analysis.RESPONSES_FILE)
+    assert cache["layers"] == names and cache["std"] == pytest.approx(stds.tolist())
+    files.write_json(run.path / analysis.RESPONSES_FILE, {**cache, "std": [1.0] * len(names)})
+    assert analysis.run_layer_responses(run)[1].tolist() == [1.0] * len(names)  # read back
+    os.utime(run.path / "final.keras")  # a newer model invalidates the cache
+    assert analysis.run_layer_responses(run)[1] == pytest.approx(stds)
+
+
+def test_figures_follow_the_experiment_panels_and_the_papers_styles(sweep):
+    fig6 = plots.figure6(sweep)
+    assert [ax.get_title() for ax in fig6.axes] == ["plain", "resnet"]
+    for ax in fig6.axes:
+        train_line, test_line = ax.lines
+        assert train_line.get_linestyle() == "--" and test_line.get_linestyle() == "-"
+        assert test_line.get_linewidth() > train_line.get_linewidth()
+    fig7 = plots.figure7(sweep)
+    top, bottom = fig7.axes
+    assert [line.get_label() for line in top.lines] == ["plain8", "resnet8"]
+    for line_top, line_bottom in zip(top.lines, bottom.lines):
+        assert list(line_bottom.get_ydata()) == sorted(line_top.get_ydata(), reverse=True)
+
+
+def test_report_cli_writes_table_and_figures(sweep, tmp_path, capsys):
+    assert main(["report", str(sweep), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("| net | params | paper error (%)")
+    assert "| resnet8 |" in out and out == (tmp_path / "results.md").read_text()
+    for name in ("results.csv", "figure6.png", "figure6.pdf", "figure7.png", "figure7.pdf"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "figure6.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_cli_rejects_a_bad_runs_dir_in_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+    assert not (tmp_path / "missing").exists()
