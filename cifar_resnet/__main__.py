@@ -92,6 +92,31 @@ def _report(args) -> int:
     return 0
 
 
+def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
+    flag = p.add_argument
+    flag("run_dir", metavar="RUN_DIR", help="a run directory (config.json and a checkpoint)")
+    flag("--checkpoint", default="best", choices=("best", "final"),
+         help="best validation accuracy (default) or the last epoch")
+    flag("--tta", choices=("flip",), help="flip: average with the mirrored image")
+    flag("--split", default="test", choices=("test", "val"))
+    flag("--out", help="output folder (default RUN_DIR/eval)")
+
+
+def _evaluate(args) -> int:
+    from cifar_resnet import evaluate
+    try:
+        r = evaluate.evaluate(args.run_dir, checkpoint=args.checkpoint, tta=args.tta,
+                              split=args.split, out=args.out)
+    except evaluate.EvaluationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tta = (f" (without flip TTA {100 * r['error_without_tta']:.2f}%, change "
+           f"{100 * r['tta_effect']:+.2f} points)" if args.tta else "")
+    print(f"{args.run_dir}: {r['split']} error {100 * r['error']:.2f}% on {r['num_images']} "
+          f"images, {r['checkpoint']} checkpoint{tta}; wrote {', '.join(r['files'].values())}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _Parser(prog="python -m cifar_resnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -101,6 +126,8 @@ def main(argv=None) -> int:
     report.add_argument("--out", help="output folder (default RUNS_DIR/report)")
     report.add_argument("--experiment", help="experiment name or file for the paper's numbers "
                                              "and panels (default: RUNS_DIR's name)")
+    _add_evaluate_flags(sub.add_parser(
+        "evaluate", help="error, per-class accuracy, confusion matrix of a trained run"))
     args = parser.parse_args(argv)
     _import_tensorflow_quietly()
 
@@ -108,7 +135,7 @@ def main(argv=None) -> int:
     from cifar_resnet.data import DataError
     from cifar_resnet.train import TrainingError
     try:
-        return {"train": _train, "report": _report}[args.command](args)
+        return {"evaluate": _evaluate, "train": _train, "report": _report}[args.command](args)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

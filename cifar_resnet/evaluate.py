@@ -1,0 +1,173 @@
+"""Inspect a trained run: test error, per-class accuracy, confusion matrix, confident mistakes.
+
+Beyond the papers: He et al. 2015 (sec. 4.2) report one number per net, the test error of the
+model trained with the CIFAR-10 recipe. `evaluate` rebuilds the evaluated split exactly as the
+run saw it (`config.json` -> `data.load_dataset`, the training split's mean/std) and writes, into
+RUN_DIR/eval/ (or `out`), for `{split}-{checkpoint}[-flip]`:
+
+    .json            error, per-class accuracy, confusion matrix, most confidently wrong images
+    -confusion.png   the confusion matrix (rows: true class, columns: predicted)
+    -wrong.png       a grid of the most confidently wrong images
+
+Flip test-time augmentation averages the class probabilities of each image and its horizontal
+mirror (the training augmentation's flip); the JSON reports the error with and without it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+
+from cifar_resnet import config as config_lib
+from cifar_resnet import data, files, models  # noqa: F401  (models registers custom layers)
+
+CHECKPOINTS = ("best", "final")
+SPLITS = ("test", "val")
+TTAS = (None, "flip")
+
+
+class EvaluationError(ValueError):
+    """The run cannot be evaluated as asked; the message is one line saying why and what to do."""
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise EvaluationError(f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def predict(model, images, *, mean, std, batch_size=256, tta=None) -> np.ndarray:
+    """Class probabilities of uint8 `images`, normalized like training; `tta="flip"` averages
+    the probabilities of each image and its horizontal mirror."""
+    _choice("tta", tta, TTAS)
+    ds = data.make_dataset(images, np.zeros(len(images), np.int64), batch_size=batch_size,
+                           mean=mean, std=std, training=False).map(lambda x, _: x)
+    probs = model.predict(ds, verbose=0)
+    if tta == "flip":
+        probs = (probs + model.predict(ds.map(lambda x: tf.reverse(x, axis=[2])), verbose=0)) / 2
+    return probs
+
+
+def summarize(labels, probs, class_names, *, top_wrong=16) -> dict:
+    """Error, per-class accuracy, confusion matrix and the most confidently wrong images."""
+    k = len(class_names)
+    preds = probs.argmax(axis=1)
+    confusion = tf.math.confusion_matrix(labels, preds, num_classes=k).numpy()
+    per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+    confidence = probs[np.arange(len(preds)), preds]
+    wrong = np.flatnonzero(preds != labels)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:top_wrong]
+    return {
+        "num_images": int(len(labels)),
+        "error": float(np.mean(preds != labels)),
+        "class_names": list(class_names),
+        "per_class_accuracy": {n: float(a) for n, a in zip(class_names, per_class)},
+        "confusion_matrix": confusion.tolist(),
+        "most_confident_wrong": [
+            {"index": int(i), "label": class_names[labels[i]],
+             "predicted": class_names[preds[i]], "confidence": float(confidence[i])}
+            for i in wrong],
+    }
+
+
+def plot_confusion(summary, path) -> None:
+    """Saves the confusion matrix as a PNG, counts written in the cells."""
+    matrix, names = np.asarray(summary["confusion_matrix"]), summary["class_names"]
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted",
+           ylabel="true", title=f"confusion matrix, error {100 * summary['error']:.2f}%")
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
+    for (i, j), n in np.ndenumerate(matrix):
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                color="white" if n > matrix.max() / 2 else "black")
+    fig.savefig(path, dpi=120)
+
+
+def plot_wrong(summary, images, path, columns=8) -> None:
+    """Saves a grid of the most confidently wrong images, titled true -> predicted (p)."""
+    wrong = summary["most_confident_wrong"]
+    rows = max(1, -(-len(wrong) // columns))
+    fig = Figure(figsize=(1.6 * columns, 1.9 * rows), layout="constrained")
+    for n, ax in enumerate(fig.subplots(rows, columns, squeeze=False).flat):
+        ax.axis("off")
+        if n < len(wrong):
+            w = wrong[n]
+            ax.imshow(images[w["index"]])
+            ax.set_title(f"{w['label']}\n-> {w['predicted']} ({w['confidence']:.2f})",
+                         fontsize=7)
+    fig.suptitle("most confidently wrong" if wrong else "no wrong predictions")
+    fig.savefig(path, dpi=120)
+
+
+def evaluate(run_dir, *, checkpoint="best", tta=None, split="test", out=None,
+             top_wrong=16) -> dict:
+    """Evaluates a run's checkpoint on a split and writes the JSON and PNG reports.
+
+    Args:
+        run_dir: A run directory of `train.run_experiment` (config.json and a checkpoint).
+        checkpoint: "best" (best validation accuracy) or "final".
+        tta: None, or "flip" for flip test-time augmentation.
+        split: "test" or "val" (the held-out part of the training set).
+        out: Output folder; default RUN_DIR/eval.
+        top_wrong: How many confidently wrong images to list and plot.
+
+    Returns:
+        The report, also written to `{out}/{split}-{checkpoint}[-flip].json`; its "files" maps
+        each output to its path. With tta, "error_without_tta" and "tta_effect" (error with
+        minus without, as a fraction) say what the augmentation changed.
+
+    Raises:
+        EvaluationError: A bad option, or the run lacks config.json, the checkpoint or the split.
+        ConfigError, DataError: config.json or the dataset cannot be read.
+    """
+    _choice("checkpoint", checkpoint, CHECKPOINTS)
+    _choice("split", split, SPLITS)
+    _choice("tta", tta, TTAS)
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise EvaluationError(f"{run_dir} is not a run directory (no config.json)")
+    model_path = run_dir / f"{checkpoint}.keras"
+    if not model_path.is_file():
+        other = "final" if checkpoint == "best" else "best"
+        raise EvaluationError(f"{model_path} not found (training unfinished, or no validation "
+                              f"split for 'best'); try --checkpoint {other}")
+    config = config_lib.load(run_dir / "config.json")
+    splits = data.load_dataset(config.dataset, data_dir=config.data_dir,
+                               val_fraction=config.val_fraction,
+                               normalization=config.normalization,
+                               synthetic_size=(config.synthetic_train, config.synthetic_test),
+                               seed=config.seed)
+    chosen = splits.test if split == "test" else splits.val
+    if chosen is None:
+        raise EvaluationError(f"{run_dir} was trained with val_fraction=0: no 'val' split")
+    images, labels = chosen
+    names = (data.CLASS_NAMES if config.dataset == "cifar10"
+             else tuple(f"class{i}" for i in range(splits.num_classes)))
+
+    model = keras.saving.load_model(model_path, compile=False)
+    kw = dict(mean=splits.mean, std=splits.std)
+    probs = predict(model, images, **kw)
+    report = {"run_dir": str(run_dir), "checkpoint": checkpoint, "split": split, "tta": tta}
+    if tta:
+        plain_error = float(np.mean(probs.argmax(axis=1) != labels))
+        probs = predict(model, images, tta=tta, **kw)
+    report.update(summarize(labels, probs, names, top_wrong=top_wrong))
+    if tta:
+        report.update(error_without_tta=plain_error, tta_effect=report["error"] - plain_error)
+
+    out = pathlib.Path(out) if out else run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "-".join([split, checkpoint] + ([tta] if tta else []))
+    report["files"] = {kind: str(out / f"{stem}{suffix}") for kind, suffix in (
+        ("json", ".json"), ("confusion", "-confusion.png"), ("wrong", "-wrong.png"))}
+    plot_confusion(report, report["files"]["confusion"])
+    plot_wrong(report, images, report["files"]["wrong"])
+    files.write_json(report["files"]["json"], report)
+    return report

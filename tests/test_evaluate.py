@@ -1,0 +1,111 @@
+"""Tests for cifar_resnet.evaluate and `python -m cifar_resnet evaluate` on a tiny synthetic run."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_resnet import config as config_lib
+from cifar_resnet import data, evaluate, files, train
+from cifar_resnet.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny run shared by the module (the `tiny_config` settings; fixtures of function scope
+    cannot feed a module-scoped one)."""
+    config = config_lib.resolve(overrides=dict(
+        dataset="synthetic", depth=8, epochs=2, batch_size=64, synthetic_train=256,
+        synthetic_test=128))
+    workdir = tmp_path_factory.mktemp("run")
+    train.run_experiment(config, workdir, verbose=0)
+    return workdir
+
+
+def _reference_probs(run, checkpoint, images, flip=False):
+    """Probabilities computed without evaluate's pipeline: numpy normalization, model.predict."""
+    config = config_lib.load(run / "config.json")
+    splits = data.load_dataset("synthetic", val_fraction=config.val_fraction,
+                               synthetic_size=(256, 128))
+    x = (images / 255.0 - splits.mean) / splits.std
+    if flip:
+        x = x[:, :, ::-1]
+    model = keras.saving.load_model(run / f"{checkpoint}.keras", compile=False)
+    return model.predict(x.astype("float32"), verbose=0)
+
+
+def test_outputs_are_written_and_consistent(run):
+    report = evaluate.evaluate(run, checkpoint="final")
+    for kind, suffix in (("json", ".json"), ("confusion", "-confusion.png"),
+                         ("wrong", "-wrong.png")):
+        path = run / "eval" / f"test-final{suffix}"
+        assert report["files"][kind] == str(path)
+        assert path.stat().st_size > 0
+    assert (run / "eval" / "test-final-wrong.png").read_bytes()[:4] == b"\x89PNG"
+    saved = files.read_json(run / "eval" / "test-final.json")
+    assert saved == json.loads(json.dumps(report))
+
+    matrix = np.array(saved["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 128 == saved["num_images"]
+    np.testing.assert_allclose(list(saved["per_class_accuracy"].values()),
+                               np.diag(matrix) / matrix.sum(axis=1))
+    assert saved["error"] == pytest.approx(1 - np.trace(matrix) / 128)
+    # The same checkpoint, data and normalization as training's last test evaluation.
+    metrics = files.read_json(run / "metrics.json")
+    assert saved["error"] == pytest.approx(metrics["final_test_error"], abs=1e-6)
+
+    (_, labels) = data.make_synthetic(256, 128)[1]
+    preds = _reference_probs(run, "final", data.make_synthetic(256, 128)[1][0]).argmax(1)
+    np.testing.assert_array_equal(
+        matrix, np.histogram2d(labels, preds, bins=10, range=[[0, 10], [0, 10]])[0])
+    wrong = saved["most_confident_wrong"]
+    assert len(wrong) == min(16, int(np.sum(preds != labels)))
+    assert all(w["label"] != w["predicted"] for w in wrong)
+    assert [w["confidence"] for w in wrong] == sorted((w["confidence"] for w in wrong),
+                                                      reverse=True)
+
+
+def test_flip_tta_averages_the_mirror_and_reports_its_effect(run):
+    report = evaluate.evaluate(run, checkpoint="best", tta="flip")
+    plain = evaluate.evaluate(run, checkpoint="best")
+    assert report["error_without_tta"] == plain["error"]
+    assert report["tta_effect"] == pytest.approx(report["error"] - plain["error"])
+    metrics = files.read_json(run / "metrics.json")
+    assert plain["error"] == pytest.approx(metrics["best_test_error"], abs=1e-6)
+
+    (images, labels) = data.make_synthetic(256, 128)[1]
+    probs = (_reference_probs(run, "best", images)
+             + _reference_probs(run, "best", images, flip=True)) / 2
+    assert report["error"] == pytest.approx(np.mean(probs.argmax(1) != labels))
+    assert (run / "eval" / "test-best-flip.json").exists()
+
+
+def test_val_split_is_the_held_out_tail(run, tmp_path):
+    report = evaluate.evaluate(run, split="val", out=tmp_path)
+    assert report["num_images"] == round(0.1 * 256)
+    assert np.sum(report["confusion_matrix"]) == report["num_images"]
+    assert (tmp_path / "val-best.json").exists()
+
+
+def test_cli_evaluates_and_reports_errors_in_one_line(run, tmp_path, capsys):
+    assert main(["evaluate", str(run), "--checkpoint", "final", "--tta", "flip",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "test error" in out and "without flip TTA" in out
+    assert (tmp_path / "test-final-flip-confusion.png").exists()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["evaluate", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no config.json" in err
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", str(run), "--split", "train"])
+    assert info.value.code == 2
+
+
+def test_missing_checkpoint_names_the_alternative(run, tmp_path):
+    (tmp_path / "config.json").write_text((run / "config.json").read_text())
+    with pytest.raises(evaluate.EvaluationError, match="--checkpoint final"):
+        evaluate.evaluate(tmp_path, checkpoint="best")
