@@ -1,0 +1,383 @@
+"""Training throughput, side by side: `python -m cifar_resnet.bench [--quick]` (issue #4).
+
+Times the full training step (input pipeline with He et al. 2015 sec 4.2 augmentation, forward,
+backward, SGD update) in images per second, batch 128, for:
+  keras          our default path: `data.make_dataset` + `train.build_model(config)` + `Model.fit`
+  keras-bf16     the same with `mixed_precision=True` (bfloat16 on CPU)
+  keras-example  the `keras-example` preset (its model and Adam), at batch 128
+  torch          the PyTorch reference `benchmarks/torch_resnet.py`, fp32, channels_last
+  torch-bf16     the same under bfloat16 autocast
+  pipeline       our input pipeline alone (`make_dataset`, iterated without a model)
+A spec may add levers after colons, e.g. `keras:xla:spe=4:inter=1:onednn=0` (see `LEVERS`).
+
+Each implementation runs in its own process (so threading and oneDNN settings are its own, set
+before TensorFlow or PyTorch start). After warm-up, the parent lets one process run one epoch of
+`steps` steps at a time, in turn (A B C A B C ...), so drift in the machine's load hits all alike;
+the load average is recorded next to every epoch. Results: a JSON file and a Markdown table with
+min/median/max images/s and the ratio of each of ours to its PyTorch reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import pathlib
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BASES = ("keras", "keras-bf16", "keras-example", "torch", "torch-bf16", "pipeline")
+# Lever -> meaning; values after "=" are ints.
+LEVERS = {
+    "xla": "jit_compile=True (XLA)",
+    "spe": "steps_per_execution=N",
+    "intra": "tf.config.threading intra-op threads (torch: torch.set_num_threads)",
+    "inter": "tf.config.threading inter-op threads",
+    "onednn": "TF_ENABLE_ONEDNN_OPTS=0|1",
+    "omp": "OMP_NUM_THREADS=N",
+    "nchw": "torch: contiguous NCHW instead of channels_last",
+}
+DEFAULT_NETS = ("resnet20_v1", "resnet56_v1", "resnet110_v1", "resnet164_v2")
+DEFAULT_IMPLS = ("keras", "keras-bf16", "keras-example", "torch", "torch-bf16")
+
+
+def parse_impl(spec: str) -> tuple[str, dict]:
+    """`keras:xla:spe=4` -> ("keras", {"xla": 1, "spe": 4}); ValueError naming what is wrong."""
+    base, *levers = spec.split(":")
+    if base not in BASES:
+        raise ValueError(f"implementation {base!r} is not one of {', '.join(BASES)}")
+    options = {}
+    for lever in levers:
+        name, _, value = lever.partition("=")
+        if name not in LEVERS:
+            raise ValueError(f"lever {name!r} in {spec!r} is not one of {', '.join(LEVERS)}")
+        try:
+            options[name] = int(value) if value else 1
+        except ValueError:
+            raise ValueError(f"lever {lever!r} in {spec!r}: value must be an integer") from None
+    return base, options
+
+
+def parse_net(name: str) -> tuple[int, int]:
+    """`resnet56_v1` -> (depth 56, version 1); `resnet56` means v1."""
+    m = re.fullmatch(r"resnet(\d+)(?:_v([12]))?", name)
+    if not m:
+        raise ValueError(f"net {name!r} is not like resnet20, resnet56_v1 or resnet164_v2")
+    return int(m.group(1)), int(m.group(2) or 1)
+
+
+def reference_of(spec: str) -> str | None:
+    """The PyTorch implementation an implementation of ours is compared with."""
+    base, options = parse_impl(spec)
+    if base.startswith("torch") or base == "pipeline":
+        return None
+    return "torch-bf16" if base == "keras-bf16" else "torch"
+
+
+# ------------------------------------------------------------------------------------------------
+# Workers: one process per implementation. Protocol on the pipe: the worker sends "ready" after
+# setup; then for every ("epoch", steps) it runs that many steps and sends (seconds, images, load).
+
+
+def _set_environment(options: dict) -> None:
+    # Before TensorFlow/PyTorch are imported: both read these once, at start-up.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "onednn" in options:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(options["onednn"])
+    if "omp" in options:
+        os.environ["OMP_NUM_THREADS"] = str(options["omp"])
+
+
+def _keras_config(base, options, depth, version, batch_size):
+    from cifar_resnet import config as config_lib
+    return config_lib.resolve(overrides=dict(
+        depth=depth, version=version, batch_size=batch_size, dataset="synthetic",
+        preset="keras-example" if base == "keras-example" else "paper",
+        mixed_precision=base == "keras-bf16", jit_compile=bool(options.get("xla", 0)),
+        steps_per_execution=options.get("spe", 1)))
+
+
+def _worker(spec, net, batch_size, arrays_path, conn):
+    base, options = parse_impl(spec)
+    _set_environment(options)
+    arrays = dict(__import__("numpy").load(arrays_path))
+    depth, version = parse_net(net)
+    if base.startswith("torch"):
+        _torch_worker(base, options, depth, version, batch_size, arrays, conn)
+    else:
+        _keras_worker(base, options, depth, version, batch_size, arrays, conn)
+
+
+def _report(conn, seconds, images):
+    conn.send((seconds, images, os.getloadavg()[0]))
+
+
+def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
+    import keras
+    import tensorflow as tf
+    from cifar_resnet import data, train
+
+    if "intra" in options:
+        tf.config.threading.set_intra_op_parallelism_threads(options["intra"])
+    if "inter" in options:
+        tf.config.threading.set_inter_op_parallelism_threads(options["inter"])
+    config = _keras_config(base, options, depth, version, batch_size)
+    keras.utils.set_random_seed(config.seed)
+    ds = data.make_dataset(arrays["x"], arrays["y"], batch_size=batch_size, mean=arrays["mean"],
+                           std=arrays["std"], training=True, augment=config.augment,
+                           seed=config.seed).repeat()
+    if base == "pipeline":
+        it = iter(ds)
+        next(it)
+        conn.send("ready")
+        while (msg := conn.recv()) != "stop":
+            start = time.perf_counter()
+            for _ in range(msg[1]):
+                next(it)
+            _report(conn, time.perf_counter() - start, msg[1] * batch_size)
+        return
+
+    class Gate(keras.callbacks.Callback):
+        """Holds each epoch of `fit` until the parent says go, then reports its time."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            conn.recv()  # ("epoch", steps): the steps of fit's plan
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            _report(conn, time.perf_counter() - self.start, steps * batch_size)
+
+    model = train.build_model(config)
+    conn.send("ready")
+    epochs, steps = conn.recv()
+    # The run_experiment path: Model.fit over make_dataset; its own callbacks (test evaluation,
+    # checkpoints, logs) run between epochs and are not part of the training step.
+    model.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Gate()])
+    conn.recv()  # "stop"
+
+
+def _torch_worker(base, options, depth, version, batch_size, arrays, conn):
+    import torch
+    sys.path.insert(0, str(REPO))
+    from benchmarks import torch_resnet
+
+    if "intra" in options:
+        torch.set_num_threads(options["intra"])
+    torch.manual_seed(0)
+    net = torch_resnet.CifarResNet(depth, version)
+    step = torch_resnet.make_train_step(net, bf16=base == "torch-bf16",
+                                        channels_last=not options.get("nchw", 0))
+    batches = torch_resnet.batches(arrays["x"], arrays["y"], batch_size, arrays["mean"],
+                                   arrays["std"])
+    conn.send("ready")
+    conn.recv()  # (epochs, steps): the torch loop needs no plan
+    while (msg := conn.recv()) != "stop":
+        start = time.perf_counter()
+        for _ in range(msg[1]):
+            loss = step(*next(batches))
+        loss.item()
+        _report(conn, time.perf_counter() - start, msg[1] * batch_size)
+
+
+# ------------------------------------------------------------------------------------------------
+# The parent: alternation, summary, output.
+
+
+def _load_arrays(dataset, data_dir, synthetic_size, path):
+    """Writes the training split (uint8), labels, mean and std to `path` (.npz) for the workers.
+
+    `dataset` None means CIFAR-10 if a local copy is found, else synthetic data: throughput does
+    not depend on the pixels, only on the number of images (the shuffle buffer holds them all).
+    """
+    import numpy as np
+    from cifar_resnet import data
+    if dataset is None:
+        try:
+            data.find_cifar10(data_dir, download=False)
+            dataset = "cifar10"
+        except data.DataError:
+            dataset = "synthetic"
+    splits = data.load_dataset(dataset, data_dir=data_dir, synthetic_size=(synthetic_size, 128))
+    x, y = splits.train
+    np.savez(path, x=x, y=y, mean=splits.mean, std=splits.std)
+    return dataset, len(x)
+
+
+def measure(nets, impls, *, steps=20, epochs=5, batch_size=128, dataset=None, data_dir=None,
+            synthetic_size=8192, log=print) -> dict:
+    """Runs every implementation on every net, one epoch at a time in turn.
+
+    Args:
+        nets: names like "resnet20_v1".
+        impls: implementation specs like "keras", "torch-bf16", "keras:xla".
+        steps: training steps per measured epoch.
+        epochs: measured epochs per implementation.
+        batch_size: images per step, the same for all.
+        dataset: "cifar10", "synthetic", or None: CIFAR-10 if found locally, else synthetic.
+        data_dir: CIFAR-10 location (see `data.find_cifar10`).
+        synthetic_size: training images of synthetic data (before the 10% hold-out).
+        log: progress printer.
+
+    Returns:
+        The result dict (see `summarize`), with per-epoch images/s and load averages.
+    """
+    for spec in impls:
+        parse_impl(spec)
+    for net in nets:
+        parse_net(net)
+    ctx = mp.get_context("spawn")
+    results = {"nets": {}, "settings": dict(steps=steps, epochs=epochs, batch_size=batch_size)}
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays_path = os.path.join(tmp, "arrays.npz")
+        results["dataset"], results["train_images"] = _load_arrays(
+            dataset, data_dir, synthetic_size, arrays_path)
+        for net in nets:
+            procs, conns = {}, {}
+            try:
+                for spec in impls:
+                    conns[spec], child = ctx.Pipe()
+                    procs[spec] = ctx.Process(target=_worker, daemon=True,
+                                              args=(spec, net, batch_size, arrays_path, child))
+                    procs[spec].start()
+                for spec in impls:
+                    if conns[spec].recv() != "ready":
+                        raise RuntimeError(f"{spec} failed to start")
+                    if parse_impl(spec)[0] != "pipeline":
+                        conns[spec].send((epochs + 1, steps))
+                runs = {spec: [] for spec in impls}
+                # One unmeasured epoch each, one at a time: tracing, oneDNN primitive caches.
+                for spec in impls:
+                    conns[spec].send(("epoch", steps))
+                    conns[spec].recv()
+                log(f"{net}: warm-up done; {epochs} rounds of {steps} steps")
+                for r in range(epochs):
+                    # Reverse every other round (A B C C B A ...): each impl's mean position
+                    # in the round, and so its exposure to trends, is the same.
+                    for spec in impls if r % 2 == 0 else impls[::-1]:
+                        conns[spec].send(("epoch", steps))
+                        seconds, images, load = conns[spec].recv()
+                        runs[spec].append(dict(images_per_sec=images / seconds, load=load))
+                        log(f"  {net} {spec:>16}: {images / seconds:7.0f} img/s  load {load:.2f}")
+                for spec in impls:
+                    conns[spec].send("stop")
+            finally:
+                for spec, proc in procs.items():
+                    proc.join(timeout=30)
+                    if proc.is_alive():
+                        proc.terminate()
+            results["nets"][net] = runs
+    results["machine"] = machine()
+    return summarize(results)
+
+
+def summarize(results: dict) -> dict:
+    """Adds min/median/max per implementation and median ratios ours/reference per net."""
+    for net, runs in results["nets"].items():
+        for spec, epochs in list(runs.items()):
+            rates = [e["images_per_sec"] for e in epochs]
+            runs[spec] = dict(epochs=epochs, min=min(rates), median=statistics.median(rates),
+                              max=max(rates))
+        for spec in runs:
+            ref = reference_of(spec)
+            if ref in runs:
+                ours, theirs = runs[spec]["epochs"], runs[ref]["epochs"]
+                runs[spec]["reference"] = ref
+                runs[spec]["ratio"] = runs[spec]["median"] / runs[ref]["median"]
+                # Same round, adjacent in time: the ratio least affected by load changes.
+                runs[spec]["paired_ratio"] = statistics.median(
+                    a["images_per_sec"] / b["images_per_sec"] for a, b in zip(ours, theirs))
+    return results
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+    try:
+        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
+        flags = re.search(r"flags\s*:\s*(.*)", cpuinfo).group(1).split()
+        info["avx512_bf16"] = "avx512_bf16" in flags
+    except (OSError, AttributeError):
+        pass
+    from importlib import metadata
+    for package in ("tensorflow", "keras", "torch", "numpy"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = None
+    return info
+
+
+def markdown(results: dict) -> str:
+    """The side-by-side table: images/s min/median/max, and ratios to the reference."""
+    s = results["settings"]
+    lines = [f"Images/s of the full training step, batch {s['batch_size']}, "
+             f"{s['epochs']} epochs of {s['steps']} steps after a warm-up epoch, "
+             f"implementations alternating; data: {results['dataset']}.", "",
+             "| net | impl | min | median | max | load (median) | reference | ratio | "
+             "paired ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for net, runs in results["nets"].items():
+        for spec, r in runs.items():
+            load = statistics.median(e["load"] for e in r["epochs"])
+            ratio = (f"| {r['reference']} | {r['ratio']:.2f} | {r['paired_ratio']:.2f} |"
+                     if "ratio" in r else "| | | |")
+            lines.append(f"| {net} | {spec} | {r['min']:.0f} | {r['median']:.0f} | "
+                         f"{r['max']:.0f} | {load:.2f} " + ratio)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cifar_resnet.bench",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="ResNet-20 only, 3 epochs of 10 steps (under 3 minutes)")
+    p.add_argument("--nets", help=f"comma-separated (default {','.join(DEFAULT_NETS)})")
+    p.add_argument("--impls", help=f"comma-separated specs (default {','.join(DEFAULT_IMPLS)}"
+                   f"; also pipeline; levers: {', '.join(LEVERS)}, e.g. keras:xla:inter=1)")
+    p.add_argument("--steps", type=int, help="steps per measured epoch (default 20; quick 10)")
+    p.add_argument("--epochs", type=int, help="measured epochs (default 5; quick 3)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--dataset", choices=("cifar10", "synthetic"),
+                   help="default: CIFAR-10 if found locally, else synthetic")
+    p.add_argument("--data-dir", help="CIFAR-10 folder or archive")
+    p.add_argument("--synthetic-size", type=int, default=8192, help="synthetic training images")
+    p.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.md")
+    args = p.parse_args(argv)
+
+    nets = args.nets.split(",") if args.nets else ["resnet20_v1"] if args.quick else DEFAULT_NETS
+    impls = args.impls.split(",") if args.impls else list(DEFAULT_IMPLS)
+    if any(s.startswith("torch") for s in impls):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            impls = [s for s in impls if not s.startswith("torch")]
+            print("torch is not installed (pip install '.[bench]'): PyTorch reference skipped",
+                  file=sys.stderr)
+    quick = args.quick
+    from cifar_resnet.data import DataError
+    try:
+        results = measure(nets, impls, steps=args.steps or (10 if quick else 20),
+                          epochs=args.epochs or (3 if quick else 5),
+                          batch_size=args.batch_size, dataset=args.dataset,
+                          data_dir=args.data_dir, synthetic_size=args.synthetic_size,
+                          log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (out / "bench.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The benchmark (cifar_resnet.bench), the PyTorch reference, and the GPU-path levers on CPU."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cifar_resnet import bench
+
+
+def test_bench_tiny_run_writes_json_and_table(tmp_path):
+    # Two processes keep this fast; the torch worker shares the same protocol and code path.
+    impls = ["keras", "pipeline"]
+    code = bench.main(["--nets", "resnet8", "--impls", ",".join(impls), "--steps", "2",
+                       "--epochs", "2", "--dataset", "synthetic", "--synthetic-size", "600",
+                       "--out", str(tmp_path)])
+    assert code == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["dataset"] == "synthetic" and results["train_images"] == 540
+    assert results["settings"] == dict(steps=2, epochs=2, batch_size=128)
+    assert results["machine"]["tensorflow"].startswith("2.21")
+    runs = results["nets"]["resnet8"]
+    assert sorted(runs) == sorted(impls)
+    for r in runs.values():
+        rates = [e["images_per_sec"] for e in r["epochs"]]
+        assert len(rates) == 2 and all(rate > 0 for rate in rates)
+        assert r["min"] <= r["median"] <= r["max"] and r["min"] == min(rates)
+        assert all(e["load"] >= 0 for e in r["epochs"])
+    table = (tmp_path / "bench.md").read_text()
+    assert "| resnet8 | keras |" in table and "| resnet8 | pipeline |" in table
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("keras", ("keras", {})), ("keras:xla:spe=4", ("keras", {"xla": 1, "spe": 4})),
+    ("torch-bf16:intra=1", ("torch-bf16", {"intra": 1}))])
+def test_parse_impl(spec, expected):
+    assert bench.parse_impl(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["jax", "keras:fast", "keras:spe=x"])
+def test_parse_impl_rejects(spec):
+    with pytest.raises(ValueError, match="not one of|integer"):
+        bench.parse_impl(spec)
+
+
+def test_references_and_nets():
+    assert bench.reference_of("keras:xla") == "torch"
+    assert bench.reference_of("keras-bf16") == "torch-bf16"
+    assert bench.reference_of("torch") is None
+    assert bench.parse_net("resnet164_v2") == (164, 2) and bench.parse_net("resnet56") == (56, 1)
+    with pytest.raises(ValueError, match="resnet20"):
+        bench.parse_net("vgg16")
+
+
+def test_bench_rejects_bad_impl_with_exit_2(tmp_path, capsys):
+    assert bench.main(["--impls", "keras:warp", "--out", str(tmp_path)]) == 2
+    assert "warp" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# The PyTorch reference is the same net as ours.
+
+
+def _keras_resnet20():
+    from cifar_resnet import config as config_lib, train
+    return train.build_model(config_lib.resolve(overrides=dict(depth=20)))
+
+
+def test_torch_reference_matches_option_a_resnet20():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_resnet
+    from cifar_resnet import train
+
+    net = torch_resnet.CifarResNet(20, 1)
+    model = _keras_resnet20()
+    assert torch_resnet.count_params(net) == train.count_params(model) == 269_722
+    # Same weights in the same order, up to layout: Keras kernels are (kh, kw, in, out) and
+    # (in, out), PyTorch's (out, in, kh, kw) and (out, in).
+    to_torch = {4: (3, 2, 0, 1), 2: (1, 0), 1: (0,)}
+    keras_shapes = [tuple(np.transpose(np.zeros(w.shape), to_torch[len(w.shape)]).shape)
+                    for w in model.trainable_weights]
+    assert keras_shapes == [tuple(p.shape) for p in net.parameters()]
+    # Option A shortcuts: ResNet-20 has no 1x1 convolution at all.
+    assert not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)
+                   for m in net.modules())
+
+
+def test_torch_augment_is_crop_and_flip_of_padded_image():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_resnet
+
+    images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
+    mean, std = torch.zeros(32, 32, 3), torch.ones(1, 1, 3)
+    out = torch_resnet.augment(images, mean, std, torch.Generator().manual_seed(0))
+    assert out.shape == (64, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
+    padded = torch.nn.functional.pad(images.float() / 255, (0, 0, 4, 4, 4, 4))
+    for i in range(64):  # every output is one of the 81 x 2 windows of its padded image
+        crop = out[i].permute(1, 2, 0)
+        assert any(torch.equal(crop, w) or torch.equal(crop, w.flip(1))
+                   for w in (padded[i, r:r + 32, c:c + 32] for r in range(9) for c in range(9)))
+
+
+# ------------------------------------------------------------------------------------------------
+# GPU-path levers (XLA, bfloat16) follow the default path's loss trajectory.
+
+
+def _losses(config, images, labels, steps=6):
+    import keras
+    from cifar_resnet import train
+    keras.utils.set_random_seed(0)
+    model = train.build_model(config)
+    return np.array([float(model.train_on_batch(images, labels)[0]) for _ in range(steps)])
+
+
+def test_xla_and_bf16_follow_default_loss_trajectory(tiny_config):
+    import dataclasses
+    from cifar_resnet import data
+    (x, y), _ = data.make_synthetic(64, 1, seed=0)
+    images = (x.astype(np.float32) / 255 - 0.5) / 0.25
+    base = _losses(tiny_config, images, y)
+    xla = _losses(dataclasses.replace(tiny_config, jit_compile=True), images, y)
+    bf16 = _losses(dataclasses.replace(tiny_config, mixed_precision=True), images, y)
+    assert base[-1] < base[0]  # the trajectory moves, so agreement is not trivial
+    # XLA only reorders and fuses float32 arithmetic: float32 rounding (1e-7) amplified over
+    # 6 SGD steps; observed 2e-5 relative, bound 10x that.
+    np.testing.assert_allclose(xla, base, rtol=2e-4)
+    # bfloat16 rounds every activation and gradient to 8 significant bits (2^-9 = 0.2%
+    # relative), with float32 weights and loss; observed at most 7e-4 relative over 6 steps.
+    # 1e-2 leaves room for that noise yet is smaller than the loss change of one step (~8%).
+    np.testing.assert_allclose(bf16, base, rtol=1e-2)
