@@ -15,7 +15,31 @@ TRAIN_FLAGS = --depth $(DEPTH) --version $(VERSION) $(if $(PLAIN),--plain) \
 	$(if $(DATASET),--dataset $(DATASET)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(WORKDIR),--workdir $(WORKDIR)) $(ARGS)
 
-.PHONY: setup train smoke test clean-venv
+# Paper experiments (experiments/*.py): make figure6 [SEEDS=K] [JOBS=N] [SHARD=i/N]
+#   [DATA_DIR=DIR] [RUNS_DIR=runs] [ARGS="--dry-run" | "--nets a,b" | "--set KEY=VALUE"].
+# `make -n figure6` lists the runs and their state: the `+` line runs even under -n.
+SWEEP_FLAGS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS)) \
+	$(if $(SHARD),--shard $(SHARD)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+	$(if $(RUNS_DIR),--runs-dir $(RUNS_DIR))
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+define sweep
+	+@$(if $(DRY_RUN),if test -x $(PY); then $(PY) -m cifar_resnet sweep $(1) --dry-run \
+		$(SWEEP_FLAGS); else echo "make setup first to list the runs"; fi)
+	$(PY) -m cifar_resnet sweep $(1) $(SWEEP_FLAGS) $(ARGS)
+endef
+
+table6 figure6 v2: setup
+	$(call sweep,$@)
+
+keras-example: setup
+	$(call sweep,keras_example)
+
+# The CPU-scale reproduction (experiments/mini.py) on the project's copy of CIFAR-10.
+mini-repro: DATA_DIR ?= ../shared/data
+mini-repro: setup
+	$(call sweep,mini)
+
+.PHONY: setup train smoke test clean-venv table6 figure6 v2 keras-example mini-repro
 
 setup: $(STAMP)
 

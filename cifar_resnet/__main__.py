@@ -117,10 +117,42 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
+    flag = p.add_argument
+    flag("experiment", help="an experiments/ file (table6, figure6, v2, keras_example, mini) "
+                            "or a path to one")
+    flag("--seeds", type=int, default=1, help="K: train seeds 0..K-1 of every net")
+    flag("--jobs", type=int, default=1, help="runs at a time (N > 1: one process per run)")
+    flag("--shard", help="i/N: only every N-th run starting at i (0-based)")
+    flag("--dry-run", action="store_true", help="list the runs, their state and command; train nothing")
+    flag("--runs-dir", default="runs", help="runs land in RUNS_DIR/<experiment>/<net>/seed<k>")
+    flag("--data-dir", help="CIFAR-10 folder or archive, for every run")
+    flag("--nets", help="comma-separated subset of the experiment's nets")
+    flag("--set", action="append", default=[], metavar="KEY=VALUE",
+         help="override a config field in every run")
+
+
+def _sweep(args) -> int:
+    from cifar_resnet import config as config_lib, sweep
+    overrides = dict(config_lib.parse_override(s) for s in args.set)
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    runs = sweep.plan(args.experiment, seeds=args.seeds, runs_dir=args.runs_dir,
+                      overrides=overrides, nets=args.nets.split(",") if args.nets else None,
+                      shard=sweep.parse_shard(args.shard) if args.shard else None)
+    print(sweep.format_status(runs))
+    if args.dry_run:
+        return 0
+    result = sweep.run_sweep(runs, jobs=args.jobs)
+    print(result.summary())
+    return 1 if result.failed else 0
+
+
 def main(argv=None) -> int:
     parser = _Parser(prog="python -m cifar_resnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train_flags(sub.add_parser("train", help="train one net into a run directory"))
+    _add_sweep_flags(sub.add_parser("sweep", help="train every net of an experiment file"))
     report = sub.add_parser("report", help="results table and Figures 6 and 7 of a sweep")
     report.add_argument("runs_dir", metavar="RUNS_DIR", help="a sweep's folder, e.g. runs/table6")
     report.add_argument("--out", help="output folder (default RUNS_DIR/report)")
@@ -135,7 +167,8 @@ def main(argv=None) -> int:
     from cifar_resnet.data import DataError
     from cifar_resnet.train import TrainingError
     try:
-        return {"evaluate": _evaluate, "train": _train, "report": _report}[args.command](args)
+        commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report}
+        return commands[args.command](args)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,239 @@
+"""Sweeps: every net of an experiment file, K seeds each, one run directory per run.
+
+The paper's results are sets of runs (He et al. 2015 Table 6 and Figure 6: ResNet-20 to 1202 and
+plain nets; He et al. 2016: v1 vs pre-activation). `plan` lays them out as
+`<runs_dir>/<experiment>/<net>/seed<k>`; `run_sweep` trains whatever is not finished with
+`train.run_experiment`, which resumes interrupted runs and returns at once for finished ones.
+A failing run does not stop the others; failures are returned with their error.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+import yaml
+
+from cifar_resnet import config as config_lib
+from cifar_resnet import experiments, files
+from cifar_resnet.config import ConfigError
+
+STATES = ("done", "partial", "pending", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One net and seed of an experiment, and where it trains."""
+
+    experiment: str
+    net: str
+    seed: int
+    workdir: pathlib.Path
+    config: Optional[config_lib.Config]  # None when the settings are invalid
+    error: Optional[str] = None          # why `config` is None
+
+    def train_args(self) -> list[str]:
+        """Arguments of `python -m cifar_resnet train` that train exactly this run."""
+        return ["--workdir", str(self.workdir), *_set_flags(self.config)]
+
+    @property
+    def command(self) -> str:
+        if self.config is None:
+            return f"(invalid settings: {self.error})"
+        return shlex.join(["python", "-m", "cifar_resnet", "train", *self.train_args()])
+
+
+def _set_flags(config: config_lib.Config) -> list[str]:
+    """`--set key=value` for the net (version, depth) and each field off its preset's default."""
+    base = config_lib.Config(**config_lib.PRESETS[config.preset]).to_dict()
+    flags = []
+    for key, value in config.to_dict().items():
+        if value != base[key] or key in ("version", "depth") or key == "preset" and value != "paper":
+            # YAML reads `--set` values: keep strings YAML would turn into something else
+            # ("none" -> None) quoted; lists and numbers in JSON, which YAML reads back.
+            plain = isinstance(value, str) and yaml.safe_load(value) == value
+            text = value if plain else json.dumps(value, separators=(",", ":"))
+            flags += ["--set", f"{key}={text}"]
+    return flags
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parses `i/N` (0 <= i < N) into (i, N)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < N")
+    return index, count
+
+
+def plan(experiment, *, seeds: int = 1, runs_dir="runs", overrides: Optional[dict] = None,
+         nets: Optional[Sequence[str]] = None, shard: Optional[tuple[int, int]] = None
+         ) -> list[Run]:
+    """The runs of a sweep, in the order they train.
+
+    Args:
+        experiment: an experiments.Experiment, or a name or path for `load_experiment`.
+        seeds: K; seeds 0..K-1 of every net.
+        runs_dir: root of the run directories.
+        overrides: config settings that win over the experiment file (`--set`, `--data-dir`).
+        nets: a subset of the experiment's nets (default all).
+        shard: (i, N): every N-th run starting at i, to spread a sweep over machines.
+
+    Returns:
+        Seed-major runs (seed 0 of every net first, so a partial sweep covers every net).
+        A run whose settings are invalid has `config=None` and `error` set.
+
+    Raises:
+        ConfigError: unknown experiment or net, or seeds < 1.
+    """
+    if not isinstance(experiment, experiments.Experiment):
+        experiment = experiments.load_experiment(experiment)
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1; got {seeds}")
+    unknown = [n for n in nets or () if n not in experiment.nets]
+    if unknown:
+        raise ConfigError(f"experiment {experiment.name!r} has no net(s) {', '.join(unknown)}; "
+                          f"its nets: {', '.join(experiment.nets)}")
+    runs = []
+    for seed in range(seeds):
+        for net in experiment.nets:
+            if nets and net not in nets:
+                continue
+            workdir = pathlib.Path(runs_dir) / experiment.name / net / f"seed{seed}"
+            try:
+                config, error = experiments.run_config(experiment, net, seed, overrides), None
+            except ConfigError as e:
+                config, error = None, str(e)
+            runs.append(Run(experiment.name, net, seed, workdir, config, error))
+    if shard is not None:
+        index, count = shard
+        runs = runs[index::count]
+    return runs
+
+
+def status(run: Run) -> tuple[str, str]:
+    """(state, detail): done, partial (started, not finished), pending, or failed."""
+    if run.config is None:
+        return "failed", f"invalid settings: {run.error}"
+    metrics_path = run.workdir / "metrics.json"
+    if metrics_path.exists():
+        metrics = files.read_json(metrics_path)
+        if metrics.get("status") == "complete":
+            return "done", f"test error {100 * metrics['final_test_error']:.2f}%"
+        if metrics.get("status") == "failed":
+            return "failed", metrics.get("reason", "see metrics.json")
+    history = run.workdir / "history.csv"
+    epochs = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
+    if epochs or (run.workdir / "config.json").exists() or (run.workdir / "backup").exists():
+        return "partial", f"{epochs} epoch(s) recorded"
+    return "pending", ""
+
+
+def format_status(runs: Sequence[Run]) -> str:
+    """A line per run (state, directory, detail, command) and a count per state."""
+    rows = [(run, *status(run)) for run in runs]
+    counts = ", ".join(f"{sum(s == state for _, s, _ in rows)} {state}" for state in STATES)
+    lines = [f"{len(runs)} run(s): {counts}"]
+    for run, state, detail in rows:
+        lines.append(f"{state:8} {run.workdir}" + (f"  ({detail})" if detail else ""))
+        if state != "done":
+            lines.append(f"         {run.command}")
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """What a sweep did: runs trained now, runs already done, and failures with their error."""
+
+    trained: list[Run] = dataclasses.field(default_factory=list)
+    skipped: list[Run] = dataclasses.field(default_factory=list)
+    failed: list[tuple[Run, str]] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"sweep: {len(self.trained)} trained, {len(self.skipped)} already done, "
+                 f"{len(self.failed)} failed"]
+        lines += [f"FAILED {run.workdir}: {error}" for run, error in self.failed]
+        return "\n".join(lines)
+
+
+def _train_in_process(run: Run) -> Optional[str]:
+    """Trains `run` in this process; returns the error, or None on success."""
+    import keras
+    from cifar_resnet import train
+    try:
+        train.run_experiment(run.config, run.workdir)
+        return None
+    except Exception as e:  # any failure is this run's, and must not stop the sweep
+        return f"{type(e).__name__}: {e}"
+    finally:
+        keras.backend.clear_session()  # free this run's graphs before the next one
+
+
+def _train_subprocess(run: Run) -> Optional[str]:
+    """Trains `run` with `python -m cifar_resnet train`, output to `<workdir>/train.log`."""
+    run.workdir.mkdir(parents=True, exist_ok=True)
+    log_path = run.workdir / "train.log"
+    package_root = str(pathlib.Path(__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    with log_path.open("a") as log:
+        code = subprocess.call([sys.executable, "-m", "cifar_resnet", "train", *run.train_args()],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code == 0:
+        return None
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    last = (errors or lines or ["no output"])[-1]
+    return f"exit status {code}: {last} (log: {log_path})"
+
+
+def run_sweep(runs: Sequence[Run], *, jobs: int = 1,
+              log: Callable[[str], Any] = print) -> SweepResult:
+    """Trains every run that is not done; never stops at a failure.
+
+    Args:
+        runs: from `plan`.
+        jobs: 1 trains the runs one after the other in this process; N > 1 trains N at a time,
+            each in its own `python -m cifar_resnet train` process (output in its train.log).
+        log: receives one line as each run starts and ends.
+
+    Returns:
+        The SweepResult; `failed` holds each failed run with its error.
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1; got {jobs}")
+    result = SweepResult()
+    todo = []
+    for run in runs:
+        state, detail = status(run)
+        if state == "done":
+            result.skipped.append(run)
+        elif run.config is None:
+            result.failed.append((run, detail))
+        else:
+            todo.append(run)
+
+    def one(i_run):
+        i, run = i_run
+        log(f"[{i}/{len(todo)}] {run.workdir}: {status(run)[0]}, training")
+        error = (_train_in_process if jobs == 1 else _train_subprocess)(run)
+        log(f"[{i}/{len(todo)}] {run.workdir}: " + (f"FAILED: {error}" if error else "done"))
+        return run, error
+
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        outcomes = (map if jobs == 1 else pool.map)(one, enumerate(todo, 1))
+        for run, error in outcomes:
+            if error:
+                result.failed.append((run, error))
+            else:
+                result.trained.append(run)
+    return result

@@ -1,0 +1,154 @@
+"""Experiment files (experiments/*.py), their loader, and the `sweep` command."""
+
+import pathlib
+import textwrap
+
+import pytest
+
+from cifar_resnet import __main__ as cli
+from cifar_resnet import config as config_lib
+from cifar_resnet import experiments, files, sweep, train
+from cifar_resnet.config import ConfigError
+
+ALL_NETS = [(name, net) for name in experiments.list_experiments()
+            for net in experiments.load_experiment(name).nets]
+
+
+@pytest.mark.parametrize("name,net", ALL_NETS)
+def test_every_net_of_every_experiment_validates(name, net):
+    experiment = experiments.load_experiment(name)
+    config = experiments.run_config(experiment, net, seed=3)
+    assert config.seed == 3
+    assert experiment.doc, f"{name}.py needs a docstring citing the paper"
+    entry = experiment.paper.get(net)
+    if entry is not None:  # error None: the paper gives no number (e.g. "fails to converge")
+        assert entry["source"] and (entry["error"] is None or 0 < entry["error"] < 100)
+
+
+def test_the_experiments_the_issue_asks_for_exist():
+    assert {"table6", "figure6", "v2", "keras_example", "mini"} <= set(
+        experiments.list_experiments())
+
+
+def test_table6_records_the_papers_errors():
+    table6 = experiments.load_experiment("table6")
+    errors = {net: entry["error"] for net, entry in table6.paper.items()}
+    # He et al. 2015 Table 6, ResNet-110 as its best run.
+    assert errors == {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
+                      "resnet110": 6.43, "resnet1202": 7.93}
+    assert (table6.paper["resnet110"]["mean"], table6.paper["resnet110"]["std"]) == (6.61, 0.16)
+    depths = [experiments.run_config(table6, net, 0).depth for net in table6.nets]
+    assert depths == [20, 32, 44, 56, 110, 1202]
+
+
+def test_v2_and_keras_example_record_their_numbers():
+    v2 = experiments.load_experiment("v2")
+    assert [v2.paper[n]["error"] for n in v2.nets] == [6.61, 6.37, 5.93, 5.46, 4.92]
+    assert experiments.run_config(v2, "resnet164_v1", 0).shortcut == "B"
+    keras_example = experiments.load_experiment("keras-example")
+    accuracy = [92.16, 92.46, 92.50, 92.71, 92.65, 93.01, 93.15]  # the example's table
+    assert [100 - keras_example.paper[n]["error"] for n in keras_example.nets] == pytest.approx(
+        accuracy)
+    assert {experiments.run_config(keras_example, n, 0).preset
+            for n in keras_example.nets} == {"keras-example"}
+
+
+def test_unknown_experiment_or_net_names_the_choices():
+    with pytest.raises(ConfigError, match="available: .*figure6.*table6"):
+        experiments.load_experiment("table7")
+    with pytest.raises(ConfigError, match="its nets: resnet20, resnet32"):
+        experiments.run_config("table6", "resnet21", 0)
+    with pytest.raises(ConfigError, match="no net.*plain7"):
+        sweep.plan("figure6", nets=["plain7"])
+
+
+def test_figure6_dry_run_lists_its_11_runs(tmp_path, capsys):
+    assert cli.main(["sweep", "figure6", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    nets = ["plain20", "plain32", "plain44", "plain56", "plain110", "resnet20", "resnet32",
+            "resnet44", "resnet56", "resnet110", "resnet1202"]
+    assert out.splitlines()[0] == "11 run(s): 0 done, 0 partial, 11 pending, 0 failed"
+    listed = [line.split()[1] for line in out.splitlines() if line.startswith("pending ")]
+    assert listed == [str(tmp_path / "figure6" / net / "seed0") for net in nets]
+    assert not tmp_path.joinpath("figure6").exists()  # a dry run writes nothing
+    panels = experiments.load_experiment("figure6").panels
+    assert panels["deep"] == ["resnet110", "resnet1202"] and "resnet110" in panels["resnet"]
+
+
+def test_train_commands_reproduce_the_planned_configs():
+    for name in ("figure6", "v2", "keras_example", "mini"):
+        for run in sweep.plan(name, seeds=2, overrides={"data_dir": "/data"}):
+            args = run.train_args()
+            assert args[:2] == ["--workdir", str(run.workdir)]
+            sets = [config_lib.parse_override(a) for a in args[3::2]]
+            assert config_lib.resolve(overrides=dict(sets)) == run.config
+
+
+def test_shards_partition_the_runs():
+    runs = sweep.plan("table6", seeds=3)
+    assert len(runs) == 18
+    shards = [sweep.plan("table6", seeds=3, shard=(i, 4)) for i in range(4)]
+    dirs = [run.workdir for shard in shards for run in shard]
+    assert sorted(dirs) == sorted(run.workdir for run in runs)  # union = all, each once
+    assert sweep.parse_shard("3/4") == (3, 4)
+    for bad in ("4/4", "-1/4", "1", "a/b"):
+        with pytest.raises(ConfigError, match="--shard"):
+            sweep.parse_shard(bad)
+
+
+def test_status_reads_the_run_directory(tmp_path):
+    run = sweep.plan("table6", runs_dir=tmp_path, nets=["resnet20"])[0]
+    assert sweep.status(run)[0] == "pending"
+    run.workdir.mkdir(parents=True)
+    run.workdir.joinpath("history.csv").write_text(",".join(train.HISTORY_FIELDS) + "\n0,1\n")
+    assert sweep.status(run) == ("partial", "1 epoch(s) recorded")
+    files.write_json(run.workdir / "metrics.json", {"status": "failed", "reason": "loss is NaN"})
+    assert sweep.status(run) == ("failed", "loss is NaN")
+    files.write_json(run.workdir / "metrics.json", {"status": "complete", "final_test_error": 0.1})
+    assert sweep.status(run) == ("done", "test error 10.00%")
+
+
+def _experiment_file(tmp_path, nets):
+    path = tmp_path / "tiny.py"
+    path.write_text(textwrap.dedent(f'''\
+        """A tiny synthetic experiment for the tests."""
+        RECIPE = dict(dataset="synthetic", synthetic_train=256, synthetic_test=128,
+                      batch_size=64, epochs=1)
+        NETS = {nets!r}
+        '''))
+    return path
+
+
+def test_a_sweep_trains_then_skips_finished_runs(tmp_path):
+    path = _experiment_file(tmp_path, {"resnet8": dict(depth=8), "plain8": dict(depth=8,
+                                                                                 plain=True)})
+    runs = sweep.plan(path, runs_dir=tmp_path / "runs")
+    result = sweep.run_sweep(runs)
+    assert [r.net for r in result.trained] == ["resnet8", "plain8"] and not result.failed
+    assert [sweep.status(r)[0] for r in runs] == ["done", "done"]
+    assert runs[1].workdir == tmp_path / "runs" / "tiny" / "plain8" / "seed0"
+    histories = [r.workdir.joinpath("history.csv").read_text() for r in runs]
+
+    again = sweep.run_sweep(sweep.plan(path, runs_dir=tmp_path / "runs"))
+    assert (len(again.trained), len(again.skipped)) == (0, 2)
+    assert [r.workdir.joinpath("history.csv").read_text() for r in runs] == histories
+
+
+def test_failed_runs_do_not_stop_the_others(tmp_path, capsys):
+    missing = tmp_path / "no-data-here"
+    path = _experiment_file(tmp_path, {
+        "good": dict(depth=8),
+        "bad_depth": dict(depth=9),                                  # invalid: not 6n+2
+        "no_data": dict(depth=8, dataset="cifar10", data_dir=str(missing)),  # raises DataError
+    })
+    code = cli.main(["sweep", str(path), "--jobs", "2", "--runs-dir", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "sweep: 1 trained, 0 already done, 2 failed" in out
+    failed = {line.split()[1] for line in out.splitlines() if line.startswith("FAILED ")}
+    assert failed == {f"{tmp_path / 'runs' / 'tiny' / net / 'seed0'}:" for net in
+                      ("bad_depth", "no_data")}
+    assert "invalid settings: depth 9 is not 6n+2" in out
+    assert "exit status 2: error: CIFAR-10 not found" in out and str(missing) in out
+    good = tmp_path / "runs" / "tiny" / "good" / "seed0"
+    assert files.read_json(good / "metrics.json")["status"] == "complete"
