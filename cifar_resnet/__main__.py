@@ -2,7 +2,7 @@
 
 A thin layer over the library: it parses flags into a Config (config.resolve), and maps the
 library's errors onto one line and an exit status (2: bad input, 1: training failed,
-130: interrupted; rerun the same command to resume).
+130 or 143: interrupted by SIGINT or SIGTERM; rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -165,19 +165,20 @@ def main(argv=None) -> int:
 
     from cifar_resnet.config import ConfigError
     from cifar_resnet.data import DataError
+    from cifar_resnet.reliability import RunLocked
     from cifar_resnet.train import TrainingError
     try:
         commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report}
         return commands[args.command](args)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, RunLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # reliability.Interrupted carries 143 for SIGTERM
         print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_status", 130)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ class Config:
     jit_compile: bool = False      # XLA; worth it on GPU.
     mixed_precision: bool = False  # float16 on GPU, bfloat16 on CPU.
     steps_per_execution: int = 1
+    deterministic: bool = False    # TF op determinism: a resumed run matches an unbroken
+    #                                 one bit for bit (docs/reliability.md has the cost).
 
     def __post_init__(self):
         self.lr_milestones = tuple(self.lr_milestones)

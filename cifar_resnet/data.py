@@ -373,7 +373,7 @@ def augment_batch(images, seed=None):
 
 
 def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
-                 drop_remainder=False) -> tf.data.Dataset:
+                 drop_remainder=False, epochs=None) -> tf.data.Dataset:
     """Builds the input pipeline over in-memory uint8 images.
 
     Args:
@@ -388,6 +388,10 @@ def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
         seed: Seed of the shuffle and augmentation: epochs differ, the sequence of epochs is
             reproducible.
         drop_remainder: Whether to drop the last incomplete batch.
+        epochs: With `training`, `(first, stop)`: one dataset holding epochs first..stop-1 in
+            turn, each shuffled and augmented as a pure function of `(seed, epoch)`, so a run
+            resumed at epoch `first` sees exactly the batches of an uninterrupted one. None:
+            one epoch per iteration over the dataset, a new one each time.
 
     Returns:
         A dataset of `(float32 (B, 32, 32, 3) images, int64 (B,) labels)`.
@@ -399,21 +403,35 @@ def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
     def normalize(images):
         return tf.cast(images, tf.float32) * scale - shift
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    # Batch first: normalization and augmentation then run once per batch, vectorized.
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if training and augment:
-        # One stateless seed per batch, new every epoch yet reproducible; seeded stateful ops
-        # inside `map` would replay the same draws every epoch.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda batch, s: (augment_batch(normalize(batch[0]), s), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(lambda images, labels: (normalize(images), labels),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+    if not training:
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder)
+        return ds.map(lambda images, labels: (normalize(images), labels),
+                      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    images_all, labels_all = tf.constant(x), tf.constant(y)
+    num_batches = len(x) // batch_size if drop_remainder else -(-len(x) // batch_size)
+
+    def one_epoch(key):
+        # Stateless draws keyed by the epoch: no RNG state lives in the iterator, so none is
+        # lost when a run is killed and resumed.
+        epoch_seed = tf.random.experimental.stateless_fold_in(
+            tf.constant([seed, 0], tf.int64), key)
+        order_seed, batch_seed = tf.unstack(tf.random.split(epoch_seed, 2))
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x), dtype=tf.int64),
+                                                         order_seed)
+        return tf.data.Dataset.zip(
+            tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder),
+            tf.data.Dataset.from_tensor_slices(tf.random.split(batch_seed, num_batches)))
+
+    def load(indices, batch_seed):
+        images = normalize(tf.gather(images_all, indices))
+        return (augment_batch(images, batch_seed) if augment else images,
+                tf.gather(labels_all, indices))
+
+    keys = (tf.data.Dataset.range(*epochs) if epochs is not None
+            else tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1))
+    ds = keys.flat_map(one_epoch).apply(  # flat_map hides the length Keras uses for epochs
+        tf.data.experimental.assert_cardinality(num_batches * len(keys)))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -84,7 +84,10 @@ class StepSchedule(keras.callbacks.Callback):
         if self._last is None:
             self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
             if self._step > 0:  # resumed: the restored rate carries any plateau reductions
-                self.scale = self._current() / self.schedule(self._step - 1)
+                ratio = self._current() / self.schedule(self._step - 1)
+                # The restored rate is float32: a ratio within its rounding of 1 is no reduction,
+                # and keeping it would make a resumed run's rates differ from an unbroken run's.
+                self.scale = 1.0 if math.isclose(ratio, 1.0, rel_tol=1e-6) else ratio
         elif not math.isclose(self._current(), self._last, rel_tol=1e-6):
             self.scale *= self._current() / self._last
         self._epoch_start = self._step

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, files, models, schedules
+from cifar_resnet import data, files, models, reliability, schedules
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
                   "test_loss", "test_error", "epoch_time", "wall_time")
@@ -107,12 +107,20 @@ class EpochRecorder(keras.callbacks.Callback):
                 logs[prefix + "error"] = 1.0 - float(logs[prefix + "accuracy"])
 
 
-class HistoryWriter(keras.callbacks.CSVLogger):
-    """CSVLogger with a fixed column set, so runs with and without validation read alike."""
+class HistoryWriter(keras.callbacks.Callback):
+    """Appends a row of HISTORY_FIELDS per epoch to a CSV file, so runs with and without
+    validation read alike. The file is replaced atomically (it is small), so a crash leaves the
+    old or the new file, never a torn row."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = pathlib.Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        super().on_epoch_end(epoch, {k: logs.get(k, "") for k in HISTORY_FIELDS[1:]})
+        logs = logs or {}
+        old = self.path.read_text() if self.path.exists() else ",".join(HISTORY_FIELDS) + "\n"
+        row = [epoch] + [logs.get(k, "") for k in HISTORY_FIELDS[1:]]
+        files.atomic_write_text(self.path, old + ",".join(map(str, row)) + "\n")
 
 
 def read_history(path) -> list[dict]:
@@ -173,7 +181,10 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     Raises:
         ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
         DataError: the dataset cannot be found or read. Nothing is written.
-        TrainingError: the loss became NaN or Inf; metrics.json says so.
+        TrainingError: the loss became NaN or Inf (metrics.json says so, with the step), or a
+            checkpoint could not be written (the previous one is intact).
+        RunLocked: another process is training in `workdir`.
+        Interrupted: SIGINT or SIGTERM; the run resumes from its last finished epoch.
     """
     workdir = pathlib.Path(workdir)
     config.validate()
@@ -184,6 +195,8 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
         return files.read_json(metrics_path)
 
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()  # process-wide; cannot be undone
     splits = data.load_dataset(config.dataset, data_dir=config.data_dir,
                                val_fraction=config.val_fraction,
                                normalization=config.normalization,
@@ -193,14 +206,25 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     if config.batch_size > num_train:
         raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
                                      f"{num_train} training images")
-    steps_per_epoch, epochs, planned = config.plan(num_train)
-
     workdir.mkdir(parents=True, exist_ok=True)
+    with reliability.run_lock(workdir):
+        return _train_locked(config, workdir, splits, callbacks, verbose)
+
+
+def _train_locked(config, workdir, splits, callbacks, verbose) -> dict:
+    """The writing part of run_experiment, under the run-directory lock."""
+    metrics_path = workdir / "metrics.json"
+    if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
+        return files.read_json(metrics_path)  # finished by another process meanwhile
+    steps_per_epoch, epochs, planned = config.plan(len(splits.train[0]))
     config_lib.save(config, workdir / "config.json")
+    backup = reliability.SafeBackupAndRestore(workdir / "backup")
+    epochs_done = backup.resume_epoch()
 
     make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
     train_ds = data.make_dataset(*splits.train, training=True, augment=config.augment,
-                                 seed=config.seed, **make)
+                                 seed=config.seed, epochs=(min(epochs_done, epochs - 1), epochs),
+                                 **make)
     val_ds = data.make_dataset(*splits.val, training=False, **make) if splits.val else None
     test_ds = data.make_dataset(*splits.test, training=False, **make)
 
@@ -209,46 +233,46 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
                               warmup_steps=config.resolved_warmup, warmup_lr=config.warmup_lr)
     model.optimizer.learning_rate = lr_fn(0)
 
-    backup = workdir / "backup"
-    epochs_done = 0
-    if (backup / "training_metadata.json").exists():
-        epochs_done = files.read_json(backup / "training_metadata.json")["epoch"]
     done = _trim_history(workdir / "history.csv", epochs_done)
     best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])), default=None)
     recorder = EpochRecorder(test_ds, steps_per_epoch, elapsed=done[-1]["wall_time"] if done else 0)
 
-    cbs = [schedules.StepSchedule(lr_fn), recorder, keras.callbacks.TerminateOnNaN()]
+    stop = reliability.SignalStop()
+    cbs = [stop, schedules.StepSchedule(lr_fn), recorder,
+           reliability.DivergenceStop(steps_per_epoch)]
     if config.plateau_patience is not None:
         cbs.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss" if val_ds else "loss", factor=config.plateau_factor,
             patience=config.plateau_patience, min_lr=config.plateau_min_lr))
     if val_ds is not None:
-        cbs.append(keras.callbacks.ModelCheckpoint(
+        cbs.append(reliability.SafeModelCheckpoint(
             workdir / "best.keras", monitor="val_accuracy", mode="max", save_best_only=True,
             initial_value_threshold=None if best_val is None else 1.0 - best_val))
-    cbs += [HistoryWriter(workdir / "history.csv", append=True),
+    cbs += [HistoryWriter(workdir / "history.csv"),
             keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False),
             *callbacks,
             # Last, so an epoch is backed up only once everything above has recorded it.
-            keras.callbacks.BackupAndRestore(backup)]
+            backup]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
     print(f"{workdir}: {model.name}, {count_params(model):,} params, {epochs} epochs of "
           f"{steps_per_epoch} iterations" + (f", resuming after epoch {epochs_done}"
                                              if epochs_done else ""), file=sys.stderr)
-    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-              validation_data=val_ds, callbacks=cbs, verbose=verbose, shuffle=False)
+    try:
+        with stop:
+            model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                      validation_data=val_ds, callbacks=cbs, verbose=verbose, shuffle=False)
+        reliability.atomic_save(model, workdir / "final.keras")
+    except reliability.Diverged as e:
+        files.write_json(metrics_path, {"status": "failed", "reason": str(e), "step": e.step,
+                                        "epoch": e.epoch + 1, "finished_epochs": e.epoch})
+        raise TrainingError(f"{workdir}: training diverged: {e}; the checkpoint of the last "
+                            f"finished epoch is kept; see {metrics_path}") from None
+    except reliability.CheckpointWriteError as e:
+        raise TrainingError(str(e)) from e
 
     history = read_history(workdir / "history.csv")
-    last = history[-1] if history else {}
-    if not np.isfinite(last.get("loss", math.nan)) or model.stop_training and len(history) < epochs:
-        metrics = {"status": "failed", "reason": "loss is NaN or Inf",
-                   "epoch": len(history) + 1}
-        files.write_json(metrics_path, metrics)
-        raise TrainingError(f"{workdir}: training diverged (loss NaN or Inf) in epoch "
-                            f"{len(history) + 1}; see {metrics_path}")
-    model.save(workdir / "final.keras")
     metrics = summarize(history, count_params(model), config.batch_size, recorder.rates)
     files.write_json(metrics_path, metrics)
     return metrics

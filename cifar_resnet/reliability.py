@@ -1,0 +1,289 @@
+"""Crash safety for long runs: atomic checkpoints, a run-directory lock, clean stops.
+
+A ResNet-1202 (He et al. 2015 sec 4.2) or ResNet-1001 (He et al. 2016) run on CIFAR-10 takes a day
+or more, so a run must survive SIGKILL, Ctrl-C, a full disk and a second process started on the
+same directory without losing finished epochs. The pieces, used by `train.run_experiment`:
+
+- `atomic_save`: a model or its weights go to a temporary file, are fsynced, then renamed over the
+  target; a failed write leaves the previous file as it was.
+- `SafeBackupAndRestore`: Keras' BackupAndRestore, but each epoch's state is a new file named by
+  its epoch with its SHA-256 in `training_metadata.json` (itself replaced atomically), and the
+  previous state is kept; a corrupt latest state is reported by name and the previous one used.
+- `SafeModelCheckpoint`: ModelCheckpoint writing through `atomic_save`.
+- `run_lock`: `fcntl.flock` on `<workdir>/.lock`; the kernel drops it when its process dies, so a
+  crashed run never leaves a stale lock.
+- `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`.
+- `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, before any epoch-end callback
+  could record or back up the diverged state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import math
+import os
+import pathlib
+import signal
+import sys
+import threading
+
+import keras
+
+from cifar_resnet import files
+
+METADATA = "training_metadata.json"
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run directory."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written; the previous one is intact."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after a batch; the run is resumable."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_status = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or Inf at `step` (1-based iteration)."""
+
+    def __init__(self, step: int, epoch: int):
+        super().__init__(f"loss is NaN or Inf at iteration {step} (epoch {epoch + 1})")
+        self.step, self.epoch = step, epoch
+
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: pathlib.Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # makes the rename itself durable
+    finally:
+        os.close(fd)
+
+
+def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
+    """Saves `model` (or its weights) to `path` via a temporary file, fsync and rename.
+
+    Args:
+        model: the model.
+        path: target, ending in `.keras` (whole model) or `.weights.h5` (weights_only).
+        weights_only: save weights and optimizer state only (`model.save_weights`).
+
+    Returns:
+        The SHA-256 of the written file.
+
+    Raises:
+        CheckpointWriteError: the write failed (e.g. disk full); `path` is untouched.
+    """
+    path = pathlib.Path(path)
+    suffix = ".weights.h5" if weights_only else ".keras"  # Keras picks the format by suffix
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        digest = sha256(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous one is intact" if path.exists() else "no earlier one exists"
+        reason = e.strerror or str(e) or type(e).__name__
+        if e.errno == errno.ENOSPC:
+            reason = "no space left on device"
+        raise CheckpointWriteError(f"cannot write checkpoint {path} ({reason}); {kept}; free "
+                                   "space and rerun the same command to resume") from e
+    return digest
+
+
+class SafeModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint whose file is replaced atomically, so a crash never leaves half of it."""
+
+    def _save_model(self, epoch, batch, logs):
+        filepath = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, filepath):
+            atomic_save(self.model, filepath, weights_only=self.save_weights_only)
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore with atomic, checksummed states and a kept previous state.
+
+    Keras writes `latest.weights.h5` in place and then the metadata, so a kill in between
+    leaves weights and epoch out of step, and a kill during the write leaves a torn file. Here
+    epoch k's state goes to a new file `epoch{k}.weights.h5` (see `atomic_save`), and only then
+    does `training_metadata.json` (atomic) point to it, with its SHA-256 and the previous state.
+    Every moment on disk therefore names a complete, verified state.
+
+    Args:
+        backup_dir: the folder of the states; removed when training completes.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, save_freq="epoch")
+        self.backup_dir = pathlib.Path(backup_dir)
+        self._resume = None
+        self._resolved = False
+
+    def resume_state(self) -> dict | None:
+        """The verified state training will resume from, or None to start afresh.
+
+        A latest state whose file is missing or fails its checksum is reported on stderr by
+        name, and the previous state is used.
+        """
+        if not self._resolved:
+            self._resume, self._resolved = _good_state(self.backup_dir), True
+        return self._resume
+
+    def resume_epoch(self) -> int:
+        state = self.resume_state()
+        return state["epoch"] if state else 0
+
+    def on_train_begin(self, logs=None):
+        state = self.resume_state()
+        if state is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.backup_dir / state["weights"])
+        self.model._initial_epoch = state["epoch"]
+
+    def _save_model(self):
+        name = f"epoch{self._current_epoch}.weights.h5"
+        digest = atomic_save(self.model, self.backup_dir / name, weights_only=True)
+        state = {"epoch": self._current_epoch, "weights": name, "sha256": digest}
+        previous = _read_metadata(self.backup_dir)
+        if previous and previous.get("weights") != name:
+            state["previous"] = {k: previous.get(k) for k in ("epoch", "weights", "sha256")}
+        files.write_json(self.backup_dir / METADATA, {"batch": 0, **state})
+        keep = {name, state.get("previous", {}).get("weights")}
+        for old in self.backup_dir.glob("epoch*.weights.h5"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+
+
+def _read_metadata(backup_dir: pathlib.Path) -> dict | None:
+    try:
+        meta = files.read_json(backup_dir / METADATA)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _good_state(backup_dir: pathlib.Path) -> dict | None:
+    meta = _read_metadata(backup_dir)
+    if meta is None:
+        return None
+    for state in (meta, meta.get("previous")):
+        if not state or not state.get("weights"):
+            continue
+        path = backup_dir / state["weights"]
+        if not path.is_file():
+            problem = "is missing"
+        elif sha256(path) != state.get("sha256"):
+            problem = "is corrupt or truncated (checksum mismatch)"
+        else:
+            if state is not meta:
+                print(f"warning: resuming from the previous checkpoint {path} "
+                      f"(epoch {state['epoch']})", file=sys.stderr)
+            return state
+        print(f"warning: checkpoint {path} {problem}; ignoring it", file=sys.stderr)
+    print(f"warning: no usable checkpoint in {backup_dir}; starting from scratch", file=sys.stderr)
+    return None
+
+
+@contextlib.contextmanager
+def run_lock(workdir):
+    """Holds an exclusive lock on `workdir` for the duration of the block.
+
+    Raises:
+        RunLocked: another live process holds it; the message names its PID.
+    """
+    path = pathlib.Path(workdir) / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunLocked(f"{workdir} is in use by process {owner}; wait for it to finish or "
+                            "use another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class SignalStop(keras.callbacks.Callback):
+    """Turns SIGINT/SIGTERM into `Interrupted` at the end of the current batch.
+
+    Raising (rather than `model.stop_training`) skips the epoch-end callbacks, so the half-done
+    epoch is neither recorded nor backed up: the run resumes from the last finished epoch. A
+    second signal acts at once (the previous handler is back after the first). Use as a context
+    manager around `fit`, so the handlers are restored however training ends.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this batch", file=sys.stderr)
+        self._restore()
+
+    def _check(self, *args, **kwargs):
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    on_train_batch_end = on_epoch_begin = _check
+
+
+class DivergenceStop(keras.callbacks.Callback):
+    """Raises `Diverged` on the first batch whose loss is NaN or Inf (cf. TerminateOnNaN)."""
+
+    def __init__(self, steps_per_epoch: int):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise Diverged(self.epoch * self.steps_per_epoch + batch + 1, self.epoch)
