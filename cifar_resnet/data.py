@@ -14,6 +14,7 @@ for tests and smoke runs without the real data.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 import pickle
@@ -33,6 +34,10 @@ TEST_FILE = "test_batch"
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                "truck")
 NUM_CLASSES = 10
+BATCH_SIZE = 10000  # images per official batch file
+# A full-size batch must hold each class this many times (the official train batches: 937..1042,
+# test: 1000 each); the small hand-made batches of tests are exempt.
+CLASS_COUNT_RANGE = (900, 1100)
 PAD = 4  # He et al. 2015 sec 4.2: "4 pixels are padded on each side".
 NORMALIZATIONS = ("pixel_mean", "channel_std", "none")
 DATASETS = ("cifar10", "synthetic")
@@ -101,13 +106,57 @@ def find_cifar10(data_dir=None, download: bool = True) -> pathlib.Path:
     try:
         import keras  # Deferred: only a download needs it.
 
-        path = keras.utils.get_file(ARCHIVE_NAME, origin=OFFICIAL_URL, file_hash=OFFICIAL_SHA256,
-                                    hash_algorithm="sha256", cache_dir=str(place.parent))
-    except Exception as e:  # urllib, OSError, hash mismatch (ValueError), ...
+        # Downloaded under another name, so that nothing unverified is ever found by _locate.
+        part = pathlib.Path(keras.utils.get_file(ARCHIVE_NAME + ".part", origin=OFFICIAL_URL,
+                                                 cache_dir=str(place.parent)))
+    except Exception as e:  # urllib, OSError, ...
         reason = " ".join(str(e).split()) or type(e).__name__
         raise DataError(f"{looked}, and downloading {OFFICIAL_URL} failed ({reason}); {fix}, "
                         "or check the network") from e
-    return pathlib.Path(path)
+    return _accept_download(part, place / ARCHIVE_NAME)
+
+
+def _accept_download(part: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
+    """Moves a verified download to `target`; a mismatch is kept aside as `<target>.bad`."""
+    with open(part, "rb") as f:
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != OFFICIAL_SHA256:
+        bad = target.with_name(target.name + ".bad")
+        os.replace(part, bad)
+        raise DataError(f"downloaded {OFFICIAL_URL} has SHA-256 {digest.hexdigest()}, not the "
+                        f"official {OFFICIAL_SHA256}; refused it and kept it as {bad}; retry, "
+                        "or pass --data-dir to a copy you trust")
+    os.replace(part, target)
+    return target
+
+
+# The only globals the official batches (pickle protocol 2, numpy arrays) and numpy 2 pickles
+# of the same structure reference. Anything else could run code, so it is refused.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): np._core.numeric._frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): np._core.numeric._frombuffer,
+    ("numpy.core.multiarray", "scalar"): np._core.multiarray.scalar,  # numpy ints in a list
+    ("numpy._core.multiarray", "scalar"): np._core.multiarray.scalar,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes, str, numbers and numpy arrays, and nothing else."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return _SAFE_GLOBALS[module, name]
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
 
 
 def _read_batch(fileobj, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +173,10 @@ def _read_batch(fileobj, name: str) -> tuple[np.ndarray, np.ndarray]:
         DataError: The file is not a valid CIFAR-10 batch.
     """
     try:
-        batch = pickle.load(fileobj, encoding="bytes")
+        batch = _BatchUnpickler(fileobj, encoding="bytes").load()
+    except _RefusedGlobal as e:
+        raise DataError(f"{name}: refused to unpickle global {e}: a CIFAR-10 batch holds only "
+                        "dicts, bytes, int lists and uint8 arrays; replace the file") from None
     except Exception as e:  # Truncated or garbage files raise many different types.
         raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(e).__name__}: {e}); "
                         "replace the file") from e
@@ -142,6 +194,11 @@ def _read_batch(fileobj, name: str) -> tuple[np.ndarray, np.ndarray]:
     if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise DataError(f"{name}: labels must be in 0..{NUM_CLASSES - 1}, got "
                         f"{labels.min()}..{labels.max()}")
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    low, high = CLASS_COUNT_RANGE
+    if len(labels) == BATCH_SIZE and not low <= counts.min() <= counts.max() <= high:
+        raise DataError(f"{name}: class counts {counts.tolist()} outside {low}..{high} per class "
+                        "for a full-size batch; replace the file")
     # Each row is the R, G and B planes in turn, each 32x32 row-major: CHW.
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return images, labels.astype(np.int64)
@@ -161,6 +218,7 @@ def _read_batches(source: pathlib.Path) -> dict:
             # One sequential pass: seeking backwards in a .gz means decompressing again.
             with tarfile.open(source, "r:*") as tar:
                 for member in tar:
+                    _check_member(source, member)
                     name = pathlib.PurePosixPath(member.name).name
                     if member.isfile() and name in wanted and name not in batches:
                         batches[name] = _read_batch(tar.extractfile(member),
@@ -173,6 +231,18 @@ def _read_batches(source: pathlib.Path) -> dict:
         raise DataError(f"{source}: missing {', '.join(missing)}; expected the official "
                         f"{FOLDER_NAME} files")
     return batches
+
+
+def _check_member(source, member: tarfile.TarInfo) -> None:
+    """Refuses archive members that could reach outside the folder: absolute, `..`, links."""
+    path = pathlib.PurePosixPath(member.name)
+    problem = ("an absolute path" if path.is_absolute() or member.name.startswith("\\")
+               else "a '..' path" if ".." in path.parts
+               else "a link or device" if member.issym() or member.islnk() or member.isdev()
+               else None)
+    if problem:
+        raise DataError(f"{source}: refusing archive member {member.name!r} ({problem}); the "
+                        "official archive has none: replace it")
 
 
 def load_cifar10(data_dir=None, download: bool = True):
