@@ -145,8 +145,7 @@ def format_status(runs: Sequence[Run]) -> str:
     lines = [f"{len(runs)} run(s): {counts}"]
     for run, state, detail in rows:
         lines.append(f"{state:8} {run.workdir}" + (f"  ({detail})" if detail else ""))
-        if state != "done":
-            lines.append(f"         {run.command}")
+        lines.append(f"         {run.command}")
     return "\n".join(lines)
 
 

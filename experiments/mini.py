@@ -1,0 +1,57 @@
+"""A CPU-scale reproduction of He et al. 2015 Figure 6 (section 4.2) on the real CIFAR-10.
+
+The finding to look for is on TRAINING error (Figure 6, dashed lines): plain-56 trains to a
+higher training error than plain-20 (degradation), while ResNet-56 trains to a training error at
+or below ResNet-20's. The paper's recipe with a short schedule: 2 epochs of the 45k training
+images = 704 SGD iterations at batch 128 (paper: 64k), lr 0.1 divided by 10 at 50% and 75% of
+them (the paper's 32k/48k as fractions). Test errors after 704 iterations are far from Table 6's
+(8.75% / 6.97% after 64k); only the comparisons between the four nets are meant to hold.
+
+Sized to fit 45 minutes on 2 CPU cores. Measured on this project's 2-core machine (TensorFlow
+2.21 CPU, float32, batch 128; the machine was shared with other jobs, so process CPU time is the
+figure to trust): ResNet-20 0.49 CPU-s per iteration, plain-56 1.39 (56-layer nets cost 2.8x a
+20-layer one); evaluating 10k test images 11 / 29 CPU-s. Per epoch (352 iterations + 15k
+val/test images): ~190 CPU-s for a 20-layer net, ~535 for a 56-layer one, ~1450 for all four.
+XLA was slower on this CPU (0.80 CPU-s/it for ResNet-20) and bfloat16 only 18% cheaper
+(0.43), so both stay off. Estimate for `make mini-repro`, 2 epochs of all four nets plus ~40
+CPU-s start-up each: 3050 CPU-s, i.e. 34 minutes if TensorFlow keeps 1.5 of the 2 cores busy
+(25 minutes at 2, 39 at 1.3). Check of the whole CLI path (start-up, data, 50 iterations,
+val and test evaluation): `python -m cifar_resnet train --depth 20 --iterations 50 --data-dir
+../shared/data` took 57 CPU-s (100 s wall on the loaded machine), `--depth 56 --plain` 144 CPU-s
+(208 s wall), both in line with the figures above. The full sweep has not been run yet.
+
+Run it with `make mini-repro` (data from ../shared/data; DATA_DIR=... to change) or
+`python -m cifar_resnet sweep mini --data-dir DIR`.
+"""
+
+RECIPE = dict(
+    dataset="cifar10",        # the real data; `make mini-repro` passes --data-dir ../shared/data
+    version=1,
+    shortcut="A",             # option A for the residual nets (ignored by plain nets)
+    preset="paper",
+    batch_size=128,           # images per SGD iteration (paper: 128)
+    lr=0.1,                   # base learning rate (paper: 0.1)
+    epochs=2,                 # epochs of 45k images = 704 iterations (paper: 64k iterations)
+    lr_milestones=(0.5, 0.75),  # fractions of the 704 iterations: 352 and 528 (paper: 32k, 48k)
+    lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on (paper: /10, /100)
+    val_fraction=0.1,         # 45k/5k train/val split (paper)
+)
+
+NETS = {
+    "plain20": dict(depth=20, plain=True),
+    "plain56": dict(depth=56, plain=True),
+    "resnet20": dict(depth=20),
+    "resnet56": dict(depth=56),
+}
+
+PAPER = {  # test error in %, after the paper's full 64k iterations, for reference only
+    "resnet20": dict(error=8.75, source="He 2015 Table 6",
+                     note="after 64k iterations; this schedule is 704"),
+    "resnet56": dict(error=6.97, source="He 2015 Table 6",
+                     note="after 64k iterations; this schedule is 704"),
+}
+
+PANELS = {
+    "plain": ["plain20", "plain56"],
+    "resnet": ["resnet20", "resnet56"],
+}
