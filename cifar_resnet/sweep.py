@@ -25,7 +25,7 @@ from cifar_resnet import config as config_lib
 from cifar_resnet import experiments, files
 from cifar_resnet.config import ConfigError
 
-STATES = ("done", "partial", "pending", "failed")
+STATES = ("done", "running", "partial", "pending", "failed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +120,19 @@ def plan(experiment, *, seeds: int = 1, runs_dir="runs", overrides: Optional[dic
     return runs
 
 
+def _lock_owner(workdir: pathlib.Path) -> Optional[int]:
+    """The PID in `<workdir>/.lock` (reliability.run_lock) if that process is alive."""
+    try:
+        pid = int((workdir / ".lock").read_text().split()[0])
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def status(run: Run) -> tuple[str, str]:
-    """(state, detail): done, partial (started, not finished), pending, or failed."""
+    """(state, detail): done, running (its lock's process is alive), partial (started, not
+    finished), pending, or failed."""
     if run.config is None:
         return "failed", f"invalid settings: {run.error}"
     metrics_path = run.workdir / "metrics.json"
@@ -133,6 +144,9 @@ def status(run: Run) -> tuple[str, str]:
             return "failed", metrics.get("reason", "see metrics.json")
     history = run.workdir / "history.csv"
     epochs = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
+    pid = _lock_owner(run.workdir)
+    if pid is not None:
+        return "running", f"process {pid}, {epochs} epoch(s) recorded"
     if epochs or (run.workdir / "config.json").exists() or (run.workdir / "backup").exists():
         return "partial", f"{epochs} epoch(s) recorded"
     return "pending", ""
@@ -151,15 +165,16 @@ def format_status(runs: Sequence[Run]) -> str:
 
 @dataclasses.dataclass
 class SweepResult:
-    """What a sweep did: runs trained now, runs already done, and failures with their error."""
+    """What a sweep did: runs trained now, runs already done or running elsewhere, failures."""
 
     trained: list[Run] = dataclasses.field(default_factory=list)
     skipped: list[Run] = dataclasses.field(default_factory=list)
+    running: list[Run] = dataclasses.field(default_factory=list)  # in another process
     failed: list[tuple[Run, str]] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"sweep: {len(self.trained)} trained, {len(self.skipped)} already done, "
-                 f"{len(self.failed)} failed"]
+                 f"{len(self.running)} running elsewhere, {len(self.failed)} failed"]
         lines += [f"FAILED {run.workdir}: {error}" for run, error in self.failed]
         return "\n".join(lines)
 
@@ -216,6 +231,8 @@ def run_sweep(runs: Sequence[Run], *, jobs: int = 1,
         state, detail = status(run)
         if state == "done":
             result.skipped.append(run)
+        elif state == "running":  # another process trains it; training it here would collide
+            result.running.append(run)
         elif run.config is None:
             result.failed.append((run, detail))
         else:

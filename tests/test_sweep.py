@@ -1,6 +1,6 @@
 """Experiment files (experiments/*.py), their loader, and the `sweep` command."""
 
-import pathlib
+import os
 import textwrap
 
 import pytest
@@ -67,7 +67,7 @@ def test_figure6_dry_run_lists_its_11_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     nets = ["plain20", "plain32", "plain44", "plain56", "plain110", "resnet20", "resnet32",
             "resnet44", "resnet56", "resnet110", "resnet1202"]
-    assert out.splitlines()[0] == "11 run(s): 0 done, 0 partial, 11 pending, 0 failed"
+    assert out.splitlines()[0] == "11 run(s): 0 done, 0 running, 0 partial, 11 pending, 0 failed"
     listed = [line.split()[1] for line in out.splitlines() if line.startswith("pending ")]
     assert listed == [str(tmp_path / "figure6" / net / "seed0") for net in nets]
     assert not tmp_path.joinpath("figure6").exists()  # a dry run writes nothing
@@ -102,6 +102,11 @@ def test_status_reads_the_run_directory(tmp_path):
     run.workdir.mkdir(parents=True)
     run.workdir.joinpath("history.csv").write_text(",".join(train.HISTORY_FIELDS) + "\n0,1\n")
     assert sweep.status(run) == ("partial", "1 epoch(s) recorded")
+    run.workdir.joinpath(".lock").write_text(f"{os.getpid()}\n")  # reliability.run_lock's file
+    assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 epoch(s) recorded")
+    assert sweep.run_sweep([run]).running == [run]  # not trained a second time
+    run.workdir.joinpath(".lock").write_text("999999999\n")  # a dead process: no longer running
+    assert sweep.status(run)[0] == "partial"
     files.write_json(run.workdir / "metrics.json", {"status": "failed", "reason": "loss is NaN"})
     assert sweep.status(run) == ("failed", "loss is NaN")
     files.write_json(run.workdir / "metrics.json", {"status": "complete", "final_test_error": 0.1})
@@ -144,7 +149,7 @@ def test_failed_runs_do_not_stop_the_others(tmp_path, capsys):
     code = cli.main(["sweep", str(path), "--jobs", "2", "--runs-dir", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert code == 1
-    assert "sweep: 1 trained, 0 already done, 2 failed" in out
+    assert "sweep: 1 trained, 0 already done, 0 running elsewhere, 2 failed" in out
     failed = {line.split()[1] for line in out.splitlines() if line.startswith("FAILED ")}
     assert failed == {f"{tmp_path / 'runs' / 'tiny' / net / 'seed0'}:" for net in
                       ("bad_depth", "no_data")}
