@@ -41,6 +41,7 @@ LEVERS = {
     "inter": "tf.config.threading inter-op threads",
     "onednn": "TF_ENABLE_ONEDNN_OPTS=0|1",
     "omp": "OMP_NUM_THREADS=N",
+    "passive": "OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning",
     "nchw": "torch: contiguous NCHW instead of channels_last",
 }
 DEFAULT_NETS = ("resnet20_v1", "resnet56_v1", "resnet110_v1", "resnet164_v2")
@@ -74,7 +75,7 @@ def parse_net(name: str) -> tuple[int, int]:
 
 def reference_of(spec: str) -> str | None:
     """The PyTorch implementation an implementation of ours is compared with."""
-    base, options = parse_impl(spec)
+    base, _ = parse_impl(spec)
     if base.startswith("torch") or base == "pipeline":
         return None
     return "torch-bf16" if base == "keras-bf16" else "torch"
@@ -92,6 +93,8 @@ def _set_environment(options: dict) -> None:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(options["onednn"])
     if "omp" in options:
         os.environ["OMP_NUM_THREADS"] = str(options["omp"])
+    if options.get("passive"):
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def _keras_config(base, options, depth, version, batch_size):
@@ -158,7 +161,8 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
     epochs, steps = conn.recv()
     # The run_experiment path: Model.fit over make_dataset; its own callbacks (test evaluation,
     # checkpoints, logs) run between epochs and are not part of the training step.
-    model.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Gate()])
+    model.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Gate()],
+              shuffle=False)
     conn.recv()  # "stop"
 
 
@@ -284,8 +288,11 @@ def summarize(results: dict) -> dict:
             runs[spec] = dict(epochs=epochs, min=min(rates), median=statistics.median(rates),
                               max=max(rates))
         for spec in runs:
+            # The reference as given, else the first run of its base with levers (torch:passive).
             ref = reference_of(spec)
-            if ref in runs:
+            ref = next((r for r in runs if r == ref), None) or next(
+                (r for r in runs if ref and parse_impl(r)[0] == ref), None)
+            if ref is not None:
                 ours, theirs = runs[spec]["epochs"], runs[ref]["epochs"]
                 runs[spec]["reference"] = ref
                 runs[spec]["ratio"] = runs[spec]["median"] / runs[ref]["median"]

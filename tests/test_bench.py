@@ -128,3 +128,14 @@ def test_xla_and_bf16_follow_default_loss_trajectory(tiny_config):
     # relative), with float32 weights and loss; observed at most 7e-4 relative over 6 steps.
     # 1e-2 leaves room for that noise yet is smaller than the loss change of one step (~8%).
     np.testing.assert_allclose(bf16, base, rtol=1e-2)
+
+
+def test_summarize_ratio_of_medians_and_paired_ratio():
+    epochs = lambda *rates: [dict(images_per_sec=r, load=1.0) for r in rates]
+    results = bench.summarize({"nets": {"n": {"keras": epochs(100, 300, 200),
+                                              "torch:passive": epochs(100, 100, 400)}}})
+    keras = results["nets"]["n"]["keras"]
+    assert (keras["min"], keras["median"], keras["max"]) == (100, 200, 300)
+    assert keras["reference"] == "torch:passive"  # a lever variant of the reference counts
+    assert keras["ratio"] == 2.0  # 200 / 100
+    assert keras["paired_ratio"] == 1.0  # median of 1, 3, 0.5
