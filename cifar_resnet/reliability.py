@@ -95,6 +95,8 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
     path = pathlib.Path(path)
     suffix = ".weights.h5" if weights_only else ".keras"  # Keras picks the format by suffix
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    for stale in path.parent.glob(f".{path.name}.*.tmp{suffix}"):
+        stale.unlink()  # left by a killed writer; the caller holds the run lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
@@ -105,12 +107,11 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
         _fsync_dir(path.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        kept = "the previous one is intact" if path.exists() else "no earlier one exists"
-        reason = e.strerror or str(e) or type(e).__name__
-        if e.errno == errno.ENOSPC:
-            reason = "no space left on device"
-        raise CheckpointWriteError(f"cannot write checkpoint {path} ({reason}); {kept}; free "
-                                   "space and rerun the same command to resume") from e
+        reason = "no space left on device" if e.errno == errno.ENOSPC else (
+            e.strerror or str(e) or type(e).__name__)
+        raise CheckpointWriteError(f"cannot write checkpoint {path} ({reason}); earlier "
+                                   "checkpoints are intact; free space and rerun the same "
+                                   "command to resume") from e
     return digest
 
 
@@ -262,7 +263,6 @@ class SignalStop(keras.callbacks.Callback):
 
     def _handle(self, signum, frame):
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this batch", file=sys.stderr)
         self._restore()
 
     def _check(self, *args, **kwargs):
