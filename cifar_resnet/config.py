@@ -18,6 +18,10 @@ import yaml
 from cifar_resnet import files, models, variants
 
 
+# Where training runs (distribute.py): one device, local GPUs, several machines; auto picks.
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message is one line meant for the user."""
 
@@ -78,6 +82,8 @@ class Config:
     steps_per_execution: int = 1
     deterministic: bool = False    # TF op determinism: a resumed run matches an unbroken
     #                                 one bit for bit (docs/reliability.md has the cost).
+    strategy: str = "auto"         # "auto" | "one" | "mirrored" | "multiworker" (distribute.py);
+    #                                 batch_size stays the global batch, lr is not rescaled.
 
     def __post_init__(self):
         self.lr_milestones = tuple(self.lr_milestones)
@@ -118,6 +124,7 @@ class Config:
         _choice("dataset", self.dataset, ("cifar10", "synthetic"))
         _choice("normalization", self.normalization, ("pixel_mean", "channel_std", "none"))
         _choice("optimizer", self.optimizer, ("sgd", "adam"))
+        _choice("strategy", self.strategy, STRATEGIES)
         try:
             models.check_architecture(self.version, self.depth, block=self.resolved_block,
                                       shortcut=self.shortcut)

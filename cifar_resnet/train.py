@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, files, models, reliability, schedules
+from cifar_resnet import data, distribute, files, models, reliability, schedules
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
                   "test_loss", "test_error", "epoch_time", "wall_time")
@@ -70,9 +70,9 @@ def build_model(config: config_lib.Config) -> keras.Model:
     else:
         optimizer = keras.optimizers.Adam(config.lr)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=config.jit_compile,
+                  metrics=["accuracy"], jit_compile=distribute.jit_compile(config.jit_compile),
                   steps_per_execution=config.steps_per_execution)
-    return model
+    return distribute.adapt(model)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -170,7 +170,8 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     """Trains `config`'s net into `workdir`, resuming whatever is there; returns metrics.json.
 
     Args:
-        config: a validated Config.
+        config: a validated Config. Under `config.strategy`, `batch_size` is the global batch
+            (split over the replicas) and `lr` is used as given: scale it with the batch.
         workdir: the run directory (created if missing).
         callbacks: extra Keras callbacks (e.g. for notebooks or tests).
         verbose: Keras verbosity; default a progress bar on a terminal, else a line per epoch.
@@ -189,6 +190,19 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     workdir = pathlib.Path(workdir)
     config.validate()
     _check_resumable(config, workdir)
+    # Before any other TensorFlow op: MultiWorkerMirroredStrategy must be created first.
+    placement = distribute.placement(config.strategy)
+    if placement.num_replicas > 1:
+        print(f"{workdir}: {placement.name} strategy, global batch {config.batch_size} over "
+              f"{placement.num_replicas} replicas, lr {config.lr} (not rescaled)", file=sys.stderr)
+    if not placement.is_chief:  # only the chief writes the run directory (distribute.py)
+        with distribute.scratch_copy(workdir) as scratch:
+            return _run(config, scratch, placement, callbacks, verbose)
+    return _run(config, workdir, placement, callbacks, verbose)
+
+
+def _run(config, workdir, placement, callbacks, verbose) -> dict:
+    """run_experiment in `workdir` (the run directory or a worker's scratch copy)."""
     metrics_path = workdir / "metrics.json"
     if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
@@ -207,7 +221,7 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
         raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
                                      f"{num_train} training images")
     workdir.mkdir(parents=True, exist_ok=True)
-    with reliability.run_lock(workdir):
+    with reliability.run_lock(workdir), placement.scope():
         return _train_locked(config, workdir, splits, callbacks, verbose)
 
 
