@@ -57,6 +57,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
     flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
          help="float16 on GPU, bfloat16 on CPU")
+    flag("--strategy", choices=("auto", "one", "mirrored", "multiworker"),
+         help="auto (default: mirrored if >1 GPU), one, mirrored (local GPUs), multiworker "
+              "(TF_CONFIG); --batch-size is the global batch, --lr is not rescaled")
     flag("--set", action="append", default=[], metavar="KEY=VALUE",
          help="any other config field, e.g. --set val_fraction=0")
 
