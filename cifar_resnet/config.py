@@ -80,6 +80,8 @@ class Config:
     jit_compile: bool = False      # XLA; worth it on GPU.
     mixed_precision: bool = False  # float16 on GPU, bfloat16 on CPU.
     steps_per_execution: int = 1
+    log_every: Optional[int] = None  # iterations per history row (and evaluation); None: one
+    #                                  epoch. Short runs use it for curves with more points.
     deterministic: bool = False    # TF op determinism: a resumed run matches an unbroken
     #                                 one bit for bit (docs/reliability.md has the cost).
     strategy: str = "auto"         # "auto" | "one" | "mirrored" | "multiworker" (distribute.py);
@@ -144,7 +146,7 @@ class Config:
         for name in ("batch_size", "steps_per_execution", "synthetic_train", "synthetic_test"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("epochs", "iterations"):
+        for name in ("epochs", "iterations", "log_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1; got {value}")
@@ -165,12 +167,13 @@ class Config:
     def plan(self, num_train: int) -> tuple[int, int, int]:
         """Returns (steps_per_epoch, epochs, planned_iterations) for `num_train` images.
 
-        Training runs whole epochs, so it may pass `iterations` by less than one epoch
+        A Keras "epoch" here is one logging period: a pass over the data, or `log_every`
+        iterations. Training runs whole periods, so it may pass `iterations` by less than one
         (the paper's 64k at 352 per epoch: 182 epochs, 64,064 iterations).
         """
         steps = math.ceil(num_train / self.batch_size)
         total = self.epochs * steps if self.epochs is not None else self.iterations
-        steps = min(steps, total)  # a run shorter than one epoch is one short epoch
+        steps = min(self.log_every or steps, total)  # a run shorter than one period is one
         return steps, math.ceil(total / steps), total
 
     def to_dict(self) -> dict[str, Any]:

@@ -236,9 +236,15 @@ def _train_locked(config, workdir, splits, callbacks, verbose) -> dict:
     epochs_done = backup.resume_epoch()
 
     make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
+    # Data passes (keyed by pass, so a resumed run sees the same batches) need not coincide
+    # with logging periods (log_every): start inside the pass where the backup stopped.
+    per_pass = math.ceil(len(splits.train[0]) / config.batch_size)
+    first = min(epochs_done, epochs - 1) * steps_per_epoch
     train_ds = data.make_dataset(*splits.train, training=True, augment=config.augment,
-                                 seed=config.seed, epochs=(min(epochs_done, epochs - 1), epochs),
-                                 **make)
+                                 seed=config.seed, **make,
+                                 epochs=(first // per_pass,
+                                         math.ceil(epochs * steps_per_epoch / per_pass)))
+    train_ds = train_ds.skip(first % per_pass)
     val_ds = data.make_dataset(*splits.val, training=False, **make) if splits.val else None
     test_ds = data.make_dataset(*splits.test, training=False, **make)
 

@@ -159,3 +159,18 @@ def test_a_tiny_net_learns_real_cifar10_in_one_short_epoch(real_data, tmp_path):
                                                val_fraction=0.0))
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert metrics["final_test_error"] < 0.75  # chance is 0.90
+
+
+def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_config, tmp_path):
+    # 4 iterations per pass over the data, logged every 3: periods end mid-pass.
+    config = dataclasses.replace(tiny_config, epochs=2, log_every=3)
+    train.run_experiment(config, tmp_path / "a", verbose=0)
+    history = train.read_history(tmp_path / "a" / "history.csv")
+    assert [r["iterations"] for r in history] == [3, 6, 9]
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path / "b", callbacks=[_Interrupt(1)], verbose=0)
+    train.run_experiment(config, tmp_path / "b", verbose=0)  # resumes at iteration 3 of 8
+    assert [r["iterations"] for r in train.read_history(tmp_path / "b" / "history.csv")] == [3, 6, 9]
+    a, b = (keras.saving.load_model(tmp_path / d / "final.keras") for d in "ab")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
