@@ -38,6 +38,7 @@ keras-example: setup
 mini-repro: DATA_DIR ?= ../shared/data
 mini-repro: setup
 	$(call sweep,mini)
+	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/mini --out docs/mini-repro
 
 .PHONY: setup train smoke test clean-venv table6 figure6 v2 keras-example mini-repro
 
@@ -61,7 +62,6 @@ test: setup
 	$(PY) -m pytest -q $(ARGS)
 
 clean-venv:
-	rm -rf $(VENV)
 	rm -rf $(VENV)
 
 # Side-by-side training throughput vs the PyTorch reference (needs the bench extra: torch).
