@@ -6,11 +6,12 @@ flip); `config.py` holds it and the keras-example preset.
 
 The run directory is the unit of work. It holds:
     config.json     the resolved config, written before the first step
-    history.csv     one row per epoch: lr, train/val/test loss and error, wall time
+    history.csv     one row per epoch (or log_every iterations): lr, train/val/test loss and
+                    error, wall time
     best.keras      the model with the best validation accuracy so far
     final.keras     the model at the end of training
     metrics.json    written at the end: final and best-by-validation test error, params, ...
-    backup/         Keras BackupAndRestore state; removed when training completes
+    backup/         resume state (reliability.SafeBackupAndRestore); removed at the end
     tensorboard/    TensorBoard logs
 Rerunning the same command on the same directory resumes from the last finished epoch, and
 returns at once when the run is complete.
@@ -79,7 +80,7 @@ class EpochRecorder(keras.callbacks.Callback):
     """Adds test loss/error, errors, iterations and times to each epoch's logs.
 
     The paper's figures plot training and test error against iterations; Keras reports accuracy,
-    so errors (1 - accuracy) are derived here, before CSVLogger and the checkpoints see the logs.
+    so errors (1 - accuracy) are derived here, before HistoryWriter and the checkpoints see them.
     """
 
     def __init__(self, test_ds, steps_per_epoch, elapsed=0.0):
