@@ -14,9 +14,9 @@ has 1.7M parameters, the paper's count. The paper's ResNet-1001 v2 4.92% is with
 
 Where the numbers come from: the issue text gives 6.61/6.37, 5.93/5.46, 7.61/4.92; they match
 our reading of He 2016 Table 3 (CIFAR-10 column, "original Residual Unit" vs "pre-act Residual
-Unit"), and 6.61/6.37 and 5.93/5.46 also appear in its Table 2 ("full pre-activation"). We could
-not open the paper from this environment to re-check the table numbers, so treat the table
-attribution as unconfirmed; 6.61 is He 2015's ResNet-110 mean of 5 runs (Table 6).
+Unit"), and 6.61/6.37 and 5.93/5.46 also appear in its Table 2 ("full pre-activation"). They were
+checked against a text transcription of arXiv:1603.05027 (not the PDF), the same check as for
+experiments/ablation_*.py; 6.61 is He 2015's ResNet-110 mean of 5 runs (Table 6).
 """
 
 RECIPE = dict(
@@ -38,12 +38,12 @@ NETS = {
 }
 
 PAPER = {  # test error in %
-    "resnet110_v1": dict(error=6.61, source="He 2016 Table 3 (unconfirmed, see docstring)",
+    "resnet110_v1": dict(error=6.61, source="He 2016 Table 3",
                          note="He 2015 Table 6 ResNet-110 mean of 5 runs (best 6.43)"),
-    "resnet110_v2": dict(error=6.37, source="He 2016 Table 3 (unconfirmed, see docstring)"),
-    "resnet164_v1": dict(error=5.93, source="He 2016 Table 3 (unconfirmed, see docstring)"),
-    "resnet164_v2": dict(error=5.46, source="He 2016 Table 3 (unconfirmed, see docstring)"),
-    "resnet1001_v2": dict(error=4.92, source="He 2016 Table 3 (unconfirmed, see docstring)",
+    "resnet110_v2": dict(error=6.37, source="He 2016 Table 3"),
+    "resnet164_v1": dict(error=5.93, source="He 2016 Table 3"),
+    "resnet164_v2": dict(error=5.46, source="He 2016 Table 3"),
+    "resnet1001_v2": dict(error=4.92, source="He 2016 Table 3",
                           note="v1 ResNet-1001: 7.61 (same table), not trained here"),
 }
 
