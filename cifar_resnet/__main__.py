@@ -36,6 +36,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _add_set_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config field, e.g. --set val_fraction=0 (YAML value)")
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag = p.add_argument
     flag("--config", help="JSON or YAML file of settings (flags override it)")
@@ -60,8 +65,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--strategy", choices=("auto", "one", "mirrored", "multiworker"),
          help="auto (default: mirrored if >1 GPU), one, mirrored (local GPUs), multiworker "
               "(TF_CONFIG); --batch-size is the global batch, --lr is not rescaled")
-    flag("--set", action="append", default=[], metavar="KEY=VALUE",
-         help="any other config field, e.g. --set val_fraction=0")
+    _add_set_flag(p)
 
 
 def _config_from_args(args):
@@ -107,12 +111,8 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(args) -> int:
     from cifar_resnet import evaluate
-    try:
-        r = evaluate.evaluate(args.run_dir, checkpoint=args.checkpoint, tta=args.tta,
-                              split=args.split, out=args.out)
-    except evaluate.EvaluationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    r = evaluate.evaluate(args.run_dir, checkpoint=args.checkpoint, tta=args.tta,
+                          split=args.split, out=args.out)  # EvaluationError is a ConfigError
     tta = (f" (without flip TTA {100 * r['error_without_tta']:.2f}%, change "
            f"{100 * r['tta_effect']:+.2f} points)" if args.tta else "")
     print(f"{args.run_dir}: {r['split']} error {100 * r['error']:.2f}% on {r['num_images']} "
@@ -131,8 +131,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     flag("--runs-dir", default="runs", help="runs land in RUNS_DIR/<experiment>/<net>/seed<k>")
     flag("--data-dir", help="CIFAR-10 folder or archive, for every run")
     flag("--nets", help="comma-separated subset of the experiment's nets")
-    flag("--set", action="append", default=[], metavar="KEY=VALUE",
-         help="override a config field in every run")
+    _add_set_flag(p)
 
 
 def _sweep(args) -> int:

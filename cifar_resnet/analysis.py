@@ -321,11 +321,7 @@ def make_test_dataset(cfg: dict, batch_size: int = 250) -> tf.data.Dataset:
     if data_dir and not pathlib.Path(data_dir).expanduser().exists():
         root_relative = pathlib.Path(__file__).resolve().parents[1] / data_dir
         data_dir = str(root_relative) if root_relative.exists() else data_dir
-    splits = data.load_dataset(config.dataset, data_dir=data_dir,
-                               val_fraction=config.val_fraction,
-                               normalization=config.normalization,
-                               synthetic_size=(config.synthetic_train, config.synthetic_test),
-                               seed=config.seed)
+    splits = train.load_splits(config, data_dir)
     return data.make_dataset(*splits.test, batch_size=batch_size, mean=splits.mean,
                              std=splits.std, training=False)
 

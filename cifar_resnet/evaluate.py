@@ -23,14 +23,14 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, files, models  # noqa: F401  (models registers custom layers)
+from cifar_resnet import data, files, models, train  # noqa: F401  (models registers custom layers)
 
 CHECKPOINTS = ("best", "final")
 SPLITS = ("test", "val")
 TTAS = (None, "flip")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(config_lib.ConfigError):
     """The run cannot be evaluated as asked; the message is one line saying why and what to do."""
 
 
@@ -139,11 +139,7 @@ def evaluate(run_dir, *, checkpoint="best", tta=None, split="test", out=None,
         raise EvaluationError(f"{model_path} not found (training unfinished, or no validation "
                               f"split for 'best'); try --checkpoint {other}")
     config = config_lib.load(run_dir / "config.json")
-    splits = data.load_dataset(config.dataset, data_dir=config.data_dir,
-                               val_fraction=config.val_fraction,
-                               normalization=config.normalization,
-                               synthetic_size=(config.synthetic_train, config.synthetic_test),
-                               seed=config.seed)
+    splits = train.load_splits(config)
     chosen = splits.test if split == "test" else splits.val
     if chosen is None:
         raise EvaluationError(f"{run_dir} was trained with val_fraction=0: no 'val' split")

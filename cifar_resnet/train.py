@@ -157,6 +157,19 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
                                      "use another --workdir, or the same settings to resume")
 
 
+def load_splits(config: config_lib.Config, data_dir=None) -> data.Splits:
+    """The data of `config`'s run: its splits and training-set statistics, the same every time.
+
+    Training, `evaluate` and `analysis` all rebuild a run's data through this one call.
+    `data_dir` replaces `config.data_dir` (e.g. a path made relative to another folder).
+    """
+    return data.load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
+                             val_fraction=config.val_fraction,
+                             normalization=config.normalization,
+                             synthetic_size=(config.synthetic_train, config.synthetic_test),
+                             seed=config.seed)
+
+
 def count_params(model: keras.Model) -> int:
     """Trainable parameters: the papers' convention (BatchNorm moving statistics excluded)."""
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
@@ -212,11 +225,7 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()  # process-wide; cannot be undone
-    splits = data.load_dataset(config.dataset, data_dir=config.data_dir,
-                               val_fraction=config.val_fraction,
-                               normalization=config.normalization,
-                               synthetic_size=(config.synthetic_train, config.synthetic_test),
-                               seed=config.seed)
+    splits = load_splits(config)
     num_train = len(splits.train[0])
     if config.batch_size > num_train:
         raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
