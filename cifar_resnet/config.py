@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet import files, models, variants
+from cifar_resnet import files, models, schedules, variants
 
 
 # Where training runs (distribute.py): one device, local GPUs, several machines; auto picks.
@@ -67,6 +67,9 @@ class Config:
     weight_decay: float = 1e-4     # paper semantics: gradient += wd * w, through momentum.
     iterations: Optional[int] = 64000  # planned iterations (paper: 64k); ignored if epochs is set.
     epochs: Optional[int] = None   # planned epochs; None: derived from iterations.
+    lr_schedule: str = "step"      # "step" (paper: lr_milestones, lr_factors) | "linear"
+    #                                 (rise from warmup_lr over warmup_iterations, then linear
+    #                                 decay to 0 at the last iteration; schedules.py).
     lr_milestones: tuple = (0.5, 0.75)  # fractions of the planned iterations (paper: 32k, 48k).
     lr_factors: tuple = (0.1, 0.01)     # lr multiplier from each milestone on.
     warmup_iterations: Optional[int] = None  # None: 400 at depth >= 110 (paper), else 0.
@@ -126,6 +129,7 @@ class Config:
         _choice("dataset", self.dataset, ("cifar10", "synthetic"))
         _choice("normalization", self.normalization, ("pixel_mean", "channel_std", "none"))
         _choice("optimizer", self.optimizer, ("sgd", "adam"))
+        _choice("lr_schedule", self.lr_schedule, tuple(schedules.SCHEDULES))
         _choice("strategy", self.strategy, STRATEGIES)
         try:
             models.check_architecture(self.version, self.depth, block=self.resolved_block,

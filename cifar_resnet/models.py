@@ -123,7 +123,11 @@ class ZeroPadShortcut(layers.Layer):
         self.strides = strides
 
     def call(self, inputs):
-        x = inputs[:, :: self.strides, :: self.strides, :]
+        x = inputs
+        if self.strides > 1:
+            # Equal to x[:, ::s, ::s, :]; a 1x1 pooling window runs as one oneDNN kernel each
+            # way, where TensorFlow's StridedSlice gradient costs ~8% of a ResNet-20 step.
+            x = ops.average_pool(x, 1, self.strides, padding="valid")
         extra = self.filters - x.shape[-1]
         return ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
 
@@ -135,6 +139,42 @@ class ZeroPadShortcut(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="cifar_resnet")
+class BatchNormalization(layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` that trains with one fused kernel under TensorFlow.
+
+    Keras 3 computes training-mode BN from separate moments and elementwise ops, a dozen passes
+    over the activations forward and backward. TensorFlow's FusedBatchNormV3 (oneDNN on CPU,
+    cuDNN on GPU) does it in one pass each way, as tf.keras 2 and Torch did: 1.35x the training
+    throughput of ResNet-20 on CPU (docs/benchmarks.md). Same weights, same outputs, same
+    moving statistics as the Keras layer (tests/test_models.py); other backends, inference,
+    masks, renorm and synchronized BN run the Keras code.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and mask is None and self._fusable(inputs)):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # only reached under the TensorFlow backend
+
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"),
+            epsilon=self.epsilon, is_training=True)[:3]
+        # The op returns the unbiased batch variance; Keras averages the biased one.
+        n = ops.cast(ops.size(inputs) // inputs.shape[-1], "float32")
+        variance = variance * (n - 1.0) / n
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        return ops.cast(y, self.compute_dtype)
+
+    def _fusable(self, inputs):
+        return (keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and self.scale and self.center
+                and not (self.renorm or self.synchronized)
+                and keras.backend.standardize_dtype(inputs.dtype)
+                in ("float32", "bfloat16", "float16"))
 
 
 def _initializer(identifier):
@@ -151,7 +191,7 @@ def _bn_act(x, activation, batch_normalization, *, momentum, epsilon,
             regularizer, name, suffix):
     named = lambda kind: None if name is None else f"{name}_{kind}{suffix}"
     if batch_normalization:
-        x = layers.BatchNormalization(
+        x = BatchNormalization(
             momentum=momentum, epsilon=epsilon, gamma_regularizer=regularizer,
             beta_regularizer=regularizer, name=named("bn"))(x)
     if activation is not None:

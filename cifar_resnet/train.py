@@ -259,8 +259,7 @@ def _train_locked(config, workdir, splits, callbacks, verbose) -> dict:
     test_ds = data.make_dataset(*splits.test, training=False, **make)
 
     model = build_model(config)
-    lr_fn = schedules.step_lr(config.lr, planned, config.lr_milestones, config.lr_factors,
-                              warmup_steps=config.resolved_warmup, warmup_lr=config.warmup_lr)
+    lr_fn = schedules.learning_rate(config, planned)
     model.optimizer.learning_rate = lr_fn(0)
 
     done = _trim_history(workdir / "history.csv", epochs_done)
