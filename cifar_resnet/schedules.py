@@ -6,8 +6,9 @@ to warm up the training until the training error is below 80% (about 400 iterati
 back to 0.1". The keras-example recipe divides Adam's 1e-3 at epochs 81/121/161/181 (its
 `lr_schedule`) and also uses `ReduceLROnPlateau`.
 
-Both are one step function of the iteration count (`step_lr`): `milestones` are fractions of the planned
-iterations, so a shortened run (`--epochs 30`) keeps the paper's shape (drops at 50% and 75%).
+Both are one step function of the iteration count (`step_lr`): `milestones` are fractions of
+the planned iterations, so a shortened run (`--epochs 30`) keeps the paper's shape (drops at 50%
+and 75%).
 
 `linear_lr` is the short-budget alternative of the `fast` recipe (experiments/fast.py, not a
 paper setting): a linear warm-up, then a linear decay to zero at the last planned iteration,

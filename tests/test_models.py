@@ -223,6 +223,59 @@ def test_zero_pad_shortcut_layer():
     assert (clone.filters, clone.strides) == (5, 2)
 
 
+def _bn_training_step(layer, x):
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        # A weighted sum, so the gradients are not zero by symmetry.
+        loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(1, 7, dtype="float32"))
+    grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+    return [np.asarray(tf.cast(t, "float32")) for t in
+            (y, *grads, layer.moving_mean, layer.moving_variance)]
+
+
+@pytest.mark.parametrize("policy, rtol", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
+def test_fused_batch_norm_computes_what_keras_does(policy, rtol):
+    """models.BatchNormalization (FusedBatchNormV3) = keras.layers.BatchNormalization:
+    outputs, gradients of input, gamma and beta, and the moving statistics after one step."""
+    import tensorflow as tf
+    x = np.random.default_rng(3).normal(2.0, 3.0, (8, 5, 5, 6)).astype("float32")
+    if policy == "float32":  # a channel with variance ~ epsilon, so epsilon itself is compared
+        x[..., 0] = 2.0 + 1e-3 * x[..., 0]
+    results = []
+    for cls in (layers.BatchNormalization, models.BatchNormalization):
+        layer = cls(momentum=0.9, epsilon=1e-5, dtype=policy)
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2.0, 6))
+        layer.beta.assign(np.linspace(-1.0, 1.0, 6))
+        results.append(_bn_training_step(layer, tf.cast(x, layer.compute_dtype)))
+    for name, keras_value, ours in zip(("y", "dx", "dgamma", "dbeta", "mean", "var"), *results):
+        scale = np.abs(keras_value).max()
+        np.testing.assert_allclose(ours, keras_value, rtol=0, atol=rtol * scale, err_msg=name)
+    # The moving statistics moved (momentum 0.9 from 0 and 1), so their agreement means something.
+    assert results[1][4] == pytest.approx(0.1 * x.mean((0, 1, 2)), rel=1e-4)
+
+
+def test_fused_batch_norm_runs_the_fused_kernel_in_training_only():
+    import tensorflow as tf
+    layer = models.BatchNormalization()
+    x = tf.zeros((2, 4, 4, 3))
+    layer.build(x.shape)
+
+    def ops_of(training):
+        graph = tf.function(lambda t: layer(t, training=training)).get_concrete_function(x).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "FusedBatchNormV3" in ops_of(True)
+    assert "FusedBatchNormV3" not in ops_of(False)  # inference: the Keras code
+
+
+def test_models_use_the_fused_batch_norm(v1_8):
+    bns = of_type(v1_8, layers.BatchNormalization)
+    assert len(bns) == 7 and all(isinstance(l, models.BatchNormalization) for l in bns)
+
+
 def test_weight_decay_matches_torch(v1_8):
     # Torch decays every parameter: kernels, BN gamma/beta, dense bias.
     assert len(v1_8.losses) == len(v1_8.trainable_weights)

@@ -30,6 +30,28 @@ def test_bad_milestones_are_refused(milestones, factors):
         schedules.step_lr(0.1, 100, milestones, factors)
 
 
+def test_linear_schedule_rises_then_falls_to_zero():
+    lr = schedules.linear_lr(0.1, 1000, warmup_steps=100, warmup_lr=0.01)
+    assert [lr(s) for s in (0, 50, 100, 550, 999)] == pytest.approx(
+        [0.01, 0.055, 0.1, 0.05, 0.1 / 900])
+    assert schedules.linear_lr(0.2, 10)(0) == 0.2  # no warm-up
+
+
+def test_linear_schedule_refuses_warmup_as_long_as_the_run():
+    with pytest.raises(ValueError, match="warmup_iterations 10 must be below"):
+        schedules.linear_lr(0.1, 10, warmup_steps=10, warmup_lr=0.01)
+
+
+def test_config_picks_the_schedule_and_names_the_allowed_ones():
+    from cifar_resnet import config as config_lib
+    linear = config_lib.resolve(overrides=dict(lr_schedule="linear", warmup_iterations=10))
+    assert schedules.learning_rate(linear, 110)(60) == pytest.approx(0.05)
+    assert schedules.learning_rate(config_lib.resolve(), 64000)(32000) == pytest.approx(0.01)
+    with pytest.raises(config_lib.ConfigError, match="lr_schedule 'cosine' is not one of "
+                                                     "'step', 'linear'"):
+        config_lib.resolve(overrides=dict(lr_schedule="cosine"))
+
+
 class _RecordLR(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -80,3 +102,14 @@ def test_step_schedule_recovers_its_scale_on_resume():
     _fit([fresh, rec], epochs=4, model=model, initial_epoch=2)
     assert fresh.scale == pytest.approx(0.5, rel=1e-5)
     assert rec.lrs == pytest.approx([0.005] * 6, rel=1e-5)
+
+
+def test_linear_schedule_resumes_to_the_same_rates():
+    lr = schedules.linear_lr(0.1, 12, warmup_steps=2, warmup_lr=0.01)
+    unbroken = _RecordLR()
+    _fit([schedules.StepSchedule(lr), unbroken])
+    model = _fit([schedules.StepSchedule(lr)], epochs=2)
+    resumed = _RecordLR()
+    _fit([schedules.StepSchedule(lr), resumed], model=model, initial_epoch=2)
+    assert resumed.lrs == pytest.approx(unbroken.lrs[6:], rel=1e-6)
+    assert unbroken.lrs == pytest.approx([lr(s) for s in range(12)], rel=1e-6)

@@ -1,0 +1,81 @@
+"""Where the time of one training step goes: TensorFlow ops by thread time (issue #4).
+
+Trains our net (`train.build_model`, the `paper` preset) on random images for a few steps under
+the TensorFlow profiler, then reads the trace (`*.xplane.pb`) and prints the kernels that took
+the most time, per step, summed over TensorFlow's compute threads. With two threads busy, the
+sum is up to twice the wall time of the step.
+
+    python benchmarks/profile_step.py --depth 20 [--bf16] [--steps 10] [--top 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+
+def op_times(logdir) -> collections.Counter:
+    """Seconds per kernel name, over the compute threads of every `.xplane.pb` under `logdir`."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    totals = collections.Counter()
+    for path in pathlib.Path(logdir).rglob("*.xplane.pb"):
+        space = xplane_pb2.XSpace.FromString(path.read_bytes())
+        for plane in space.planes:
+            names = {k: v.name for k, v in plane.event_metadata.items()}
+            for line in plane.lines:
+                if line.name.startswith("tf_Compute"):  # kernels, not the Python side
+                    for event in line.events:
+                        totals[names.get(event.metadata_id, "?")] += event.duration_ps * 1e-12
+    totals.pop("Process", None)  # the executor's envelope around each kernel
+    return totals
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--version", type=int, default=1)
+    p.add_argument("--bf16", action="store_true", help="mixed_bfloat16, as --mixed-precision")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--top", type=int, default=15)
+    args = p.parse_args(argv)
+
+    import numpy as np
+    import tensorflow as tf
+    from cifar_resnet import config as config_lib, train
+
+    config = config_lib.resolve(overrides=dict(depth=args.depth, version=args.version,
+                                               batch_size=args.batch_size,
+                                               mixed_precision=args.bf16))
+    model = train.build_model(config)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, args.batch_size)
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(ds, steps_per_epoch=3, verbose=0)  # tracing and oneDNN primitive caches
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        model.fit(ds, steps_per_epoch=args.steps, verbose=0)
+        wall = (time.perf_counter() - start) / args.steps
+        tf.profiler.experimental.stop()
+        totals = op_times(logdir)
+    busy = sum(totals.values()) / args.steps
+    print(f"{model.name} {'bf16' if args.bf16 else 'fp32'}, batch {args.batch_size}: "
+          f"{wall * 1e3:.0f} ms/step wall (profiled), {busy * 1e3:.0f} ms/step of kernels")
+    print(f"{'ms/step':>8} {'share':>6}  kernel")
+    for name, seconds in totals.most_common(args.top):
+        print(f"{seconds / args.steps * 1e3:8.1f} {seconds / args.steps / busy:6.1%}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
