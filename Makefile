@@ -17,7 +17,8 @@ TRAIN_FLAGS = --depth $(DEPTH) --version $(VERSION) $(if $(PLAIN),--plain) \
 
 # Paper experiments (experiments/*.py): make figure6 [SEEDS=K] [JOBS=N] [SHARD=i/N]
 #   [DATA_DIR=DIR] [RUNS_DIR=runs] [ARGS="--dry-run" | "--nets a,b" | "--set KEY=VALUE"].
-# `make -n figure6` lists the runs and their state: the `+` line runs even under -n.
+# `make -n figure6` lists the runs and their state: the `+` line runs even under -n (and make
+# applies a define's `+` to all its lines, so the training line is emptied under -n).
 SWEEP_FLAGS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS)) \
 	$(if $(SHARD),--shard $(SHARD)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
 	$(if $(RUNS_DIR),--runs-dir $(RUNS_DIR))
@@ -25,7 +26,7 @@ DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 define sweep
 	+@$(if $(DRY_RUN),if test -x $(PY); then $(PY) -m cifar_resnet sweep $(1) --dry-run \
 		$(SWEEP_FLAGS); else echo "make setup first to list the runs"; fi)
-	$(PY) -m cifar_resnet sweep $(1) $(SWEEP_FLAGS) $(ARGS)
+	$(if $(DRY_RUN),,$(PY) -m cifar_resnet sweep $(1) $(SWEEP_FLAGS) $(ARGS))
 endef
 
 table6 figure6 v2: setup
@@ -40,7 +41,15 @@ mini-repro: setup
 	$(call sweep,mini)
 	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/mini --out docs/mini-repro
 
-.PHONY: setup train smoke test clean-venv table6 figure6 v2 keras-example mini-repro
+# Time to accuracy on 2 CPU cores (experiments/fast.py): ResNet-20 towards the paper's 8.75%.
+fast-recipe: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
+fast-recipe: setup
+	$(call sweep,fast)
+	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/fast --out docs/fast
+	$(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
+		--tta flip --out docs/fast
+
+.PHONY: setup train smoke test clean-venv table6 figure6 v2 keras-example mini-repro fast-recipe
 
 setup: $(STAMP)
 

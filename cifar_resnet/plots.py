@@ -172,8 +172,49 @@ def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
     return fig
 
 
+def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
+    """Test error against wall-clock time, one line per run: time to accuracy (issue #4).
+
+    The paper's error of each net (the experiment's PAPER) is a dotted line in the net's colour.
+
+    Args:
+        runs_dir: the sweep's folder, e.g. `runs/fast`.
+        experiment: an Experiment or its name; default the folder's name.
+        out_dir: when given, writes error_vs_time.png and .pdf there.
+
+    Returns:
+        The Figure, or None when no run has finished an epoch.
+    """
+    runs = [r for r in analysis.find_runs(runs_dir) if r.history]
+    if not runs:
+        return None
+    experiment = analysis.load_experiment(experiment or runs[0].experiment,
+                                          required=experiment is not None)
+    paper = experiment.paper if experiment else {}
+    colours = _colours(sorted({r.net for r in runs}, key=analysis.net_sort_key))
+    fig = Figure(figsize=(5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for run in runs:
+        minutes = [row["wall_time"] / 60 for row in run.history]
+        error = [100 * row["test_error"] for row in run.history]
+        ax.plot(minutes, error, "-o", markersize=2.5, color=colours[run.net],
+                label=f"{run.net} seed {run.seed}")
+        if run.net in paper:
+            ax.axhline(paper[run.net]["error"], linestyle=":", color=colours[run.net],
+                       label=f"{run.net} paper ({paper[run.net]['error']}%)")
+    worst = min(100, max(100 * r.history[min(2, len(r.history) - 1)]["test_error"] for r in runs))
+    ax.set(xlabel="wall time (minutes)", ylabel="test error (%)", ylim=(0, worst * 1.05),
+           xlim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if out_dir is not None:
+        _save(fig, out_dir, "error_vs_time")
+    return fig
+
+
 def write_report(runs_dir, out_dir=None, experiment=None) -> dict:
-    """The table (results.md, results.csv) and Figures 6 and 7 (PNG, PDF) of a sweep.
+    """The table (results.md, results.csv), Figures 6 and 7 and test error against wall time
+    (PNG, PDF) of a sweep.
 
     Args:
         runs_dir: the sweep's folder, e.g. `runs/figure6`.
@@ -189,7 +230,9 @@ def write_report(runs_dir, out_dir=None, experiment=None) -> dict:
     written, skipped = list(analysis.write_table(rows, out)), []
     for stem, fig, why in (
             ("figure6", lambda: figure6(runs_dir, experiment, out), "no run has finished an epoch"),
-            ("figure7", lambda: figure7(runs_dir, out), "no complete v1 run")):
+            ("figure7", lambda: figure7(runs_dir, out), "no complete v1 run"),
+            ("error_vs_time", lambda: error_vs_time(runs_dir, experiment, out),
+             "no run has finished an epoch")):
         if fig() is None:
             skipped.append(f"{stem}: {why}")
         else:

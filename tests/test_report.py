@@ -153,12 +153,25 @@ def test_figures_follow_the_experiment_panels_and_the_papers_styles(sweep):
         assert list(line_bottom.get_ydata()) == sorted(line_top.get_ydata(), reverse=True)
 
 
+def test_error_vs_time_plots_each_run_history_and_the_paper_line(sweep):
+    fig = plots.error_vs_time(sweep, "figtest")
+    (ax,) = fig.axes
+    curves = {line.get_label(): line for line in ax.lines}
+    assert sorted(curves) == ["plain8 seed 0", "resnet8 paper (10.0%)", "resnet8 seed 0"]
+    [run] = [r for r in analysis.find_runs(sweep) if r.net == "resnet8" and r.history]
+    line = curves["resnet8 seed 0"]
+    assert list(line.get_xdata()) == pytest.approx([r["wall_time"] / 60 for r in run.history])
+    assert list(line.get_ydata()) == pytest.approx([100 * r["test_error"] for r in run.history])
+    assert list(curves["resnet8 paper (10.0%)"].get_ydata()) == [10.0, 10.0]
+
+
 def test_report_cli_writes_table_and_figures(sweep, tmp_path, capsys):
     assert main(["report", str(sweep), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("| net | params | paper error (%)")
     assert "| resnet8 |" in out and out == (tmp_path / "results.md").read_text()
-    for name in ("results.csv", "figure6.png", "figure6.pdf", "figure7.png", "figure7.pdf"):
+    for name in ("results.csv", "figure6.png", "figure6.pdf", "figure7.png", "figure7.pdf",
+                 "error_vs_time.png", "error_vs_time.pdf"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "figure6.png").read_bytes()[:4] == b"\x89PNG"
 
