@@ -1,8 +1,8 @@
 """Where the time of one training step goes: TensorFlow ops by thread time (issue #4).
 
 Trains our net (`train.build_model`, the `paper` preset) on random images for a few steps under
-the TensorFlow profiler, then reads the trace (`*.xplane.pb`) and prints the kernels that took
-the most time, per step, summed over TensorFlow's compute threads. With two threads busy, the
+the TensorFlow profiler, then reads the trace (`*.xplane.pb`) and prints the kernel types that
+took the most time, per step, summed over TensorFlow's compute threads. With two threads busy, the
 sum is up to twice the wall time of the step.
 
     python benchmarks/profile_step.py --depth 20 [--bf16] [--steps 10] [--top 15]
@@ -23,7 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 
 def op_times(logdir) -> collections.Counter:
-    """Seconds per kernel name, over the compute threads of every `.xplane.pb` under `logdir`."""
+    """Seconds per kernel type, over the compute threads of every `.xplane.pb` under `logdir`."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
     totals = collections.Counter()
     for path in pathlib.Path(logdir).rglob("*.xplane.pb"):
@@ -33,8 +33,10 @@ def op_times(logdir) -> collections.Counter:
             for line in plane.lines:
                 if line.name.startswith("tf_Compute"):  # kernels, not the Python side
                     for event in line.events:
-                        totals[names.get(event.metadata_id, "?")] += event.duration_ps * 1e-12
-    totals.pop("Process", None)  # the executor's envelope around each kernel
+                        # "scope/op:KernelType" -> "KernelType"
+                        kernel = names.get(event.metadata_id, "?").rsplit(":", 1)[-1]
+                        totals[kernel] += event.duration_ps * 1e-12
+    totals.pop("Process", None)  # ExecutorState::Process, the envelope around each kernel
     return totals
 
 

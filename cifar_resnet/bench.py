@@ -115,6 +115,8 @@ def _worker(spec, net, batch_size, arrays_path, conn):
     if base.startswith("torch"):
         _torch_worker(base, options, depth, version, batch_size, arrays, conn)
     else:
+        from cifar_resnet.__main__ import _import_tensorflow_quietly
+        _import_tensorflow_quietly()  # TensorFlow's start-up lines, once per worker otherwise
         _keras_worker(base, options, depth, version, batch_size, arrays, conn)
 
 
