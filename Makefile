@@ -48,6 +48,7 @@ fast-recipe: setup
 	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/fast --out docs/fast
 	$(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
 		--tta flip --out docs/fast
+	cp $(or $(RUNS_DIR),runs)/fast/resnet20/seed0/history.csv docs/fast/
 
 .PHONY: setup train smoke test clean-venv table6 figure6 v2 keras-example mini-repro fast-recipe
 

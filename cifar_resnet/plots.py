@@ -199,12 +199,11 @@ def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
         error = [100 * row["test_error"] for row in run.history]
         ax.plot(minutes, error, "-o", markersize=2.5, color=colours[run.net],
                 label=f"{run.net} seed {run.seed}")
-        if run.net in paper:
-            ax.axhline(paper[run.net]["error"], linestyle=":", color=colours[run.net],
-                       label=f"{run.net} paper ({paper[run.net]['error']}%)")
-    worst = min(100, max(100 * r.history[min(2, len(r.history) - 1)]["test_error"] for r in runs))
-    ax.set(xlabel="wall time (minutes)", ylabel="test error (%)", ylim=(0, worst * 1.05),
-           xlim=(0, None))
+    for net in colours:
+        if net in paper:
+            ax.axhline(paper[net]["error"], linestyle=":", color=colours[net],
+                       label=f"{net} paper ({paper[net]['error']}%)")
+    ax.set(xlabel="wall time (minutes)", ylabel="test error (%)", ylim=(0, None), xlim=(0, None))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     if out_dir is not None:
