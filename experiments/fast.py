@@ -15,7 +15,10 @@ Run (the curve is the run's history.csv: test error and wall time per epoch):
     python -m cifar_resnet sweep fast --data-dir ../shared/data/cifar-10-python.tar.gz
     python -m cifar_resnet evaluate runs/fast/resnet20/seed0 --checkpoint final --tta flip
 
-The measured result is in docs/benchmarks.md ("Time to accuracy").
+Measured on this project's 2-core CPU (one seed, the commands above): 12.81% test error after
+38.7 minutes, 11.57% with flip test-time augmentation; the 8.75% target was NOT reached on the
+project's JPEG-degraded copy of CIFAR-10. Curve and analysis: docs/benchmarks.md ("Time to
+accuracy") and docs/fast/.
 """
 
 RECIPE = dict(
