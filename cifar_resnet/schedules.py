@@ -12,8 +12,8 @@ and 75%).
 
 `linear_lr` is the short-budget alternative of the `fast` recipe (experiments/fast.py, not a
 paper setting): a linear warm-up, then a linear decay to zero at the last planned iteration,
-which for a fixed budget of iterations does better than steps (Li, Yumer, Ramanan 2020,
-"Budgeted Training"). `SCHEDULES` names both for the config's `lr_schedule`.
+which Li, Yumer and Ramanan ("Budgeted Training", ICLR 2020) found better than step schedules
+for a fixed budget of iterations. `SCHEDULES` names both for the config's `lr_schedule`.
 
 `StepSchedule` sets the learning rate before each batch. It is a callback rather than a
 `keras.optimizers.schedules.LearningRateSchedule` because `ReduceLROnPlateau` can only lower a
@@ -86,7 +86,10 @@ def linear_lr(base_lr, total_steps, warmup_steps=0, warmup_lr=None):
     return lr
 
 
-SCHEDULES = {"step": step_lr, "linear": linear_lr}
+SCHEDULES = {  # the values of the config's `lr_schedule`
+    "step": "step_lr: the paper's drops at fractions of the run, optional constant warm-up",
+    "linear": "linear_lr: linear warm-up, then linear decay to zero",
+}
 
 
 def learning_rate(config, total_steps):

@@ -230,6 +230,10 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
     if config.batch_size > num_train:
         raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
                                      f"{num_train} training images")
+    try:  # a schedule that does not fit the planned iterations (linear warm-up too long)
+        schedules.learning_rate(config, config.plan(num_train)[2])
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from None
     workdir.mkdir(parents=True, exist_ok=True)
     with reliability.run_lock(workdir), placement.scope():
         return _train_locked(config, workdir, splits, callbacks, verbose)

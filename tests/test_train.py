@@ -89,6 +89,13 @@ def test_another_config_in_the_same_workdir_is_refused(tiny_config, tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+def test_linear_warmup_longer_than_the_run_writes_nothing(tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, lr_schedule="linear", warmup_iterations=100)
+    with pytest.raises(ConfigError, match="warmup_iterations 100 must be below the planned 8"):
+        train.run_experiment(config, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_batch_larger_than_the_data_writes_nothing(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="batch_size 4096 is larger than the 230 training"):
         train.run_experiment(dataclasses.replace(tiny_config, batch_size=4096), tmp_path / "r")
