@@ -7,7 +7,9 @@ images = 704 SGD iterations at batch 128 (paper: 64k), lr 0.1 divided by 10 at 5
 them (the paper's 32k/48k as fractions). Test errors after 704 iterations are far from Table 6's
 (8.75% / 6.97% after 64k); only the comparisons between the four nets are meant to hold.
 
-Sized to fit 45 minutes on 2 CPU cores. Measured on this project's 2-core machine (TensorFlow
+Sized to fit 45 minutes on 2 CPU cores. Measured on this project's 2-core machine before the
+fused BatchNormalization of issue #4, which made training 1.26x faster in float32 and bfloat16
+1.53x float32 (docs/benchmarks.md); the sweep's recorded times are from before it (TensorFlow
 2.21 CPU, float32, batch 128; the machine was shared with other jobs, so process CPU time is the
 figure to trust): ResNet-20 0.49 CPU-s per iteration, plain-56 1.39 (56-layer nets cost 2.8x a
 20-layer one); evaluating 10k test images 11 / 29 CPU-s. Per epoch (352 iterations + 15k
