@@ -149,9 +149,8 @@ class BatchNormalization(layers.BatchNormalization):
     over the activations forward and backward. TensorFlow's FusedBatchNormV3 (oneDNN on CPU,
     cuDNN on GPU) does it in one pass each way, as tf.keras 2 and Torch did: 1.26x (fp32) and
     1.63x (bf16) the training throughput of ResNet-20 on CPU (docs/benchmarks.md). Same
-    weights, same outputs, same
-    moving statistics as the Keras layer (tests/test_models.py); other backends, inference,
-    masks, renorm and synchronized BN run the Keras code.
+    weights, same outputs, same moving statistics as the Keras layer (tests/test_models.py);
+    other backends, inference, masks, renorm and synchronized BN run the Keras code.
     """
 
     def call(self, inputs, training=None, mask=None):
