@@ -1,0 +1,55 @@
+"""He et al. 2015 Figure 6 (section 4.2) at 20 and 56 layers, on 2 CPU cores (`make cpu-repro`).
+
+Both halves of the figure, on TRAINING error (dashed): plain-56 ends above plain-20
+(degradation), and ResNet-56 ends at or below ResNet-20 (residual learning removes it).
+
+The paper's recipe shape, shortened: SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
+divided by 10 at 50% and 75% of the iterations (the paper's 32k/48k of 64k), pad-4 crop and
+flip, all 50,000 training images (no validation split, as in the paper's Table 6 runs), and
+8 epochs = 3,128 iterations instead of 64k. Test errors after 3,128 iterations are far from
+Table 6's; the comparisons between the four nets are what this shows.
+
+bfloat16 (`mixed_precision=True`) because the machine it was sized on has native bf16
+(avx512_bf16 and AMX); on a CPU without it, drop that line (fp32 is faster there).
+
+Sizing, measured on that machine (Intel Xeon, 2 vCPUs, AVX-512 + AMX; `python -m
+cifar_resnet.bench --nets resnet20_v1,resnet56_v1 --impls keras,keras-bf16 --dataset
+synthetic`): bf16 ResNet-20 594 img/s, ResNet-56 284 img/s (plain nets cost the same). The
+four nets at 3,128 iterations: 2 x (0.22 + 0.45) s x 3,128 = 70 minutes of both cores, plus
+17 evaluations of the 10k test images per net.
+"""
+
+RECIPE = dict(
+    dataset="cifar10",        # `make cpu-repro` passes --data-dir (DATA_DIR)
+    version=1,
+    shortcut="A",             # option A for the residual nets (ignored by plain nets)
+    preset="paper",
+    batch_size=128,           # images per SGD iteration (paper: 128)
+    lr=0.1,                   # base learning rate (paper: 0.1)
+    epochs=8,                 # epochs of 50k images = 3,128 iterations (paper: 64k)
+    log_every=184,            # iterations per history row and test evaluation: 17 points
+    lr_milestones=(0.5, 0.75),  # fractions of the 3,128 iterations: 1,564 and 2,346
+    lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on (paper: /10, /100)
+    val_fraction=0.0,         # all 50k training images (paper, Table 6)
+    mixed_precision=True,     # bfloat16: native on the machine this was sized on
+)
+
+# Residual nets first: the half of the figure that needs the most iterations to show.
+NETS = {
+    "resnet20": dict(depth=20),
+    "resnet56": dict(depth=56),
+    "plain20": dict(depth=20, plain=True),
+    "plain56": dict(depth=56, plain=True),
+}
+
+PAPER = {  # test error in %, after the paper's full 64k iterations, for reference only
+    "resnet20": dict(error=8.75, source="He 2015 Table 6",
+                     note="after 64k iterations; this schedule is 3,128"),
+    "resnet56": dict(error=6.97, source="He 2015 Table 6",
+                     note="after 64k iterations; this schedule is 3,128"),
+}
+
+PANELS = {
+    "plain": ["plain20", "plain56"],
+    "resnet": ["resnet20", "resnet56"],
+}
