@@ -1,4 +1,9 @@
-"""Run-directory file writing: every file is replaced atomically, so a crash never leaves half."""
+"""Run-directory file writing: every file is replaced atomically, so a crash never leaves half.
+
+Files are created with the permissions a plain `open(path, "w")` would give (0666 less the
+umask), so that collaborators on a shared run directory can read them; `tempfile.mkstemp`
+alone would leave them 0600.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,34 @@ import pathlib
 import tempfile
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (`/proc/self/status`)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, then restore it
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode `open(path, "w")` gives a new file: 0666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write_text(path, text: str) -> None:
-    """Writes `text` to `path` via a temporary file in the same folder, fsync and rename."""
+    """Writes `text` to `path` via a temporary file in the same folder, fsync and rename.
+
+    The file gets the mode a plain `open()` would give it (`default_file_mode`).
+    """
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -11,10 +11,12 @@ The run directory is the unit of work. It holds:
     best.keras      the model with the best validation accuracy so far
     final.keras     the model at the end of training
     metrics.json    written at the end: final and best-by-validation test error, params, ...
+    data.json       the identity of the data (SHA-256 of its content; dataid.py) and its path
     backup/         resume state (reliability.SafeBackupAndRestore); removed at the end
     tensorboard/    TensorBoard logs
 Rerunning the same command on the same directory resumes from the last finished epoch, and
-returns at once when the run is complete.
+returns at once when the run is complete. The data is part of a run by content, not by path: the
+same CIFAR-10 read from another place resumes, other data is refused (dataid.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, distribute, files, models, reliability, schedules
+from cifar_resnet import data, dataid, distribute, files, models, reliability, schedules
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
                   "test_loss", "test_error", "epoch_time", "wall_time")
@@ -150,7 +152,8 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
     if not saved_path.exists():
         return
     saved = config_lib.load(saved_path).to_dict()
-    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v]
+    # Where the data was read from is not the run's identity; its content is (dataid.check).
+    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k != "data_dir"]
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
         raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
@@ -218,7 +221,9 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
 def _run(config, workdir, placement, callbacks, verbose) -> dict:
     """run_experiment in `workdir` (the run directory or a worker's scratch copy)."""
     metrics_path = workdir / "metrics.json"
-    if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
+    complete = (metrics_path.exists()
+                and files.read_json(metrics_path).get("status") == "complete")
+    if complete and dataid.same_source(config, workdir):  # no need to read the data again
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
         return files.read_json(metrics_path)
 
@@ -226,6 +231,15 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()  # process-wide; cannot be undone
     splits = load_splits(config)
+    data_record = dataid.describe(config, splits, dataid.source_of(config))
+    try:
+        dataid.check(workdir, data_record)
+    except dataid.DataMismatch as e:
+        raise config_lib.ConfigError(str(e)) from None
+    if complete:
+        print(f"{workdir}: already complete (same data, {dataid.short(data_record['sha256'])}); "
+              "nothing to do", file=sys.stderr)
+        return files.read_json(metrics_path)
     num_train = len(splits.train[0])
     if config.batch_size > num_train:
         raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
@@ -236,16 +250,17 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
         raise config_lib.ConfigError(str(e)) from None
     workdir.mkdir(parents=True, exist_ok=True)
     with reliability.run_lock(workdir), placement.scope():
-        return _train_locked(config, workdir, splits, callbacks, verbose)
+        return _train_locked(config, workdir, splits, data_record, callbacks, verbose)
 
 
-def _train_locked(config, workdir, splits, callbacks, verbose) -> dict:
+def _train_locked(config, workdir, splits, data_record, callbacks, verbose) -> dict:
     """The writing part of run_experiment, under the run-directory lock."""
     metrics_path = workdir / "metrics.json"
     if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
         return files.read_json(metrics_path)  # finished by another process meanwhile
     steps_per_epoch, epochs, planned = config.plan(len(splits.train[0]))
     config_lib.save(config, workdir / "config.json")
+    dataid.save(workdir, data_record)
     backup = reliability.SafeBackupAndRestore(workdir / "backup")
     epochs_done = backup.resume_epoch()
 
