@@ -156,8 +156,11 @@ def main(argv=None) -> int:
     _add_train_flags(sub.add_parser("train", help="train one net into a run directory"))
     _add_sweep_flags(sub.add_parser("sweep", help="train every net of an experiment file"))
     report = sub.add_parser("report", help="results table and Figures 6 and 7 of a sweep")
-    report.add_argument("runs_dir", metavar="RUNS_DIR", help="a sweep's folder, e.g. runs/table6")
-    report.add_argument("--out", help="output folder (default RUNS_DIR/report)")
+    report.add_argument("runs_dir", metavar="RUNS_DIR",
+                        help="a sweep's folder (e.g. runs/table6), a net's folder, one run "
+                             "directory, or an earlier report's folder")
+    report.add_argument("--out", help="output folder (default report/<name> beside RUNS_DIR, "
+                                      "e.g. runs/report/table6); nothing is written elsewhere")
     report.add_argument("--experiment", help="experiment name or file for the paper's numbers "
                                              "and panels (default: RUNS_DIR's name)")
     _add_evaluate_flags(sub.add_parser(

@@ -28,6 +28,8 @@ TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "pap
                 "paper_source", "paper_note", "n", "error_mean", "error_std",
                 "best_val_error_mean", "epochs", "status")
 RESPONSES_FILE = "layer_responses.json"
+REPORT_MARKER = "report.json"  # written by plots.write_report into its output folder
+RUN_FILES = ("config.json", "metrics.json", "history.csv", "data.json", RESPONSES_FILE)  # a report copies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +60,47 @@ class Run:
         return (self.metrics or {}).get("status", "incomplete")
 
 
+def config_net_name(cfg: dict) -> str:
+    """The net's name from a config.json dict, e.g. "resnet56_v1" or "plain20_v1"."""
+    try:
+        return config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS}
+                                 ).net_name
+    except (TypeError, ValueError):
+        return (f"{'plain' if cfg.get('plain') else 'resnet'}{cfg.get('depth', '')}"
+                f"_v{cfg.get('version', 1)}")
+
+
+def _in_report(path: pathlib.Path, root: pathlib.Path) -> bool:
+    """Whether `path` lies in a report's folder below `root` (its copies are not runs)."""
+    return any((folder / REPORT_MARKER).exists()
+               for folder in path.parents if folder != root and root in folder.parents)
+
+
+def _name_above(path: pathlib.Path, cfg: dict, known: dict) -> tuple[str, str]:
+    """(experiment, net) of a run directory given as, or directly inside, the folder searched.
+
+    The folder above the run names the net when the folder above that is an experiment that
+    lists it (`runs/figure6/resnet20/seed0`); otherwise the net is named from its config.json.
+    """
+    net_folder = path.resolve().parent
+    experiment = net_folder.parent.name
+    if experiment not in known:
+        known[experiment] = load_experiment(experiment) if experiment else None
+    exp = known[experiment]
+    if exp is not None and net_folder.name in exp.nets:
+        return experiment, net_folder.name
+    return experiment or net_folder.name, config_net_name(cfg)
+
+
 def find_runs(runs_dir) -> list[Run]:
     """Every run directory (one holding config.json) under `runs_dir`, in path order.
 
-    The experiment is the folder above `<net>/seed<k>` when it lies inside `runs_dir`, else the
-    name of `runs_dir` itself, so `find_runs("runs/table6")` and `find_runs("runs")` agree.
+    `runs_dir` may be a folder of sweeps, a sweep (`runs/table6`), a net's folder
+    (`runs/table6/resnet20`) or one run directory. The experiment is the folder above
+    `<net>/seed<k>`; when that lies above `runs_dir`, the net is named by its folder if the
+    experiment lists it, else from its config.json (never "seed0"). Copies of runs inside a
+    report's folder (`report.json`, see `plots.write_report`) below `runs_dir` are skipped, so
+    reports written beside runs never count twice; a report folder itself can be read.
 
     Raises:
         ConfigError: `runs_dir` is not a directory or holds no run.
@@ -70,16 +108,22 @@ def find_runs(runs_dir) -> list[Run]:
     root = pathlib.Path(runs_dir)
     if not root.is_dir():
         raise config_lib.ConfigError(f"runs directory {root} does not exist")
-    runs = []
+    runs, known = [], {}
     for config_path in sorted(root.rglob("config.json")):
         path = config_path.parent
+        if _in_report(path, root):
+            continue
         parts = path.relative_to(root).parts
         cfg = files.read_json(config_path)
         match = re.fullmatch(r"seed(\d+)", path.name)
         metrics_path, history_path = path / "metrics.json", path / "history.csv"
+        if len(parts) >= 2:
+            experiment = parts[-3] if len(parts) >= 3 else root.resolve().name
+            net = parts[-2]
+        else:
+            experiment, net = _name_above(path, cfg, known)
         runs.append(Run(
-            experiment=parts[-3] if len(parts) >= 3 else root.resolve().name,
-            net=parts[-2] if len(parts) >= 2 else path.name,
+            experiment=experiment, net=net,
             seed=int(match[1]) if match else cfg.get("seed", 0),
             path=path, config=cfg,
             metrics=files.read_json(metrics_path) if metrics_path.exists() else None,
@@ -326,30 +370,58 @@ def make_test_dataset(cfg: dict, batch_size: int = 250) -> tf.data.Dataset:
                              std=splits.std, training=False)
 
 
-def run_layer_responses(run: Run, model_file: str = "final.keras",
-                        batch_size: int = 250) -> tuple[list[str], np.ndarray]:
-    """Layer responses of a run's model on its test set, cached in `layer_responses.json`.
+def report_copy(runs_root, run: Run) -> pathlib.Path:
+    """Where a report keeps its copy of `run`: `runs_root/<experiment>/<net>/seed<k>`, a layout
+    `find_runs` reads back with the same experiment and net names."""
+    return pathlib.Path(runs_root) / run.experiment / run.net / f"seed{run.seed}"
 
-    The cache is reused while it names the same model file and that file is unchanged.
+
+def copy_run(run: Run, target) -> pathlib.Path:
+    """Copies a run's small files (RUN_FILES; not its checkpoints) to `target`; returns it."""
+    import shutil
+
+    target = pathlib.Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        source = run.path / name
+        if source.exists() and source.resolve() != (target / name).resolve():
+            shutil.copyfile(source, target / name)  # a plain open(): the umask's mode
+    return target
+
+
+def run_layer_responses(run: Run, model_file: str = "final.keras", batch_size: int = 250,
+                        cache_dir=None) -> tuple[list[str], np.ndarray]:
+    """Layer responses of a run's model on its test set; never written into the run.
+
+    A `layer_responses.json` in `cache_dir` or in the run directory is reused while it names
+    the same model file and that file is unchanged, or when the model is absent (a report's
+    copy of a run keeps the responses, not the checkpoint). Otherwise they are computed from
+    the model and, when `cache_dir` is given, written there.
 
     Returns:
         (layer names, stds), as `response_layers` and `layer_responses`.
+
+    Raises:
+        ConfigError: neither the model nor saved responses exist.
     """
     model_path = run.path / model_file
-    if not model_path.exists():
-        raise config_lib.ConfigError(f"{run.path}: no {model_file}; is the run complete?")
-    stamp = model_path.stat().st_mtime_ns
-    cache = run.path / RESPONSES_FILE
-    if cache.exists():
-        saved = files.read_json(cache)
-        if saved.get("model") == model_file and saved.get("model_mtime_ns") == stamp:
-            return saved["layers"], np.asarray(saved["std"])
+    stamp = model_path.stat().st_mtime_ns if model_path.exists() else None
+    for folder in (cache_dir, run.path):
+        cache = pathlib.Path(folder) / RESPONSES_FILE if folder is not None else None
+        if cache is not None and cache.exists():
+            saved = files.read_json(cache)
+            if saved.get("model") == model_file and stamp in (None, saved.get("model_mtime_ns")):
+                return saved["layers"], np.asarray(saved["std"])
+    if stamp is None:
+        raise config_lib.ConfigError(f"{run.path}: no {model_file} and no {RESPONSES_FILE}; "
+                                     "is the run complete?")
     model = keras.saving.load_model(model_path, compile=False)
     names = response_layers(model)
     stds = layer_responses(model, make_test_dataset(run.config, batch_size), layers=names)
-    files.write_json(cache, {"model": model_file, "model_mtime_ns": stamp,
-                             "statistic": "per-channel std over test images and positions, "
-                                          "averaged over channels",
-                             "layers": names, "std": stds.tolist()})
+    if cache_dir is not None:
+        pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        files.write_json(pathlib.Path(cache_dir) / RESPONSES_FILE, {
+            "model": model_file, "model_mtime_ns": stamp,
+            "statistic": "per-channel std over test images and positions, averaged over "
+                         "channels", "layers": names, "std": stds.tolist()})
     return names, stds
-

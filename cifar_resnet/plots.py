@@ -20,8 +20,10 @@ from typing import Optional
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from cifar_resnet import analysis
+from cifar_resnet import analysis, files
+from cifar_resnet.config import ConfigError
 
 PAPER_YLIM = 20  # % error, the top of Figure 6's axes
 
@@ -71,8 +73,10 @@ def _save(fig: Figure, out_dir, stem: str) -> list[pathlib.Path]:
 def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[Figure]:
     """Training (dashed) and test (bold) error against iterations, one panel per net group.
 
-    Each net's curve is the mean over its seeds (complete or not), per epoch. The y-axis is
-    0-20% like the paper's; it is widened to fit when some net ends above 20% (short runs).
+    Each net's curve is the mean over its seeds (complete or not), per epoch. The paper's final
+    test error of a net (the experiment's PAPER), where it has one, is a dotted line in the
+    net's colour. The y-axis is 0-20% like the paper's when every point fits; otherwise it is
+    widened, in steps of 10%, until no curve is cut.
 
     Args:
         runs_dir: the sweep's folder, e.g. `runs/figure6`.
@@ -97,9 +101,12 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
     panels = {name: nets for name, nets in panels.items() if nets}
     if not panels:
         return None
+    paper = experiment.paper if experiment else {}
     if ylim is None:
-        worst = max(max(c["train"][-1], c["test"][-1]) for c in curves.values())
-        ylim = (0, PAPER_YLIM if worst < PAPER_YLIM else min(100, 10 * math.ceil(worst / 10 + .5)))
+        shown = {n for nets in panels.values() for n in nets}
+        worst = max(max(np.nanmax(curves[n]["train"]), np.nanmax(curves[n]["test"]),
+                        paper.get(n, {}).get("error", 0)) for n in shown)
+        ylim = (0, PAPER_YLIM if worst <= PAPER_YLIM else min(100, 10 * math.ceil(worst / 10)))
     colours = _colours(list(curves))
     fig = Figure(figsize=(4.5 * len(panels), 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -114,10 +121,15 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
                     markersize=3)
             ax.plot(x, c["test"], "-", color=colours[net], linewidth=2.2, marker=marker,
                     markersize=5, label=net)
+            if net in paper:
+                ax.axhline(paper[net]["error"], linestyle=":", linewidth=1.5,
+                           color=colours[net], label=f"{net} paper ({paper[net]['error']}%)")
         ax.set(xlabel="iter. (1e4)" if scale == 1e4 else "iter.", ylim=ylim, xlim=(0, None),
                title=name)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", title="dashed: train, bold: test", title_fontsize="x-small")
+        ax.legend(fontsize="small", title="dashed: train, bold: test"
+                  + (", dotted: paper" if any(n in paper for n in nets) else ""),
+                  title_fontsize="x-small")
     axes[0].set_ylabel("error (%)")
     if out_dir is not None:
         _save(fig, out_dir, "figure6")
@@ -125,16 +137,19 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
 
 
 def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
-            batch_size: int = 250) -> Optional[Figure]:
+            batch_size: int = 250, responses_root=None) -> Optional[Figure]:
     """Std of layer responses of plain (dashed) vs residual (solid) nets on the test set.
 
     Top: in layer order; bottom: sorted in descending order (He 2015 Figure 7). Uses each net's
-    lowest complete seed's final.keras, through `analysis.run_layer_responses` (cached in the
-    run directory as layer_responses.json).
+    lowest complete seed's final.keras, through `analysis.run_layer_responses`, or the
+    `layer_responses.json` kept with a report's copy of the run.
 
     Args:
-        runs_dir: the sweep's folder.
+        runs_dir: the sweep's folder, or a report's folder.
         out_dir: when given, writes figure7.png and figure7.pdf there.
+        responses_root: when given, each run's responses are kept in
+            `analysis.report_copy(responses_root, run)` (a report's copy of the run), and reused
+            from there; nothing is written into run directories.
         nets: net names to plot; default every complete v1 net of depth <= `max_depth` (the
             paper's Figure 7 stops at 110; a 1202-layer forward pass over the test set is slow).
         max_depth: see `nets`.
@@ -156,16 +171,26 @@ def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
     fig = Figure(figsize=(7, 6), layout="constrained")
     top, bottom = fig.subplots(2, 1)
     for net in names:
-        _, stds = analysis.run_layer_responses(chosen[net], batch_size=batch_size)
+        cache = (analysis.report_copy(responses_root, chosen[net]) if responses_root is not None
+                 else None)
+        _, stds = analysis.run_layer_responses(chosen[net], batch_size=batch_size,
+                                               cache_dir=cache)
         style = dict(color=colours[net], linestyle="--" if chosen[net].config.get("plain")
                      else "-", linewidth=1.5, label=net)
         index = np.arange(1, len(stds) + 1)
         top.plot(index, stds, **style)
         bottom.plot(index, np.sort(stds)[::-1], **style)
-    top.set(xlabel="layer index (original)", ylabel="std")
-    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
+    fig.suptitle("Standard deviations (std) of layer responses on the CIFAR-10 test set\n"
+                 "(3x3 layers, after BN, before ReLU/addition; dashed: plain, solid: ResNet)",
+                 fontsize="medium")
+    top.set(title="original order", xlabel="layer index (original)",
+            ylabel="std of layer response")
+    bottom.set(title="sorted by magnitude", xlabel="layer index (sorted by magnitude)",
+               ylabel="std of layer response")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.legend(fontsize="small", ncols=2)
     if out_dir is not None:
         _save(fig, out_dir, "figure7")
@@ -211,29 +236,63 @@ def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
     return fig
 
 
+def default_report_dir(runs_dir) -> pathlib.Path:
+    """`report/<name>` beside `runs_dir`: never inside a run, and distinct per input.
+
+    `runs/figure6` -> `runs/report/figure6`; `runs/figure6/resnet20/seed0` ->
+    `runs/figure6/resnet20/report/seed0`.
+    """
+    source = pathlib.Path(runs_dir).resolve()
+    return source.parent / "report" / source.name
+
+
 def write_report(runs_dir, out_dir=None, experiment=None) -> dict:
     """The table (results.md, results.csv), Figures 6 and 7 and test error against wall time
-    (PNG, PDF) of a sweep.
+    (PNG, PDF) of a sweep, a net's folder or one run, and a self-contained copy of its data.
+
+    Writes only into `out_dir`: besides the table and figures, `runs/<experiment>/<net>/
+    seed<k>/` holds each run's config.json, metrics.json, history.csv, data.json and the layer
+    responses of Figure 7 (not the checkpoints), so the report folder can be committed and read
+    again by `report` and the notebooks. `report.json` marks the folder as a report.
 
     Args:
-        runs_dir: the sweep's folder, e.g. `runs/figure6`.
-        out_dir: default `runs_dir/report`.
+        runs_dir: the sweep's folder, e.g. `runs/figure6`; a net's folder; a run directory;
+            or a report's folder (to redraw it).
+        out_dir: default `default_report_dir(runs_dir)`, beside the input.
         experiment: an Experiment or its name; default the folder's name, if it is one.
 
     Returns:
         {"markdown": the table, "files": paths written, "skipped": notes on figures without
         data}.
+
+    Raises:
+        ConfigError: no runs, or `out_dir` lies inside one of the runs.
     """
-    out = pathlib.Path(out_dir) if out_dir is not None else pathlib.Path(runs_dir) / "report"
+    out = pathlib.Path(out_dir) if out_dir is not None else default_report_dir(runs_dir)
+    runs = analysis.find_runs(runs_dir)
+    resolved = out.resolve()
+    for run in runs:
+        if run.path.resolve() == resolved or run.path.resolve() in resolved.parents:
+            raise ConfigError(
+                f"--out {out} lies inside the run directory {run.path}; choose a folder outside "
+                "it (default: report/ beside the input)")
     rows = analysis.results_table(runs_dir, experiment)
     written, skipped = list(analysis.write_table(rows, out)), []
+    copies = out / "runs"
+    for run in runs:
+        analysis.copy_run(run, analysis.report_copy(copies, run))
+    written.append(copies)
     for stem, fig, why in (
             ("figure6", lambda: figure6(runs_dir, experiment, out), "no run has finished an epoch"),
-            ("figure7", lambda: figure7(runs_dir, out), "no complete v1 run"),
+            ("figure7", lambda: figure7(runs_dir, out, responses_root=copies),
+             "no complete v1 run"),
             ("error_vs_time", lambda: error_vs_time(runs_dir, experiment, out),
              "no run has finished an epoch")):
         if fig() is None:
             skipped.append(f"{stem}: {why}")
         else:
             written += [out / f"{stem}.png", out / f"{stem}.pdf"]
+    files.write_json(out / analysis.REPORT_MARKER, {
+        "source": str(runs_dir), "runs": [str(analysis.report_copy("runs", r)) for r in runs],
+        "files": [str(p.relative_to(out)) for p in written]})
     return {"markdown": analysis.format_markdown(rows), "files": written, "skipped": skipped}

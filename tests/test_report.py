@@ -128,29 +128,65 @@ def test_layer_responses_match_a_direct_numpy_std(sweep):
     assert stds[names.index("stage2_block1_bn2")] == pytest.approx(direct, rel=1e-4)
 
 
-def test_run_layer_responses_are_cached_next_to_the_model(sweep):
+def test_layer_responses_are_kept_in_the_cache_dir_never_in_the_run(sweep, tmp_path):
     [run] = [r for r in analysis.find_runs(sweep) if r.net == "plain8" and r.seed == 0]
-    names, stds = analysis.run_layer_responses(run)
-    cache = files.read_json(run.path / analysis.RESPONSES_FILE)
+    before = sorted(p.name for p in run.path.iterdir())
+    names, stds = analysis.run_layer_responses(run, cache_dir=tmp_path)
+    assert sorted(p.name for p in run.path.iterdir()) == before
+    cache = files.read_json(tmp_path / analysis.RESPONSES_FILE)
     assert cache["layers"] == names and cache["std"] == pytest.approx(stds.tolist())
-    files.write_json(run.path / analysis.RESPONSES_FILE, {**cache, "std": [1.0] * len(names)})
-    assert analysis.run_layer_responses(run)[1].tolist() == [1.0] * len(names)  # read back
+    files.write_json(tmp_path / analysis.RESPONSES_FILE, {**cache, "std": [1.0] * len(names)})
+    assert analysis.run_layer_responses(run, cache_dir=tmp_path)[1].tolist() == [1.0] * len(names)
     os.utime(run.path / "final.keras")  # a newer model invalidates the cache
-    assert analysis.run_layer_responses(run)[1] == pytest.approx(stds)
+    assert analysis.run_layer_responses(run, cache_dir=tmp_path)[1] == pytest.approx(stds)
 
 
 def test_figures_follow_the_experiment_panels_and_the_papers_styles(sweep):
     fig6 = plots.figure6(sweep)
     assert [ax.get_title() for ax in fig6.axes] == ["plain", "resnet"]
     for ax in fig6.axes:
-        train_line, test_line = ax.lines
+        train_line, test_line = ax.lines[:2]
         assert train_line.get_linestyle() == "--" and test_line.get_linestyle() == "-"
         assert test_line.get_linewidth() > train_line.get_linewidth()
+    # The paper's final error of resnet8 (the experiment's PAPER): a dotted line at 10%.
+    [paper] = [line for line in fig6.axes[1].lines if line.get_linestyle() == ":"]
+    assert list(paper.get_ydata()) == [10.0, 10.0] and "paper" in paper.get_label()
+    assert not [line for line in fig6.axes[0].lines if line.get_linestyle() == ":"]
     fig7 = plots.figure7(sweep)
     top, bottom = fig7.axes
     assert [line.get_label() for line in top.lines] == ["plain8", "resnet8"]
     for line_top, line_bottom in zip(top.lines, bottom.lines):
         assert list(line_bottom.get_ydata()) == sorted(line_top.get_ydata(), reverse=True)
+    # Labelled as the paper's Figure 7: std of layer responses against the layer index, in the
+    # original order (top) and sorted by magnitude (bottom).
+    assert "std" in fig7.get_suptitle() and "layer responses" in fig7.get_suptitle()
+    assert (top.get_title(), bottom.get_title()) == ("original order", "sorted by magnitude")
+    assert top.get_xlabel() == "layer index (original)"
+    assert bottom.get_xlabel() == "layer index (sorted by magnitude)"
+    assert top.get_ylabel() == bottom.get_ylabel() == "std of layer response"
+
+
+def _handmade_history(root, net, errors):
+    path = root / net / "seed0"
+    path.mkdir(parents=True)
+    files.write_json(path / "config.json", {"seed": 0, "version": 1, "depth": 20})
+    rows = [",".join(train.HISTORY_FIELDS)]
+    for i, (train_error, test_error) in enumerate(errors):
+        rows.append(f"{i},{100 * (i + 1)},0.1,1.0,{train_error},,,1.0,{test_error},1.0,{i + 1.0}")
+    (path / "history.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("errors, top", [
+    ([(0.15, 0.18), (0.08, 0.12)], 20),             # fits the paper's 0-20%: kept
+    ([(0.35, 0.30), (0.08, 0.12)], 40),             # an early point above 20%: widened
+    ([(0.9, 0.9), (0.72, 0.713)], 90),              # a short run: every point shown
+])
+def test_figure6_is_the_papers_0_to_20_unless_a_curve_would_be_cut(tmp_path, errors, top):
+    _handmade_history(tmp_path / "handmade", "resnet20", errors)
+    fig = plots.figure6(tmp_path / "handmade")
+    (ax,) = fig.axes
+    assert ax.get_ylim() == (0, top)
+    assert max(max(line.get_ydata()) for line in ax.lines) <= ax.get_ylim()[1]
 
 
 def test_error_vs_time_plots_each_run_history_and_the_paper_line(sweep):
@@ -165,15 +201,58 @@ def test_error_vs_time_plots_each_run_history_and_the_paper_line(sweep):
     assert list(curves["resnet8 paper (10.0%)"].get_ydata()) == [10.0, 10.0]
 
 
-def test_report_cli_writes_table_and_figures(sweep, tmp_path, capsys):
+def _snapshot(folder):
+    """Every file under `folder` and its modification time."""
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_report_cli_writes_table_figures_and_a_readable_copy_only_to_out(sweep, tmp_path, capsys):
+    before = _snapshot(sweep)
     assert main(["report", str(sweep), "--out", str(tmp_path)]) == 0
+    assert _snapshot(sweep) == before  # nothing written inside the runs
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("| net | params | paper error (%)")
     assert "| resnet8 |" in out and out == (tmp_path / "results.md").read_text()
     for name in ("results.csv", "figure6.png", "figure6.pdf", "figure7.png", "figure7.pdf",
-                 "error_vs_time.png", "error_vs_time.pdf"):
+                 "error_vs_time.png", "error_vs_time.pdf", "report.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "figure6.png").read_bytes()[:4] == b"\x89PNG"
+    copy = tmp_path / "runs" / "figtest" / "resnet8" / "seed0"
+    for name in ("config.json", "metrics.json", "history.csv", "data.json",
+                 analysis.RESPONSES_FILE):
+        assert (copy / name).is_file(), name
+    assert not list(copy.glob("*.keras"))
+    # The report's folder is self-contained: report and the figures read it back alike.
+    assert analysis.results_table(tmp_path) == analysis.results_table(sweep)
+    again = tmp_path.parent / "again"
+    assert main(["report", str(tmp_path), "--out", str(again)]) == 0
+    capsys.readouterr()
+    assert (again / "results.md").read_text() == out
+    assert (again / "figure7.png").is_file()
+    assert (files.read_json(again / "runs" / "figtest" / "resnet8" / "seed0"
+                            / analysis.RESPONSES_FILE)
+            == files.read_json(copy / analysis.RESPONSES_FILE))
+
+
+def test_report_of_a_run_or_a_net_names_the_net_and_writes_beside_it(sweep, tmp_path, capsys):
+    import shutil
+    run = sweep / "resnet8" / "seed0"
+    before = _snapshot(sweep)
+    for given in (run, sweep / "resnet8"):
+        assert main(["report", str(given)]) == 0
+        assert "| resnet8 |" in capsys.readouterr().out
+        assert [r.net for r in analysis.find_runs(given)] == ["resnet8"]
+        out = given.parent / "report" / given.name
+        assert (out / "results.md").is_file() and (out / "figure6.png").is_file()
+        shutil.rmtree(given.parent / "report")
+    assert _snapshot(sweep) == before
+    # Outside an experiment's folder the net is named from its config.json.
+    lone = tmp_path / "lone" / "seed0"
+    shutil.copytree(run, lone)
+    [found] = analysis.find_runs(lone)
+    assert found.net == "resnet8_v1"
+    with pytest.raises(config_lib.ConfigError, match="inside the run directory"):
+        plots.write_report(lone, lone / "report")
 
 
 def test_report_cli_rejects_a_bad_runs_dir_in_one_line(tmp_path, capsys):
