@@ -32,8 +32,25 @@ def _import_tensorflow_quietly():
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line; `lazy_epilog`, a callable, is run only when help is shown."""
+
+    lazy_epilog = None
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def format_help(self):
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
+
+
+def _experiments_epilog() -> str:
+    """The experiments of the registry (experiments/*.py), for `sweep --help`."""
+    _import_tensorflow_quietly()  # experiments -> config -> models imports Keras
+    from cifar_resnet import experiments
+    return (f"experiments (in {experiments.experiments_dir()}): "
+            f"{', '.join(experiments.list_experiments())}")
 
 
 def _add_set_flag(p: argparse.ArgumentParser) -> None:
@@ -54,11 +71,13 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--preset", help="paper (default) or keras-example")
     flag("--epochs", type=int, help="train this many epochs (default: 64k iterations)")
     flag("--iterations", type=int, help="train this many iterations (paper: 64000)")
-    flag("--batch-size", type=int)
+    flag("--batch-size", type=int,
+         help="images per iteration, the global batch over all devices (paper: 128)")
     flag("--lr", type=float, help="base learning rate")
     flag("--dataset", help="cifar10 (default) or synthetic")
     flag("--data-dir", help="CIFAR-10 folder or archive (else $CIFAR10_DIR, ~/.keras/datasets)")
-    flag("--seed", type=int)
+    flag("--seed", type=int, help="seed of the initialization, shuffling and augmentation "
+                                   "(default 0); runs land in runs/<net>/seed<k>")
     flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
     flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
          help="float16 on GPU, bfloat16 on CPU")
@@ -105,7 +124,8 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     flag("--checkpoint", default="best", choices=("best", "final"),
          help="best validation accuracy (default) or the last epoch")
     flag("--tta", choices=("flip",), help="flip: average with the mirrored image")
-    flag("--split", default="test", choices=("test", "val"))
+    flag("--split", default="test", choices=("test", "val"),
+         help="test (default) or val, the held-out tail of the training set")
     flag("--out", help="output folder (default RUN_DIR/eval)")
 
 
@@ -122,8 +142,8 @@ def _evaluate(args) -> int:
 
 def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     flag = p.add_argument
-    flag("experiment", help="an experiments/ file (table6, figure6, v2, keras_example, mini) "
-                            "or a path to one")
+    flag("experiment", help="an experiment's name (listed below) or a path to an experiment "
+                            "file")
     flag("--seeds", type=int, default=1, help="K: train seeds 0..K-1 of every net")
     flag("--jobs", type=int, default=1, help="runs at a time (N > 1: one process per run)")
     flag("--shard", help="i/N: only every N-th run starting at i (0-based)")
@@ -150,11 +170,14 @@ def _sweep(args) -> int:
     return 1 if result.failed else 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: train, sweep, report and evaluate."""
     parser = _Parser(prog="python -m cifar_resnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train_flags(sub.add_parser("train", help="train one net into a run directory"))
-    _add_sweep_flags(sub.add_parser("sweep", help="train every net of an experiment file"))
+    sweep = sub.add_parser("sweep", help="train every net of an experiment file")
+    sweep.lazy_epilog = _experiments_epilog
+    _add_sweep_flags(sweep)
     report = sub.add_parser("report", help="results table and Figures 6 and 7 of a sweep")
     report.add_argument("runs_dir", metavar="RUNS_DIR",
                         help="a sweep's folder (e.g. runs/table6), a net's folder, one run "
@@ -165,7 +188,11 @@ def main(argv=None) -> int:
                                              "and panels (default: RUNS_DIR's name)")
     _add_evaluate_flags(sub.add_parser(
         "evaluate", help="error, per-class accuracy, confusion matrix of a trained run"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     _import_tensorflow_quietly()
 
     from cifar_resnet.config import ConfigError

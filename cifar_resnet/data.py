@@ -178,7 +178,8 @@ def _read_batch(fileobj, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{name}: refused to unpickle global {e}: a CIFAR-10 batch holds only "
                         "dicts, bytes, int lists and uint8 arrays; replace the file") from None
     except Exception as e:  # Truncated or garbage files raise many different types.
-        raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(e).__name__}: {e}); "
+        reason = " ".join(str(e).split())  # one line, whatever the unpickler said
+        raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(e).__name__}: {reason}); "
                         "replace the file") from e
     if not isinstance(batch, dict):
         raise DataError(f"{name}: expected a dict, got {type(batch).__name__}; replace the file")
@@ -224,8 +225,12 @@ def _read_batches(source: pathlib.Path) -> dict:
                         batches[name] = _read_batch(tar.extractfile(member),
                                                     f"{source}:{member.name}")
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-            raise DataError(f"{source}: unreadable archive ({e}); replace it or pass --data-dir "
-                            "to another copy") from e
+            # tarfile's "could not be opened" lists every method it tried, one per line.
+            reason = ("not a tar archive (plain, gzip, bzip2 or xz)"
+                      if isinstance(e, tarfile.ReadError) and "opened successfully" in str(e)
+                      else " ".join(str(e).split()) or type(e).__name__)
+            raise DataError(f"{source}: unreadable archive ({reason}); replace it or pass "
+                            "--data-dir to another copy") from e
     missing = [name for name in wanted if name not in batches]
     if missing:
         raise DataError(f"{source}: missing {', '.join(missing)}; expected the official "

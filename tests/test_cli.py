@@ -1,0 +1,87 @@
+"""The command line as a new user meets it: help for every flag, the experiments registry in
+`sweep --help`, and one line with exit status 2 for any corrupt CIFAR-10 archive."""
+
+import argparse
+import gzip
+import io
+import os
+import pathlib
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from cifar_resnet import data, experiments
+from cifar_resnet.__main__ import build_parser, main
+
+
+def _subparsers(parser):
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_every_flag_of_every_command_has_help():
+    parser = build_parser()
+    commands = _subparsers(parser)
+    assert sorted(commands) == ["evaluate", "report", "sweep", "train"]
+    missing = [f"{name} {action.option_strings or action.dest}"
+               for name, command in commands.items() for action in command._actions
+               if not (action.help or "").strip()]
+    assert missing == []
+
+
+def test_sweep_help_lists_every_experiment_of_the_registry(capsys, monkeypatch, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--help"])
+    assert exit_.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    names = experiments.list_experiments()
+    assert len(names) >= 8
+    assert f"{', '.join(names)}" in help_text
+    # From the registry, not a list in the code: another experiments folder, other names.
+    (tmp_path / "my_experiment.py").write_text('"""Mine."""\nRECIPE = {}\nNETS = {}\n')
+    monkeypatch.setenv("CIFAR_RESNET_EXPERIMENTS", str(tmp_path))
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    assert "experiments (in" in capsys.readouterr().out.replace("\n", " ")
+    assert experiments.list_experiments() == ["my_experiment"]
+
+
+def _garbage_member_archive(path):
+    with tarfile.open(path, "w:gz") as tar:
+        for name in (*data.TRAIN_FILES, data.TEST_FILE):
+            payload = os.urandom(3000)
+            info = tarfile.TarInfo(f"{data.FOLDER_NAME}/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+
+def _truncated_gzip(path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in (*data.TRAIN_FILES, data.TEST_FILE):
+            payload = pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 4})
+            info = tarfile.TarInfo(f"{data.FOLDER_NAME}/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    whole = buffer.getvalue()
+    assert gzip.decompress(whole)  # a valid archive before it is cut
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: p.write_bytes(os.urandom(4096)), "not a tar archive"),
+    (_truncated_gzip, "Compressed file ended before the end-of-stream marker"),
+    (_garbage_member_archive, "not a readable CIFAR-10 batch"),
+], ids=["random-bytes", "truncated-gzip", "garbage-members"])
+def test_a_corrupt_archive_is_one_line_and_exit_2(make, says, tmp_path, capsys):
+    archive = tmp_path / data.ARCHIVE_NAME
+    make(archive)
+    code = main(["train", "--data-dir", str(archive), "--depth", "8", "--iterations", "1",
+                 "--workdir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(archive) in err, err
+    assert says in err, err
+    assert not (tmp_path / "run").exists()
