@@ -7,6 +7,12 @@ Networks" (pre-activation ResNet v2).
 
 import importlib
 
+from cifar_resnet import cpu
+
+# First, before any module of the package imports TensorFlow: TensorFlow reads this once, and
+# leaves its oneDNN kernels off by default on CPUs such as AVX2-only ones (cpu.py says why).
+cpu.enable_onednn()
+
 # Public API -> defining module. Resolved on first use (PEP 562), so that `python -m cifar_resnet`
 # can reject bad flags before the slow TensorFlow import.
 _EXPORTS = {

@@ -80,7 +80,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                                    "(default 0); runs land in runs/<net>/seed<k>")
     flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
     flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-         help="float16 on GPU, bfloat16 on CPU")
+         help="what --precision auto picks: float16 on GPU, bfloat16 on a CPU with native bf16 "
+              "(avx512_bf16 or AMX), float32 on a CPU without (it says so)")
+    flag("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+         help="Keras dtype policy; auto (default): from --mixed-precision and the hardware. "
+              "config.json records the one used; a resumed run keeps it")
     flag("--strategy", choices=("auto", "one", "mirrored", "multiworker"),
          help="auto (default: mirrored if >1 GPU), one, mirrored (local GPUs), multiworker "
               "(TF_CONFIG); --batch-size is the global batch, --lr is not rescaled")

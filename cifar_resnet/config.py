@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet import files, models, schedules, variants
+from cifar_resnet import cpu, files, models, schedules, variants
 
 
 # Where training runs (distribute.py): one device, local GPUs, several machines; auto picks.
@@ -81,7 +81,12 @@ class Config:
     # Run.
     seed: int = 0
     jit_compile: bool = False      # XLA; worth it on GPU.
-    mixed_precision: bool = False  # float16 on GPU, bfloat16 on CPU.
+    mixed_precision: bool = False  # what precision "auto" follows: float16 on GPU, bfloat16
+    #                                 on a CPU with native bf16, float32 on a CPU without.
+    precision: Optional[str] = None  # Keras dtype policy: "float32" | "mixed_bfloat16" |
+    #                                 "mixed_float16"; None or "auto": from mixed_precision and
+    #                                 the hardware (cpu.resolve_precision). A run directory's
+    #                                 config.json holds the policy its run used.
     steps_per_execution: int = 1
     log_every: Optional[int] = None  # iterations per history row (and evaluation); None: one
     #                                  epoch. Short runs use it for curves with more points.
@@ -131,6 +136,7 @@ class Config:
         _choice("optimizer", self.optimizer, ("sgd", "adam"))
         _choice("lr_schedule", self.lr_schedule, tuple(schedules.SCHEDULES))
         _choice("strategy", self.strategy, STRATEGIES)
+        _choice("precision", self.precision, (None, "auto", *cpu.PRECISIONS))
         try:
             models.check_architecture(self.version, self.depth, block=self.resolved_block,
                                       shortcut=self.shortcut)

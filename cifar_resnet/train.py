@@ -22,6 +22,7 @@ same CIFAR-10 read from another place resumes, other data is refused (dataid.py)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import pathlib
 import platform
@@ -33,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, dataid, distribute, files, models, reliability, schedules
+from cifar_resnet import cpu, data, dataid, distribute, files, models, reliability, schedules
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
                   "test_loss", "test_error", "epoch_time", "wall_time")
@@ -54,13 +55,28 @@ def default_workdir(config: config_lib.Config, root="runs") -> pathlib.Path:
     return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
 
 
+def resolve_precision(config: config_lib.Config, *, quiet=False) -> config_lib.Config:
+    """`config` with `precision` set to the dtype policy this machine uses for it.
+
+    None/"auto" becomes float32, mixed_float16 (GPU) or mixed_bfloat16 (CPU with native bf16),
+    following `mixed_precision` (cpu.resolve_precision); a CPU without native bf16 gets float32
+    and one line on stderr saying why, unless `quiet`.
+    """
+    precision, note = cpu.resolve_precision(config.precision, config.mixed_precision,
+                                            gpu=distribute.gpu_count() > 0)
+    if note and not quiet:
+        print(note, file=sys.stderr)
+    return dataclasses.replace(config, precision=precision)
+
+
 def build_model(config: config_lib.Config) -> keras.Model:
-    """The net of `config`, compiled with its optimizer, loss and accuracy metric."""
+    """The net of `config` under its precision policy, compiled with its optimizer, loss and
+    accuracy metric."""
     policy = keras.mixed_precision.dtype_policy()
-    if config.mixed_precision:
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-        keras.mixed_precision.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    if config.precision in (None, "auto"):
+        config = resolve_precision(config)
     try:
+        keras.mixed_precision.set_dtype_policy(config.precision)
         model = models.build_model(
             config.version, config.depth, plain=config.plain, block=config.resolved_block,
             preset=config.preset, **({"shortcut": config.shortcut} if config.shortcut else {}),
@@ -83,24 +99,41 @@ class EpochRecorder(keras.callbacks.Callback):
 
     The paper's figures plot training and test error against iterations; Keras reports accuracy,
     so errors (1 - accuracy) are derived here, before HistoryWriter and the checkpoints see them.
+
+    It also times the training batches of each epoch alone (`train_times`: from the start of its
+    first batch to the end of its last, so without the validation and test passes), and the
+    set-up before the first batch (`setup_time`, from `started`, a `time.perf_counter()` value).
     """
 
-    def __init__(self, test_ds, steps_per_epoch, elapsed=0.0):
+    def __init__(self, test_ds, steps_per_epoch, elapsed=0.0, started=None):
         super().__init__()
         self.test_ds = test_ds
         self.steps_per_epoch = steps_per_epoch
         self.elapsed = elapsed  # wall time of earlier sessions of this run
-        self.rates = []
+        self.started = started
+        self.train_times = []
+        self.setup_time = None
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
+        self.batches_start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.batches_start is None:
+            self.batches_start = time.perf_counter()
+            if self.setup_time is None and self.started is not None:
+                self.setup_time = self.batches_start - self.started
+
+    def on_train_batch_end(self, batch, logs=None):
+        # The logs reach callbacks as Python numbers, so the step has finished by now.
+        self.batches_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         epoch_time = time.perf_counter() - self.epoch_start
-        self.rates.append(self.steps_per_epoch / epoch_time)
+        self.train_times.append(self.batches_end - self.batches_start)
         test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=0)
         logs.update(test_loss=test_loss, test_accuracy=test_acc,
                     iterations=(epoch + 1) * self.steps_per_epoch, epoch_time=epoch_time,
@@ -148,10 +181,24 @@ def _trim_history(path: pathlib.Path, epochs_done: int) -> list[dict]:
 
 
 def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
+    """Refuses a `workdir` that holds a run of another config, or of another precision.
+
+    `config.precision` is resolved. A config.json from before the `precision` field gets the
+    policy the code of that time used (cpu.legacy_precision), so that an old run resumes here
+    only in the precision it started in.
+    """
     saved_path = workdir / "config.json"
     if not saved_path.exists():
         return
     saved = config_lib.load(saved_path).to_dict()
+    if saved["precision"] in (None, "auto"):
+        saved["precision"] = cpu.legacy_precision(saved["mixed_precision"],
+                                                  gpu=distribute.gpu_count() > 0)
+    if saved["precision"] != config.precision:
+        raise config_lib.ConfigError(
+            f"{workdir} holds a run trained in {saved['precision']}, but this run would train in "
+            f"{config.precision}; pass --precision {saved['precision']} to resume it, or use "
+            "another --workdir")
     # Where the data was read from is not the run's identity; its content is (dataid.check).
     diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k != "data_dir"]
     if diff:
@@ -206,6 +253,8 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     """
     workdir = pathlib.Path(workdir)
     config.validate()
+    # Resolved before config.json is written or compared, so that it states the policy used.
+    config = resolve_precision(config)
     _check_resumable(config, workdir)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy must be created first.
     placement = distribute.placement(config.strategy)
@@ -220,6 +269,7 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
 
 def _run(config, workdir, placement, callbacks, verbose) -> dict:
     """run_experiment in `workdir` (the run directory or a worker's scratch copy)."""
+    started = time.perf_counter()  # setup_time: data loading and model building
     metrics_path = workdir / "metrics.json"
     complete = (metrics_path.exists()
                 and files.read_json(metrics_path).get("status") == "complete")
@@ -250,10 +300,10 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
         raise config_lib.ConfigError(str(e)) from None
     workdir.mkdir(parents=True, exist_ok=True)
     with reliability.run_lock(workdir), placement.scope():
-        return _train_locked(config, workdir, splits, data_record, callbacks, verbose)
+        return _train_locked(config, workdir, splits, data_record, callbacks, verbose, started)
 
 
-def _train_locked(config, workdir, splits, data_record, callbacks, verbose) -> dict:
+def _train_locked(config, workdir, splits, data_record, callbacks, verbose, started) -> dict:
     """The writing part of run_experiment, under the run-directory lock."""
     metrics_path = workdir / "metrics.json"
     if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
@@ -283,7 +333,8 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose) -> d
 
     done = _trim_history(workdir / "history.csv", epochs_done)
     best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])), default=None)
-    recorder = EpochRecorder(test_ds, steps_per_epoch, elapsed=done[-1]["wall_time"] if done else 0)
+    recorder = EpochRecorder(test_ds, steps_per_epoch, elapsed=done[-1]["wall_time"] if done else 0,
+                             started=started)
 
     stop = reliability.SignalStop()
     cbs = [stop, schedules.StepSchedule(lr_fn), recorder,
@@ -321,18 +372,31 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose) -> d
         raise TrainingError(str(e)) from e
 
     history = read_history(workdir / "history.csv")
-    metrics = summarize(history, count_params(model), config.batch_size, recorder.rates)
+    metrics = summarize(history, count_params(model), config.batch_size * steps_per_epoch,
+                        recorder.train_times)
+    metrics.update(precision=config.precision, cpu=cpu.describe(),
+                   setup_time=recorder.setup_time)
     files.write_json(metrics_path, metrics)
     return metrics
 
 
-def summarize(history, params, batch_size, step_rates=()) -> dict:
-    """The metrics.json content from the history rows of a finished run."""
+def summarize(history, params, images_per_epoch, train_times=()) -> dict:
+    """The metrics.json content from the history rows of a finished run.
+
+    Args:
+        history: the rows of history.csv.
+        params: trainable parameters.
+        images_per_epoch: images of one logging period (batch size x its iterations).
+        train_times: seconds of each period of this session spent in training batches alone.
+    """
     last = history[-1]
     has_val = any(not math.isnan(r["val_error"]) for r in history)
     # First epoch with the lowest validation error: the paper's model selection.
     best = min(history, key=lambda r: r["val_error"]) if has_val else None
-    rates = sorted(step_rates[1:] or step_rates)  # first epoch includes tracing
+    # The first period also traces the step, fills the input pipeline and creates oneDNN
+    # primitives: its excess over a later period is the start-up cost, kept out of the rate.
+    steady = sorted(train_times[1:])
+    median = steady[len(steady) // 2] if steady else None
     return {
         "status": "complete",
         "final_test_error": last["test_error"],
@@ -344,6 +408,8 @@ def summarize(history, params, batch_size, step_rates=()) -> dict:
         "epochs": len(history),
         "iterations": int(last["iterations"]),
         "wall_time": last["wall_time"],
-        "images_per_sec": batch_size * rates[len(rates) // 2] if rates else None,
+        # Training batches only (no validation or test pass), median over periods after the first.
+        "images_per_sec": images_per_epoch / median if median else None,
+        "startup_time": train_times[0] - median if median else None,
         "versions": versions(),
     }

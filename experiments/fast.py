@@ -8,7 +8,10 @@ optimizer (SGD, momentum 0.9, batch 128); what changes, and why:
     of Li et al. 2020 ("Budgeted Training"): lr rises linearly from 0.01 to 0.1 over the first
     epoch, then falls linearly to zero at the last iteration (`lr_schedule="linear"`);
   - weight decay 5e-4 instead of 1e-4, the usual choice for short CIFAR schedules;
-  - bfloat16 mixed precision, the fastest path on this CPU (docs/benchmarks.md).
+  - precision from the CPU (`precision="auto"`, cifar_resnet/cpu.py): bfloat16 mixed precision
+    where the CPU computes bf16 natively (avx512_bf16 or AMX), the fastest path there
+    (docs/benchmarks.md); float32 on a CPU without, where bf16 is emulated. The run's
+    config.json says which.
 
 Run (the curve is the run's history.csv: test error and wall time per epoch):
 
@@ -34,7 +37,8 @@ RECIPE = dict(
     warmup_lr=0.01,
     weight_decay=5e-4,          # paper: 1e-4 over 64k iterations
     val_fraction=0.0,           # train on all 50k; report test error only
-    mixed_precision=True,       # bfloat16 on CPU
+    mixed_precision=True,       # what "auto" follows: bfloat16 where the CPU has it natively
+    precision="auto",           # resolved per machine; config.json records the result
 )
 
 NETS = {"resnet20": dict(depth=20)}

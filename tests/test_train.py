@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, train
+from cifar_resnet import cpu, data, train
 from cifar_resnet.config import ConfigError
 
 
@@ -29,7 +30,9 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     for name in ("config.json", "history.csv", "metrics.json", "best.keras", "final.keras"):
         assert (tmp_path / name).exists(), name
     assert not (tmp_path / "backup").exists()  # removed once training completes
-    assert config_lib.load(tmp_path / "config.json") == tiny_config
+    # config.json states the precision the run used (tiny_config asks for "auto").
+    assert config_lib.load(tmp_path / "config.json") == dataclasses.replace(
+        tiny_config, precision="float32")
     history = train.read_history(tmp_path / "history.csv")
     assert [r["epoch"] for r in history] == [0, 1]
     assert [r["iterations"] for r in history] == [4, 8]  # 230 training images, batch 64
@@ -181,3 +184,106 @@ def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_co
     a, b = (keras.saving.load_model(tmp_path / d / "final.keras") for d in "ab")
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Precision: resolved before config.json is written, recorded, and kept across resumes.
+
+
+def test_config_and_metrics_state_the_precision_and_the_cpu(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: True)
+    config = dataclasses.replace(tiny_config, epochs=1, mixed_precision=True)
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert json.loads((tmp_path / "config.json").read_text())["precision"] == "mixed_bfloat16"
+    assert metrics["precision"] == "mixed_bfloat16"
+    model = keras.saving.load_model(tmp_path / "final.keras")
+    assert {layer.dtype_policy.name for layer in model.layers
+            if isinstance(layer, keras.layers.Conv2D)} == {"mixed_bfloat16"}
+    assert metrics["cpu"]["native_bf16"] is cpu.describe()["native_bf16"]
+    assert metrics["cpu"]["onednn"]["TF_ENABLE_ONEDNN_OPTS"] == os.environ.get(
+        "TF_ENABLE_ONEDNN_OPTS")
+
+
+def test_auto_on_a_cpu_without_bf16_trains_float32_and_says_why(tiny_config, tmp_path,
+                                                                  monkeypatch, capsys):
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: False)
+    config = dataclasses.replace(tiny_config, epochs=1, mixed_precision=True)
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert metrics["precision"] == "float32"
+    assert config_lib.load(tmp_path / "config.json").precision == "float32"
+    notes = [line for line in capsys.readouterr().err.splitlines() if "native bfloat16" in line]
+    assert len(notes) == 1 and notes[0].startswith("precision float32")
+
+
+@pytest.mark.parametrize("saved_precision", [None, "mixed_bfloat16"])
+def test_resume_on_a_cpu_without_bf16_is_refused_not_changed(saved_precision, tiny_config,
+                                                             tmp_path, monkeypatch):
+    # A bf16 run (from before the precision field: None, or recorded) moves to a CPU without
+    # native bf16, where "auto" would pick float32.
+    config = dataclasses.replace(tiny_config, mixed_precision=True)
+    saved = dataclasses.replace(config, precision=saved_precision).to_dict()
+    if saved_precision is None:
+        del saved["precision"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    before = (tmp_path / "config.json").read_text()
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: False)
+    with pytest.raises(ConfigError, match=r"trained in mixed_bfloat16, but this run would train "
+                                          r"in float32; pass --precision mixed_bfloat16"):
+        train.run_experiment(config, tmp_path, verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+    assert (tmp_path / "config.json").read_text() == before
+
+
+def test_an_old_run_dir_without_the_precision_field_resumes(tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_Interrupt(1)], verbose=0)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["precision"]  # as written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1]
+    assert metrics["precision"] == "float32"
+    assert json.loads((tmp_path / "config.json").read_text())["precision"] == "float32"
+
+
+def test_cli_precision_flag(tmp_path):
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1]
+    bad = _cli("train", "--precision", "bf16", "--workdir", str(tmp_path / "r"), cwd=root)
+    assert bad.returncode == 2 and "invalid choice: 'bf16'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Throughput from the training batches alone; start-up cost apart.
+
+
+class _SlowValidation(keras.callbacks.Callback):
+    """Adds `seconds` to every validation pass inside fit's epochs."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_test_end(self, logs=None):
+        import time
+        time.sleep(self.seconds)
+
+
+def test_images_per_sec_counts_training_batches_only(tiny_config, tmp_path):
+    import time
+    config = dataclasses.replace(tiny_config, epochs=4)
+    start = time.perf_counter()
+    metrics = train.run_experiment(config, tmp_path, callbacks=[_SlowValidation(0.5)], verbose=0)
+    elapsed = time.perf_counter() - start
+    history = train.read_history(tmp_path / "history.csv")
+    images = config.batch_size * 4  # 4 iterations per epoch
+    # Every epoch after the first spent at least 0.5 s validating beyond its training batches;
+    # a rate that counted the validation pass would be at most images / median(epoch_time).
+    steady = sorted(r["epoch_time"] for r in history[1:])
+    assert metrics["images_per_sec"] >= images / (steady[1] - 0.5)
+    # The first epoch traced the training step: its excess over a later epoch is start-up.
+    assert metrics["startup_time"] > 0
+    assert 0 < metrics["setup_time"] < elapsed  # data loading and model building
+    assert history[0]["epoch_time"] >= metrics["startup_time"]

@@ -1,0 +1,172 @@
+"""The CPU under the run: its flags, TensorFlow's oneDNN switch, and the precision it suits.
+
+No TensorFlow here: `import cifar_resnet` calls `enable_onednn()` first thing, before anything
+imports TensorFlow, and the JAX path uses `resolve_precision` without TensorFlow.
+
+oneDNN. TensorFlow's x86 Linux packages carry oneDNN kernels (fused convolution + bias + ReLU,
+bfloat16 matmuls and convolutions), but turn them on by default only on CPUs with
+"neural-network-focused" features: TensorFlow 2.9's release notes (RELEASE.md, PR
+tensorflow/tensorflow#55939 and #56039) say on for "AVX512_VNNI, AVX512_BF16, AMX, etc." (Intel
+Cascade Lake and newer) and off on older CPUs unless `TF_ENABLE_ONEDNN_OPTS=1`. The rule is
+`DefaultOneDnnPolicy()` / `IsMklEnabled()` in `tensorflow/core/util/util.cc`: on Linux, on if
+`port::TestCPUFeature` finds any of AVX512_VNNI, AVX512_BF16, AVX_VNNI, AMX_TILE, AMX_INT8 or
+AMX_BF16, then `TF_ENABLE_ONEDNN_OPTS` overrides that default. An AVX2-only CPU such as AMD Zen 3
+has none of them, so TensorFlow leaves oneDNN off there, and issue 13 measured ResNet-20 training
+at half the speed (187 img/s off, 372 on). `enable_onednn()` sets the variable to 1 unless the
+user set it, so every CPU gets the oneDNN path; `TENSORFLOW_DEFAULT_FEATURES` mirrors the rule so
+that metrics.json can say whether this changed anything.
+
+Precision. `resolve_precision` turns the config's `precision` (a Keras dtype-policy name, or
+None/"auto") into the policy a run uses. "auto" follows `mixed_precision`: float16 on a GPU;
+on a CPU bfloat16 only where the CPU computes it natively (avx512_bf16 or AMX-BF16). Elsewhere
+bfloat16 is emulated by converting to and from float32 around float32 arithmetic, so it adds work
+instead of saving it, and "auto" picks float32 with one printed line. That choice follows issue
+13's report from an AVX2 Zen 3 machine; it was not measured in this project, whose machines have
+native bf16 (`--precision mixed_bfloat16` forces bfloat16 where one wants to measure it).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import platform
+import re
+import sys
+from typing import Optional
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+# Keras dtype policies a run may use; None or "auto" derive one (resolve_precision).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# /proc/cpuinfo flags meaning the CPU computes bfloat16 natively.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# TensorFlow turns oneDNN on by default if the CPU has any of these (util.cc, see above).
+TENSORFLOW_DEFAULT_FEATURES = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+                               "amx_bf16")
+# The flags metrics.json and bench.json record.
+RECORDED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+                  "amx_bf16")
+
+_warned = False
+
+
+def read_cpuinfo(path="/proc/cpuinfo") -> tuple[Optional[str], frozenset]:
+    """(model name, flags) of the first CPU in `path`; (None, empty) where it is unreadable.
+
+    Linux only; elsewhere (macOS, Windows) the flags are unknown and the caller treats the CPU
+    as one without native bf16 and without TensorFlow's default oneDNN.
+    """
+    try:
+        text = pathlib.Path(path).read_text()
+    except OSError:
+        return None, frozenset()
+    model = re.search(r"^model name\s*:\s*(.*)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
+    return (model.group(1).strip() if model else None,
+            frozenset(flags.group(1).split()) if flags else frozenset())
+
+
+def cpu_flags() -> frozenset:
+    """This machine's CPU flags (empty where /proc/cpuinfo is absent)."""
+    return read_cpuinfo()[1]
+
+
+def has_native_bf16(flags: Optional[frozenset] = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (avx512_bf16 or AMX-BF16)."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in NATIVE_BF16_FLAGS)
+
+
+def tensorflow_default_onednn(flags: Optional[frozenset] = None) -> bool:
+    """Whether TensorFlow (x86 Linux) would turn oneDNN on by itself on this CPU."""
+    flags = cpu_flags() if flags is None else flags
+    return sys.platform.startswith("linux") and any(
+        f in flags for f in TENSORFLOW_DEFAULT_FEATURES)
+
+
+def enable_onednn() -> Optional[str]:
+    """Sets TF_ENABLE_ONEDNN_OPTS=1 unless the user set it; returns the variable's value.
+
+    Must run before TensorFlow is first imported, which reads the variable once. If TensorFlow
+    is already loaded and the variable unset, it is left unset (it would record a setting that
+    did not apply) and one line says so, once per process.
+    """
+    global _warned
+    if ONEDNN_VARIABLE in os.environ:
+        return os.environ[ONEDNN_VARIABLE]
+    if "tensorflow" in sys.modules:
+        if not _warned:
+            _warned = True
+            state = "on" if tensorflow_default_onednn() else "off"
+            print(f"cifar_resnet: TensorFlow was imported before cifar_resnet, so oneDNN stays "
+                  f"at TensorFlow's default for this CPU ({state}); set {ONEDNN_VARIABLE}=1 "
+                  "before importing TensorFlow to turn it on", file=sys.stderr)
+        return None
+    os.environ[ONEDNN_VARIABLE] = "1"
+    return "1"
+
+
+def onednn_enabled() -> Optional[bool]:
+    """Whether TensorFlow's oneDNN kernels are on in this process; None before TensorFlow is
+    imported, or where TensorFlow does not say."""
+    if "tensorflow" not in sys.modules:
+        return None
+    try:  # TensorFlow's own answer; no public API exposes it
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
+def describe() -> dict:
+    """The CPU and oneDNN facts a run records in metrics.json (and the bench in bench.json)."""
+    model, flags = read_cpuinfo()
+    return {
+        "model": model or platform.processor() or None,
+        "machine": platform.machine(),
+        "flags": {f: f in flags for f in RECORDED_FLAGS} if flags else None,
+        "native_bf16": has_native_bf16(flags),
+        "onednn": {ONEDNN_VARIABLE: os.environ.get(ONEDNN_VARIABLE),
+                   "enabled": onednn_enabled(),
+                   "tensorflow_default": tensorflow_default_onednn(flags)},
+    }
+
+
+def resolve_precision(precision: Optional[str], mixed_precision: bool, *, gpu: bool,
+                      native_bf16: Optional[bool] = None) -> tuple[str, Optional[str]]:
+    """The dtype policy a run uses, and a one-line note where "auto" passed over bfloat16.
+
+    Args:
+        precision: "float32", "mixed_bfloat16", "mixed_float16" (used as given), or None/"auto".
+        mixed_precision: what "auto" follows: False gives float32; True gives mixed_float16 on a
+            GPU, mixed_bfloat16 on a CPU with native bf16, float32 on a CPU without.
+        gpu: whether the run trains on GPUs.
+        native_bf16: the CPU's bf16 ability; None reads it from this machine.
+
+    Returns:
+        (policy name, note or None).
+
+    Raises:
+        ValueError: `precision` is not one of the names above.
+    """
+    if precision not in (None, "auto", *PRECISIONS):
+        raise ValueError(f"precision {precision!r} is not one of "
+                         f"{', '.join(map(repr, ('auto', *PRECISIONS)))}")
+    if precision not in (None, "auto"):
+        return precision, None
+    if not mixed_precision:
+        return "float32", None
+    if gpu:
+        return "mixed_float16", None
+    if has_native_bf16() if native_bf16 is None else native_bf16:
+        return "mixed_bfloat16", None
+    return "float32", ("precision float32: this CPU has no native bfloat16 (no avx512_bf16 or "
+                       "amx_bf16), where mixed_bfloat16 is emulated and slower; "
+                       "--precision mixed_bfloat16 forces it")
+
+
+def legacy_precision(mixed_precision: bool, *, gpu: bool) -> str:
+    """The policy of a run directory written before the `precision` field existed: the code of
+    that time used float16 on a GPU and bfloat16 on any CPU when mixed_precision was set."""
+    if not mixed_precision:
+        return "float32"
+    return "mixed_float16" if gpu else "mixed_bfloat16"
