@@ -75,8 +75,8 @@ clean-venv:
 	rm -rf $(VENV)
 
 # Side-by-side training throughput vs the PyTorch reference (needs the bench extra: torch).
-# make bench [QUICK=1] [NETS=resnet20_v1,...] [IMPLS=keras,torch,...] [DATA_DIR=...]
+# make bench [QUICK=1] [NETS=resnet20_v1,...] [IMPLS=keras,torch,keras:noaug,...] [DATA_DIR=...]
 .PHONY: bench
 bench: setup
-	$(PY) -m cifar_resnet.bench $(if $(QUICK),--quick) $(if $(NETS),--nets $(NETS)) \
+	$(PY) -m benchmarks.bench $(if $(QUICK),--quick) $(if $(NETS),--nets $(NETS)) \
 		$(if $(IMPLS),--impls $(IMPLS)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)

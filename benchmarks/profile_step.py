@@ -5,7 +5,7 @@ the TensorFlow profiler, then reads the trace (`*.xplane.pb`) and prints the ker
 took the most time, per step, summed over TensorFlow's compute threads. With two threads busy, the
 sum is up to twice the wall time of the step.
 
-    python benchmarks/profile_step.py --depth 20 [--bf16] [--steps 10] [--top 15]
+    python -m benchmarks.profile_step --depth 20 [--bf16] [--steps 10] [--top 15]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 
 def op_times(logdir) -> collections.Counter:
@@ -43,19 +42,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--version", type=int, default=1)
-    p.add_argument("--bf16", action="store_true", help="mixed_bfloat16, as --mixed-precision")
+    p.add_argument("--bf16", action="store_true", help="mixed_bfloat16 (also where the CPU emulates it)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=15)
     args = p.parse_args(argv)
 
     import numpy as np
+    from cifar_resnet import config as config_lib, train  # first: oneDNN's default (cpu.py)
     import tensorflow as tf
-    from cifar_resnet import config as config_lib, train
 
     config = config_lib.resolve(overrides=dict(depth=args.depth, version=args.version,
                                                batch_size=args.batch_size,
-                                               mixed_precision=args.bf16))
+                                               precision="mixed_bfloat16" if args.bf16
+                                               else "float32"))
     model = train.build_model(config)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         tf.profiler.experimental.stop()
         totals = op_times(logdir)
     busy = sum(totals.values()) / args.steps
-    # Wall time under the profiler is not the step's rate: `python -m cifar_resnet.bench` is.
+    # Wall time under the profiler is not the step's rate: `python -m benchmarks.bench` is.
     print(f"{model.name} {'bf16' if args.bf16 else 'fp32'}, batch {args.batch_size}: "
           f"{busy * 1e3:.0f} ms/step of kernel time over all compute threads")
     print(f"{'ms/step':>8} {'share':>6}  kernel")

@@ -6,14 +6,24 @@ would (fb.resnet.torch conventions):
     3x3 stem with 16 filters, stages of 16/32/64 filters, global average pooling, linear layer;
   - He et al. 2016 Fig. 4(e): v2 full pre-activation bottleneck units with 1x1 projection
     shortcuts (no BN) on the pre-activated input where the shape changes.
-Plus the training step the benchmark times: the paper's augmentation (per-pixel mean, pad-4
-random crop, flip) on in-memory uint8 images, SGD with momentum 0.9 and weight decay 1e-4,
-optionally channels_last memory format and bfloat16 autocast.
+Plus the training step the benchmark times (SGD with momentum 0.9 and weight decay 1e-4,
+channels_last memory format, optionally bfloat16 or float16 autocast, on the CPU or a CUDA GPU),
+and its input: the paper's augmentation (per-pixel mean, pad-4 random crop, flip) on in-memory
+uint8 images, made ahead of the timed loop (`prepare_batches`), as a PyTorch user tuning for
+speed would feed it, or normalized only (`augment=False`).
 
 Only `torch` is needed (no torchvision): `pip install torch==2.13.0` (the `bench` extra).
+Standalone timing, e.g. on a GPU:
+
+    python -m benchmarks.torch_resnet --depth 20 --device auto --precision bfloat16
 """
 
 from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -146,8 +156,14 @@ def augment(images, mean, std, generator=None):
     return x.permute(0, 3, 1, 2)
 
 
-def batches(x, y, batch_size, mean, std, seed=0):
-    """Endless augmented training batches: a new permutation of the images every epoch."""
+def normalize(images, mean, std):
+    """A uint8 NHWC batch normalized, as float32 (B, 3, 32, 32) in channels_last layout."""
+    return ((images.float() / 255 - mean) / std).permute(0, 3, 1, 2)
+
+
+def batches(x, y, batch_size, mean, std, seed=0, augment_images=True):
+    """Endless training batches, augmented unless `augment_images` is False: a new permutation
+    of the images every epoch."""
     generator = torch.Generator().manual_seed(seed)
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     mean, std = torch.as_tensor(mean), torch.as_tensor(std)
@@ -155,28 +171,116 @@ def batches(x, y, batch_size, mean, std, seed=0):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x) - batch_size + 1, batch_size):
             idx = order[start:start + batch_size]
-            yield augment(x[idx], mean, std, generator), y[idx]
+            yield (augment(x[idx], mean, std, generator) if augment_images
+                   else normalize(x[idx], mean, std)), y[idx]
+
+
+def prepare_batches(x, y, batch_size, mean, std, count, *, seed=0, augment=True, device="cpu",
+                    channels_last=True) -> list:
+    """`count` training batches made ahead of the timed loop, on `device`, in the step's layout.
+
+    The timed loop then only trains: augmentation is off the training thread, where a PyTorch
+    user tuning for speed would put it (a DataLoader's workers; on 2 cores those would take the
+    step's cores, so here it all happens before).
+    """
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return [(images.contiguous(memory_format=memory_format).to(device),
+             labels.to(device))
+            for images, labels in itertools.islice(
+                batches(x, y, batch_size, mean, std, seed, augment_images=augment), count)]
+
+
+def default_device() -> str:
+    """"cuda" where PyTorch sees a GPU, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def make_train_step(net, *, lr=0.1, momentum=0.9, weight_decay=1e-4, bf16=False,
-                    channels_last=True):
+                    precision=None, channels_last=True, device=None):
     """Returns `step(images, labels) -> loss`: forward, backward and an SGD update.
 
     Weight decay is PyTorch's coupled one (added to the gradient, through momentum), as in the
     paper and fb.resnet.torch, on every parameter.
+
+    Args:
+        net: the module; moved to `device` and `channels_last` here.
+        bf16: shorthand for `precision="bfloat16"`.
+        precision: "float32" (default), "bfloat16" or "float16": autocast on `device`'s type;
+            float16 scales the loss (torch.amp.GradScaler).
+        channels_last: NHWC memory layout (the fast one for convolutions on CPU and GPU).
+        device: "cpu", "cuda", ...; None: `default_device()`.
     """
+    precision = precision or ("bfloat16" if bf16 else "float32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    device = torch.device(device or default_device())
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    net.to(memory_format=memory_format).train()
+    net.to(device=device, memory_format=memory_format).train()
     optimizer = torch.optim.SGD(net.parameters(), lr, momentum=momentum,
                                 weight_decay=weight_decay)
+    dtype = PRECISIONS[precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "float16")
 
     def step(images, labels):
-        images = images.contiguous(memory_format=memory_format)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = F.cross_entropy(net(images), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         return loss.detach()
 
     return step
+
+
+def main(argv=None) -> int:
+    """Times the reference alone: images/s per epoch of `--steps` steps after a warm-up."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.torch_resnet",
+                                description=main.__doc__.splitlines()[0])
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--version", type=int, default=1, choices=(1, 2))
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, "
+                                                    "cuda, cuda:1, ...")
+    p.add_argument("--precision", default="float32", choices=tuple(PRECISIONS))
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
+    p.add_argument("--noaug", action="store_true", help="normalized batches, no augmentation")
+    p.add_argument("--nchw", action="store_true", help="contiguous NCHW, not channels_last")
+    args = p.parse_args(argv)
+    try:
+        device = torch.device(default_device() if args.device == "auto" else args.device)
+        net = CifarResNet(args.depth, args.version)
+    except (RuntimeError, ValueError) as e:
+        p.exit(2, f"error: {e}\n")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.exit(2, "error: --device cuda, but PyTorch sees no CUDA GPU\n")
+    step = make_train_step(net, precision=args.precision, device=device,
+                           channels_last=not args.nchw)
+    # Random uint8 images stand in for CIFAR-10: the step's time does not depend on pixels.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (max(1024, args.batch_size), 32, 32, 3), dtype=torch.uint8,
+                      generator=generator)
+    y = torch.randint(0, 10, (len(x),), generator=generator)
+    pool = prepare_batches(x, y, args.batch_size, x.float().mean(0) / 255, 0.25,
+                           len(x) // args.batch_size, augment=not args.noaug, device=device,
+                           channels_last=not args.nchw)
+    feed = itertools.cycle(pool)
+    for epoch in range(args.epochs + 1):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            loss = step(*next(feed))
+        loss.item()  # waits for the device
+        rate = args.steps * args.batch_size / (time.perf_counter() - start)
+        print(f"{'warm-up' if epoch == 0 else f'epoch {epoch}'}: {rate:.0f} img/s "
+              f"(resnet{args.depth}_v{args.version}, {args.precision}, {device})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

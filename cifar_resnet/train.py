@@ -10,7 +10,8 @@ The run directory is the unit of work. It holds:
                     error, wall time
     best.keras      the model with the best validation accuracy so far
     final.keras     the model at the end of training
-    metrics.json    written at the end: final and best-by-validation test error, params, ...
+    metrics.json    written at the end: final and best-by-validation test error, params,
+                    images/s of the training batches, start-up cost, precision, CPU, ...
     data.json       the identity of the data (SHA-256 of its content; dataid.py) and its path
     backup/         resume state (reliability.SafeBackupAndRestore); removed at the end
     tensorboard/    TensorBoard logs

@@ -10,10 +10,11 @@ flip, all 50,000 training images (no validation split, as in the paper's Table 6
 Table 6's; the comparisons between the four nets are what this shows.
 
 bfloat16 (`mixed_precision=True`) because the machine it was sized on has native bf16
-(avx512_bf16 and AMX); on a CPU without it, drop that line (fp32 is faster there).
+(avx512_bf16 and AMX); on a CPU without it, precision "auto" trains in float32 instead and says
+so (cifar_resnet/cpu.py), and each run's config.json records the precision used.
 
 Sizing, measured on that machine (Intel Xeon, 2 vCPUs, AVX-512 + AMX; `python -m
-cifar_resnet.bench --nets resnet20_v1,resnet56_v1 --impls keras,keras-bf16 --dataset
+benchmarks.bench --nets resnet20_v1,resnet56_v1 --impls keras,keras-bf16 --dataset
 synthetic`): bf16 ResNet-20 594 img/s, ResNet-56 284 img/s (plain nets cost the same). The
 four nets at 3,128 iterations: 2 x (0.22 + 0.45) s x 3,128 = 70 minutes of both cores, plus
 17 evaluations of the 10k test images per net.

@@ -3,6 +3,10 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before any test module imports TensorFlow: tests run with oneDNN set as users get it
+# (TF_ENABLE_ONEDNN_OPTS=1 unless set; cifar_resnet/cpu.py).
+import cifar_resnet  # noqa: E402,F401
+
 import pytest
 
 REAL_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-10-python.tar.gz"

@@ -1,16 +1,18 @@
-"""The benchmark (cifar_resnet.bench), the PyTorch reference, and the GPU-path levers on CPU."""
+"""The benchmark (benchmarks/bench.py), the PyTorch reference, and the GPU-path levers on CPU."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
-from cifar_resnet import bench
+from cifar_resnet import cpu
+from benchmarks import bench
 
 
 def test_bench_tiny_run_writes_json_and_table(tmp_path):
-    # Two processes keep this fast; the torch worker shares the same protocol and code path.
-    impls = ["keras", "pipeline"]
+    # Few processes keep this fast; the torch worker shares the same protocol and code path.
+    impls = ["keras", "keras:noaug:onednn=0", "pipeline"]
     code = bench.main(["--nets", "resnet8", "--impls", ",".join(impls), "--steps", "2",
                        "--epochs", "2", "--dataset", "synthetic", "--synthetic-size", "600",
                        "--out", str(tmp_path)])
@@ -19,6 +21,15 @@ def test_bench_tiny_run_writes_json_and_table(tmp_path):
     assert results["dataset"] == "synthetic" and results["train_images"] == 540
     assert results["settings"] == dict(steps=2, epochs=2, batch_size=128)
     assert results["machine"]["tensorflow"].startswith("2.21")
+    assert results["machine"]["native_bf16"] is cpu.has_native_bf16()
+    # Each worker's own precision and oneDNN state: the default path gets import's default
+    # (or the user's setting), the lever its own.
+    keras_info, lever_info = results["impls"]["keras"], results["impls"]["keras:noaug:onednn=0"]
+    assert keras_info["precision"] == "float32" and keras_info["augment"] is True
+    assert keras_info["TF_ENABLE_ONEDNN_OPTS"] == os.environ["TF_ENABLE_ONEDNN_OPTS"]
+    assert lever_info["TF_ENABLE_ONEDNN_OPTS"] == "0" and lever_info["augment"] is False
+    if lever_info["enabled"] is not None:  # TensorFlow says: it followed the variable
+        assert lever_info["enabled"] is False
     runs = results["nets"]["resnet8"]
     assert sorted(runs) == sorted(impls)
     for r in runs.values():
@@ -28,11 +39,13 @@ def test_bench_tiny_run_writes_json_and_table(tmp_path):
         assert all(e["load"] >= 0 for e in r["epochs"])
     table = (tmp_path / "bench.md").read_text()
     assert "| resnet8 | keras |" in table and "| resnet8 | pipeline |" in table
+    assert "oneDNN on: keras" in table
 
 
 @pytest.mark.parametrize("spec, expected", [
     ("keras", ("keras", {})), ("keras:xla:spe=4", ("keras", {"xla": 1, "spe": 4})),
-    ("torch-bf16:intra=1", ("torch-bf16", {"intra": 1}))])
+    ("torch-bf16:intra=1", ("torch-bf16", {"intra": 1})),
+    ("torch:noaug", ("torch", {"noaug": 1}))])
 def test_parse_impl(spec, expected):
     assert bench.parse_impl(spec) == expected
 
@@ -47,6 +60,7 @@ def test_references_and_nets():
     assert bench.reference_of("keras:xla") == "torch"
     assert bench.reference_of("keras-bf16") == "torch-bf16"
     assert bench.reference_of("torch") is None
+    assert bench.reference_of("keras-bf16:noaug:xla") == "torch-bf16:noaug"
     assert bench.parse_net("resnet164_v2") == (164, 2) and bench.parse_net("resnet56") == (56, 1)
     with pytest.raises(ValueError, match="resnet20"):
         bench.parse_net("vgg16")
@@ -119,7 +133,7 @@ def test_xla_and_bf16_follow_default_loss_trajectory(tiny_config):
     images = (x.astype(np.float32) / 255 - 0.5) / 0.25
     base = _losses(tiny_config, images, y)
     xla = _losses(dataclasses.replace(tiny_config, jit_compile=True), images, y)
-    bf16 = _losses(dataclasses.replace(tiny_config, mixed_precision=True), images, y)
+    bf16 = _losses(dataclasses.replace(tiny_config, precision="mixed_bfloat16"), images, y)
     assert base[-1] < base[0]  # the trajectory moves, so agreement is not trivial
     # XLA only reorders and fuses float32 arithmetic: float32 rounding (1e-7) amplified over
     # 6 SGD steps; observed 2e-5 relative, bound 10x that.
@@ -139,3 +153,65 @@ def test_summarize_ratio_of_medians_and_paired_ratio():
     assert keras["reference"] == "torch:passive"  # a lever variant of the reference counts
     assert keras["ratio"] == 2.0  # 200 / 100
     assert keras["paired_ratio"] == 1.0  # median of 1, 3, 0.5
+
+
+def test_summarize_pairs_noaug_with_noaug():
+    epochs = lambda *rates: [dict(images_per_sec=r, load=1.0) for r in rates]
+    results = bench.summarize({"nets": {"n": {
+        "keras": epochs(100), "keras:noaug": epochs(300), "torch": epochs(200),
+        "torch:noaug:passive": epochs(600)}}})
+    runs = results["nets"]["n"]
+    assert (runs["keras"]["reference"], runs["keras"]["ratio"]) == ("torch", 0.5)
+    assert (runs["keras:noaug"]["reference"], runs["keras:noaug"]["ratio"]) == (
+        "torch:noaug:passive", 0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# The fair reference: batches made ahead of the timed loop; any device.
+
+
+def test_torch_batches_made_ahead_are_the_normalized_images():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_resnet
+
+    x = torch.randint(0, 256, (300, 32, 32, 3), dtype=torch.uint8)
+    y = torch.arange(300)  # labels name their image
+    mean, std = torch.full((32, 32, 3), 0.5), torch.full((1, 1, 3), 0.25)
+    pool = torch_resnet.prepare_batches(x, y, 64, mean, std, 6, augment=False)
+    assert len(pool) == 6  # 4 per pass: past a pass, the next permutation
+    for images, labels in pool:
+        assert images.shape == (64, 3, 32, 32)
+        assert images.is_contiguous(memory_format=torch.channels_last)
+        expected = ((x[labels].float() / 255 - 0.5) / 0.25).permute(0, 3, 1, 2)
+        assert torch.equal(images, expected)
+    augmented = torch_resnet.prepare_batches(x, y, 64, mean, std, 1)[0]
+    plain = ((x[augmented[1]].float() / 255 - 0.5) / 0.25).permute(0, 3, 1, 2)
+    assert not torch.equal(augmented[0], plain)  # cropped and flipped
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_torch_step_learns_on_the_default_device(precision):
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_resnet
+
+    torch.manual_seed(0)
+    net = torch_resnet.CifarResNet(8, 1)
+    step = torch_resnet.make_train_step(net, precision=precision)
+    device = torch_resnet.default_device()
+    assert next(net.parameters()).device.type == device.split(":")[0]
+    images, labels = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    losses = [float(step(images, labels)) for _ in range(5)]
+    assert losses[-1] < losses[0]  # the same batch five times: the loss falls
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        torch_resnet.make_train_step(net, precision="fp8")
+
+
+def test_torch_reference_cli_times_epochs(capsys):
+    pytest.importorskip("torch")
+    from benchmarks import torch_resnet
+
+    assert torch_resnet.main(["--depth", "8", "--steps", "1", "--epochs", "1",
+                              "--batch-size", "16", "--noaug"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["warm-up", "epoch 1"]
+    assert all("img/s (resnet8_v1, float32," in line for line in lines)

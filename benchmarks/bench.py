@@ -1,14 +1,22 @@
-"""Training throughput, side by side: `python -m cifar_resnet.bench [--quick]` (issue #4).
+"""Training throughput, side by side: `python -m benchmarks.bench [--quick]` (issues #4, #13).
 
 Times the full training step (input pipeline with He et al. 2015 sec 4.2 augmentation, forward,
 backward, SGD update) in images per second, batch 128, for:
-  keras          our default path: `data.make_dataset` + `train.build_model(config)` + `Model.fit`
-  keras-bf16     the same with `mixed_precision=True` (bfloat16 on CPU)
+  keras          our default path: `data.make_dataset` + `train.build_model(config)` + `Model.fit`,
+                 float32
+  keras-bf16     the same in mixed_bfloat16 (`precision="mixed_bfloat16"`, on any CPU or GPU)
   keras-example  the `keras-example` preset (its model and Adam), at batch 128
-  torch          the PyTorch reference `benchmarks/torch_resnet.py`, fp32, channels_last
+  torch          the PyTorch reference `benchmarks/torch_resnet.py`, fp32, channels_last, on
+                 CUDA if PyTorch sees a GPU, else the CPU
   torch-bf16     the same under bfloat16 autocast
   pipeline       our input pipeline alone (`make_dataset`, iterated without a model)
 A spec may add levers after colons, e.g. `keras:xla:spe=4:inter=1:onednn=0` (see `LEVERS`).
+
+The PyTorch reference is timed as a PyTorch user tuning for speed would run it (issue #13): its
+batches are augmented ahead of the timed loop, off the training thread (on 2 cores, DataLoader
+workers would compete with the step for the same cores), while ours augment inside `tf.data` as
+`python -m cifar_resnet train` does. The `noaug` lever takes augmentation out of both sides (in-
+memory normalized batches), so that `keras:noaug` against `torch:noaug` compares the step alone.
 
 Each implementation runs in its own process (so threading and oneDNN settings are its own, set
 before TensorFlow or PyTorch start). After warm-up, the parent lets one process run one epoch of
@@ -24,6 +32,7 @@ import json
 import multiprocessing as mp
 import os
 import pathlib
+import itertools
 import platform
 import re
 import statistics
@@ -31,7 +40,8 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from cifar_resnet import cpu  # also sets TF_ENABLE_ONEDNN_OPTS=1 unless set (the default path)
+
 BASES = ("keras", "keras-bf16", "keras-example", "torch", "torch-bf16", "pipeline")
 # Lever -> meaning; values after "=" are ints.
 LEVERS = {
@@ -44,6 +54,8 @@ LEVERS = {
     "passive": "OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning",
     "nchw": "torch: contiguous NCHW instead of channels_last",
     "kerasbn": "keras: Keras' own BatchNormalization (unfused) instead of models.BatchNormalization",
+    "noaug": "no augmentation, in-memory batches (keras: the first `steps` normalized batches "
+             "cached in tf.data; torch: normalized ahead of the loop): the step alone",
 }
 DEFAULT_NETS = ("resnet20_v1", "resnet56_v1", "resnet110_v1", "resnet164_v2")
 DEFAULT_IMPLS = ("keras", "keras-bf16", "keras-example", "torch", "torch-bf16")
@@ -75,11 +87,13 @@ def parse_net(name: str) -> tuple[int, int]:
 
 
 def reference_of(spec: str) -> str | None:
-    """The PyTorch implementation an implementation of ours is compared with."""
-    base, _ = parse_impl(spec)
+    """The PyTorch implementation an implementation of ours is compared with (`noaug` with
+    `noaug`)."""
+    base, options = parse_impl(spec)
     if base.startswith("torch") or base == "pipeline":
         return None
-    return "torch-bf16" if base == "keras-bf16" else "torch"
+    return ("torch-bf16" if base == "keras-bf16" else "torch") + (
+        ":noaug" if options.get("noaug") else "")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -103,7 +117,9 @@ def _keras_config(base, options, depth, version, batch_size):
     return config_lib.resolve(overrides=dict(
         depth=depth, version=version, batch_size=batch_size, dataset="synthetic",
         preset="keras-example" if base == "keras-example" else "paper",
-        mixed_precision=base == "keras-bf16", jit_compile=bool(options.get("xla", 0)),
+        # Explicit, not "auto": the bench measures bfloat16 also where it is emulated.
+        precision="mixed_bfloat16" if base == "keras-bf16" else "float32",
+        jit_compile=bool(options.get("xla", 0)), augment=not options.get("noaug"),
         steps_per_execution=options.get("spe", 1)))
 
 
@@ -118,6 +134,11 @@ def _worker(spec, net, batch_size, arrays_path, conn):
         from cifar_resnet.__main__ import _import_tensorflow_quietly
         _import_tensorflow_quietly()  # TensorFlow's start-up lines, once per worker otherwise
         _keras_worker(base, options, depth, version, batch_size, arrays, conn)
+
+
+def _ready(conn, **info):
+    """Tells the parent that setup is done, with what this worker runs on."""
+    conn.send(("ready", info))
 
 
 def _report(conn, seconds, images):
@@ -140,11 +161,14 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
     keras.utils.set_random_seed(config.seed)
     ds = data.make_dataset(arrays["x"], arrays["y"], batch_size=batch_size, mean=arrays["mean"],
                            std=arrays["std"], training=True, augment=config.augment,
-                           seed=config.seed).repeat()
+                           seed=config.seed, drop_remainder=not config.augment).repeat()
+    info = dict(cpu.describe()["onednn"], precision=config.precision,
+                augment=config.augment, device="gpu" if tf.config.list_physical_devices("GPU")
+                else "cpu")
     if base == "pipeline":
         it = iter(ds)
         next(it)
-        conn.send("ready")
+        _ready(conn, **info)
         while (msg := conn.recv()) != "stop":
             start = time.perf_counter()
             for _ in range(msg[1]):
@@ -163,8 +187,10 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
             _report(conn, time.perf_counter() - self.start, steps * batch_size)
 
     model = train.build_model(config)
-    conn.send("ready")
+    _ready(conn, **info)
     epochs, steps = conn.recv()
+    if not config.augment:  # in memory: the warm-up epoch fills the cache, then reads only
+        ds = ds.take(steps).cache().repeat()
     # The run_experiment path: Model.fit over make_dataset; its own callbacks (test evaluation,
     # checkpoints, logs) run between epochs and are not part of the training step.
     model.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Gate()],
@@ -174,24 +200,31 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
 
 def _torch_worker(base, options, depth, version, batch_size, arrays, conn):
     import torch
-    sys.path.insert(0, str(REPO))
     from benchmarks import torch_resnet
 
     if "intra" in options:
         torch.set_num_threads(options["intra"])
     torch.manual_seed(0)
+    device = torch_resnet.default_device()
+    channels_last = not options.get("nchw", 0)
     net = torch_resnet.CifarResNet(depth, version)
-    step = torch_resnet.make_train_step(net, bf16=base == "torch-bf16",
-                                        channels_last=not options.get("nchw", 0))
-    batches = torch_resnet.batches(arrays["x"], arrays["y"], batch_size, arrays["mean"],
-                                   arrays["std"])
-    conn.send("ready")
-    conn.recv()  # (epochs, steps): the torch loop needs no plan
+    step = torch_resnet.make_train_step(net, bf16=base == "torch-bf16", device=device,
+                                        channels_last=channels_last)
+    _ready(conn, device=device, precision="bfloat16" if base == "torch-bf16" else "float32",
+           augment=not options.get("noaug"), threads=torch.get_num_threads())
+    epochs, steps = conn.recv()
+    # Every batch made before the timed loop (augmented unless noaug), as a PyTorch user tuning
+    # for speed would feed the step; at most one pass of distinct batches, then again.
+    count = min(epochs * steps, len(arrays["x"]) // batch_size)
+    pool = torch_resnet.prepare_batches(
+        arrays["x"], arrays["y"], batch_size, arrays["mean"], arrays["std"], count,
+        augment=not options.get("noaug"), device=device, channels_last=channels_last)
+    batches = itertools.cycle(pool)
     while (msg := conn.recv()) != "stop":
         start = time.perf_counter()
         for _ in range(msg[1]):
             loss = step(*next(batches))
-        loss.item()
+        loss.item()  # waits for the device
         _report(conn, time.perf_counter() - start, msg[1] * batch_size)
 
 
@@ -242,7 +275,8 @@ def measure(nets, impls, *, steps=20, epochs=5, batch_size=128, dataset=None, da
     for net in nets:
         parse_net(net)
     ctx = mp.get_context("spawn")
-    results = {"nets": {}, "settings": dict(steps=steps, epochs=epochs, batch_size=batch_size)}
+    results = {"nets": {}, "settings": dict(steps=steps, epochs=epochs, batch_size=batch_size),
+               "impls": {}}
     with tempfile.TemporaryDirectory() as tmp:
         arrays_path = os.path.join(tmp, "arrays.npz")
         results["dataset"], results["train_images"] = _load_arrays(
@@ -256,8 +290,10 @@ def measure(nets, impls, *, steps=20, epochs=5, batch_size=128, dataset=None, da
                                               args=(spec, net, batch_size, arrays_path, child))
                     procs[spec].start()
                 for spec in impls:
-                    if conns[spec].recv() != "ready":
+                    msg = conns[spec].recv()
+                    if not (isinstance(msg, tuple) and msg[0] == "ready"):
                         raise RuntimeError(f"{spec} failed to start")
+                    results["impls"][spec] = msg[1]  # its device, precision, oneDNN state
                     if parse_impl(spec)[0] != "pipeline":
                         conns[spec].send((epochs + 1, steps))
                 runs = {spec: [] for spec in impls}
@@ -294,10 +330,7 @@ def summarize(results: dict) -> dict:
             runs[spec] = dict(epochs=epochs, min=min(rates), median=statistics.median(rates),
                               max=max(rates))
         for spec in runs:
-            # The reference as given, else the first run of its base with levers (torch:passive).
-            ref = reference_of(spec)
-            ref = next((r for r in runs if r == ref), None) or next(
-                (r for r in runs if ref and parse_impl(r)[0] == ref), None)
+            ref = _find_reference(spec, runs)
             if ref is not None:
                 ours, theirs = runs[spec]["epochs"], runs[ref]["epochs"]
                 runs[spec]["reference"] = ref
@@ -308,16 +341,29 @@ def summarize(results: dict) -> dict:
     return results
 
 
+def _find_reference(spec: str, runs) -> str | None:
+    """The run `spec` is compared with: its reference as given, else the first run of the
+    reference's base with the same `noaug` and other levers (e.g. torch:passive)."""
+    ref = reference_of(spec)
+    if ref is None:
+        return None
+    if ref in runs:
+        return ref
+    base, options = parse_impl(ref)
+    return next((r for r in runs if parse_impl(r)[0] == base
+                 and bool(parse_impl(r)[1].get("noaug")) == bool(options.get("noaug"))), None)
+
+
 def machine() -> dict:
+    """The machine: platform, CPU model and flags, TF_ENABLE_ONEDNN_OPTS, package versions."""
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "cpus": os.cpu_count()}
-    try:
-        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
-        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
-        flags = re.search(r"flags\s*:\s*(.*)", cpuinfo).group(1).split()
-        info["avx512_bf16"] = "avx512_bf16" in flags
-    except (OSError, AttributeError):
-        pass
+    described = cpu.describe()
+    info["cpu"] = described["model"]
+    info["avx512_bf16"] = bool(described["flags"] and described["flags"]["avx512_bf16"])
+    info["cpu_flags"] = described["flags"]
+    info["native_bf16"] = described["native_bf16"]
+    info["onednn"] = described["onednn"]  # workers' own states: results["impls"]
     from importlib import metadata
     for package in ("tensorflow", "keras", "torch", "numpy"):
         try:
@@ -327,12 +373,22 @@ def machine() -> dict:
     return info
 
 
+def _machine_line(results: dict) -> str:
+    m = results.get("machine", {})
+    flags = [f for f, on in (m.get("cpu_flags") or {}).items() if on]
+    onednn = {spec: info.get("enabled") for spec, info in results.get("impls", {}).items()
+              if "enabled" in info}
+    return (f"CPU: {m.get('cpu')}, {m.get('cpus')} CPUs, flags {' '.join(flags) or 'unknown'}; "
+            f"oneDNN on: {', '.join(f'{k} {v}' for k, v in onednn.items()) or 'n/a'}.")
+
+
 def markdown(results: dict) -> str:
     """The side-by-side table: images/s min/median/max, and ratios to the reference."""
     s = results["settings"]
     lines = [f"Images/s of the full training step, batch {s['batch_size']}, "
              f"{s['epochs']} epochs of {s['steps']} steps after a warm-up epoch, "
              f"implementations alternating; data: {results['dataset']}.", "",
+             _machine_line(results), "",
              "| net | impl | min | median | max | load (median) | reference | ratio | "
              "paired ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for net, runs in results["nets"].items():
@@ -346,7 +402,7 @@ def markdown(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cifar_resnet.bench",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="ResNet-20 only, 3 epochs of 10 steps (under 3 minutes)")
