@@ -56,16 +56,16 @@ def default_workdir(config: config_lib.Config, root="runs") -> pathlib.Path:
     return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
 
 
-def resolve_precision(config: config_lib.Config, *, quiet=False) -> config_lib.Config:
+def resolve_precision(config: config_lib.Config) -> config_lib.Config:
     """`config` with `precision` set to the dtype policy this machine uses for it.
 
     None/"auto" becomes float32, mixed_float16 (GPU) or mixed_bfloat16 (CPU with native bf16),
     following `mixed_precision` (cpu.resolve_precision); a CPU without native bf16 gets float32
-    and one line on stderr saying why, unless `quiet`.
+    and one line on stderr saying why.
     """
     precision, note = cpu.resolve_precision(config.precision, config.mixed_precision,
                                             gpu=distribute.gpu_count() > 0)
-    if note and not quiet:
+    if note:
         print(note, file=sys.stderr)
     return dataclasses.replace(config, precision=precision)
 
