@@ -284,24 +284,42 @@ def write_table(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:
 # Layer responses (He 2015 Figure 7).
 
 
-def response_layers(model: keras.Model) -> list[str]:
-    """Names of the BatchNormalization layers that directly follow a 3x3 convolution, in order.
+# A 3x3 convolution of the residual branch or the stem, as `models` names them: `stem_conv`,
+# `stage{s}_block{b}_conv{i}` (models.py module docstring).
+_CONV_NAME = re.compile(r"(stem|stage\d+_block\d+)_conv(\d*)")
 
-    For the v1 and plain nets of Figure 7 these are `stem_bn` and every `stageS_blockB_bnI`
-    after a 3x3 conv: basic blocks give depth - 1 layers (1 + 2 per block; the classifier is
-    the last of the "depth" weighted layers), bottleneck blocks 1 + 1 per block. Their outputs
+
+def response_layers(model: keras.Model) -> list[str]:
+    """Names of the BatchNormalization layers applied right after each 3x3 conv, in order.
+
+    Found by the documented layer names of `models`: a 3x3 `stem_conv` or `stageS_blockB_convI`
+    is followed by `stem_bn` or `stageS_blockB_bnI` in the conv-BN-ReLU layers of v1 and plain
+    nets (Figure 7's nets). Basic blocks give depth - 1 layers (1 + 2 per block; the classifier
+    is the last of the "depth" weighted layers), bottleneck blocks 1 + 1 per block. Their outputs
     are the responses "after BN and before other nonlinearity (ReLU/addition)". Shortcut
-    projections (1x1) are not in the residual branch and never match. In a pre-activation (v2)
-    net the BN after a 3x3 conv feeds a ReLU inside the unit, so this is a different quantity
-    there; the paper plots v1 only.
+    projections (1x1, `..._shortcut_conv`) are not in the residual branch and never match. A
+    name is kept only if that BN's input is that conv's output (public `Layer.input`/`output`),
+    so a renamed or rewired net gives no wrong layer. In a pre-activation (v2) net the BN after
+    conv I is `..._bnI+1`, which feeds a ReLU inside the unit: a different quantity (and the BN
+    opening the next unit is not counted); the paper plots v1 only.
     """
     names = []
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            source = layer.input._keras_history.operation
-            if (isinstance(source, keras.layers.Conv2D)
-                    and tuple(source.kernel_size) == (3, 3)):
-                names.append(layer.name)
+        match = _CONV_NAME.fullmatch(layer.name)
+        if not match or tuple(getattr(layer, "kernel_size", ())) != (3, 3):
+            continue
+        prefix, index = match[1], match[2]
+        candidates = [f"{prefix}_bn{index}"]
+        if index:  # BN-ReLU-conv units: the next layer's BN
+            candidates.append(f"{prefix}_bn{int(index) + 1}")
+        for name in candidates:
+            try:
+                bn = model.get_layer(name)
+            except ValueError:
+                continue
+            if bn.input is layer.output:
+                names.append(name)
+                break
     return names
 
 

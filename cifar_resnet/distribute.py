@@ -164,47 +164,17 @@ def scratch_copy(workdir):
 def adapt(model: keras.Model) -> keras.Model:
     """Lets `model.fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
-    Keras 3.15's TensorFlow trainer has two bugs there, both worked around here:
-    - it builds metrics and optimizer from the first batch, which it first reduces with
-      `strategy.reduce` over the whole (images, labels) tuple (a TypeError). The batch only
-      supplies shapes, so this worker's first replica's values serve as well;
-    - it averages each step's scalar logs over replicas with `strategy.reduce(..., axis=0)`,
-      an error for a scalar; `axis=None` is the mean over replicas it means.
-    Other strategies: the model is returned untouched.
+    Keras' TensorFlow trainer fails there; `keras_workarounds.apply` patches it, the package's
+    only use of private Keras APIs. Other strategies: the model is returned untouched.
     """
+    if keras.backend.backend() != "tensorflow":
+        return model
     import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer
-    strategy = model.distribute_strategy if keras.backend.backend() == "tensorflow" else None
+    strategy = model.distribute_strategy
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
-    if not getattr(trainer.reduce_per_replica, "patched", False):
-        trainer.reduce_per_replica = _mean_scalars(trainer.reduce_per_replica)
-    original = model._maybe_symbolic_build
-
-    def symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None and data_batch is None:
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0], next(batches))
-                break
-        return original(data_batch=data_batch)
-
-    model._maybe_symbolic_build = symbolic_build
-    return model
-
-
-def _mean_scalars(reduce_per_replica):
-    """Keras' reduce_per_replica with "auto"/"mean" fixed for multi-worker scalars."""
-    import tensorflow as tf
-
-    def reduce(values, strategy, reduction):
-        if (reduction in ("auto", "mean")
-                and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
-            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return reduce_per_replica(values, strategy, reduction)
-
-    reduce.patched = True
-    return reduce
+    from cifar_resnet import keras_workarounds
+    return keras_workarounds.apply(model, strategy)
 
 
 def jit_compile(requested: bool) -> bool:

@@ -6,10 +6,12 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
 
 - `atomic_save`: a model or its weights go to a temporary file, are fsynced, then renamed over the
   target; a failed write leaves the previous file as it was.
-- `SafeBackupAndRestore`: Keras' BackupAndRestore, but each epoch's state is a new file named by
-  its epoch with its SHA-256 in `training_metadata.json` (itself replaced atomically), and the
-  previous state is kept; a corrupt latest state is reported by name and the previous one used.
-- `SafeModelCheckpoint`: ModelCheckpoint writing through `atomic_save`.
+- `Checkpointer`: a callback saving each epoch's whole training state (weights, optimizer slots,
+  iteration count) to a new file named by its epoch, with its SHA-256 in
+  `training_metadata.json` (itself replaced atomically), keeping the previous state; `restore`
+  loads the newest verified one before `fit(initial_epoch=...)`. A corrupt latest state is
+  reported by name and the previous one used.
+- `BestCheckpoint`: the best model so far, written through `atomic_save`.
 - `run_lock`: `fcntl.flock` on `<workdir>/.lock`; the kernel drops it when its process dies, so a
   crashed run never leaves a stale lock.
 - `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`.
@@ -26,6 +28,7 @@ import hashlib
 import math
 import os
 import pathlib
+import shutil
 import signal
 import sys
 import threading
@@ -115,30 +118,55 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
     return digest
 
 
-class SafeModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint whose file is replaced atomically, so a crash never leaves half of it."""
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` (through `atomic_save`) whenever `monitor` improves.
 
-    def _save_model(self, epoch, batch, logs):
-        filepath = self._get_file_path(epoch, batch, logs)
-        if self._should_save_model(epoch, batch, logs, filepath):
-            atomic_save(self.model, filepath, weights_only=self.save_weights_only)
-
-
-class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore with atomic, checksummed states and a kept previous state.
-
-    Keras writes `latest.weights.h5` in place and then the metadata, so a kill in between
-    leaves weights and epoch out of step, and a kill during the write leaves a torn file. Here
-    epoch k's state goes to a new file `epoch{k}.weights.h5` (see `atomic_save`), and only then
-    does `training_metadata.json` (atomic) point to it, with its SHA-256 and the previous state.
-    Every moment on disk therefore names a complete, verified state.
+    What `ModelCheckpoint(save_best_only=True)` does, as a plain callback, so that a crash never
+    leaves half of the file.
 
     Args:
-        backup_dir: the folder of the states; removed when training completes.
+        path: the `.keras` file.
+        monitor: the epoch log to watch, e.g. "val_accuracy".
+        mode: "max" or "min": which direction is an improvement.
+        best: the value to beat (a resumed run's best so far); None: the first epoch saves.
+    """
+
+    def __init__(self, path, monitor: str = "val_accuracy", mode: str = "max",
+                 best: float | None = None):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode {mode!r} is not 'max' or 'min'")
+        self.path, self.monitor, self.mode, self.best = pathlib.Path(path), monitor, mode, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value := float(value)):
+            return
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            atomic_save(self.model, self.path)
+            self.best = value
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves the whole training state after every epoch; `restore` loads it before `fit`.
+
+    The state of epoch k (k epochs finished) is `model.save_weights` of the compiled model:
+    weights, BatchNorm statistics, the optimizer's slots (SGD momentum) and its iteration count.
+    It goes to a new file `epoch{k}.weights.h5` (see `atomic_save`), and only then does
+    `training_metadata.json` (atomic) point to it, with its SHA-256 and the previous state, so
+    every moment on disk names a complete, verified state. Resuming is
+    `epoch = checkpointer.restore(model)` and `model.fit(..., initial_epoch=epoch)`; the input
+    pipeline's position comes from the epoch (`data.make_dataset(..., epochs=...)`).
+
+    The files are those the `BackupAndRestore` subclass of earlier versions wrote, so their
+    run directories resume too (tests/fixtures/keras3.15-v1-depth8).
+
+    Args:
+        backup_dir: the folder of the states; `remove()` deletes it once the run is recorded.
     """
 
     def __init__(self, backup_dir):
-        super().__init__(backup_dir, save_freq="epoch")
+        super().__init__()
         self.backup_dir = pathlib.Path(backup_dir)
         self._resume = None
         self._resolved = False
@@ -154,30 +182,49 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         return self._resume
 
     def resume_epoch(self) -> int:
+        """Epochs the resume state has finished (0 without one): `fit`'s `initial_epoch`."""
         state = self.resume_state()
         return state["epoch"] if state else 0
 
-    def on_train_begin(self, logs=None):
+    def restore(self, model: keras.Model) -> int:
+        """Loads the resume state into the compiled `model`; returns `resume_epoch()`.
+
+        Call it in the strategy scope the model was built in, before `fit`.
+        """
         state = self.resume_state()
         if state is None:
-            return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.backup_dir / state["weights"])
-        self.model._initial_epoch = state["epoch"]
+            return 0
+        if model.optimizer is not None and not model.optimizer.built:
+            # Its slots must exist to receive the saved values.
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.backup_dir / state["weights"])
+        return state["epoch"]
 
-    def _save_model(self):
-        name = f"epoch{self._current_epoch}.weights.h5"
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(epoch + 1)
+
+    def save(self, epochs_done: int) -> None:
+        """Writes the state after `epochs_done` epochs, then points the metadata to it.
+
+        Raises:
+            CheckpointWriteError: the write failed; the previous state is intact.
+        """
+        name = f"epoch{epochs_done}.weights.h5"
         digest = atomic_save(self.model, self.backup_dir / name, weights_only=True)
-        state = {"epoch": self._current_epoch, "weights": name, "sha256": digest}
+        state = {"epoch": epochs_done, "weights": name, "sha256": digest}
         previous = _read_metadata(self.backup_dir)
         if previous and previous.get("weights") != name:
             state["previous"] = {k: previous.get(k) for k in ("epoch", "weights", "sha256")}
-        files.write_json(self.backup_dir / METADATA, {"batch": 0, **state})
+        files.write_json(self.backup_dir / METADATA, state)
         keep = {name, state.get("previous", {}).get("weights")}
         for old in self.backup_dir.glob("epoch*.weights.h5"):
             if old.name not in keep:
                 old.unlink(missing_ok=True)
+        self._resume, self._resolved = state, True
+
+    def remove(self) -> None:
+        """Deletes the states: call it once the finished run is recorded."""
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
 
 
 def _read_metadata(backup_dir: pathlib.Path) -> dict | None:

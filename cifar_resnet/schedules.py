@@ -123,7 +123,7 @@ class StepSchedule(keras.callbacks.Callback):
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_train_begin(self, logs=None):
-        self._last = None  # read the state at the first epoch, after BackupAndRestore restored it
+        self._last = None  # read the state at the first epoch (a resumed run restored it)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._last is None:

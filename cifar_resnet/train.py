@@ -13,7 +13,7 @@ The run directory is the unit of work. It holds:
     metrics.json    written at the end: final and best-by-validation test error, params,
                     images/s of the training batches, start-up cost, precision, CPU, ...
     data.json       the identity of the data (SHA-256 of its content; dataid.py) and its path
-    backup/         resume state (reliability.SafeBackupAndRestore); removed at the end
+    backup/         resume state (reliability.Checkpointer); removed at the end
     tensorboard/    TensorBoard logs
 Rerunning the same command on the same directory resumes from the last finished epoch, and
 returns at once when the run is complete. The data is part of a run by content, not by path: the
@@ -312,8 +312,8 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
     steps_per_epoch, epochs, planned = config.plan(len(splits.train[0]))
     config_lib.save(config, workdir / "config.json")
     dataid.save(workdir, data_record)
-    backup = reliability.SafeBackupAndRestore(workdir / "backup")
-    epochs_done = backup.resume_epoch()
+    checkpointer = reliability.Checkpointer(workdir / "backup")
+    epochs_done = checkpointer.resume_epoch()
 
     make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
     # Data passes (keyed by pass, so a resumed run sees the same batches) need not coincide
@@ -331,6 +331,7 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
     model = build_model(config)
     lr_fn = schedules.learning_rate(config, planned)
     model.optimizer.learning_rate = lr_fn(0)
+    checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
 
     done = _trim_history(workdir / "history.csv", epochs_done)
     best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])), default=None)
@@ -345,14 +346,14 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
             monitor="val_loss" if val_ds else "loss", factor=config.plateau_factor,
             patience=config.plateau_patience, min_lr=config.plateau_min_lr))
     if val_ds is not None:
-        cbs.append(reliability.SafeModelCheckpoint(
-            workdir / "best.keras", monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=None if best_val is None else 1.0 - best_val))
+        cbs.append(reliability.BestCheckpoint(
+            workdir / "best.keras", monitor="val_accuracy", mode="max",
+            best=None if best_val is None else 1.0 - best_val))
     cbs += [HistoryWriter(workdir / "history.csv"),
             keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False),
             *callbacks,
             # Last, so an epoch is backed up only once everything above has recorded it.
-            backup]
+            checkpointer]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
@@ -361,8 +362,9 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
                                              if epochs_done else ""), file=sys.stderr)
     try:
         with stop:
-            model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                      validation_data=val_ds, callbacks=cbs, verbose=verbose, shuffle=False)
+            model.fit(train_ds, epochs=epochs, initial_epoch=epochs_done,
+                      steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
+                      verbose=verbose, shuffle=False)
         reliability.atomic_save(model, workdir / "final.keras")
     except reliability.Diverged as e:
         files.write_json(metrics_path, {"status": "failed", "reason": str(e), "step": e.step,
@@ -378,6 +380,7 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
     metrics.update(precision=config.precision, cpu=cpu.describe(),
                    setup_time=recorder.setup_time)
     files.write_json(metrics_path, metrics)
+    checkpointer.remove()  # only now: a kill before this resumes from the last epoch's state
     return metrics
 
 

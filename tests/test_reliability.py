@@ -13,6 +13,7 @@ import os
 import pathlib
 import pickle
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +25,12 @@ import numpy as np
 import pytest
 
 from cifar_resnet import __main__ as cli
+from cifar_resnet import config as config_lib
 from cifar_resnet import data, reliability, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Run directories written by the code before resume used public Keras APIs (README.md there).
+EARLIER = ROOT / "tests" / "fixtures" / "keras3.15-v1-depth8"
 TINY = ["--dataset", "synthetic", "--depth", "8", "--batch-size", "64",
         "--set", "synthetic_train=256", "--set", "synthetic_test=128"]
 
@@ -132,7 +136,7 @@ def test_sigterm_stops_after_a_batch_exit_143_one_line_resumable(tmp_path):
     assert proc.wait(timeout=120) == 143
     assert proc.stderr.read().strip().splitlines()[-1] == (
         "interrupted; rerun the same command to resume")
-    done = reliability.SafeBackupAndRestore(tmp_path / "backup").resume_epoch()
+    done = reliability.Checkpointer(tmp_path / "backup").resume_epoch()
     assert done >= 1 and _epochs(tmp_path) == list(range(done))  # nothing half-recorded
 
 
@@ -167,7 +171,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_a_corrupt_latest_falls_back
     assert "epoch3.weights.h5 (no space left on device)" in str(error.value)
     assert "earlier checkpoints are intact" in str(error.value)
     monkeypatch.undo()
-    backup = reliability.SafeBackupAndRestore(tmp_path / "backup")
+    backup = reliability.Checkpointer(tmp_path / "backup")
     assert backup.resume_epoch() == 2  # verified by its checksum
     model = train.build_model(config)
     model.optimizer.build(model.trainable_variables)
@@ -178,10 +182,34 @@ def test_full_disk_keeps_the_previous_checkpoint_and_a_corrupt_latest_falls_back
     # A truncated latest state is named, and the previous one (epoch 1) is used.
     latest.write_bytes(latest.read_bytes()[:1000])
     capsys.readouterr()
-    assert reliability.SafeBackupAndRestore(tmp_path / "backup").resume_epoch() == 1
+    assert reliability.Checkpointer(tmp_path / "backup").resume_epoch() == 1
     assert f"checkpoint {latest} is corrupt or truncated" in capsys.readouterr().err
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
+
+
+def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):
+    complete = keras.saving.load_model(EARLIER / "complete" / "final.keras")
+    assert complete.name == "resnet8_v1" and int(complete.optimizer.iterations) == 4
+    run = tmp_path / "interrupted"
+    shutil.copytree(EARLIER / "interrupted", run)
+    assert reliability.Checkpointer(run / "backup").resume_epoch() == 1
+    metrics = train.run_experiment(config_lib.load(run / "config.json"), run, verbose=0)
+    assert metrics["status"] == "complete" and metrics["iterations"] == 4
+    assert _epochs(run) == [0, 1] and not (run / "backup").exists()
+    resumed = keras.saving.load_model(run / "final.keras")
+    assert int(resumed.optimizer.iterations) == 4
+    # The old state's weights, SGD momentum and iteration count were all restored: the resumed
+    # run ends where the unbroken one did. Bit for bit on the machine that wrote the fixture
+    # (checked); the tolerance leaves room for another CPU's float32 rounding in epoch 2 only.
+    # Momentum lost or the schedule restarted would differ by ~1e-3 or more.
+    pairs = list(zip(resumed.weights + resumed.optimizer.variables,
+                     complete.weights + complete.optimizer.variables))
+    assert len(pairs) == len(complete.weights) + len(complete.optimizer.variables)
+    for got, want in pairs:
+        assert got.path.split("/")[1:] == want.path.split("/")[1:]  # optimizer: sgd_<k>/
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7,
+                                   err_msg=got.path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +227,7 @@ def test_nan_loss_fails_with_the_step_and_keeps_the_last_good_checkpoint(tiny_co
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["step"] == 5 and metrics["epoch"] == 2
     assert _epochs(tmp_path) == [0]
-    backup = reliability.SafeBackupAndRestore(tmp_path / "backup")
+    backup = reliability.Checkpointer(tmp_path / "backup")
     assert backup.resume_epoch() == 1
     model = train.build_model(config)
     model.optimizer.build(model.trainable_variables)

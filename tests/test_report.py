@@ -114,6 +114,10 @@ def test_response_layers_are_the_bns_after_each_3x3_conv():
     # Bottleneck: only the middle 3x3 conv of each unit (bn2), plus the stem: 1 + 3n.
     names = analysis.response_layers(models.build_model(1, 29, block="bottleneck"))
     assert len(names) == 1 + 9 and names[1] == "stage1_block1_bn2"
+    # Pre-activation (v2): the BN after a unit's 3x3 conv is the unit's next one (bn3 of a
+    # 1-3-1 bottleneck); no stem BN.
+    assert analysis.response_layers(models.build_model(2, 11)) == [
+        f"stage{s}_block1_bn3" for s in (1, 2, 3)]
 
 
 def test_layer_responses_match_a_direct_numpy_std(sweep):

@@ -1,0 +1,112 @@
+"""The one place this package touches private Keras APIs: `fit` under MultiWorkerMirroredStrategy.
+
+Keras' TensorFlow trainer cannot run `model.fit` under `tf.distribute.MultiWorkerMirroredStrategy`
+(keras-team/keras#20585; the same failure as tensorflow/tensorflow#72388). Two bugs, each patched
+here:
+
+- `TensorFlowTrainer._maybe_symbolic_build` builds metrics and optimizer from the first batch,
+  which it first reduces with `strategy.reduce("MEAN", batch, axis=None)` over the whole
+  (images, labels) tuple: "Attempt to convert a value (PerReplica ...) to a Tensor". The batch
+  only supplies shapes, so this worker's first replica's values serve as well.
+- `trainer.reduce_per_replica` averages each step's scalar logs over the replicas with
+  `strategy.reduce("MEAN", v, axis=0)`: "Invalid reduction dimension 0 for input with 0
+  dimensions". `axis=None` is the mean over replicas it means.
+
+Still needed with Keras 3.15.1 and TensorFlow 2.21: two localhost workers (a depth-8 net, as in
+tests/test_distribute.py::test_two_workers_on_localhost) fail with the first error without
+either patch, and with the second error with only the first patch.
+
+`check()` verifies that the private names exist with the parameters the patches rely on;
+`apply` calls it first, and tests/test_keras_workarounds.py runs it on every test run, so a
+Keras upgrade that changes them fails with a message naming what changed, not deep in `fit`.
+No other module imports `keras.src` or sets a private Keras attribute.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import keras
+
+ISSUE = "keras-team/keras#20585"
+TRAINER_MODULE = "keras.src.backend.tensorflow.trainer"
+# Private name (in TRAINER_MODULE) -> the parameters the patches call it with.
+PRIVATE = {
+    "reduce_per_replica": ("values", "strategy", "reduction"),
+    "TensorFlowTrainer._maybe_symbolic_build": ("self", "iterator", "data_batch"),
+}
+
+
+class KerasChanged(RuntimeError):
+    """A private Keras API the multi-worker workaround patches has changed or gone."""
+
+
+def _changed(what: str) -> KerasChanged:
+    return KerasChanged(f"Keras {keras.__version__} changed {what}; the multi-worker workaround "
+                        f"for {ISSUE} in cifar_resnet/keras_workarounds.py must be updated, or "
+                        "removed if the bug is fixed (tests/test_distribute.py::"
+                        "test_two_workers_on_localhost tells)")
+
+
+def check():
+    """Returns the private trainer module after checking every name in PRIVATE.
+
+    Raises:
+        KerasChanged: a module, name or parameter list differs from what the patches expect.
+    """
+    try:
+        module = importlib.import_module(TRAINER_MODULE)
+    except ImportError as e:
+        raise _changed(f"the module {TRAINER_MODULE} ({e})") from None
+    for name, params in PRIVATE.items():
+        target = module
+        for part in name.split("."):
+            target = getattr(target, part, None)
+            if target is None:
+                raise _changed(f"{TRAINER_MODULE}.{name}: it no longer exists")
+        found = tuple(inspect.signature(target).parameters)
+        if found != params:
+            raise _changed(f"{TRAINER_MODULE}.{name}: parameters {found}, expected {params}")
+    return module
+
+
+def apply(model: keras.Model, strategy) -> keras.Model:
+    """Patches Keras so that `model.fit` runs under the MultiWorkerMirroredStrategy `strategy`.
+
+    The trainer's `reduce_per_replica` is replaced once per process (other strategies go through
+    to the original); `model`'s own `_maybe_symbolic_build` is wrapped, no other model's.
+
+    Raises:
+        KerasChanged: see `check`.
+    """
+    import tensorflow as tf
+    trainer = check()
+    if not getattr(trainer.reduce_per_replica, "patched", False):
+        trainer.reduce_per_replica = _mean_scalars(trainer.reduce_per_replica)
+    original = model._maybe_symbolic_build
+
+    def symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None and data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0], next(batches))
+                break
+        return original(data_batch=data_batch)
+
+    model._maybe_symbolic_build = symbolic_build
+    return model
+
+
+def _mean_scalars(reduce_per_replica):
+    """Keras' reduce_per_replica with "auto"/"mean" fixed for multi-worker scalars."""
+    import tensorflow as tf
+
+    def reduce(values, strategy, reduction):
+        if (reduction in ("auto", "mean")
+                and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return reduce_per_replica(values, strategy, reduction)
+
+    reduce.patched = True
+    return reduce
