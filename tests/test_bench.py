@@ -42,6 +42,20 @@ def test_bench_tiny_run_writes_json_and_table(tmp_path):
     assert "oneDNN on: keras" in table
 
 
+def test_bench_torch_workers_run_and_pair_with_their_reference(tmp_path):
+    pytest.importorskip("torch")
+    impls = ["torch", "torch-bf16:noaug"]
+    assert bench.main(["--nets", "resnet8", "--impls", ",".join(impls), "--steps", "2",
+                       "--epochs", "2", "--dataset", "synthetic", "--synthetic-size", "600",
+                       "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["impls"]["torch"]["augment"] is True
+    assert results["impls"]["torch-bf16:noaug"] == dict(
+        results["impls"]["torch-bf16:noaug"], precision="bfloat16", augment=False)
+    assert all(e["images_per_sec"] > 0 for r in results["nets"]["resnet8"].values()
+               for e in r["epochs"])
+
+
 @pytest.mark.parametrize("spec, expected", [
     ("keras", ("keras", {})), ("keras:xla:spe=4", ("keras", {"xla": 1, "spe": 4})),
     ("torch-bf16:intra=1", ("torch-bf16", {"intra": 1})),
