@@ -53,7 +53,7 @@ LEVERS = {
     "omp": "OMP_NUM_THREADS=N",
     "passive": "OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning",
     "nchw": "torch: contiguous NCHW instead of channels_last",
-    "kerasbn": "keras: Keras' own BatchNormalization (unfused) instead of models.BatchNormalization",
+    "kerasbn": "keras: Keras' own BatchNormalization (unfused) instead of layers.BatchNormalization",
     "noaug": "no augmentation, in-memory batches (keras: the first `steps` normalized batches "
              "cached in tf.data; torch: normalized ahead of the loop): the step alone",
 }
@@ -154,9 +154,9 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
         tf.config.threading.set_intra_op_parallelism_threads(options["intra"])
     if "inter" in options:
         tf.config.threading.set_inter_op_parallelism_threads(options["inter"])
-    if options.get("kerasbn"):  # this worker process only: the layer _bn_act builds
-        from cifar_resnet import models
-        models.BatchNormalization = keras.layers.BatchNormalization
+    if options.get("kerasbn"):  # this worker process only: the layer blocks.bn_act builds
+        from cifar_resnet import blocks
+        blocks.BatchNormalization = keras.layers.BatchNormalization
     config = _keras_config(base, options, depth, version, batch_size)
     keras.utils.set_random_seed(config.seed)
     ds = data.make_dataset(arrays["x"], arrays["y"], batch_size=batch_size, mean=arrays["mean"],

@@ -3,6 +3,10 @@
 A thin layer over the library: it parses flags into a Config (config.resolve), and maps the
 library's errors onto one line and an exit status (2: bad input, 1: training failed,
 130 or 143: interrupted by SIGINT or SIGTERM; rerun the same command to resume).
+
+Flags, config files and experiment files are validated before TensorFlow is imported (config,
+architecture, presets and datasets import none), so bad input is refused at once; `sweep
+--dry-run` never imports it.
 """
 
 from __future__ import annotations
@@ -47,8 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _experiments_epilog() -> str:
     """The experiments of the registry (experiments/*.py), for `sweep --help`."""
-    _import_tensorflow_quietly()  # experiments -> config -> models imports Keras
-    from cifar_resnet import experiments
+    from cifar_resnet import experiments  # no TensorFlow
     return (f"experiments (in {experiments.experiments_dir()}): "
             f"{', '.join(experiments.list_experiments())}")
 
@@ -102,8 +105,9 @@ def _config_from_args(args):
 
 
 def _train(args) -> int:
-    from cifar_resnet import train
     config = _config_from_args(args)
+    _import_tensorflow_quietly()
+    from cifar_resnet import train
     workdir = args.workdir or train.default_workdir(config)
     metrics = train.run_experiment(config, workdir)
     err = metrics.get("best_test_error")
@@ -113,6 +117,7 @@ def _train(args) -> int:
 
 
 def _report(args) -> int:
+    _import_tensorflow_quietly()
     from cifar_resnet import plots
     report = plots.write_report(args.runs_dir, args.out, experiment=args.experiment)
     print(report["markdown"], end="")
@@ -134,6 +139,7 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args) -> int:
+    _import_tensorflow_quietly()
     from cifar_resnet import evaluate
     r = evaluate.evaluate(args.run_dir, checkpoint=args.checkpoint, tta=args.tta,
                           split=args.split, out=args.out)  # EvaluationError is a ConfigError
@@ -169,6 +175,7 @@ def _sweep(args) -> int:
     print(sweep.format_status(runs))
     if args.dry_run:
         return 0
+    _import_tensorflow_quietly()
     result = sweep.run_sweep(runs, jobs=args.jobs)
     print(result.summary())
     return 1 if result.failed else 0
@@ -197,24 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow_quietly()
-
-    from cifar_resnet.config import ConfigError
-    from cifar_resnet.data import DataError
-    from cifar_resnet.reliability import RunLocked
-    from cifar_resnet.train import TrainingError
     try:
         commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report}
         return commands[args.command](args)
-    except (ConfigError, DataError, RunLocked) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt as e:  # reliability.Interrupted carries 143 for SIGTERM
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return getattr(e, "exit_status", 130)
+    except Exception as e:
+        status = _exit_status(e)
+        if status is None:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return status
+
+
+# The library's errors and their exit status: 2 bad input (nothing was changed), 1 training
+# failed. Looked up among the modules already imported: an error can only come from one of
+# those, and importing the others (train: TensorFlow) would make every refusal slow.
+_ERRORS = (("cifar_resnet.config", "ConfigError", 2), ("cifar_resnet.datasets", "DataError", 2),
+           ("cifar_resnet.reliability", "RunLocked", 2), ("cifar_resnet.train", "TrainingError", 1))
+
+
+def _exit_status(error: Exception):
+    for module, name, status in _ERRORS:
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(error, kind):
+            return status
+    return None
 
 
 if __name__ == "__main__":

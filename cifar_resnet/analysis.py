@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, files, train
+from cifar_resnet import files, pipeline, train
 from cifar_resnet import models  # noqa: F401  (registers the custom layers load_model needs)
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
@@ -335,7 +335,7 @@ def layer_responses(model: keras.Model, images, batch_size: int = 250,
     Args:
         model: a v1/plain net built by `models` (or loaded from a run's .keras file).
         images: normalized float32 images (N, 32, 32, 3), or a tf.data.Dataset of image
-            batches or of (images, labels) batches, as `data.make_dataset` gives.
+            batches or of (images, labels) batches, as `pipeline.make_dataset` gives.
         batch_size: images per forward pass when `images` is an array.
         layers: BN layer names; default `response_layers(model)`.
 
@@ -384,7 +384,7 @@ def make_test_dataset(cfg: dict, batch_size: int = 250) -> tf.data.Dataset:
         root_relative = pathlib.Path(__file__).resolve().parents[1] / data_dir
         data_dir = str(root_relative) if root_relative.exists() else data_dir
     splits = train.load_splits(config, data_dir)
-    return data.make_dataset(*splits.test, batch_size=batch_size, mean=splits.mean,
+    return pipeline.make_dataset(*splits.test, batch_size=batch_size, mean=splits.mean,
                              std=splits.std, training=False)
 
 

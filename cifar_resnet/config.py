@@ -1,8 +1,12 @@
-"""Experiment configuration: one dataclass, presets, load/save and overrides.
+"""Experiment configuration as pure data: one dataclass, load/save, overrides and validation.
 
 Settings are resolved in this order, later winning: the dataclass defaults (the paper's recipe,
 He et al. 2015 section 4.2), the chosen preset, a `--config` file (JSON or YAML), then flags.
 A run directory's `config.json` is the resolved config, and is itself a valid `--config` file.
+
+Importing this module imports neither TensorFlow nor Keras (the CLI validates before that slow
+import): the choices it checks come from `architecture`, `presets`, `schedules` and `datasets`,
+which have none either.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet import cpu, files, models, schedules, variants
+from cifar_resnet import architecture, cpu, datasets, files, presets, schedules
+from cifar_resnet.architecture import VARIANT_DEFAULTS
+from cifar_resnet.choices import check_choice, closest
 
 
 # Where training runs (distribute.py): one device, local GPUs, several machines; auto picks.
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+OPTIMIZERS = ("sgd", "adam")  # SGD with momentum (paper); Adam (keras-example).
 
 
 class ConfigError(ValueError):
@@ -38,17 +45,19 @@ class Config:
     shortcut: Optional[str] = None  # "A" zero-pad identity | "B" projection where the shape
     #                                 changes | "C" projection everywhere. None: the paper's
     #                                 choice, A for basic blocks, B for v2 bottleneck nets.
-    preset: str = "paper"          # "paper" | "keras-example" (see PRESETS).
+    preset: str = presets.DEFAULT  # "paper" | "keras-example" (presets.PRESETS).
     # He 2016 ablations (cifar_resnet/variants.py), version 1 only.
     unit: Optional[str] = None     # BN/ReLU placement (Table 2): "original" | "bn_after_add" |
     #                                 "relu_before_add" | "relu_only_preact" | "full_preact".
     #                                 None: the version's own (original v1, full_preact v2).
     shortcut_variant: str = "identity"  # Table 1: "identity" | "scaling" | "exclusive_gating" |
     #                                 "shortcut_only_gating" | "conv1x1" | "dropout".
-    gate_bias_init: float = -6.0   # initial gate bias b_g of the gating variants (paper: -6).
-    shortcut_scale: float = 0.5    # "scaling": the shortcut's factor.
+    gate_bias_init: float = VARIANT_DEFAULTS["gate_bias_init"]  # initial gate bias b_g of the
+    #                                 gating variants (paper: -6).
+    shortcut_scale: float = VARIANT_DEFAULTS["scale"]  # "scaling": the shortcut's factor.
     residual_scale: Optional[float] = None  # "scaling": F's factor; None: 1 - shortcut_scale.
-    shortcut_dropout: float = 0.5  # "dropout": the drop rate on the shortcut.
+    shortcut_dropout: float = VARIANT_DEFAULTS["dropout_rate"]  # "dropout": the shortcut's
+    #                                 drop rate.
 
     # Data.
     dataset: str = "cifar10"       # "cifar10" | "synthetic".
@@ -101,7 +110,7 @@ class Config:
 
     @property
     def resolved_block(self) -> str:
-        return self.block or ("basic" if self.version == 1 else "bottleneck")
+        return self.block or architecture.DEFAULT_BLOCKS.get(self.version, "basic")
 
     @property
     def resolved_warmup(self) -> int:
@@ -113,7 +122,7 @@ class Config:
     def net_name(self) -> str:
         """A short name such as `resnet56_v1`, `plain20_v1` or `resnet164_v2`."""
         kind = "plain" if self.plain else "resnet"
-        own = "original" if self.version == 1 else "full_preact"
+        own = architecture.DEFAULT_UNITS.get(self.version)
         variant = [v for v in (self.unit, self.shortcut_variant)
                    if v not in (None, own, "identity")]
         return "_".join([f"{kind}{self.depth}_v{self.version}", *variant])
@@ -129,28 +138,20 @@ class Config:
 
     def validate(self) -> "Config":
         """Raises ConfigError naming the bad value and the allowed ones; returns self."""
-        _choice("version", self.version, (1, 2))
-        _choice("preset", self.preset, tuple(PRESETS))
-        _choice("dataset", self.dataset, ("cifar10", "synthetic"))
-        _choice("normalization", self.normalization, ("pixel_mean", "channel_std", "none"))
-        _choice("optimizer", self.optimizer, ("sgd", "adam"))
-        _choice("lr_schedule", self.lr_schedule, tuple(schedules.SCHEDULES))
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("precision", self.precision, (None, "auto", *cpu.PRECISIONS))
+        for name, allowed in (("version", architecture.VERSIONS), ("preset", presets.PRESETS),
+                              ("dataset", datasets.DATASETS),
+                              ("normalization", datasets.NORMALIZATIONS),
+                              ("optimizer", OPTIMIZERS), ("lr_schedule", schedules.SCHEDULES),
+                              ("strategy", STRATEGIES),
+                              ("precision", (None, "auto", *cpu.PRECISIONS))):
+            check_choice(name, getattr(self, name), allowed, ConfigError)
         try:
-            models.check_architecture(self.version, self.depth, block=self.resolved_block,
-                                      shortcut=self.shortcut)
-            if self.version == 2 and self.unit not in (None, "full_preact"):
-                raise ValueError(f"unit {self.unit!r} needs version 1; version 2 is the "
-                                 "'full_preact' net")
-            if self.version == 2 and self.shortcut_variant != "identity":
-                raise ValueError(f"shortcut_variant {self.shortcut_variant!r} needs version 1")
-            own = "original" if self.version == 1 else "full_preact"
-            variants.check(unit=self.unit or own, shortcut_variant=self.shortcut_variant,
-                           gate_bias_init=self.gate_bias_init, scale=self.shortcut_scale,
-                           residual_scale=self.residual_scale,
-                           dropout_rate=self.shortcut_dropout, plain=self.plain,
-                           shortcut=self.shortcut)
+            architecture.check_net(
+                version=self.version, depth=self.depth, block=self.resolved_block,
+                shortcut=self.shortcut, plain=self.plain, unit=self.unit,
+                shortcut_variant=self.shortcut_variant, gate_bias_init=self.gate_bias_init,
+                scale=self.shortcut_scale, residual_scale=self.residual_scale,
+                dropout_rate=self.shortcut_dropout)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for name in ("batch_size", "steps_per_execution", "synthetic_train", "synthetic_test"):
@@ -190,27 +191,13 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# Training recipes. The model side of each preset lives in models.PRESETS.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    # The Keras example (keras-team/keras examples/cifar10_resnet.py): Adam 1e-3, batch 32,
-    # 200 epochs, lr divided at epochs 81/121/161/181 (its `epoch > 80` ...), ReduceLROnPlateau
-    # (factor sqrt(0.1), patience 5, min_lr 0.5e-6).
-    # Where we differ: the example selects its best model on the test set; we hold out
-    # val_fraction. Its L2(1e-4) is weight decay 2e-4 in the paper's terms.
-    "keras-example": dict(
-        optimizer="adam", lr=1e-3, batch_size=32, epochs=200, iterations=None,
-        lr_milestones=(0.405, 0.605, 0.805, 0.905), lr_factors=(1e-1, 1e-2, 1e-3, 0.5e-3),
-        weight_decay=2e-4, warmup_iterations=0, plateau_patience=5,
-    ),
-}
-
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}")
+def _unknown_keys(keys) -> str:
+    """`"depht (did you mean 'depth'?)"`: unknown setting names, each with its nearest field."""
+    near = {k: closest(k, FIELDS) for k in keys}
+    return ", ".join(f"{k} (did you mean {near[k]!r}?)" if near[k] else k for k in keys)
 
 
 def read_file(path) -> dict[str, Any]:
@@ -227,7 +214,7 @@ def read_file(path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} must hold a mapping of settings")
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+        raise ConfigError(f"config file {path}: unknown setting(s) {_unknown_keys(unknown)}")
     return data
 
 
@@ -235,8 +222,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Parses `key=value` (value in YAML syntax) into a known field and its value."""
     key, sep, raw = text.partition("=")
     key = key.strip().replace("-", "_")
-    if not sep or key not in FIELDS:
+    if not sep:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE with KEY one of the config fields")
+    if key not in FIELDS:
+        raise ConfigError(f"--set {text!r}: unknown key {_unknown_keys([key])}; expected "
+                          f"KEY=VALUE with KEY one of {', '.join(FIELDS)}")
     return key, yaml.safe_load(raw)
 
 
@@ -253,8 +243,7 @@ def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = No
     settings = read_file(file) if file else {}
     settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
     preset = settings.get("preset", Config.preset)
-    _choice("preset", preset, tuple(PRESETS))
-    values = {**PRESETS[preset], **settings}
+    values = {**presets.recipe(preset, ConfigError), **settings}
     try:
         config = Config(**values)
     except TypeError as e:

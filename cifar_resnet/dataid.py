@@ -73,11 +73,11 @@ def source_of(config) -> Optional[str]:
     it is not on disk yet (a download) or the dataset is generated."""
     if config.dataset != "cifar10":
         return None
-    from cifar_resnet import data  # deferred: data imports TensorFlow
+    from cifar_resnet import datasets
 
     try:
-        return str(data.find_cifar10(config.data_dir, download=False).resolve())
-    except data.DataError:
+        return str(datasets.find_cifar10(config.data_dir, download=False).resolve())
+    except datasets.DataError:
         return None
 
 

@@ -1,7 +1,7 @@
 """The backend-neutral input path: uint8 batches from numpy, augmentation inside the compiled step.
 
 He et al. 2015 sec 4.2 train with per-pixel mean subtraction, 4 pixels of padding on each side,
-a random 32x32 crop and a random horizontal flip. The tf.data path (`data.make_dataset`) does
+a random 32x32 crop and a random horizontal flip. The tf.data path (`pipeline.make_dataset`) does
 this on the host with TensorFlow. This module does the same without TensorFlow, as fast GPU
 CIFAR trainers do, so that no host pipeline can starve an accelerator:
 
@@ -72,7 +72,7 @@ def centred_params(n: int) -> np.ndarray:
 def draw_params(rng: np.random.Generator, n: int) -> np.ndarray:
     """`(n, 3)` int32: crop top and left, uniform over 0..2*PAD, and flip with probability 1/2.
 
-    The distribution of `data.augment_batch` (the tf.data path), drawn by numpy.
+    The distribution of `pipeline.augment_batch` (the tf.data path), drawn by numpy.
     """
     offsets = rng.integers(0, 2 * PAD + 1, size=(n, 2), dtype=np.int32)
     flips = (rng.random(n) < 0.5).astype(np.int32)
@@ -85,7 +85,7 @@ class DeviceAugment(keras.layers.Layer):
 
     Inputs are `[images, params]`: uint8 `(B, H, W, C)` images and int32 `(B, 3)` parameters
     (crop top, crop left, flip) from `draw_params`. The padding is added after normalization,
-    so it is the mean image, as in fb.resnet.torch and `data.augment_batch`. Outside training
+    so it is the mean image, as in fb.resnet.torch and `pipeline.augment_batch`. Outside training
     (and with `centred_params`) the output is the normalized image.
 
     Args:

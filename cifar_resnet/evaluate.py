@@ -2,7 +2,7 @@
 
 Beyond the papers: He et al. 2015 (sec. 4.2) report one number per net, the test error of the
 model trained with the CIFAR-10 recipe. `evaluate` rebuilds the evaluated split exactly as the
-run saw it (`config.json` -> `data.load_dataset`, the training split's mean/std) and writes, into
+run saw it (`config.json` -> `datasets.load_dataset`, the training split's mean/std) and writes, into
 RUN_DIR/eval/ (or `out`), for `{split}-{checkpoint}[-flip]`:
 
     .json            error, per-class accuracy, confusion matrix, most confidently wrong images
@@ -23,7 +23,9 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import data, files, models, train  # noqa: F401  (models registers custom layers)
+from cifar_resnet import datasets, files, layers, pipeline, train  # noqa: F401  (layers: registers
+#                                                      the custom layers load_model needs)
+from cifar_resnet.choices import check_choice
 
 CHECKPOINTS = ("best", "final")
 SPLITS = ("test", "val")
@@ -35,16 +37,15 @@ class EvaluationError(config_lib.ConfigError):
 
 
 def _choice(name, value, allowed):
-    if value not in allowed:
-        raise EvaluationError(f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}")
+    check_choice(name, value, allowed, EvaluationError)
 
 
 def predict(model, images, *, mean, std, batch_size=256, tta=None) -> np.ndarray:
     """Class probabilities of uint8 `images`, normalized like training; `tta="flip"` averages
     the probabilities of each image and its horizontal mirror."""
     _choice("tta", tta, TTAS)
-    ds = data.make_dataset(images, np.zeros(len(images), np.int64), batch_size=batch_size,
-                           mean=mean, std=std, training=False).map(lambda x, _: x)
+    ds = pipeline.make_dataset(images, np.zeros(len(images), np.int64), batch_size=batch_size,
+                               mean=mean, std=std, training=False).map(lambda x, _: x)
     probs = model.predict(ds, verbose=0)
     if tta == "flip":
         probs = (probs + model.predict(ds.map(lambda x: tf.reverse(x, axis=[2])), verbose=0)) / 2
@@ -144,7 +145,7 @@ def evaluate(run_dir, *, checkpoint="best", tta=None, split="test", out=None,
     if chosen is None:
         raise EvaluationError(f"{run_dir} was trained with val_fraction=0: no 'val' split")
     images, labels = chosen
-    names = (data.CLASS_NAMES if config.dataset == "cifar10"
+    names = (datasets.CLASS_NAMES if config.dataset == "cifar10"
              else tuple(f"class{i}" for i in range(splits.num_classes)))
 
     model = keras.saving.load_model(model_path, compile=False)

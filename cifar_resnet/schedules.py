@@ -15,19 +15,14 @@ paper setting): a linear warm-up, then a linear decay to zero at the last planne
 which Li, Yumer and Ramanan ("Budgeted Training", ICLR 2020) found better than step schedules
 for a fixed budget of iterations. `SCHEDULES` names both for the config's `lr_schedule`.
 
-`StepSchedule` sets the learning rate before each batch. It is a callback rather than a
-`keras.optimizers.schedules.LearningRateSchedule` because `ReduceLROnPlateau` can only lower a
-plain variable learning rate; and unlike `keras.callbacks.LearningRateScheduler`, which overwrites
-the rate every epoch and so silently undoes every plateau reduction, it keeps those reductions as
-a multiplier on the schedule.
+This module is plain Python (no TensorFlow, no Keras), so the config can check `lr_schedule`
+against `SCHEDULES` before TensorFlow is imported. `callbacks.StepSchedule` applies a schedule
+to the optimizer before each batch.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
-
-import keras
 
 
 def step_lr(base_lr, total_steps, milestones=(0.5, 0.75), factors=(0.1, 0.01),
@@ -86,69 +81,31 @@ def linear_lr(base_lr, total_steps, warmup_steps=0, warmup_lr=None):
     return lr
 
 
-SCHEDULES = {  # the values of the config's `lr_schedule`
-    "step": "step_lr: the paper's drops at fractions of the run, optional constant warm-up",
-    "linear": "linear_lr: linear warm-up, then linear decay to zero",
-}
+def _step(config, total_steps):
+    """The paper's drops at fractions of the run, after an optional constant warm-up."""
+    return step_lr(config.lr, total_steps, config.lr_milestones, config.lr_factors,
+                   warmup_steps=config.resolved_warmup, warmup_lr=config.warmup_lr)
+
+
+def _linear(config, total_steps):
+    """A linear warm-up, then a linear decay to zero."""
+    return linear_lr(config.lr, total_steps, warmup_steps=config.resolved_warmup,
+                     warmup_lr=config.warmup_lr)
+
+
+# The values of the config's `lr_schedule`: name -> function of (config, total_steps) that
+# returns `lr(step)`.
+SCHEDULES = {"step": _step, "linear": _linear}
 
 
 def learning_rate(config, total_steps):
     """The schedule a `config.Config` names in `lr_schedule`, over `total_steps` iterations."""
-    warmup = dict(warmup_steps=config.resolved_warmup, warmup_lr=config.warmup_lr)
-    if config.lr_schedule == "linear":
-        return linear_lr(config.lr, total_steps, **warmup)
-    return step_lr(config.lr, total_steps, config.lr_milestones, config.lr_factors, **warmup)
+    return SCHEDULES[config.lr_schedule](config, total_steps)
 
 
-class StepSchedule(keras.callbacks.Callback):
-    """Sets `optimizer.learning_rate = schedule(iteration) * scale` before every batch.
-
-    `scale` starts at 1 and absorbs any reduction made by another callback (ReduceLROnPlateau):
-    when the rate found on the optimizer is lower than the one last set, the ratio is kept. On
-    resume, the restored optimizer's rate and iteration give the scale back, so no state of its
-    own needs saving.
-
-    Args:
-        schedule: function from the 0-based iteration to the learning rate.
-    """
-
-    def __init__(self, schedule):
-        super().__init__()
-        self.schedule = schedule
-        self.scale = 1.0
-        self._last = None
-        self._step = self._epoch_start = 0
-
-    def _current(self):
-        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    def on_train_begin(self, logs=None):
-        self._last = None  # read the state at the first epoch (a resumed run restored it)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._last is None:
-            self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-            if self._step > 0:  # resumed: the restored rate carries any plateau reductions
-                ratio = self._current() / self.schedule(self._step - 1)
-                # The restored rate is float32: a ratio within its rounding of 1 is no reduction,
-                # and keeping it would make a resumed run's rates differ from an unbroken run's.
-                self.scale = 1.0 if math.isclose(ratio, 1.0, rel_tol=1e-6) else ratio
-        elif not math.isclose(self._current(), self._last, rel_tol=1e-6):
-            self.scale *= self._current() / self._last
-        self._epoch_start = self._step
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._set(self.schedule(self._step) * self.scale)
-
-    def on_train_batch_end(self, batch, logs=None):
-        # With steps_per_execution = k, Keras reports every k-th batch; `batch` is the last one.
-        self._step = self._epoch_start + batch + 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["lr"] = self._current()
-
-    def _set(self, value):
-        if value != self._last:
-            self.model.optimizer.learning_rate = value
-            self._last = value
+def __getattr__(name):
+    # `schedules.StepSchedule` moved to `callbacks` (it needs Keras); the old name still works.
+    if name == "StepSchedule":
+        from cifar_resnet.callbacks import StepSchedule
+        return StepSchedule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 import yaml
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import experiments, files
+from cifar_resnet import experiments, files, presets
 from cifar_resnet.config import ConfigError
 
 STATES = ("done", "running", "partial", "pending", "failed")
@@ -52,7 +52,7 @@ class Run:
 
 def _set_flags(config: config_lib.Config) -> list[str]:
     """`--set key=value` for the net (version, depth) and each field off its preset's default."""
-    base = config_lib.Config(**config_lib.PRESETS[config.preset]).to_dict()
+    base = config_lib.Config(**presets.recipe(config.preset)).to_dict()
     flags = []
     for key, value in config.to_dict().items():
         if value != base[key] or key in ("version", "depth") or key == "preset" and value != "paper":

@@ -35,7 +35,9 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import cpu, data, dataid, distribute, files, models, reliability, schedules
+from cifar_resnet import cpu, dataid, datasets, distribute, files, models, pipeline
+from cifar_resnet import reliability, schedules
+from cifar_resnet.callbacks import StepSchedule
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
                   "test_loss", "test_error", "epoch_time", "wall_time")
@@ -208,17 +210,17 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
                                      "use another --workdir, or the same settings to resume")
 
 
-def load_splits(config: config_lib.Config, data_dir=None) -> data.Splits:
+def load_splits(config: config_lib.Config, data_dir=None) -> datasets.Splits:
     """The data of `config`'s run: its splits and training-set statistics, the same every time.
 
     Training, `evaluate` and `analysis` all rebuild a run's data through this one call.
     `data_dir` replaces `config.data_dir` (e.g. a path made relative to another folder).
     """
-    return data.load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
-                             val_fraction=config.val_fraction,
-                             normalization=config.normalization,
-                             synthetic_size=(config.synthetic_train, config.synthetic_test),
-                             seed=config.seed)
+    return datasets.load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
+                                 val_fraction=config.val_fraction,
+                                 normalization=config.normalization,
+                                 synthetic_size=(config.synthetic_train, config.synthetic_test),
+                                 seed=config.seed)
 
 
 def count_params(model: keras.Model) -> int:
@@ -320,13 +322,13 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
     # with logging periods (log_every): start inside the pass where the backup stopped.
     per_pass = math.ceil(len(splits.train[0]) / config.batch_size)
     first = min(epochs_done, epochs - 1) * steps_per_epoch
-    train_ds = data.make_dataset(*splits.train, training=True, augment=config.augment,
+    train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,
                                  seed=config.seed, **make,
                                  epochs=(first // per_pass,
                                          math.ceil(epochs * steps_per_epoch / per_pass)))
     train_ds = train_ds.skip(first % per_pass)
-    val_ds = data.make_dataset(*splits.val, training=False, **make) if splits.val else None
-    test_ds = data.make_dataset(*splits.test, training=False, **make)
+    val_ds = pipeline.make_dataset(*splits.val, training=False, **make) if splits.val else None
+    test_ds = pipeline.make_dataset(*splits.test, training=False, **make)
 
     model = build_model(config)
     lr_fn = schedules.learning_rate(config, planned)
@@ -339,7 +341,7 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
                              started=started)
 
     stop = reliability.SignalStop()
-    cbs = [stop, schedules.StepSchedule(lr_fn), recorder,
+    cbs = [stop, StepSchedule(lr_fn), recorder,
            reliability.DivergenceStop(steps_per_epoch)]
     if config.plateau_patience is not None:
         cbs.append(keras.callbacks.ReduceLROnPlateau(

@@ -1,6 +1,10 @@
 """Config: the paper's defaults, presets, precedence, validation, and the training plan."""
 
 import json
+import pathlib
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -72,7 +76,7 @@ def test_bad_config_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         config_lib.resolve(str(tmp_path / "missing.yaml"))
     (tmp_path / "u.yaml").write_text("depht: 20\n")
-    with pytest.raises(ConfigError, match="unknown setting.*depht"):
+    with pytest.raises(ConfigError, match="unknown setting.*depht \\(did you mean 'depth'\\?\\)"):
         config_lib.resolve(str(tmp_path / "u.yaml"))
     (tmp_path / "l.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
@@ -84,3 +88,50 @@ def test_set_overrides_parse_yaml_values():
     assert config_lib.parse_override("lr-milestones=[0.3, 0.6]") == ("lr_milestones", [0.3, 0.6])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         config_lib.parse_override("nonsense=1")
+    with pytest.raises(ConfigError, match="unknown key val_fracton \\(did you mean 'val_fraction'"):
+        config_lib.parse_override("val_fracton=0")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        config_lib.parse_override("depth")
+
+
+def test_bad_choices_suggest_the_nearest_value():
+    with pytest.raises(ConfigError, match="preset 'keras_example' is not one of 'paper', "
+                                          "'keras-example'; did you mean 'keras-example'\\?"):
+        config_lib.resolve(overrides={"preset": "keras_example"})
+    with pytest.raises(ConfigError, match="shortcut 'a'.*did you mean 'A'"):
+        config_lib.resolve(overrides={"shortcut": "a"})
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_config_and_datasets_import_no_tensorflow():
+    """Loading and validating a config, or reading data sets, imports no TensorFlow or Keras."""
+    code = ("import sys\n"
+            "from cifar_resnet import config, datasets, experiments, sweep\n"
+            "config.resolve(overrides={'depth': 56, 'version': 2, 'shortcut_variant': 'identity'})\n"
+            "datasets.make_synthetic(8, 8)\n"
+            "loaded = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"
+            "assert not loaded, loaded\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--depth", "21"], "depth 21 is not 6n+2"),
+    (["--preset", "torch"], "preset 'torch' is not one of 'paper', 'keras-example'"),
+    (["--set", "depht=20"], "unknown key depht (did you mean 'depth'?)"),
+])
+def test_cli_refuses_bad_input_before_importing_tensorflow(args, message, tmp_path):
+    """Bad flags are refused in well under the ~5 s a TensorFlow import takes (a loaded
+    machine's bound; about 0.5 s when idle)."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "cifar_resnet", "train", "--workdir",
+                             str(tmp_path / "run"), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert elapsed < 3, f"refusal took {elapsed:.1f} s"
+    assert not (tmp_path / "run").exists()

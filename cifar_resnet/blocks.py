@@ -1,0 +1,213 @@
+"""Building blocks shared by every net: the conv-BN-activation layer, the post-activation unit,
+shortcuts, the classifier head and the stage loop.
+
+`models` (CIFAR v1/v2 and plain), `keras_example` (that example's own v2 body) and `imagenet`
+assemble their nets from these. ``cfg`` below is the model side of a preset
+(`presets.model_options`).
+
+The "paper" preset follows the Torch code the papers were trained with (fb.resnet.torch): its
+initialisers, symmetric padding of strided convolutions, and stride on the 3x3 convolution of
+bottleneck units (He et al. 2015, sec. 4.1 and Fig. 5).
+"""
+
+import functools
+import sys
+
+import keras
+from keras import layers
+
+from cifar_resnet import architecture, variants
+from cifar_resnet.layers import BatchNormalization, ZeroPadShortcut
+
+INITIALIZERS = {
+    # fb.resnet.torch ConvInit: normal(0, sqrt(2 / (k * k * out_channels))).
+    "torch_conv": functools.partial(
+        keras.initializers.VarianceScaling,
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"),
+    # Torch nn.Linear default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    "torch_linear": functools.partial(
+        keras.initializers.VarianceScaling,
+        scale=1.0 / 3.0, mode="fan_in", distribution="uniform"),
+}
+
+
+def initializer(identifier):
+    if isinstance(identifier, str) and identifier in INITIALIZERS:
+        return INITIALIZERS[identifier]()
+    return keras.initializers.get(identifier)
+
+
+def regularizer(l2):
+    return keras.regularizers.L2(l2) if l2 else None
+
+
+def extra_regularizer(cfg):
+    """The regulariser of biases and BN parameters: Torch decays them too ("regularize_all")."""
+    return regularizer(cfg["l2"]) if cfg["regularize_all"] else None
+
+
+def bn_act(x, activation, batch_normalization, *, momentum, epsilon,
+           regularizer, name, suffix):
+    named = lambda kind: None if name is None else f"{name}_{kind}{suffix}"
+    if batch_normalization:
+        x = BatchNormalization(
+            momentum=momentum, epsilon=epsilon, gamma_regularizer=regularizer,
+            beta_regularizer=regularizer, name=named("bn"))(x)
+    if activation is not None:
+        kind = activation if isinstance(activation, str) else "act"
+        x = layers.Activation(activation, name=named(kind))(x)
+    return x
+
+
+def resnet_layer(inputs, num_filters=16, kernel_size=3, strides=1,
+                 activation="relu", batch_normalization=True, conv_first=True,
+                 *, use_bias=False, l2=5e-5, bn_momentum=0.9, bn_epsilon=1e-5,
+                 kernel_initializer="torch_conv", regularize_all=True,
+                 torch_padding=True, name=None, suffix=""):
+    """Conv-BN-activation (or BN-activation-conv) stack.
+
+    The building block of the Keras CIFAR-10 ResNet example, with the
+    paper-faithful defaults of the "paper" preset.
+
+    Args:
+        inputs: Input tensor (NHWC).
+        num_filters: Output channels of the convolution.
+        kernel_size: Square kernel size.
+        strides: Convolution stride.
+        activation: Activation name, or None for no activation.
+        batch_normalization: Whether to include BatchNormalization.
+        conv_first: True for conv-BN-act ([1]), False for BN-act-conv ([2]).
+        use_bias: Whether the convolution has a bias.
+        l2: L2 coefficient (loss ``l2 * sum(w**2)``, so gradient
+            ``2 * l2 * w``); 0 disables regularisation.
+        bn_momentum: Keras BN momentum (1 - Torch momentum).
+        bn_epsilon: BN epsilon.
+        kernel_initializer: Key of ``INITIALIZERS`` or any Keras initializer
+            identifier.
+        regularize_all: Also regularise the conv bias and BN gamma/beta.
+        torch_padding: Pad strided convolutions symmetrically like Torch.
+        name: Layer-name prefix; layers are named ``{name}_conv{suffix}``,
+            ``{name}_bn{suffix}``, ``{name}_{activation}{suffix}``.
+        suffix: Appended to every layer name (e.g. the index in a unit).
+
+    Returns:
+        Output tensor.
+    """
+    named = lambda kind: None if name is None else f"{name}_{kind}{suffix}"
+    reg = regularizer(l2)
+    extra_reg = reg if regularize_all else None
+
+    def conv(x):
+        padding = "same"
+        if torch_padding and strides > 1:
+            # TF "same" pads (0, 1) at stride 2, so the branch would sample
+            # pixels 1, 3, ... while the option-A shortcut samples 0, 2, ...;
+            # Torch pads k // 2 on every side.
+            if kernel_size > 1:
+                x = layers.ZeroPadding2D(kernel_size // 2, name=named("pad"))(x)
+            padding = "valid"
+        return layers.Conv2D(
+            num_filters, kernel_size, strides=strides, padding=padding,
+            use_bias=use_bias,
+            kernel_initializer=initializer(kernel_initializer),
+            kernel_regularizer=reg,
+            bias_regularizer=extra_reg if use_bias else None,
+            name=named("conv"))(x)
+
+    norm_act = functools.partial(
+        bn_act, activation=activation,
+        batch_normalization=batch_normalization, momentum=bn_momentum,
+        epsilon=bn_epsilon, regularizer=extra_reg, name=name, suffix=suffix)
+    return norm_act(conv(inputs)) if conv_first else conv(norm_act(inputs))
+
+
+def layer_kwargs(cfg):
+    keys = ("use_bias", "l2", "bn_momentum", "bn_epsilon",
+            "kernel_initializer", "regularize_all", "torch_padding")
+    return {k: cfg[k] for k in keys}
+
+
+def stack(x, widths, counts, unit):
+    # Every stage after the first halves the map in its first unit.
+    for s, (width, count) in enumerate(zip(widths, counts), start=1):
+        for b in range(1, count + 1):
+            x = unit(x, width, 2 if s > 1 and b == 1 else 1, first=b == 1,
+                     name=f"stage{s}_block{b}")
+    return x
+
+
+def shortcut_path(x, filters, strides, kind, batch_normalization, cfg, name):
+    if kind != "C" and strides == 1 and x.shape[-1] == filters:
+        return x
+    if kind == "A":
+        return ZeroPadShortcut(filters, strides, name=f"{name}_shortcut")(x)
+    return resnet_layer(x, filters, 1, strides, activation=None,
+                        batch_normalization=batch_normalization,
+                        name=f"{name}_shortcut", **layer_kwargs(cfg))
+
+
+def classifier(x, num_classes, cfg):
+    reg = extra_regularizer(cfg)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dense(
+        num_classes, kernel_initializer=initializer(cfg["dense_initializer"]),
+        bias_initializer="zeros", kernel_regularizer=reg, bias_regularizer=reg,
+        name="classifier")(x)
+    # float32 probabilities even under a mixed-precision policy.
+    return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+
+
+def v1_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name,
+            unit="original", variant=None):
+    """Post-activation unit of [1] (conv-BN-ReLU ... conv-BN, add, ReLU).
+
+    ``unit`` moves BN/ReLU around the addition ([2] Fig. 4(a)-(d), ``architecture.UNITS``);
+    ``variant`` (a dict of ``variants.combine`` arguments, None for identity) changes how the
+    paths are added ([2] Fig. 2).
+    """
+    del first  # v1 units do not depend on their position in the stage.
+    spec = architecture.UNITS[unit]
+    kernels = architecture.BLOCKS[block]["kernels"]
+    out_filters = filters * architecture.BLOCKS[block]["expansion"]
+    y = x
+    if spec["pre_relu"]:
+        y = layers.Activation("relu", name=f"{name}_preact_relu")(y)
+    for i, k in enumerate(kernels):
+        last = i == len(kernels) - 1
+        # Stride on the (first) 3x3 conv, as fb.resnet.torch.
+        y = resnet_layer(y, out_filters if last else filters, k,
+                         strides if i == kernels.index(3) else 1,
+                         activation="relu" if not last or spec["last_relu"] else None,
+                         batch_normalization=not last or spec["last_bn"], name=name,
+                         suffix=str(i + 1), **layer_kwargs(cfg))
+    if not plain:
+        kind = "C" if variant and variant["variant"] == "conv1x1" else shortcut
+        s = shortcut_path(x, out_filters, strides, kind, cfg["projection_bn"], cfg, name)
+        if variant is None:
+            y = layers.Add(name=f"{name}_add")([s, y])
+        else:
+            reg = regularizer(cfg["l2"])
+            y = variants.combine(
+                x, s, y, filters=out_filters, strides=strides, name=name,
+                kernel_initializer=initializer(cfg["kernel_initializer"]),
+                regularizer=reg, bias_regularizer=reg if cfg["regularize_all"] else None,
+                **variant)
+        if spec["after_add"] is None:
+            return y
+        if spec["after_add"] == "bn_relu":  # [2] Fig. 4(b): "..._bn_add", then "..._out".
+            y = bn_act(y, None, True, momentum=cfg["bn_momentum"],
+                       epsilon=cfg["bn_epsilon"], regularizer=extra_regularizer(cfg),
+                       name=name, suffix="_add")
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def functional_model(inputs, outputs, name):
+    # Keras maps the functional graph recursively, a few Python frames per
+    # layer; ResNet-1202/1001 have thousands of layers and would overflow the
+    # default limit of 1000. Python 3.11+ keeps these frames off the C stack.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 100_000))
+    try:
+        return keras.Model(inputs, outputs, name=name)
+    finally:
+        sys.setrecursionlimit(limit)
