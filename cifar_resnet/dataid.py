@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from cifar_resnet import files
+from cifar_resnet import datasets, files
 
 DATA_FILE = "data.json"
 SHORT = 12  # hex digits shown to people: collisions among a user's data sets are not a concern
@@ -73,8 +73,6 @@ def source_of(config) -> Optional[str]:
     it is not on disk yet (a download) or the dataset is generated."""
     if config.dataset != "cifar10":
         return None
-    from cifar_resnet import datasets
-
     try:
         return str(datasets.find_cifar10(config.data_dir, download=False).resolve())
     except datasets.DataError:
