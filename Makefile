@@ -52,6 +52,13 @@ fast-recipe: setup
 
 .PHONY: setup train smoke test clean-venv table6 figure6 v2 keras-example mini-repro fast-recipe
 
+# Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
+# its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it.
+notebooks: setup
+	$(PY) notebooks/execute.py
+
+.PHONY: notebooks
+
 setup: $(STAMP)
 
 $(STAMP): requirements.txt
