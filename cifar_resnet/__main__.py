@@ -77,8 +77,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--batch-size", type=int,
          help="images per iteration, the global batch over all devices (paper: 128)")
     flag("--lr", type=float, help="base learning rate")
-    flag("--dataset", help="cifar10 (default) or synthetic")
-    flag("--data-dir", help="CIFAR-10 folder or archive (else $CIFAR10_DIR, ~/.keras/datasets)")
+    flag("--dataset", help="cifar10 (default), cifar100 (--set label_mode=coarse for its 20 "
+                           "superclasses) or synthetic")
+    flag("--data-dir", help="the data set's official folder or archive (else $CIFAR10_DIR or "
+                            "$CIFAR100_DIR, else ~/.keras/datasets)")
     flag("--seed", type=int, help="seed of the initialization, shuffling and augmentation "
                                    "(default 0); runs land in runs/<net>/seed<k>")
     flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
@@ -159,7 +161,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     flag("--shard", help="i/N: only every N-th run starting at i (0-based)")
     flag("--dry-run", action="store_true", help="list the runs, their state and command; train nothing")
     flag("--runs-dir", default="runs", help="runs land in RUNS_DIR/<experiment>/<net>/seed<k>")
-    flag("--data-dir", help="CIFAR-10 folder or archive, for every run")
+    flag("--data-dir", help="the data set's official folder or archive, for every run")
     flag("--nets", help="comma-separated subset of the experiment's nets")
     _add_set_flag(p)
 

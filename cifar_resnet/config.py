@@ -60,8 +60,10 @@ class Config:
     #                                 drop rate.
 
     # Data.
-    dataset: str = "cifar10"       # "cifar10" | "synthetic".
-    data_dir: Optional[str] = None  # folder or archive; else $CIFAR10_DIR, else ~/.keras/datasets.
+    dataset: str = "cifar10"       # "cifar10" | "cifar100" | "synthetic" (datasets.DATASETS).
+    label_mode: str = "fine"       # "fine"; "coarse": CIFAR-100's 20 superclasses.
+    data_dir: Optional[str] = None  # folder or archive; else $CIFAR10_DIR ($CIFAR100_DIR),
+    #                                 else ~/.keras/datasets.
     val_fraction: float = 0.1      # training images held out for model selection (paper: 5k of 50k).
     normalization: str = "pixel_mean"  # "pixel_mean" (paper) | "channel_std" | "none".
     augment: bool = True           # pad-4 random crop + horizontal flip (paper).
@@ -109,6 +111,11 @@ class Config:
         self.lr_factors = tuple(self.lr_factors)
 
     @property
+    def num_classes(self) -> int:
+        """Classes of the data set and label mode (datasets.DATASETS): the classifier's width."""
+        return datasets.DATASETS[self.dataset].num_classes(self.label_mode)
+
+    @property
     def resolved_block(self) -> str:
         return self.block or architecture.DEFAULT_BLOCKS.get(self.version, "basic")
 
@@ -145,6 +152,8 @@ class Config:
                               ("strategy", STRATEGIES),
                               ("precision", (None, "auto", *cpu.PRECISIONS))):
             check_choice(name, getattr(self, name), allowed, ConfigError)
+        check_choice("label_mode", self.label_mode, datasets.DATASETS[self.dataset].label_modes,
+                     ConfigError)
         try:
             architecture.check_net(
                 version=self.version, depth=self.depth, block=self.resolved_block,

@@ -71,10 +71,11 @@ def describe(config, splits, source: Optional[str]) -> dict:
 def source_of(config) -> Optional[str]:
     """Where `config`'s data would be read from now (absolute), without reading it; None when
     it is not on disk yet (a download) or the dataset is generated."""
-    if config.dataset != "cifar10":
+    release = datasets.DATASETS[config.dataset].release
+    if release is None:
         return None
     try:
-        return str(datasets.find_cifar10(config.data_dir, download=False).resolve())
+        return str(datasets.find(release, config.data_dir, download=False).resolve())
     except datasets.DataError:
         return None
 
@@ -91,7 +92,7 @@ def same_source(config, workdir) -> bool:
     recorded = read(workdir)
     if recorded is None or recorded.get("dataset") != config.dataset:
         return False
-    if config.dataset != "cifar10":
+    if datasets.DATASETS[config.dataset].release is None:
         return True  # generated: a function of the config, which is compared already
     current = source_of(config)
     return current is not None and current == recorded.get("source")

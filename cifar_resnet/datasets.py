@@ -27,6 +27,8 @@ from typing import Optional
 
 import numpy as np
 
+from cifar_resnet.choices import check_choice
+
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
@@ -42,7 +44,81 @@ BATCH_SIZE = 10000  # images per official batch file
 CLASS_COUNT_RANGE = (900, 1100)
 PAD = 4  # He et al. 2015 sec 4.2: "4 pixels are padded on each side".
 NORMALIZATIONS = ("pixel_mean", "channel_std", "none")
-DATASETS = ("cifar10", "synthetic")
+
+# CIFAR-100 (https://www.cs.toronto.edu/~kriz/cifar.html): 100 classes ("fine" labels) grouped in
+# 20 superclasses ("coarse" labels), 500 training and 100 test images per class. The official
+# page gives the archive's MD5, eb9058c3a382ffc7106e4002c42a8d85; the SHA-256 below is the one
+# keras.datasets.cifar100.load_data and torchvision's prototype Cifar100 verify the same archive
+# against (not computed here: this project has no network).
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
+# The official meta file's names, in label order.
+CIFAR100_FINE_NAMES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
+    "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm")
+CIFAR100_COARSE_NAMES = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
+    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """An official "python version" release of a CIFAR data set: where it is found, how it reads.
+
+    Attributes:
+        title: For messages, e.g. "CIFAR-10".
+        folder: The archive's top folder, e.g. "cifar-10-batches-py".
+        archive: The archive's file name.
+        url: The official download.
+        sha256: The official archive's SHA-256; a download must match it.
+        env: The environment variable that may name a place holding the data.
+        train_files: The training files, in order.
+        test_file: The test file.
+        label_keys: Label mode -> the key of the labels in each file.
+        full_sizes: File -> its image count in the official release; a file of that size must
+            hold every class `count_tolerance` of equally often (hand-made small files are exempt).
+        count_tolerance: Allowed relative deviation of a class count from the mean.
+        meta_file: The file naming the classes (checked against the registry), or None.
+        meta_keys: Label mode -> the key of the class names in `meta_file`.
+    """
+
+    title: str
+    folder: str
+    archive: str
+    url: str
+    sha256: str
+    env: str
+    train_files: tuple
+    test_file: str
+    label_keys: dict
+    full_sizes: dict
+    count_tolerance: float
+    meta_file: Optional[str] = None
+    meta_keys: dict = dataclasses.field(default_factory=dict)
+
+
+CIFAR10 = Release(
+    "CIFAR-10", FOLDER_NAME, ARCHIVE_NAME, OFFICIAL_URL, OFFICIAL_SHA256, "CIFAR10_DIR",
+    TRAIN_FILES, TEST_FILE, {"fine": b"labels"},
+    {name: BATCH_SIZE for name in (*TRAIN_FILES, TEST_FILE)}, 0.1)
+CIFAR100 = Release(
+    "CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz", CIFAR100_URL, CIFAR100_SHA256,
+    "CIFAR100_DIR", ("train",), "test", {"fine": b"fine_labels", "coarse": b"coarse_labels"},
+    {"train": 50000, "test": 10000}, 0.0, meta_file="meta",
+    meta_keys={"fine": b"fine_label_names", "coarse": b"coarse_label_names"})
 
 
 class DataError(Exception):
@@ -60,75 +136,92 @@ def _keras_cache() -> pathlib.Path:
     return pathlib.Path(home).expanduser() / "datasets"
 
 
-def _locate(place: pathlib.Path) -> Optional[pathlib.Path]:
-    """Returns the batches folder or archive that `place` is or directly holds, else None."""
-    if place.is_file() or (place / TRAIN_FILES[0]).is_file():
+def _locate(place: pathlib.Path, release: Release = CIFAR10) -> Optional[pathlib.Path]:
+    """Returns the release's folder or archive that `place` is or directly holds, else None."""
+    if place.is_file() or (place / release.train_files[0]).is_file():
         return place
-    # The last candidate is where keras.datasets.cifar10.load_data() extracts its download.
-    for candidate in (place / FOLDER_NAME, place / ARCHIVE_NAME,
-                      place / "cifar-10-batches-py-target" / FOLDER_NAME):
+    # The last candidate is where keras.datasets' load_data() extracts its download.
+    for candidate in (place / release.folder, place / release.archive,
+                      place / f"{release.folder}-target" / release.folder):
         if candidate.exists():
             return candidate
     return None
 
 
-def find_cifar10(data_dir=None, download: bool = True) -> pathlib.Path:
-    """Finds CIFAR-10 in the official python format, downloading it if allowed.
+def find(release: Release, data_dir=None, download: bool = True) -> pathlib.Path:
+    """Finds an official release in its python format, downloading it if allowed.
 
-    Only the first configured place is searched: `data_dir` if given, else `$CIFAR10_DIR` if set,
-    else the Keras cache (`~/.keras/datasets`, or `$KERAS_HOME/datasets`). An explicit place that
-    holds no data is an error, not a silent fall-back to some other copy. A place may be the
-    `cifar-10-batches-py` folder, the `cifar-10-python.tar.gz` archive, or a directory holding
+    Only the first configured place is searched: `data_dir` if given, else the release's
+    environment variable (`$CIFAR10_DIR`, `$CIFAR100_DIR`) if set, else the Keras cache
+    (`~/.keras/datasets`, or `$KERAS_HOME/datasets`). An explicit place that holds no data is an
+    error, not a silent fall-back to some other copy. A place may be the release's folder (e.g.
+    `cifar-10-batches-py`), its archive (`cifar-10-python.tar.gz`), or a directory holding
     either. Local copies are used as they are (no checksum, so rebuilt or converted copies work);
-    only a download is verified against `OFFICIAL_SHA256`, and only into the Keras cache.
+    only a download is verified against the release's SHA-256, and only into the Keras cache.
 
     Args:
+        release: `CIFAR10` or `CIFAR100`.
         data_dir: Optional folder, archive, or directory holding either.
         download: Whether to download the official archive when the Keras cache has no copy.
 
     Returns:
-        The path of the `cifar-10-batches-py` folder or of the archive.
+        The path of the release's folder or of its archive.
 
     Raises:
         DataError: Nothing was found and it could not (or may not) be downloaded.
     """
     if data_dir is not None:
         place, origin = pathlib.Path(data_dir).expanduser(), "data_dir"
-    elif os.environ.get("CIFAR10_DIR"):
-        place, origin = pathlib.Path(os.environ["CIFAR10_DIR"]).expanduser(), "$CIFAR10_DIR"
+    elif os.environ.get(release.env):
+        place, origin = pathlib.Path(os.environ[release.env]).expanduser(), f"${release.env}"
     else:
         place, origin = _keras_cache(), "the Keras cache"
-    found = _locate(place)
+    found = _locate(place, release)
     if found is not None:
         return found
-    looked = f"CIFAR-10 not found: looked for {FOLDER_NAME}/ or {ARCHIVE_NAME} in {origin} {place}"
-    fix = "pass --data-dir DIR or set CIFAR10_DIR=DIR, where DIR holds one of them"
+    looked = (f"{release.title} not found: looked for {release.folder}/ or {release.archive} in "
+              f"{origin} {place}")
+    fix = f"pass --data-dir DIR or set {release.env}=DIR, where DIR holds one of them"
     if origin != "the Keras cache" or not download:
         raise DataError(f"{looked}; {fix}")
+    # Downloaded under another name, so that nothing unverified is ever found by _locate.
+    part = place / (release.archive + ".part")
     try:
-        import keras  # Deferred: only a download needs it.
-
-        # Downloaded under another name, so that nothing unverified is ever found by _locate.
-        part = pathlib.Path(keras.utils.get_file(ARCHIVE_NAME + ".part", origin=OFFICIAL_URL,
-                                                 cache_dir=str(place.parent)))
+        _download(release.url, part)
     except Exception as e:  # urllib, OSError, ...
         reason = " ".join(str(e).split()) or type(e).__name__
-        raise DataError(f"{looked}, and downloading {OFFICIAL_URL} failed ({reason}); {fix}, "
+        raise DataError(f"{looked}, and downloading {release.url} failed ({reason}); {fix}, "
                         "or check the network") from e
-    return _accept_download(part, place / ARCHIVE_NAME)
+    return _accept_download(part, place / release.archive, release)
 
 
-def _accept_download(part: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
+def find_cifar10(data_dir=None, download: bool = True) -> pathlib.Path:
+    """`find(CIFAR10, ...)`: the `cifar-10-batches-py` folder or `cifar-10-python.tar.gz`."""
+    return find(CIFAR10, data_dir, download)
+
+
+def _download(url: str, part: pathlib.Path) -> None:
+    """Fetches `url` into `part` (urllib: no TensorFlow or Keras needed)."""
+    import shutil
+    import urllib.request
+
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
+        shutil.copyfileobj(response, f, 1 << 20)
+
+
+def _accept_download(part: pathlib.Path, target: pathlib.Path,
+                     release: Release = CIFAR10) -> pathlib.Path:
     """Moves a verified download to `target`; a mismatch is kept aside as `<target>.bad`."""
     with open(part, "rb") as f:
         digest = hashlib.sha256()
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    if digest.hexdigest() != OFFICIAL_SHA256:
+    if digest.hexdigest() != release.sha256:
         bad = target.with_name(target.name + ".bad")
         os.replace(part, bad)
-        raise DataError(f"downloaded {OFFICIAL_URL} has SHA-256 {digest.hexdigest()}, not the "
-                        f"official {OFFICIAL_SHA256}; refused it and kept it as {bad}; retry, "
+        raise DataError(f"downloaded {release.url} has SHA-256 {digest.hexdigest()}, not the "
+                        f"official {release.sha256}; refused it and kept it as {bad}; retry, "
                         "or pass --data-dir to a copy you trust")
     os.replace(part, target)
     return target
@@ -167,61 +260,96 @@ class _RefusedGlobal(pickle.UnpicklingError):
     pass
 
 
-def _read_batch(fileobj, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Unpickles and validates one batch file; the only place that unpickles.
+def _unpickle(fileobj, name: str, release: Release):
+    """Unpickles one official file with `_BatchUnpickler`; the only place that unpickles."""
+    try:
+        return _BatchUnpickler(fileobj, encoding="bytes").load()
+    except _RefusedGlobal as e:
+        raise DataError(f"{name}: refused to unpickle global {e}: a {release.title} file holds "
+                        "only dicts, bytes, int lists and uint8 arrays; replace the file") from None
+    except Exception as e:  # Truncated or garbage files raise many different types.
+        reason = " ".join(str(e).split())  # one line, whatever the unpickler said
+        raise DataError(f"{name}: not a readable {release.title} batch ({type(e).__name__}: "
+                        f"{reason}); replace the file") from e
+
+
+def _read_batch(fileobj, name: str, release: Release = CIFAR10, label_mode: str = "fine",
+                num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """Unpickles and validates one batch file.
 
     Args:
         fileobj: Binary file object at the start of the pickle.
         name: The file's name, for error messages.
+        release: The release the file belongs to (its label keys, sizes and class counts).
+        label_mode: Which labels to read ("fine"; CIFAR-100 also "coarse").
+        num_classes: Labels must lie in 0..num_classes-1.
 
     Returns:
         `(images, labels)`: uint8 (N, 32, 32, 3) NHWC and int64 (N,).
 
     Raises:
-        DataError: The file is not a valid CIFAR-10 batch.
+        DataError: The file is not a valid batch of the release.
     """
-    try:
-        batch = _BatchUnpickler(fileobj, encoding="bytes").load()
-    except _RefusedGlobal as e:
-        raise DataError(f"{name}: refused to unpickle global {e}: a CIFAR-10 batch holds only "
-                        "dicts, bytes, int lists and uint8 arrays; replace the file") from None
-    except Exception as e:  # Truncated or garbage files raise many different types.
-        reason = " ".join(str(e).split())  # one line, whatever the unpickler said
-        raise DataError(f"{name}: not a readable CIFAR-10 batch ({type(e).__name__}: {reason}); "
-                        "replace the file") from e
+    batch = _unpickle(fileobj, name, release)
     if not isinstance(batch, dict):
         raise DataError(f"{name}: expected a dict, got {type(batch).__name__}; replace the file")
-    data, labels = batch.get(b"data"), batch.get(b"labels")
+    key = release.label_keys[label_mode]
+    data, labels = batch.get(b"data"), batch.get(key)
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
             and data.shape[1] == 3072):
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else repr(type(data))
         raise DataError(f"{name}: b'data' must be uint8 of shape (N, 3072), got {got}")
     labels = np.asarray(labels if isinstance(labels, (list, tuple, np.ndarray)) else [labels])
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise DataError(f"{name}: b'labels' must be {len(data)} ints, got {labels.dtype} "
+        raise DataError(f"{name}: {key!r} must be {len(data)} ints, got {labels.dtype} "
                         f"{labels.shape}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise DataError(f"{name}: labels must be in 0..{NUM_CLASSES - 1}, got "
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{name}: labels must be in 0..{num_classes - 1}, got "
                         f"{labels.min()}..{labels.max()}")
-    counts = np.bincount(labels, minlength=NUM_CLASSES)
-    low, high = CLASS_COUNT_RANGE
-    if len(labels) == BATCH_SIZE and not low <= counts.min() <= counts.max() <= high:
-        raise DataError(f"{name}: class counts {counts.tolist()} outside {low}..{high} per class "
-                        "for a full-size batch; replace the file")
+    counts = np.bincount(labels, minlength=num_classes)
+    full = release.full_sizes.get(pathlib.PurePosixPath(name).name)
+    if len(labels) == full:
+        mean = full / num_classes
+        low = round(mean * (1 - release.count_tolerance))
+        high = round(mean * (1 + release.count_tolerance))
+        if not low <= counts.min() <= counts.max() <= high:
+            raise DataError(f"{name}: class counts {counts.tolist()} outside {low}..{high} per "
+                            "class for a full-size batch; replace the file")
     # Each row is the R, G and B planes in turn, each 32x32 row-major: CHW.
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return images, labels.astype(np.int64)
 
 
-def _read_batches(source: pathlib.Path) -> dict:
-    """Reads the six batches from a folder, or from an archive without extracting it."""
-    wanted = (*TRAIN_FILES, TEST_FILE)
-    batches = {}
+def _check_meta(fileobj, name: str, release: Release, label_mode: str, class_names) -> None:
+    """Checks that the release's meta file names the classes as the registry does."""
+    meta = _unpickle(fileobj, name, release)
+    names = meta.get(release.meta_keys[label_mode]) if isinstance(meta, dict) else None
+    names = tuple(n.decode() if isinstance(n, bytes) else n for n in names or ())
+    if names != tuple(class_names):
+        raise DataError(f"{name}: {release.meta_keys[label_mode]!r} does not name the "
+                        f"{len(class_names)} official {release.title} classes in order; "
+                        "replace the file")
+
+
+def _read_batches(source: pathlib.Path, release: Release = CIFAR10, label_mode: str = "fine",
+                  class_names=CLASS_NAMES) -> dict:
+    """Reads the release's files from a folder, or from an archive without extracting it."""
+    wanted = (*release.train_files, release.test_file)
+    batches, seen_meta = {}, False
+
+    def read(fileobj, name, path):
+        nonlocal seen_meta
+        if name == release.meta_file:
+            _check_meta(fileobj, path, release, label_mode, class_names)
+            seen_meta = True
+        else:
+            batches[name] = _read_batch(fileobj, path, release, label_mode, len(class_names))
+
     if source.is_dir():
-        for name in wanted:
+        for name in (*wanted, *([release.meta_file] if release.meta_file else [])):
             if (source / name).is_file():
                 with open(source / name, "rb") as f:
-                    batches[name] = _read_batch(f, str(source / name))
+                    read(f, name, str(source / name))
     else:
         try:
             # One sequential pass: seeking backwards in a .gz means decompressing again.
@@ -229,9 +357,9 @@ def _read_batches(source: pathlib.Path) -> dict:
                 for member in tar:
                     _check_member(source, member)
                     name = pathlib.PurePosixPath(member.name).name
-                    if member.isfile() and name in wanted and name not in batches:
-                        batches[name] = _read_batch(tar.extractfile(member),
-                                                    f"{source}:{member.name}")
+                    if member.isfile() and (name in wanted and name not in batches
+                                            or name == release.meta_file and not seen_meta):
+                        read(tar.extractfile(member), name, f"{source}:{member.name}")
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             # tarfile's "could not be opened" lists every method it tried, one per line.
             reason = ("not a tar archive (plain, gzip, bzip2 or xz)"
@@ -240,9 +368,11 @@ def _read_batches(source: pathlib.Path) -> dict:
             raise DataError(f"{source}: unreadable archive ({reason}); replace it or pass "
                             "--data-dir to another copy") from e
     missing = [name for name in wanted if name not in batches]
+    if release.meta_file and not seen_meta:
+        missing.append(release.meta_file)
     if missing:
         raise DataError(f"{source}: missing {', '.join(missing)}; expected the official "
-                        f"{FOLDER_NAME} files")
+                        f"{release.folder} files")
     return batches
 
 
@@ -258,12 +388,16 @@ def _check_member(source, member: tarfile.TarInfo) -> None:
                         "official archive has none: replace it")
 
 
-def load_cifar10(data_dir=None, download: bool = True):
-    """Loads CIFAR-10 from the official python-format files, in their original order.
+def load_official(release: Release, data_dir=None, download: bool = True,
+                  label_mode: str = "fine", class_names=CLASS_NAMES):
+    """Loads an official release from its python-format files, in their original order.
 
     Args:
-        data_dir: Where to look; see `find_cifar10` for the resolution order.
+        release: `CIFAR10` or `CIFAR100`.
+        data_dir: Where to look; see `find` for the resolution order.
         download: Whether a missing copy may be downloaded into the Keras cache.
+        label_mode: A key of `release.label_keys`.
+        class_names: The classes of `label_mode`, in label order.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`: uint8 (N, 32, 32, 3) images and int64 (N,)
@@ -272,10 +406,22 @@ def load_cifar10(data_dir=None, download: bool = True):
     Raises:
         DataError: The data is missing, corrupt or malformed.
     """
-    batches = _read_batches(find_cifar10(data_dir, download=download))
-    x_train = np.concatenate([batches[name][0] for name in TRAIN_FILES])
-    y_train = np.concatenate([batches[name][1] for name in TRAIN_FILES])
-    return (x_train, y_train), batches[TEST_FILE]
+    batches = _read_batches(find(release, data_dir, download=download), release, label_mode,
+                            class_names)
+    x_train = np.concatenate([batches[name][0] for name in release.train_files])
+    y_train = np.concatenate([batches[name][1] for name in release.train_files])
+    return (x_train, y_train), batches[release.test_file]
+
+
+def load_cifar10(data_dir=None, download: bool = True):
+    """Loads CIFAR-10 (`load_official(CIFAR10, ...)`); see `find` for where it looks."""
+    return load_official(CIFAR10, data_dir, download)
+
+
+def load_cifar100(data_dir=None, download: bool = True, label_mode: str = "fine"):
+    """Loads CIFAR-100 with its 100 "fine" or 20 "coarse" labels; see `find`."""
+    return load_official(CIFAR100, data_dir, download, label_mode,
+                         DATASETS["cifar100"].class_names[label_mode])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,8 +527,7 @@ def compute_normalization(x_train, mode="pixel_mean"):
     Raises:
         ValueError: `mode` is unknown.
     """
-    if mode not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalization {mode!r}; valid: {', '.join(NORMALIZATIONS)}")
+    check_choice("normalization", mode, NORMALIZATIONS)
     x_train = np.asarray(x_train)
     channels = x_train.shape[-1]
     ones = np.ones((1, 1, channels), np.float32)
@@ -423,35 +568,84 @@ class Splits:
     num_classes: int
 
 
+# ----------------------------------------------------------------------------------------------
+# The registry: one entry per data set.
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """One data set of the registry: its classes, and where its images come from.
+
+    Attributes:
+        name: The config's `dataset` value.
+        class_names: Label mode -> class names in label order ("fine"; CIFAR-100 also
+            "coarse", its 20 superclasses). `num_classes` follows from them.
+        release: The official files (URL, SHA-256, layout), or None for generated data.
+    """
+
+    name: str
+    class_names: dict
+    release: Optional[Release]
+
+    @property
+    def label_modes(self) -> tuple:
+        return tuple(self.class_names)
+
+    def num_classes(self, label_mode: str = "fine") -> int:
+        check_choice(f"label_mode of {self.name}", label_mode, self.label_modes)
+        return len(self.class_names[label_mode])
+
+    def load(self, data_dir=None, label_mode: str = "fine", synthetic_size=(2048, 512), seed=0,
+             download: bool = True):
+        """`((x_train, y_train), (x_test, y_test))` of this data set (see `load_official`)."""
+        k = self.num_classes(label_mode)
+        if self.release is None:
+            return make_synthetic(*synthetic_size, num_classes=k, seed=seed)
+        return load_official(self.release, data_dir, download, label_mode,
+                             self.class_names[label_mode])
+
+
+DATASETS = {
+    "cifar10": Dataset("cifar10", {"fine": CLASS_NAMES}, CIFAR10),
+    "cifar100": Dataset("cifar100", {"fine": CIFAR100_FINE_NAMES, "coarse": CIFAR100_COARSE_NAMES},
+                        CIFAR100),
+    "synthetic": Dataset("synthetic", {"fine": tuple(f"class{i}" for i in range(NUM_CLASSES))},
+                         None),
+}
+LABEL_MODES = ("fine", "coarse")  # every label mode of the registry
+
+
+def get(name: str) -> Dataset:
+    """The registry entry `name`; ValueError naming the data sets otherwise."""
+    check_choice("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
 def load_dataset(name, data_dir=None, val_fraction=0.1, normalization="pixel_mean",
-                 synthetic_size=(2048, 512), seed=0) -> Splits:
+                 synthetic_size=(2048, 512), seed=0, label_mode="fine") -> Splits:
     """Loads a dataset, holds out the validation split and computes training statistics.
 
     Args:
-        name: "cifar10" or "synthetic".
-        data_dir: Where CIFAR-10 is; see `find_cifar10`.
+        name: A key of `DATASETS`: "cifar10", "cifar100" or "synthetic".
+        data_dir: Where the official files are; see `find`.
         val_fraction: Fraction of the training images held out from the end for model
             selection (He et al. 2015: 5k of 50k, 0.1).
         normalization: A mode of `compute_normalization`.
         synthetic_size: `(num_train, num_test)` for "synthetic".
         seed: Seed of the synthetic data.
+        label_mode: "fine", or "coarse" for CIFAR-100's 20 superclasses.
 
     Returns:
         The `Splits`; mean and std come from the training split after the hold-out.
 
     Raises:
-        ValueError: `name` or `normalization` is unknown.
+        ValueError: `name`, `normalization` or `label_mode` is unknown.
         DataError: The data cannot be loaded, or the validation size is out of range.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-    if normalization not in NORMALIZATIONS:  # Fail before a slow load, not after.
-        raise ValueError(f"unknown normalization {normalization!r}; valid: "
-                         f"{', '.join(NORMALIZATIONS)}")
-    if name == "cifar10":
-        train, test = load_cifar10(data_dir)
-    else:
-        train, test = make_synthetic(*synthetic_size, seed=seed)
+    spec = get(name)
+    check_choice("normalization", normalization, NORMALIZATIONS)  # before a slow load
+    num_classes = spec.num_classes(label_mode)
+    train, test = spec.load(data_dir, label_mode, synthetic_size, seed)
     train, val = split_validation(*train, val_size=round(val_fraction * len(train[0])))
     mean, std = compute_normalization(train[0], normalization)
-    return Splits(train, val, test, mean, std, NUM_CLASSES)
+    return Splits(train, val, test, mean, std, num_classes)

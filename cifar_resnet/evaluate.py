@@ -77,17 +77,24 @@ def summarize(labels, probs, class_names, *, top_wrong=16) -> dict:
 def plot_confusion(summary, path) -> None:
     """Saves the confusion matrix as a PNG, counts written in the cells."""
     matrix, names = np.asarray(summary["confusion_matrix"]), summary["class_names"]
-    fig = Figure(figsize=(7, 6), layout="constrained")
+    k = len(names)
+    # Up to 20 classes (CIFAR-10, CIFAR-100 coarse) the counts fit in the cells; with 100 the
+    # figure grows with k, the cells are colour only and the labels small, so all stay legible.
+    size = max(7.0, 0.16 * k)
+    fig = Figure(figsize=(size, size * 6 / 7), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(im, ax=ax)
-    ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted",
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted",
            ylabel="true", title=f"confusion matrix, error {100 * summary['error']:.2f}%")
-    ax.set_xticklabels(names, rotation=45, ha="right")
-    ax.set_yticklabels(names)
-    for (i, j), n in np.ndenumerate(matrix):
-        ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
-                color="white" if n > matrix.max() / 2 else "black")
+    fontsize = 8 if k <= 20 else 5
+    ax.set_xticklabels(names, rotation=45 if k <= 20 else 90, ha="right" if k <= 20 else "center",
+                       fontsize=fontsize)
+    ax.set_yticklabels(names, fontsize=fontsize)
+    if k <= 20:
+        for (i, j), n in np.ndenumerate(matrix):
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                    color="white" if n > matrix.max() / 2 else "black")
     fig.savefig(path, dpi=120)
 
 
@@ -145,8 +152,7 @@ def evaluate(run_dir, *, checkpoint="best", tta=None, split="test", out=None,
     if chosen is None:
         raise EvaluationError(f"{run_dir} was trained with val_fraction=0: no 'val' split")
     images, labels = chosen
-    names = (datasets.CLASS_NAMES if config.dataset == "cifar10"
-             else tuple(f"class{i}" for i in range(splits.num_classes)))
+    names = datasets.DATASETS[config.dataset].class_names[config.label_mode]
 
     model = keras.saving.load_model(model_path, compile=False)
     kw = dict(mean=splits.mean, std=splits.std)

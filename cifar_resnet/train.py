@@ -54,7 +54,8 @@ def default_workdir(config: config_lib.Config, root="runs") -> pathlib.Path:
         parts.append(f"option{config.shortcut}")
     if config.block and config.block != config.resolved_block:
         parts.append(config.block)
-    parts += [v for v in (config.preset, config.dataset) if v not in ("paper", "cifar10")]
+    parts += [v for v in (config.preset, config.dataset, config.label_mode)
+              if v not in ("paper", "cifar10", "fine")]
     return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
 
 
@@ -81,8 +82,8 @@ def build_model(config: config_lib.Config) -> keras.Model:
     try:
         keras.mixed_precision.set_dtype_policy(config.precision)
         model = models.build_model(
-            config.version, config.depth, plain=config.plain, block=config.resolved_block,
-            preset=config.preset, **({"shortcut": config.shortcut} if config.shortcut else {}),
+            config.version, config.depth, num_classes=config.num_classes, plain=config.plain,
+            block=config.resolved_block, preset=config.preset, **({"shortcut": config.shortcut} if config.shortcut else {}),
             **config.variant_kwargs(),  # He 2016 ablations (variants.py); {} by default
             l2=config.weight_decay / 2)  # L2(l2) has gradient 2*l2*w = wd*w (paper semantics)
     finally:
@@ -220,7 +221,7 @@ def load_splits(config: config_lib.Config, data_dir=None) -> datasets.Splits:
                                  val_fraction=config.val_fraction,
                                  normalization=config.normalization,
                                  synthetic_size=(config.synthetic_train, config.synthetic_test),
-                                 seed=config.seed)
+                                 seed=config.seed, label_mode=config.label_mode)
 
 
 def count_params(model: keras.Model) -> int:

@@ -108,12 +108,12 @@ def test_nothing_found_names_places_and_fix(no_env, monkeypatch):
 
 
 def test_failed_download_is_one_line_data_error(no_env, monkeypatch):
-    import keras
+    from cifar_resnet import datasets
 
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://...: None -- [Errno -3]\nno network")
+        raise OSError("URL fetch failure on https://...: None -- [Errno -3]\nno network")
 
-    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(datasets, "_download", offline)
     with pytest.raises(data.DataError, match="network") as error:
         data.find_cifar10()
     assert "\n" not in str(error.value) and "--data-dir" in str(error.value)

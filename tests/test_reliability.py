@@ -360,13 +360,13 @@ def test_download_with_a_wrong_checksum_is_refused_and_kept_aside(tmp_path, monk
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
-    def fake_get_file(fname, origin, cache_dir, **kwargs):
-        path = pathlib.Path(cache_dir) / "datasets" / fname
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"not the CIFAR-10 archive")
-        return str(path)
+    from cifar_resnet import datasets
 
-    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    def fake_download(url, part):
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"not the CIFAR-10 archive")
+
+    monkeypatch.setattr(datasets, "_download", fake_download)
     cache = tmp_path / "keras" / "datasets"
     with pytest.raises(data.DataError, match="not the official .* refused it and kept it as"):
         data.find_cifar10()
