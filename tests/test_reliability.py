@@ -9,6 +9,7 @@ import errno
 import fcntl
 import io
 import json
+import math
 import os
 import pathlib
 import pickle
@@ -210,6 +211,23 @@ def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):
         assert got.path.split("/")[1:] == want.path.split("/")[1:]  # optimizer: sgd_<k>/
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7,
                                    err_msg=got.path)
+
+
+def test_best_checkpoint_saves_only_improvements_over_the_resumed_best(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best = reliability.BestCheckpoint(tmp_path / "best.keras", monitor="val_accuracy",
+                                      mode="max", best=0.5)  # a resumed run's best so far
+    best.set_model(model)
+    saved, save = [], reliability.atomic_save
+    monkeypatch.setattr(reliability, "atomic_save",
+                        lambda m, path: saved.append(float(m.layers[0].bias[0])) or save(m, path))
+    for accuracy in (0.4, 0.5, float("nan"), 0.6, 0.55, 0.7, 0.65):
+        model.layers[0].bias.assign([0.0 if math.isnan(accuracy) else accuracy])
+        best.on_epoch_end(0, {"val_accuracy": accuracy})
+    assert saved == pytest.approx([0.6, 0.7]) and best.best == 0.7
+    loaded = keras.saving.load_model(tmp_path / "best.keras")
+    assert float(loaded.layers[0].bias[0]) == pytest.approx(0.7)  # the best epoch's weights
+    assert not list(tmp_path.glob(".*tmp*"))
 
 
 # ---------------------------------------------------------------------------------------------
