@@ -50,7 +50,7 @@ fast-recipe: setup
 		--tta flip --out docs/fast
 	cp $(or $(RUNS_DIR),runs)/fast/resnet20/seed0/history.csv docs/fast/
 
-.PHONY: setup train smoke test clean-venv table6 figure6 v2 keras-example mini-repro fast-recipe
+.PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro fast-recipe
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
 # its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it.
@@ -75,8 +75,13 @@ smoke: setup
 	$(PY) -m cifar_resnet train --dataset synthetic --depth 8 --epochs 2 \
 		--set synthetic_train=512 --set synthetic_test=256 --workdir runs/smoke $(ARGS)
 
+# make test: every test (several minutes on 2 CPU cores). make test-fast: all but the ones marked
+# slow (very deep nets, SIGKILL/SIGTERM, multi-worker, other backends, notebooks, the install).
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -27,3 +27,47 @@ def tiny_config():
     return config_lib.resolve(overrides=dict(
         dataset="synthetic", depth=8, epochs=2, batch_size=64, synthetic_train=256,
         synthetic_test=128))
+
+
+# A tiny plain vs residual sweep on synthetic data, shared by the report and notebook tests.
+EXPERIMENT = '''"""A tiny plain vs residual sweep on synthetic data, for the report tests."""
+RECIPE = dict(dataset="synthetic", epochs=1, batch_size=64, synthetic_train=256,
+              synthetic_test=128)
+NETS = {"plain8": dict(depth=8, plain=True), "resnet8": dict(depth=8),
+        "resnet14": dict(depth=14)}
+PAPER = {"resnet8": dict(error=10.0, source="made up for the test")}
+PANELS = {"plain": ["plain8"], "resnet": ["resnet8"]}
+'''
+
+
+def _make_tiny_sweep(base: pathlib.Path) -> pathlib.Path:
+    """Writes base/experiments/figtest.py and trains base/runs/figtest; returns the latter.
+
+    plain8 and resnet8 seed0 are complete; plain8 seed1 is started (config.json only);
+    resnet14 is never run (means over seeds are checked on hand-made metrics below).
+    Idempotent: finished runs return at once, so test modules share one sweep under pytest's
+    base temporary folder.
+    """
+    (base / "experiments").mkdir(parents=True, exist_ok=True)
+    (base / "experiments" / "figtest.py").write_text(EXPERIMENT)
+    from cifar_resnet import config as config_lib, experiments, train
+
+    experiment = experiments.load_experiment(base / "experiments" / "figtest.py")
+    runs = base / "runs" / "figtest"
+    for net in ("plain8", "resnet8"):
+        train.run_experiment(experiments.run_config(experiment, net, 0), runs / net / "seed0",
+                             verbose=0)
+    (runs / "plain8" / "seed1").mkdir(exist_ok=True)
+    config_lib.save(experiments.run_config(experiment, "plain8", 1),
+                    runs / "plain8" / "seed1" / "config.json")
+    return runs
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The tiny sweep (trained once under pytest's base temporary folder, then reused), with its
+    experiment file found by name (`figtest`) for the module's tests."""
+    base = tmp_path_factory.getbasetemp() / "tiny_sweep"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFAR_RESNET_EXPERIMENTS", str(base / "experiments"))
+        yield _make_tiny_sweep(base)

@@ -52,6 +52,7 @@ SCRIPT = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend, strategy", [("jax", "mirrored"), ("torch", "one")])
 def test_backend_runs_models_and_runner(backend, strategy, tmp_path):
     if importlib.util.find_spec(backend) is None:

@@ -149,6 +149,7 @@ MIRRORED = """
 """
 
 
+@pytest.mark.slow
 def test_mirrored_matches_one_device_and_resumes(tmp_path):
     code = MIRRORED.replace("dict(TINY)", repr(TINY)).replace('"RUN"', repr(str(tmp_path / "run")))
     [r] = finish(python(code))
@@ -185,6 +186,7 @@ WORKER = """
 """
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost(tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

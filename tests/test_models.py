@@ -44,7 +44,8 @@ def bf16_policy():
 # moving statistics are buffers, not parameters, there).
 @pytest.mark.parametrize("depth, expected", [
     (20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018),
-    (110, 1_727_962), (1202, 19_421_274)])
+    pytest.param(110, 1_727_962, marks=pytest.mark.slow),
+    pytest.param(1202, 19_421_274, marks=pytest.mark.slow)])
 def test_v1_paper_trainable_counts(depth, expected):
     assert trainable_count(models.resnet_v1(depth=depth)) == expected
 
@@ -56,14 +57,17 @@ def test_plain_and_option_a_have_equal_counts(depth):
     assert plain.count_params() == resnet.count_params()
 
 
-@pytest.mark.parametrize("depth, expected", [(164, 1_703_258),
-                                             (1001, 10_327_706)])
+@pytest.mark.parametrize("depth, expected", [
+    pytest.param(164, 1_703_258, marks=pytest.mark.slow),
+    pytest.param(1001, 10_327_706, marks=pytest.mark.slow)])
 def test_v2_paper_trainable_counts(depth, expected):
     assert trainable_count(models.resnet_v2(depth=depth)) == expected
 
 
 @pytest.mark.parametrize("depth, millions", [
-    (18, 11.7), (34, 21.8), (50, 25.6), (101, 44.5), (152, 60.2)])
+    (18, 11.7), (34, 21.8), pytest.param(50, 25.6, marks=pytest.mark.slow),
+    pytest.param(101, 44.5, marks=pytest.mark.slow),
+    pytest.param(152, 60.2, marks=pytest.mark.slow)])
 def test_imagenet_counts(depth, millions):
     count = trainable_count(models.resnet_imagenet(depth))
     assert abs(count / (millions * 1e6) - 1) < 0.005

@@ -7,7 +7,6 @@ import pathlib
 
 import nbformat
 import pytest
-from test_report import make_tiny_sweep
 
 from cifar_resnet import plots
 
@@ -16,7 +15,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 _spec = importlib.util.spec_from_file_location("notebooks_execute", ROOT / "notebooks" / "execute.py")
 execute = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(execute)
-# What each notebook must show for the report of the tiny sweep (test_report.make_tiny_sweep).
+# What each notebook must show for the report of the tiny sweep (conftest.py's `sweep` fixture).
 EXPECTED = {
     "01_degradation_curves": "resnet8 seed0: complete",
     "02_results_vs_paper": "| resnet8 | 0.08M | 10.00 | made up for the test |",
@@ -66,6 +65,7 @@ def test_committed_notebooks_carry_their_outputs(path):
     _shows_its_result(path.stem, _outputs(nb))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_from_a_fresh_clone_on_the_committed_report(path, monkeypatch):
     monkeypatch.delenv("CIFAR_RESNET_RUNS", raising=False)
@@ -73,18 +73,16 @@ def test_notebook_runs_from_a_fresh_clone_on_the_committed_report(path, monkeypa
 
 
 @pytest.fixture(scope="module")
-def report_env(tmp_path_factory):
-    """The report of test_report's tiny sweep (built once), as the notebooks' RUNS."""
-    base = tmp_path_factory.getbasetemp() / "tiny_sweep"
+def report_env(sweep, tmp_path_factory):
+    """The report of the tiny sweep (conftest.py, built once), as the notebooks' RUNS."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CIFAR_RESNET_EXPERIMENTS", str(base / "experiments"))
-        sweep = make_tiny_sweep(base)
         report = tmp_path_factory.mktemp("notebook_report")
         plots.write_report(sweep, report)
         mp.setenv("CIFAR_RESNET_RUNS", str(report))
         yield report  # the kernel inherits this process's environment
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_draws_a_reports_runs(path, report_env):
     outputs = _outputs(execute.execute(path))

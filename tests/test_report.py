@@ -2,55 +2,14 @@
 
 import csv
 import os
-import pathlib
 
 import keras
 import numpy as np
 import pytest
 
-from cifar_resnet import analysis, experiments, files, models, plots, train
+from cifar_resnet import analysis, files, models, plots, train
 from cifar_resnet import config as config_lib
 from cifar_resnet.__main__ import main
-
-EXPERIMENT = '''"""A tiny plain vs residual sweep on synthetic data, for the report tests."""
-RECIPE = dict(dataset="synthetic", epochs=1, batch_size=64, synthetic_train=256,
-              synthetic_test=128)
-NETS = {"plain8": dict(depth=8, plain=True), "resnet8": dict(depth=8),
-        "resnet14": dict(depth=14)}
-PAPER = {"resnet8": dict(error=10.0, source="made up for the test")}
-PANELS = {"plain": ["plain8"], "resnet": ["resnet8"]}
-'''
-
-
-def make_tiny_sweep(base: pathlib.Path) -> pathlib.Path:
-    """Writes base/experiments/figtest.py and trains base/runs/figtest; returns the latter.
-
-    plain8 and resnet8 seed0 are complete; plain8 seed1 is started (config.json only);
-    resnet14 is never run (means over seeds are checked on hand-made metrics below).
-    Idempotent: finished runs return at once, so test modules share one sweep under pytest's
-    base temporary folder.
-    """
-    (base / "experiments").mkdir(parents=True, exist_ok=True)
-    (base / "experiments" / "figtest.py").write_text(EXPERIMENT)
-    experiment = experiments.load_experiment(base / "experiments" / "figtest.py")
-    runs = base / "runs" / "figtest"
-    for net in ("plain8", "resnet8"):
-        train.run_experiment(experiments.run_config(experiment, net, 0), runs / net / "seed0",
-                             verbose=0)
-    (runs / "plain8" / "seed1").mkdir(exist_ok=True)
-    config_lib.save(experiments.run_config(experiment, "plain8", 1),
-                    runs / "plain8" / "seed1" / "config.json")
-    return runs
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """The tiny sweep, with its experiment file found by name (`figtest`, the folder's name)."""
-    base = tmp_path_factory.getbasetemp() / "tiny_sweep"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CIFAR_RESNET_EXPERIMENTS", str(base / "experiments"))
-        yield make_tiny_sweep(base)
-
 
 def test_table_of_a_sweep_has_a_row_per_net_with_only_complete_runs_averaged(sweep):
     rows = analysis.results_table(sweep)
