@@ -37,9 +37,17 @@ class Experiment:
 
 
 def experiments_dir() -> pathlib.Path:
-    """`$CIFAR_RESNET_EXPERIMENTS`, else the repository's `experiments/` folder."""
+    """Where experiment files are found by name.
+
+    `$CIFAR_RESNET_EXPERIMENTS` if set; else, in an installed copy (`pip install .`), the files
+    shipped with the package (`cifar_resnet/experiment_files`, built from `experiments/`); else
+    the repository's `experiments/` folder.
+    """
     override = os.environ.get("CIFAR_RESNET_EXPERIMENTS")
-    return pathlib.Path(override) if override else pathlib.Path(__file__).parents[1] / "experiments"
+    if override:
+        return pathlib.Path(override)
+    shipped = pathlib.Path(__file__).parent / "experiment_files"
+    return shipped if shipped.is_dir() else pathlib.Path(__file__).parents[1] / "experiments"
 
 
 def list_experiments() -> list[str]:
