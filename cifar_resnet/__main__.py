@@ -87,10 +87,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
          help="what --precision auto picks: float16 on GPU, bfloat16 on a CPU with native bf16 "
               "(avx512_bf16 or AMX), float32 on a CPU without (it says so)")
-    flag("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+    from cifar_resnet import config as config_lib, cpu  # neither imports TensorFlow
+    flag("--precision", choices=("auto", *cpu.PRECISIONS),
          help="Keras dtype policy; auto (default): from --mixed-precision and the hardware. "
               "config.json records the one used; a resumed run keeps it")
-    flag("--strategy", choices=("auto", "one", "mirrored", "multiworker"),
+    flag("--strategy", choices=config_lib.STRATEGIES,
          help="auto (default: mirrored if >1 GPU), one, mirrored (local GPUs), multiworker "
               "(TF_CONFIG); --batch-size is the global batch, --lr is not rescaled")
     _add_set_flag(p)

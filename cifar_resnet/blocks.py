@@ -16,7 +16,7 @@ import sys
 import keras
 from keras import layers
 
-from cifar_resnet import architecture, variants
+from cifar_resnet import architecture, presets, variants
 from cifar_resnet.layers import BatchNormalization, ZeroPadShortcut
 
 INITIALIZERS = {
@@ -59,11 +59,16 @@ def bn_act(x, activation, batch_normalization, *, momentum, epsilon,
     return x
 
 
+_PAPER = presets.PRESETS["paper"]["model"]  # resnet_layer's defaults are the paper preset's
+
+
 def resnet_layer(inputs, num_filters=16, kernel_size=3, strides=1,
                  activation="relu", batch_normalization=True, conv_first=True,
-                 *, use_bias=False, l2=5e-5, bn_momentum=0.9, bn_epsilon=1e-5,
-                 kernel_initializer="torch_conv", regularize_all=True,
-                 torch_padding=True, name=None, suffix=""):
+                 *, use_bias=_PAPER["use_bias"], l2=_PAPER["l2"],
+                 bn_momentum=_PAPER["bn_momentum"], bn_epsilon=_PAPER["bn_epsilon"],
+                 kernel_initializer=_PAPER["kernel_initializer"],
+                 regularize_all=_PAPER["regularize_all"],
+                 torch_padding=_PAPER["torch_padding"], name=None, suffix=""):
     """Conv-BN-activation (or BN-activation-conv) stack.
 
     The building block of the Keras CIFAR-10 ResNet example, with the

@@ -35,6 +35,7 @@ from typing import Any
 
 import keras
 
+from cifar_resnet.choices import check_choice
 from cifar_resnet.config import STRATEGIES, ConfigError
 
 # What a non-chief worker copies from the chief's run directory to resume at the same epoch.
@@ -82,8 +83,7 @@ def gpu_count() -> int:
 
 def resolve_name(name: str) -> str:
     """Maps "auto" to "mirrored" (more than one GPU) or "one"; checks the name."""
-    if name not in STRATEGIES:
-        raise StrategyError(f"strategy {name!r} is not one of {', '.join(map(repr, STRATEGIES))}")
+    check_choice("strategy", name, STRATEGIES, StrategyError)
     if name != "auto":
         return name
     return "mirrored" if gpu_count() > 1 and keras.backend.backend() != "torch" else "one"
