@@ -58,7 +58,7 @@ def _experiments_epilog() -> str:
 
 def _add_set_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config field, e.g. --set val_fraction=0 (YAML value)")
+                   help="any config field, e.g. --set val_fraction=0.1 (YAML value)")
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -133,8 +133,9 @@ def _report(args) -> int:
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     flag = p.add_argument
     flag("run_dir", metavar="RUN_DIR", help="a run directory (config.json and a checkpoint)")
-    flag("--checkpoint", default="best", choices=("best", "final"),
-         help="best validation accuracy (default) or the last epoch")
+    flag("--checkpoint", default="auto", choices=("auto", "best", "final"),
+         help="best: best validation accuracy; final: the last epoch; auto (default): best "
+              "if the run has a validation split, else final")
     flag("--tta", choices=("flip",), help="flip: average with the mirrored image")
     flag("--split", default="test", choices=("test", "val"),
          help="test (default) or val, the held-out tail of the training set")
@@ -149,7 +150,7 @@ def _evaluate(args) -> int:
     tta = (f" (without flip TTA {100 * r['error_without_tta']:.2f}%, change "
            f"{100 * r['tta_effect']:+.2f} points)" if args.tta else "")
     print(f"{args.run_dir}: {r['split']} error {100 * r['error']:.2f}% on {r['num_images']} "
-          f"images, {r['checkpoint']} checkpoint{tta}; wrote {', '.join(r['files'].values())}")
+          f"images, {r['checkpoint']} checkpoint ({r['checkpoint_rule']}){tta}; wrote {', '.join(r['files'].values())}")
     return 0
 
 

@@ -260,6 +260,9 @@ def format_markdown(rows: list[dict]) -> str:
             str(r["n"]), _pm(r["best_val_error_mean"], None),
             "" if r["epochs"] is None else str(r["epochs"]), r["status"]]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Ours: test error of each run's final model (the paper's protocol). best-by-val: "
+              "test error at the epoch of lowest validation error, only for runs that held out "
+              "a validation split (val_fraction > 0; the default trains on all 50k images)."]
     return "\n".join(lines) + "\n"
 
 

@@ -64,7 +64,10 @@ class Config:
     label_mode: str = "fine"       # "fine"; "coarse": CIFAR-100's 20 superclasses.
     data_dir: Optional[str] = None  # folder or archive; else $CIFAR10_DIR ($CIFAR100_DIR),
     #                                 else ~/.keras/datasets.
-    val_fraction: float = 0.1      # training images held out for model selection (paper: 5k of 50k).
+    val_fraction: Optional[float] = None  # training images held out for model selection.
+    #                                 None: 0, all 50k (the paper's Table 6 nets), for a new run;
+    #                                 a run directory made when 0.1 was the default keeps it
+    #                                 (RUN_DIR_DEFAULTS). 0.1: the paper's 45k/5k split.
     normalization: str = "pixel_mean"  # "pixel_mean" (paper) | "channel_std" | "none".
     augment: bool = True           # pad-4 random crop + horizontal flip (paper).
     synthetic_train: int = 2048    # images, dataset="synthetic" only.
@@ -120,6 +123,10 @@ class Config:
         return self.block or architecture.DEFAULT_BLOCKS.get(self.version, "basic")
 
     @property
+    def resolved_val_fraction(self) -> float:
+        return RUN_DIR_DEFAULTS["val_fraction"] if self.val_fraction is None else self.val_fraction
+
+    @property
     def resolved_warmup(self) -> int:
         if self.warmup_iterations is not None:
             return self.warmup_iterations
@@ -172,7 +179,7 @@ class Config:
                 raise ConfigError(f"{name} must be >= 1; got {value}")
         if self.epochs is None and self.iterations is None:
             raise ConfigError("set epochs or iterations")
-        if not 0 <= self.val_fraction < 1:
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1); got {self.val_fraction}")
         for name in ("lr", "warmup_lr"):
             if not getattr(self, name) > 0:
@@ -188,8 +195,10 @@ class Config:
         """Returns (steps_per_epoch, epochs, planned_iterations) for `num_train` images.
 
         A Keras "epoch" here is one logging period: a pass over the data, or `log_every`
-        iterations. Training runs whole periods, so it may pass `iterations` by less than one
-        (the paper's 64k at 352 per epoch: 182 epochs, 64,064 iterations).
+        iterations. Training runs whole periods, so it may pass `iterations` by less than one:
+        the paper's 64k on all 50k images at batch 128 (391 iterations per epoch, the last of
+        80 images) is 164 epochs, 64,124 iterations; on the 45k split (352 per epoch) 182
+        epochs, 64,064. The schedule's milestones are fractions of `iterations` (32k, 48k).
         """
         steps = math.ceil(num_train / self.batch_size)
         total = self.epochs * steps if self.epochs is not None else self.iterations
@@ -201,6 +210,12 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+# Fields whose default changed: None ("not given") means the value an existing run directory's
+# config.json holds, else this one, so that the command that made a run still resumes it
+# (`for_run_dir`). val_fraction was 0.1 (45k/5k) until 0 (all 50k, as the paper) became the
+# default.
+RUN_DIR_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0}
 
 
 def _unknown_keys(keys) -> str:
@@ -280,6 +295,27 @@ def _check_types(config: Config) -> None:
                               f"got {value!r}")
         if kind == "float":
             setattr(config, name, float(value))
+
+
+def for_run_dir(config: Config, saved: Optional[dict[str, Any]] = None) -> tuple[Config, list]:
+    """Fills the RUN_DIR_DEFAULTS fields left None: from `saved`, else with their defaults.
+
+    Args:
+        config: a resolved Config.
+        saved: the run directory's config.json as a dict, or None for a new run.
+
+    Returns:
+        (the filled Config, [(field, value)] taken from `saved` that differ from the default).
+    """
+    values, kept = {}, []
+    for name, default in RUN_DIR_DEFAULTS.items():
+        if getattr(config, name) is None:
+            values[name] = (saved or {}).get(name, default)
+            if values[name] is None:
+                values[name] = default
+            if values[name] != default:
+                kept.append((name, values[name]))
+    return dataclasses.replace(config, **values), kept
 
 
 def save(config: Config, path) -> None:

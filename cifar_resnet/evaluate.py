@@ -27,7 +27,7 @@ from cifar_resnet import datasets, files, layers, pipeline, train  # noqa: F401 
 #                                                      the custom layers load_model needs)
 from cifar_resnet.choices import check_choice
 
-CHECKPOINTS = ("best", "final")
+CHECKPOINTS = ("auto", "best", "final")  # auto: best with a validation split, else final
 SPLITS = ("test", "val")
 TTAS = (None, "flip")
 
@@ -114,13 +114,16 @@ def plot_wrong(summary, images, path, columns=8) -> None:
     fig.savefig(path, dpi=120)
 
 
-def evaluate(run_dir, *, checkpoint="best", tta=None, split="test", out=None,
+def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
              top_wrong=16) -> dict:
     """Evaluates a run's checkpoint on a split and writes the JSON and PNG reports.
 
     Args:
         run_dir: A run directory of `train.run_experiment` (config.json and a checkpoint).
-        checkpoint: "best" (best validation accuracy) or "final".
+        checkpoint: "best" (best validation accuracy), "final", or "auto": "best" when the
+            run held out a validation split (val_fraction > 0), else "final" (the paper's
+            protocol, the only model a run on all 50k images has). The report's
+            "checkpoint" names the one used, "checkpoint_rule" why.
         tta: None, or "flip" for flip test-time augmentation.
         split: "test" or "val" (the held-out part of the training set).
         out: Output folder; default RUN_DIR/eval.
@@ -141,12 +144,18 @@ def evaluate(run_dir, *, checkpoint="best", tta=None, split="test", out=None,
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise EvaluationError(f"{run_dir} is not a run directory (no config.json)")
+    config = config_lib.load(run_dir / "config.json")
+    rule = "as asked"
+    if checkpoint == "auto":
+        has_val = config.resolved_val_fraction > 0
+        checkpoint = "best" if has_val else "final"
+        rule = ("auto: the run has a validation split" if has_val
+                else "auto: no validation split, so no best checkpoint")
     model_path = run_dir / f"{checkpoint}.keras"
     if not model_path.is_file():
         other = "final" if checkpoint == "best" else "best"
         raise EvaluationError(f"{model_path} not found (training unfinished, or no validation "
                               f"split for 'best'); try --checkpoint {other}")
-    config = config_lib.load(run_dir / "config.json")
     splits = train.load_splits(config)
     chosen = splits.test if split == "test" else splits.val
     if chosen is None:
@@ -157,7 +166,8 @@ def evaluate(run_dir, *, checkpoint="best", tta=None, split="test", out=None,
     model = keras.saving.load_model(model_path, compile=False)
     kw = dict(mean=splits.mean, std=splits.std)
     probs = predict(model, images, **kw)
-    report = {"run_dir": str(run_dir), "checkpoint": checkpoint, "split": split, "tta": tta}
+    report = {"run_dir": str(run_dir), "checkpoint": checkpoint, "checkpoint_rule": rule,
+              "split": split, "tta": tta}
     if tta:
         plain_error = float(np.mean(probs.argmax(axis=1) != labels))
         probs = predict(model, images, tta=tta, **kw)

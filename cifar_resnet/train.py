@@ -1,17 +1,20 @@
 """The experiment runner: `run_experiment(config, workdir)` trains one net into one run directory.
 
 The recipe is He et al. 2015, section 4.2 (SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
-divided by 10 at 32k and 48k iterations, 64k iterations, 45k/5k train/val split, pad-4 crop and
-flip); `config.py` holds it and the keras-example preset.
+divided by 10 at 32k and 48k iterations, 64k iterations, pad-4 crop and flip, all 50k training
+images; the 45k/5k train/val split with `val_fraction=0.1`); `config.py` holds it and the
+keras-example preset.
 
 The run directory is the unit of work. It holds:
     config.json     the resolved config, written before the first step
     history.csv     one row per epoch (or log_every iterations): lr, train/val/test loss and
                     error, wall time
-    best.keras      the model with the best validation accuracy so far
+    best.keras      the model with the best validation accuracy so far (only with a
+                    validation split, val_fraction > 0)
     final.keras     the model at the end of training
-    metrics.json    written at the end: final and best-by-validation test error, params,
-                    images/s of the training batches, start-up cost, precision, CPU, ...
+    metrics.json    written at the end: final test error (and, with a validation split, the
+                    best-by-validation epoch and errors), params, images/s of the training
+                    batches, start-up cost, precision, CPU, ...
     data.json       the identity of the data (SHA-256 of its content; dataid.py) and its path
     backup/         resume state (reliability.Checkpointer); removed at the end
     tensorboard/    TensorBoard logs
@@ -184,16 +187,18 @@ def _trim_history(path: pathlib.Path, epochs_done: int) -> list[dict]:
     return read_history(path)
 
 
-def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
-    """Refuses a `workdir` that holds a run of another config, or of another precision.
+def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config_lib.Config:
+    """`config` as this run directory's run; refuses a `workdir` that holds a run of another
+    config, or of another precision.
 
     `config.precision` is resolved. A config.json from before the `precision` field gets the
     policy the code of that time used (cpu.legacy_precision), so that an old run resumes here
-    only in the precision it started in.
+    only in the precision it started in. Fields left None (config.RUN_DIR_DEFAULTS) take the
+    saved values, so the command that made a run before a default changed still resumes it.
     """
     saved_path = workdir / "config.json"
     if not saved_path.exists():
-        return
+        return config_lib.for_run_dir(config)[0]
     saved = config_lib.load(saved_path).to_dict()
     if saved["precision"] in (None, "auto"):
         saved["precision"] = cpu.legacy_precision(saved["mixed_precision"],
@@ -203,12 +208,19 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> None:
             f"{workdir} holds a run trained in {saved['precision']}, but this run would train in "
             f"{config.precision}; pass --precision {saved['precision']} to resume it, or use "
             "another --workdir")
+    config, kept = config_lib.for_run_dir(config, saved)
     # Where the data was read from is not the run's identity; its content is (dataid.check).
     diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k != "data_dir"]
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
         raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
                                      "use another --workdir, or the same settings to resume")
+    if kept:
+        print(f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its "
+              "config.json (the default when it was made; today's is "
+              f"{', '.join(f'{k}={config_lib.RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})",
+              file=sys.stderr)
+    return config
 
 
 def load_splits(config: config_lib.Config, data_dir=None) -> datasets.Splits:
@@ -218,7 +230,7 @@ def load_splits(config: config_lib.Config, data_dir=None) -> datasets.Splits:
     `data_dir` replaces `config.data_dir` (e.g. a path made relative to another folder).
     """
     return datasets.load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
-                                 val_fraction=config.val_fraction,
+                                 val_fraction=config.resolved_val_fraction,
                                  normalization=config.normalization,
                                  synthetic_size=(config.synthetic_train, config.synthetic_test),
                                  seed=config.seed, label_mode=config.label_mode)
@@ -258,8 +270,7 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     workdir = pathlib.Path(workdir)
     config.validate()
     # Resolved before config.json is written or compared, so that it states the policy used.
-    config = resolve_precision(config)
-    _check_resumable(config, workdir)
+    config = _check_resumable(resolve_precision(config), workdir)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy must be created first.
     placement = distribute.placement(config.strategy)
     if placement.num_replicas > 1:
@@ -404,12 +415,14 @@ def summarize(history, params, images_per_epoch, train_times=()) -> dict:
     # primitives: its excess over a later period is the start-up cost, kept out of the rate.
     steady = sorted(train_times[1:])
     median = steady[len(steady) // 2] if steady else None
+    # Without a validation split there is no model selection: the best-by-validation fields
+    # are left out rather than set to None, so no reader mistakes them for measured values.
+    selected = {"best_val_epoch": int(best["epoch"]) + 1, "best_val_error": best["val_error"],
+                "best_test_error": best["test_error"]} if best else {}
     return {
         "status": "complete",
         "final_test_error": last["test_error"],
-        "best_val_epoch": int(best["epoch"]) + 1 if best else None,
-        "best_val_error": best["val_error"] if best else None,
-        "best_test_error": best["test_error"] if best else None,
+        **selected,
         "final_train_error": last["error"],
         "params": int(params),
         "epochs": len(history),

@@ -9,7 +9,8 @@ once) and plain-110, which the paper trained but did not plot (caption: "The err
 is higher than 60% and not displayed"); it appears in the results table, not in the panels.
 
 Plain nets are the same stacks of 3x3 layers without shortcuts. Recipe as Table 6 (see
-table6.py): SGD, batch 128, lr 0.1 /10 at 32k and 48k, 64k iterations, weight decay 1e-4.
+table6.py): SGD, batch 128, lr 0.1 /10 at 32k and 48k, 64k iterations (164 epochs of 391 =
+64,124), weight decay 1e-4, all 50,000 training images, final test error reported.
 The paper gives no numbers for the plain nets; the residual nets' errors are Table 6's.
 """
 
@@ -22,7 +23,8 @@ RECIPE = dict(
     iterations=64000,         # SGD iterations at batch 128 (paper: 64k)
     lr_milestones=(0.5, 0.75),  # fractions of the iterations: 32k and 48k (paper)
     lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on
-    val_fraction=0.1,         # 45k/5k train/val split (paper)
+    # all 50k training images: val_fraction left unset (the default), so a run directory
+    # made when the default was the 45k/5k split resumes as it was; --set val_fraction=0.1 for it.
 )
 
 NETS = {

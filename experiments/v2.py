@@ -6,8 +6,8 @@ v1 vs v2; and ResNet-1001 v2 (bottleneck). The paper's v1 1001-layer net (7.61%)
 PAPER for reference but not trained here: the issue asks for ResNet-1001 v2 only.
 
 Recipe (He 2016 sec 4 / appendix, as He 2015's): batch 128, lr 0.1 divided by 10 at 32k and 48k
-iterations, 64k iterations, weight decay 1e-4, momentum 0.9; 0.01 warm-up for 400 iterations at
-depth >= 110 (He 2016 uses it for ResNet-110 and ResNet-1001 v1; we apply the default rule).
+iterations, 64k iterations (164 epochs of all 50k images = 64,124), weight decay 1e-4, momentum
+0.9, final test error reported; 0.01 warm-up for 400 iterations at depth >= 110 (He 2016 uses it for ResNet-110 and ResNet-1001 v1; we apply the default rule).
 Bottleneck nets use projection shortcuts where the shape changes (option B): with it ResNet-164
 has 1.7M parameters, the paper's count. The paper's ResNet-1001 v2 4.92% is with batch 128 on
 2 GPUs; its Table 4 also gives 4.62% with batch 64, not reproduced here.
@@ -26,7 +26,8 @@ RECIPE = dict(
     iterations=64000,         # SGD iterations at batch 128 (He 2016: 64k)
     lr_milestones=(0.5, 0.75),  # fractions of the iterations: 32k and 48k
     lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on
-    val_fraction=0.1,         # 45k/5k train/val split for model selection
+    # all 50k training images: val_fraction left unset (the default), so a run directory
+    # made when the default was the 45k/5k split resumes as it was; --set val_fraction=0.1 for it.
 )
 
 NETS = {

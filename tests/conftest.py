@@ -22,11 +22,12 @@ def real_data():
 
 @pytest.fixture
 def tiny_config():
-    """A v1 depth-8 net on a small synthetic set: about 4 iterations per epoch."""
+    """A v1 depth-8 net on a small synthetic set: about 4 iterations per epoch, with a 10%
+    validation split (so best.keras and the best-by-validation metrics exist)."""
     from cifar_resnet import config as config_lib
     return config_lib.resolve(overrides=dict(
         dataset="synthetic", depth=8, epochs=2, batch_size=64, synthetic_train=256,
-        synthetic_test=128))
+        synthetic_test=128, val_fraction=0.1))
 
 
 # A tiny plain vs residual sweep on synthetic data, shared by the report and notebook tests.

@@ -16,13 +16,31 @@ def test_defaults_are_the_papers_recipe():
     c = config_lib.resolve()
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size) == ("sgd", 0.1, 0.9, 1e-4, 128)
     assert (c.iterations, c.lr_milestones, c.lr_factors) == (64000, (0.5, 0.75), (0.1, 0.01))
-    assert (c.shortcut, c.val_fraction, c.normalization, c.augment) == (None, 0.1, "pixel_mean", True)
+    assert (c.shortcut, c.normalization, c.augment) == (None, "pixel_mean", True)
+    # All 50k training images (the paper's Table 6 nets): no split unless asked for.
+    assert c.val_fraction is None and c.resolved_val_fraction == 0.0
+    assert config_lib.for_run_dir(c)[0].val_fraction == 0.0
 
 
-def test_plan_of_the_paper_45k_split():
+def test_plan_of_the_paper_on_50k_and_on_the_45k_split():
+    # 50k / 128 = 391 iterations per epoch (the last batch 80 images); 64k -> 164 whole epochs,
+    # 64,124 iterations; the schedule's milestones stay fractions of the planned 64,000.
+    steps, epochs, planned = Config().plan(50000)
+    assert (steps, epochs, planned, steps * epochs) == (391, 164, 64000, 64124)
     # 45k images / 128 = 352 iterations per epoch; 64k iterations -> 182 epochs.
     assert Config().plan(45000) == (352, 182, 64000)
     assert Config(epochs=3).plan(45000) == (352, 3, 1056)
+
+
+def test_a_run_dir_made_under_the_old_default_keeps_its_split_unless_one_is_given():
+    old = {"val_fraction": 0.1}
+    default = config_lib.resolve()
+    assert config_lib.for_run_dir(default, old) == (
+        config_lib.resolve(overrides={"val_fraction": 0.1}), [("val_fraction", 0.1)])
+    assert config_lib.for_run_dir(default, {"val_fraction": 0.0}) == (
+        config_lib.resolve(overrides={"val_fraction": 0.0}), [])
+    given = config_lib.resolve(overrides={"val_fraction": 0.0})  # given: never replaced
+    assert config_lib.for_run_dir(given, old) == (given, [])
 
 
 def test_warmup_is_automatic_from_depth_110():
@@ -35,6 +53,7 @@ def test_keras_example_preset():
     c = config_lib.resolve(overrides={"preset": "keras-example"})
     assert (c.optimizer, c.lr, c.batch_size, c.epochs, c.plateau_patience) == (
         "adam", 1e-3, 32, 200, 5)
+    assert c.val_fraction == 0.1  # selects on a 45k/5k split, where the example used the test set
     assert c.weight_decay == 2e-4  # the example's L2(1e-4) in the paper's terms
 
 

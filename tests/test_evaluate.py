@@ -13,11 +13,11 @@ from cifar_resnet.__main__ import main
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One tiny run shared by the module (the `tiny_config` settings; fixtures of function scope
-    cannot feed a module-scoped one)."""
+    """One tiny run with a validation split shared by the module (the `tiny_config` settings;
+    fixtures of function scope cannot feed a module-scoped one)."""
     config = config_lib.resolve(overrides=dict(
         dataset="synthetic", depth=8, epochs=2, batch_size=64, synthetic_train=256,
-        synthetic_test=128))
+        synthetic_test=128, val_fraction=0.1))
     workdir = tmp_path_factory.mktemp("run")
     train.run_experiment(config, workdir, verbose=0)
     return workdir
@@ -86,6 +86,26 @@ def test_val_split_is_the_held_out_tail(run, tmp_path):
     assert report["num_images"] == round(0.1 * 256)
     assert np.sum(report["confusion_matrix"]) == report["num_images"]
     assert (tmp_path / "val-best.json").exists()
+
+
+def test_auto_checkpoint_is_best_with_a_split_and_final_without(run, tmp_path, capsys):
+    with_split = evaluate.evaluate(run, out=tmp_path / "a")  # checkpoint="auto", the default
+    assert with_split["checkpoint"] == "best" and "validation split" in with_split["checkpoint_rule"]
+    assert with_split["error"] == pytest.approx(
+        files.read_json(run / "metrics.json")["best_test_error"], abs=1e-6)
+    # A run on every training image (the default since issue 12) has only final.keras.
+    alone = tmp_path / "no_split"
+    alone.mkdir()
+    saved = files.read_json(run / "config.json")
+    files.write_json(alone / "config.json", {**saved, "val_fraction": 0.0})
+    (alone / "final.keras").write_bytes((run / "final.keras").read_bytes())
+    report = evaluate.evaluate(alone)
+    assert report["checkpoint"] == "final" and "no validation split" in report["checkpoint_rule"]
+    assert (alone / "eval" / "test-final.json").exists()
+    assert main(["evaluate", str(alone), "--out", str(tmp_path / "b")]) == 0
+    assert "final checkpoint (auto: no validation split" in capsys.readouterr().out
+    with pytest.raises(evaluate.EvaluationError, match="--checkpoint final"):
+        evaluate.evaluate(alone, checkpoint="best")
 
 
 def test_cli_evaluates_and_reports_errors_in_one_line(run, tmp_path, capsys):

@@ -18,7 +18,8 @@ def test_table_of_a_sweep_has_a_row_per_net_with_only_complete_runs_averaged(swe
     metrics = files.read_json(sweep / "resnet8" / "seed0" / "metrics.json")
     assert resnet["n"] == 1 and resnet["error_std"] is None
     assert resnet["error_mean"] == pytest.approx(100 * metrics["final_test_error"])
-    assert resnet["best_val_error_mean"] == pytest.approx(100 * metrics["best_test_error"])
+    # All training images by default: no validation split, so no best-by-validation numbers.
+    assert "best_test_error" not in metrics and resnet["best_val_error_mean"] is None
     assert resnet["paper_error"] == 10.0 and resnet["paper_source"] == "made up for the test"
     assert resnet["params"] == 75_290 and resnet["epochs"] == 1
     assert plain["n"] == 1 and plain["paper_error"] is None
@@ -52,6 +53,7 @@ def test_mean_and_sample_std_over_seeds_from_hand_made_metrics(tmp_path):
 
     md, table = analysis.write_table([row], tmp_path / "out")
     assert "| resnet20 | 0.27M |  |  | 11.00 ± 1.41 | 2 | 12.00 | 182 |" in md.read_text()
+    assert "final model (the paper's protocol)" in md.read_text()
     with table.open() as f:
         [saved] = list(csv.DictReader(f))
     assert float(saved["error_mean"]) == pytest.approx(11.0) and saved["paper_error"] == ""

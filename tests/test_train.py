@@ -52,6 +52,40 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     assert best(x).shape == (64, 10)
 
 
+def test_by_default_a_run_trains_on_every_image_and_keeps_only_the_final_model(tiny_config,
+                                                                                tmp_path):
+    config = dataclasses.replace(tiny_config, val_fraction=None)  # not given: the default
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert config_lib.load(tmp_path / "config.json").val_fraction == 0.0
+    assert (tmp_path / "final.keras").exists() and not (tmp_path / "best.keras").exists()
+    history = train.read_history(tmp_path / "history.csv")
+    assert [r["iterations"] for r in history] == [4, 8]  # all 256 images, batch 64
+    assert all(np.isnan(r["val_error"]) for r in history)
+    assert metrics["final_test_error"] == history[-1]["test_error"]
+    assert not {"best_val_epoch", "best_val_error", "best_test_error"} & set(metrics)
+
+
+def test_a_run_dir_made_when_the_split_was_the_default_resumes_with_it(tiny_config, tmp_path,
+                                                                        capsys):
+    # The run directory of the default command before 50k became the default: its config.json
+    # says val_fraction 0.1, written by an earlier version that knew no other value.
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_Interrupt(2)], verbose=0)
+    assert config_lib.load(tmp_path / "config.json").val_fraction == 0.1
+    capsys.readouterr()
+    # The same command today leaves val_fraction unset: it resumes the 45k-style run.
+    metrics = train.run_experiment(dataclasses.replace(config, val_fraction=None), tmp_path,
+                                   verbose=0)
+    assert "keeps val_fraction=0.1 from its config.json" in capsys.readouterr().err
+    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1, 2]
+    assert metrics["iterations"] == 12 and "best_test_error" in metrics  # 230 images, as before
+    assert config_lib.load(tmp_path / "config.json").val_fraction == 0.1
+    # Asking for all images explicitly is another run, refused as before.
+    with pytest.raises(ConfigError, match=r"another config \(val_fraction: 0.1 -> 0.0\)"):
+        train.run_experiment(dataclasses.replace(config, val_fraction=0.0), tmp_path, verbose=0)
+
+
 def test_interrupted_run_resumes_with_every_epoch_once(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, epochs=3)
     with pytest.raises(KeyboardInterrupt):
@@ -161,12 +195,19 @@ def test_cli_trains_and_resumes(tmp_path):
     assert "final test error" in first.stdout
     again = _cli(*args, cwd=root)
     assert again.returncode == 0 and "already complete" in again.stderr
+    # The config.json an earlier version wrote for this command (the default then held out
+    # 10%): the same command is not refused.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["val_fraction"] == 0.0
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "val_fraction": 0.1}))
+    old = _cli(*args, cwd=root)
+    assert old.returncode == 0 and "already complete" in old.stderr, old.stderr
+    assert "keeps val_fraction=0.1" in old.stderr
 
 
 def test_a_tiny_net_learns_real_cifar10_in_one_short_epoch(real_data, tmp_path):
     # 150 iterations: one short epoch (19,200 images).
-    config = config_lib.resolve(overrides=dict(depth=8, iterations=150, data_dir=str(real_data),
-                                               val_fraction=0.0))
+    config = config_lib.resolve(overrides=dict(depth=8, iterations=150, data_dir=str(real_data)))
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert metrics["final_test_error"] < 0.75  # chance is 0.90
 
