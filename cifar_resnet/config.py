@@ -27,6 +27,8 @@ from cifar_resnet.choices import check_choice, closest
 # Where training runs (distribute.py): one device, local GPUs, several machines; auto picks.
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")  # SGD with momentum (paper); Adam (keras-example).
+# Training augmentations (pipeline.AUGMENTATIONS holds their functions).
+AUGMENTATIONS = ("crop_flip", "shift_flip")
 
 
 class ConfigError(ValueError):
@@ -69,7 +71,11 @@ class Config:
     #                                 a run directory made when 0.1 was the default keeps it
     #                                 (RUN_DIR_DEFAULTS). 0.1: the paper's 45k/5k split.
     normalization: str = "pixel_mean"  # "pixel_mean" (paper) | "channel_std" | "none".
-    augment: bool = True           # pad-4 random crop + horizontal flip (paper).
+    augment: bool = True           # augment the training images (as `augmentation` says).
+    augmentation: str = "crop_flip"  # "crop_flip" (paper: pad-4 random crop, flip) |
+    #                                 "shift_flip" (the Keras example's ImageDataGenerator:
+    #                                 shifts uniform in +-10% per axis, bilinear, edge pixels
+    #                                 repeated, flip; pipeline.shift_flip_batch).
     synthetic_train: int = 2048    # images, dataset="synthetic" only.
     synthetic_test: int = 512
 
@@ -91,6 +97,9 @@ class Config:
     plateau_patience: Optional[int] = None  # epochs; None: no ReduceLROnPlateau.
     plateau_factor: float = math.sqrt(0.1)
     plateau_min_lr: float = 0.5e-6
+    plateau_survives_schedule: bool = True  # False: the schedule sets its rate afresh at every
+    #                                 epoch start, so the plateau's cuts reach no batch (the
+    #                                 Keras example's LearningRateScheduler; callbacks.py).
 
     # Run.
     seed: int = 0
@@ -156,6 +165,7 @@ class Config:
                               ("dataset", datasets.DATASETS),
                               ("normalization", datasets.NORMALIZATIONS),
                               ("optimizer", OPTIMIZERS), ("lr_schedule", schedules.SCHEDULES),
+                              ("augmentation", AUGMENTATIONS),
                               ("strategy", STRATEGIES),
                               ("precision", (None, "auto", *cpu.PRECISIONS))):
             check_choice(name, getattr(self, name), allowed, ConfigError)

@@ -62,8 +62,81 @@ def augment_batch(images, seed=None):
     return crop_and_flip(images, offsets[0], offsets[1], flips)
 
 
+# The Keras example's ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1): each axis
+# is shifted by up to this fraction of the image size (32 pixels: +-3.2).
+SHIFT_RANGE = 0.1
+
+
+def _shift_axis(images, offsets, axis):
+    """Samples `images` at `index + offset` along `axis` (1: rows, 2: columns), bilinearly,
+    with coordinates clamped to the image: edge pixels repeat ('nearest')."""
+    size = images.shape[axis]
+    pos = tf.clip_by_value(tf.range(size, dtype=tf.float32)[None, :] + offsets[:, None],
+                           0.0, size - 1.0)  # (B, size)
+    low = tf.floor(pos)
+    weight = pos - low
+    low = tf.cast(low, tf.int32)
+    high = tf.minimum(low + 1, size - 1)
+    a = tf.gather(images, low, axis=axis, batch_dims=1)
+    b = tf.gather(images, high, axis=axis, batch_dims=1)
+    weight = weight[:, :, None, None] if axis == 1 else weight[:, None, :, None]
+    return a + (b - a) * tf.cast(weight, images.dtype)
+
+
+def shift_and_flip(images, shifts, flips):
+    """Translates each image by a fractional shift, bilinearly, edge pixels repeated; flips some.
+
+    Keras 2's `ImageDataGenerator` (keras-preprocessing 1.0-1.1 `apply_affine_transform`):
+    `scipy.ndimage.affine_transform(x, identity, offset=(tx, ty), order=1, mode='nearest')` per
+    channel, that is output[i, j] = input(i + tx, j + ty), linear interpolation between the
+    four neighbours, and a coordinate outside the image takes the nearest edge pixel's value.
+    A translation is separable, so this resamples rows, then columns.
+
+    Args:
+        images: float (B, H, W, C) batch.
+        shifts: float (B, 2): (row, column) offset of the sampled point, in pixels; positive
+            moves the content up / left.
+        flips: (B,) bools; mirror the result left-right (after the shift, as Keras did).
+
+    Returns:
+        The (B, H, W, C) batch.
+    """
+    images = tf.convert_to_tensor(images)
+    shifts = tf.cast(shifts, tf.float32)
+    out = _shift_axis(_shift_axis(images, shifts[:, 0], 1), shifts[:, 1], 2)
+    return tf.where(tf.convert_to_tensor(flips)[:, None, None, None], tf.reverse(out, [2]), out)
+
+
+def shift_flip_batch(images, seed=None):
+    """The Keras example's training augmentation of a normalized float32 batch.
+
+    `ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1, fill_mode='nearest',
+    horizontal_flip=True)`: a shift drawn uniformly in [-3.2, 3.2] pixels per axis (continuous:
+    `np.random.uniform(-0.1, 0.1) * 32`), and a left-right flip with probability 1/2, on the
+    mean-subtracted image (the example subtracts the pixel mean before the generator).
+
+    Args:
+        images: float32 (B, H, W, C) normalized batch.
+        seed: None for stateful random ops, or a shape-(2,) int tensor for stateless ones.
+    """
+    batch = tf.shape(images)[0]
+    limit = SHIFT_RANGE * tf.constant([images.shape[1], images.shape[2]], tf.float32)
+    if seed is None:
+        unit = tf.random.uniform([batch, 2], -1.0, 1.0)
+        flips = tf.random.uniform([batch]) < 0.5
+    else:
+        seed_shifts, seed_flips = tf.unstack(tf.random.split(seed, 2))
+        unit = tf.random.stateless_uniform([batch, 2], seed_shifts, -1.0, 1.0)
+        flips = tf.random.stateless_uniform([batch], seed_flips) < 0.5
+    return shift_and_flip(images, unit * limit, flips)
+
+
+# The config's `augmentation` names (config.AUGMENTATIONS) -> batch augmentation functions.
+AUGMENTATIONS = {"crop_flip": augment_batch, "shift_flip": shift_flip_batch}
+
+
 def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
-                 drop_remainder=False, epochs=None) -> tf.data.Dataset:
+                 drop_remainder=False, epochs=None, augmentation="crop_flip") -> tf.data.Dataset:
     """Builds the input pipeline over in-memory uint8 images.
 
     Args:
@@ -74,7 +147,9 @@ def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
         std: Normalization std, from `compute_normalization`.
         training: If True, reshuffle the whole set every epoch and augment; else keep the
             order and only normalize.
-        augment: With `training`, whether to apply `augment_batch`.
+        augment: With `training`, whether to augment.
+        augmentation: A key of `AUGMENTATIONS`: "crop_flip" (`augment_batch`, the paper's) or
+            "shift_flip" (`shift_flip_batch`, the Keras example's).
         seed: Seed of the shuffle and augmentation: epochs differ, the sequence of epochs is
             reproducible.
         drop_remainder: Whether to drop the last incomplete batch.
@@ -86,6 +161,9 @@ def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
     Returns:
         A dataset of `(float32 (B, 32, 32, 3) images, int64 (B,) labels)`.
     """
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation {augmentation!r} is not one of "
+                         f"{', '.join(map(repr, AUGMENTATIONS))}")
     std = np.asarray(std, np.float32)
     scale = tf.constant(1 / (255 * std))
     shift = tf.constant(np.asarray(mean, np.float32) / std)
@@ -114,7 +192,7 @@ def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
 
     def load(indices, batch_seed):
         images = normalize(tf.gather(images_all, indices))
-        return (augment_batch(images, batch_seed) if augment else images,
+        return (AUGMENTATIONS[augmentation](images, batch_seed) if augment else images,
                 tf.gather(labels_all, indices))
 
     keys = (tf.data.Dataset.range(*epochs) if epochs is not None

@@ -9,7 +9,9 @@ recipe is the `config.Config` defaults, so its recipe side is empty.
 
 "keras-example" reproduces the old keras-team/keras ``examples/cifar10_resnet.py``: its nets
 exactly, and its recipe (Adam 1e-3, batch 32, 200 epochs, lr divided at epochs 81/121/161/181 by
-its ``epoch > 80`` ..., ReduceLROnPlateau with factor sqrt(0.1), patience 5, min_lr 0.5e-6).
+its ``epoch > 80`` ..., ReduceLROnPlateau with factor sqrt(0.1), patience 5, min_lr 0.5e-6,
+whose cuts its LearningRateScheduler undoes at every epoch start: `plateau_survives_schedule`
+False), and its ImageDataGenerator shifts and flips (`augmentation` "shift_flip").
 Where we differ: the example trains on all 50k and selects its best model on the test set; we
 hold out 5k (val_fraction 0.1, which the preset sets: the default is now all 50k) and select on
 them. Its L2(1e-4) is weight decay 2e-4 in the paper's terms.
@@ -59,6 +61,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             val_fraction=0.1,
             lr_milestones=(0.405, 0.605, 0.805, 0.905), lr_factors=(1e-1, 1e-2, 1e-3, 0.5e-3),
             weight_decay=2e-4, warmup_iterations=0, plateau_patience=5,
+            plateau_survives_schedule=False, augmentation="shift_flip",
         ),
     },
 }

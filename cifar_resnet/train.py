@@ -40,7 +40,7 @@ import tensorflow as tf
 from cifar_resnet import config as config_lib
 from cifar_resnet import cpu, dataid, datasets, distribute, files, models, pipeline
 from cifar_resnet import reliability, schedules
-from cifar_resnet.callbacks import StepSchedule
+from cifar_resnet.callbacks import lr_callbacks
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
                   "test_loss", "test_error", "epoch_time", "wall_time")
@@ -335,9 +335,9 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
     per_pass = math.ceil(len(splits.train[0]) / config.batch_size)
     first = min(epochs_done, epochs - 1) * steps_per_epoch
     train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,
-                                 seed=config.seed, **make,
-                                 epochs=(first // per_pass,
-                                         math.ceil(epochs * steps_per_epoch / per_pass)))
+                                     augmentation=config.augmentation, seed=config.seed, **make,
+                                     epochs=(first // per_pass,
+                                             math.ceil(epochs * steps_per_epoch / per_pass)))
     train_ds = train_ds.skip(first % per_pass)
     val_ds = pipeline.make_dataset(*splits.val, training=False, **make) if splits.val else None
     test_ds = pipeline.make_dataset(*splits.test, training=False, **make)
@@ -353,12 +353,8 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
                              started=started)
 
     stop = reliability.SignalStop()
-    cbs = [stop, StepSchedule(lr_fn), recorder,
-           reliability.DivergenceStop(steps_per_epoch)]
-    if config.plateau_patience is not None:
-        cbs.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss" if val_ds else "loss", factor=config.plateau_factor,
-            patience=config.plateau_patience, min_lr=config.plateau_min_lr))
+    step, *plateau = lr_callbacks(config, lr_fn, "val_loss" if val_ds else "loss")
+    cbs = [stop, step, recorder, reliability.DivergenceStop(steps_per_epoch), *plateau]
     if val_ds is not None:
         cbs.append(reliability.BestCheckpoint(
             workdir / "best.keras", monitor="val_accuracy", mode="max",

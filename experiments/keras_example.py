@@ -3,10 +3,16 @@
 The example's docstring tables report the test accuracy after 200 epochs of ResNet20/32/44/56/110
 v1 (n = 3/5/7/9/18 basic blocks) and ResNet56/110 v2 (n = 6/12 bottleneck blocks, its own
 pre-activation layout), trained with its recipe: Adam 1e-3, batch 32, 200 epochs, lr divided at
-epochs 81/121/161/181, ReduceLROnPlateau, shift/flip augmentation. The `keras-example` preset
-reproduces it (config.PRESETS and models.PRESETS). Its accuracies (%) are stored below as error
-= 100 - accuracy; they are the best-on-test-set checkpoint (the example selects on the test
-set), so compare them with our best-by-validation numbers knowing that difference.
+epochs 81/121/161/181 (0-based `epoch > 80` ...) by its LearningRateScheduler, which sets the
+rate at every epoch start and so undoes every cut of its ReduceLROnPlateau, and
+ImageDataGenerator shifts (uniform +-3.2 pixels per axis, bilinear, edges repeated) and flips.
+The `keras-example` preset reproduces it (config.PRESETS and models.PRESETS;
+`augmentation="shift_flip"`, `plateau_survives_schedule=False`). Its accuracies (%) are stored
+below as error = 100 - accuracy; they are the best-on-test-set checkpoint (the example trains on
+all 50k and selects on the test set; the preset holds out 5k and selects on them), so compare
+them with our best-by-validation numbers knowing that difference. They were published in
+November 2017, when ImageDataGenerator resampled shifts nearest-neighbour (bilinear from Keras
+2.1.4), so they may differ from the preset's for that reason too.
 """
 
 RECIPE = dict(
