@@ -91,7 +91,26 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-notf
+
+# Keras 3 on JAX with no TensorFlow installed (requirements-notf.txt), in its own venv: the
+# tests marked `notf` (the backend-neutral input path, train/resume/evaluate/report, the GPU
+# run's smoke test).
+NOTF_FILES = tests/test_device_input.py tests/test_notf.py tests/test_gpu_run.py
+.PHONY: test-notf
+test-notf: .venv-notf/.installed
+	KERAS_BACKEND=jax .venv-notf/bin/python -m pytest -q -m notf $(NOTF_FILES) $(ARGS)
+
+.venv-notf/.installed: requirements-notf.txt
+	@test -x .venv-notf/bin/python || $(PYTHON) -m venv .venv-notf
+	.venv-notf/bin/python -m pip install --quiet -r requirements-notf.txt
+	@touch $@
+
+# The GPU machine's carry-on (benchmarks/gpu/bundle.py): keras wheels for CPython 3.12 and
+# CIFAR-10 in a compact form, in the ignored folder .gpu-bundle (at most 55 MiB).
+.PHONY: gpu-bundle
+gpu-bundle: setup
+	$(PY) -m benchmarks.gpu.bundle --out .gpu-bundle $(if $(DATA_DIR),--data $(DATA_DIR))
 
 # Side-by-side training throughput vs the PyTorch reference (needs the bench extra: torch).
 # make bench [QUICK=1] [NETS=resnet20_v1,...] [IMPLS=keras,torch,keras:noaug,...] [DATA_DIR=...]

@@ -18,10 +18,9 @@ from typing import Any, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import files, pipeline, train
+from cifar_resnet import device_input, files, train
 from cifar_resnet import models  # noqa: F401  (registers the custom layers load_model needs)
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
@@ -337,8 +336,8 @@ def layer_responses(model: keras.Model, images, batch_size: int = 250,
 
     Args:
         model: a v1/plain net built by `models` (or loaded from a run's .keras file).
-        images: normalized float32 images (N, 32, 32, 3), or a tf.data.Dataset of image
-            batches or of (images, labels) batches, as `pipeline.make_dataset` gives.
+        images: normalized float32 images (N, 32, 32, 3), or a tf.data.Dataset or PyDataset
+            of image batches or of (images, labels) batches, as `make_test_dataset` gives.
         batch_size: images per forward pass when `images` is an array.
         layers: BN layer names; default `response_layers(model)`.
 
@@ -350,20 +349,13 @@ def layer_responses(model: keras.Model, images, batch_size: int = 250,
         raise ValueError(f"model {model.name} has no BatchNormalization after a 3x3 conv")
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in layers])
 
-    @tf.function
-    def moments(x):
-        outputs = probe(x, training=False)
-        return [tf.nn.moments(tf.cast(y, tf.float32), axes=[0, 1, 2]) for y in outputs]
-
-    ds = (images if isinstance(images, tf.data.Dataset)
-          else tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32))
-          .batch(batch_size))
     count, means, sq = 0, None, None  # per layer: sum of n * mean and of n * (var + mean^2)
-    for batch in ds:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    for x in _image_batches(images, batch_size):
+        outputs = probe.predict_on_batch(x)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         n = int(x.shape[0]) * int(x.shape[1]) * int(x.shape[2])
-        stats = [(m.numpy().astype(np.float64), v.numpy().astype(np.float64))
-                 for m, v in moments(x)]
+        stats = [(y.mean(axis=(0, 1, 2)), y.var(axis=(0, 1, 2)))
+                 for y in (np.asarray(y, np.float64) for y in outputs)]
         batch_means = [n * m for m, _ in stats]
         batch_sq = [n * (v + m**2) for m, v in stats]
         means = batch_means if means is None else [a + b for a, b in zip(means, batch_means)]
@@ -375,7 +367,20 @@ def layer_responses(model: keras.Model, images, batch_size: int = 250,
                      for m, s in zip(means, sq)])
 
 
-def make_test_dataset(cfg: dict, batch_size: int = 250) -> tf.data.Dataset:
+def _image_batches(images, batch_size):
+    """Image batches of an array, a PyDataset or a tf.data.Dataset (labels dropped)."""
+    if isinstance(images, keras.utils.PyDataset):
+        batches = (images[i] for i in range(len(images)))
+    elif isinstance(images, np.ndarray):
+        batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
+    else:
+        batches = images
+    for batch in batches:
+        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
+        yield np.asarray(batch, np.float32)
+
+
+def make_test_dataset(cfg: dict, batch_size: int = 250):
     """The test split of a run, rebuilt from its config.json dict, normalized as in training.
 
     A relative `data_dir` is tried from the working directory, then from the repository root
@@ -387,6 +392,10 @@ def make_test_dataset(cfg: dict, batch_size: int = 250) -> tf.data.Dataset:
         root_relative = pathlib.Path(__file__).resolve().parents[1] / data_dir
         data_dir = str(root_relative) if root_relative.exists() else data_dir
     splits = train.load_splits(config, data_dir)
+    if keras.backend.backend() != "tensorflow":  # batches of (images,), numpy-normalized
+        return device_input.NormalizedImages(splits.test[0], mean=splits.mean, std=splits.std,
+                                             batch_size=batch_size)
+    from cifar_resnet import pipeline  # tf.data: the TensorFlow backend only
     return pipeline.make_dataset(*splits.test, batch_size=batch_size, mean=splits.mean,
                              std=splits.std, training=False)
 

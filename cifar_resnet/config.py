@@ -24,6 +24,9 @@ from cifar_resnet.architecture import VARIANT_DEFAULTS
 from cifar_resnet.choices import check_choice, closest
 
 
+# Input pipelines (device_input.py): "auto" is tfdata under the TensorFlow backend, else device.
+PIPELINES = ("auto", "tfdata", "device")
+
 # Where training runs (distribute.py): one device, local GPUs, several machines; auto picks.
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")  # SGD with momentum (paper); Adam (keras-example).
@@ -76,6 +79,8 @@ class Config:
     #                                 "shift_flip" (the Keras example's ImageDataGenerator:
     #                                 shifts uniform in +-10% per axis, bilinear, edge pixels
     #                                 repeated, flip; pipeline.shift_flip_batch).
+    input_pipeline: str = "auto"   # "tfdata" (host, TensorFlow) | "device" (numpy batches,
+    #                                 crop_flip in the compiled step; no TensorFlow) | "auto".
     synthetic_train: int = 2048    # images, dataset="synthetic" only.
     synthetic_test: int = 512
 
@@ -166,7 +171,7 @@ class Config:
                               ("normalization", datasets.NORMALIZATIONS),
                               ("optimizer", OPTIMIZERS), ("lr_schedule", schedules.SCHEDULES),
                               ("augmentation", AUGMENTATIONS),
-                              ("strategy", STRATEGIES),
+                              ("strategy", STRATEGIES), ("input_pipeline", PIPELINES),
                               ("precision", (None, "auto", *cpu.PRECISIONS))):
             check_choice(name, getattr(self, name), allowed, ConfigError)
         check_choice("label_mode", self.label_mode, datasets.DATASETS[self.dataset].label_modes,

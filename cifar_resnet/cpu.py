@@ -93,7 +93,7 @@ def enable_onednn() -> Optional[str]:
     global _warned
     if ONEDNN_VARIABLE in os.environ:
         return os.environ[ONEDNN_VARIABLE]
-    if "tensorflow" in sys.modules:
+    if sys.modules.get("tensorflow") is not None:  # None: an import of it is blocked
         if not _warned:
             _warned = True
             state = "on" if tensorflow_default_onednn() else "off"
@@ -108,7 +108,7 @@ def enable_onednn() -> Optional[str]:
 def onednn_enabled() -> Optional[bool]:
     """Whether TensorFlow's oneDNN kernels are on in this process; None before TensorFlow is
     imported, or where TensorFlow does not say."""
-    if "tensorflow" not in sys.modules:
+    if sys.modules.get("tensorflow") is None:
         return None
     try:  # TensorFlow's own answer; no public API exposes it
         from tensorflow.python.util import _pywrap_util_port

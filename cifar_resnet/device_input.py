@@ -28,12 +28,20 @@ import keras
 import numpy as np
 from keras import ops
 
-PAD = 4  # pixels of zero padding per side before the random crop (He 2015 sec 4.2)
-PIPELINES = ("auto", "tfdata", "device")
+from cifar_resnet.config import PIPELINES
+from cifar_resnet.datasets import PAD  # 4 pixels of padding per side (He 2015 sec 4.2)
 
 
 class PipelineError(ValueError):
     """The input pipeline asked for cannot run here; the message is one line."""
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported (it is not imported here)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # e.g. blocked with sys.modules["tensorflow"] = None
+        return False
 
 
 def resolve_pipeline(name: str) -> str:
@@ -50,7 +58,7 @@ def resolve_pipeline(name: str) -> str:
                             f"{', '.join(map(repr, PIPELINES))}")
     if name == "auto":
         return "tfdata" if keras.backend.backend() == "tensorflow" else "device"
-    if name == "tfdata" and importlib.util.find_spec("tensorflow") is None:
+    if name == "tfdata" and not tensorflow_installed():
         raise PipelineError("input_pipeline 'tfdata' needs TensorFlow, which is not installed; "
                             "use 'device' or 'auto'")
     return name

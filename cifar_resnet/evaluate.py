@@ -19,12 +19,11 @@ import pathlib
 
 import keras
 import numpy as np
-import tensorflow as tf
 from matplotlib.figure import Figure
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import datasets, files, layers, pipeline, train  # noqa: F401  (layers: registers
-#                                                      the custom layers load_model needs)
+from cifar_resnet import datasets, device_input, files, layers, train  # noqa: F401  (layers:
+#                                         registers the custom layers load_model needs)
 from cifar_resnet.choices import check_choice
 
 CHECKPOINTS = ("auto", "best", "final")  # auto: best with a validation split, else final
@@ -44,6 +43,15 @@ def predict(model, images, *, mean, std, batch_size=256, tta=None) -> np.ndarray
     """Class probabilities of uint8 `images`, normalized like training; `tta="flip"` averages
     the probabilities of each image and its horizontal mirror."""
     _choice("tta", tta, TTAS)
+    if keras.backend.backend() != "tensorflow":  # no TensorFlow needed: normalize with numpy
+        batches = lambda flip: device_input.NormalizedImages(
+            images, mean=mean, std=std, batch_size=batch_size, flip=flip)
+        probs = model.predict(batches(False), verbose=0)
+        if tta == "flip":
+            probs = (probs + model.predict(batches(True), verbose=0)) / 2
+        return probs
+    import tensorflow as tf
+    from cifar_resnet import pipeline
     ds = pipeline.make_dataset(images, np.zeros(len(images), np.int64), batch_size=batch_size,
                                mean=mean, std=std, training=False).map(lambda x, _: x)
     probs = model.predict(ds, verbose=0)
@@ -56,7 +64,7 @@ def summarize(labels, probs, class_names, *, top_wrong=16) -> dict:
     """Error, per-class accuracy, confusion matrix and the most confidently wrong images."""
     k = len(class_names)
     preds = probs.argmax(axis=1)
-    confusion = tf.math.confusion_matrix(labels, preds, num_classes=k).numpy()
+    confusion = np.bincount(np.asarray(labels) * k + preds, minlength=k * k).reshape(k, k)
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     confidence = probs[np.arange(len(preds)), preds]
     wrong = np.flatnonzero(preds != labels)

@@ -35,10 +35,9 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import cpu, dataid, datasets, distribute, files, models, pipeline
+from cifar_resnet import cpu, dataid, datasets, device_input, distribute, files, models
 from cifar_resnet import reliability, schedules
 from cifar_resnet.callbacks import lr_callbacks
 
@@ -242,8 +241,14 @@ def count_params(model: keras.Model) -> int:
 
 
 def versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__}
+    """Python, Keras, its backend and numpy versions (TensorFlow's only where it is loaded)."""
+    out = {"python": platform.python_version(), "keras": keras.__version__,
+           "backend": keras.backend.backend(), "numpy": np.__version__}
+    for package in ("tensorflow", "jax", "torch"):
+        module = sys.modules.get(package)  # None where an import of it is blocked
+        if module is not None:
+            out[package] = module.__version__
+    return out
 
 
 def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=None) -> dict:
@@ -292,8 +297,17 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
         return files.read_json(metrics_path)
 
+    try:
+        input_path = device_input.resolve_pipeline(config.input_pipeline)
+    except device_input.PipelineError as e:
+        raise config_lib.ConfigError(str(e)) from None
+    if input_path == "device" and config.augment and config.augmentation != "crop_flip":
+        raise config_lib.ConfigError(
+            f"augmentation {config.augmentation!r} runs on the tf.data input pipeline only; "
+            "the device pipeline does 'crop_flip' (use input_pipeline 'tfdata')")
     keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
         tf.config.experimental.enable_op_determinism()  # process-wide; cannot be undone
     splits = load_splits(config)
     data_record = dataid.describe(config, splits, dataid.source_of(config))
@@ -315,10 +329,35 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
         raise config_lib.ConfigError(str(e)) from None
     workdir.mkdir(parents=True, exist_ok=True)
     with reliability.run_lock(workdir), placement.scope():
-        return _train_locked(config, workdir, splits, data_record, callbacks, verbose, started)
+        return _train_locked(config, workdir, splits, data_record, input_path, callbacks,
+                             verbose, started)
 
 
-def _train_locked(config, workdir, splits, data_record, callbacks, verbose, started) -> dict:
+def _tfdata_inputs(config, splits, first, stop):
+    """(train, val, test) tf.data datasets; train holds global batches first..stop-1."""
+    from cifar_resnet import pipeline  # imports TensorFlow
+    make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
+    per_pass = math.ceil(len(splits.train[0]) / config.batch_size)
+    train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,
+                                     augmentation=config.augmentation, seed=config.seed, **make,
+                                     epochs=(first // per_pass, math.ceil(stop / per_pass)))
+    train_ds = train_ds.skip(first % per_pass)
+    val_ds = (pipeline.make_dataset(*splits.val, training=False, **make) if splits.val
+              else None)
+    return train_ds, val_ds, pipeline.make_dataset(*splits.test, training=False, **make)
+
+
+def _device_trainer(net: keras.Model, splits, config) -> keras.Model:
+    """`net` wrapped in device_input.AugmentedTrainer, compiled as build_model compiled it."""
+    trainer = device_input.AugmentedTrainer(net, splits.mean, splits.std)
+    trainer.compile(optimizer=net.optimizer, loss=net.loss, metrics=["accuracy"],
+                    jit_compile=distribute.jit_compile(config.jit_compile),
+                    steps_per_execution=config.steps_per_execution)
+    return distribute.adapt(trainer)
+
+
+def _train_locked(config, workdir, splits, data_record, input_path, callbacks, verbose,
+                  started) -> dict:
     """The writing part of run_experiment, under the run-directory lock."""
     metrics_path = workdir / "metrics.json"
     if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
@@ -329,20 +368,22 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
     checkpointer = reliability.Checkpointer(workdir / "backup")
     epochs_done = checkpointer.resume_epoch()
 
-    make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
     # Data passes (keyed by pass, so a resumed run sees the same batches) need not coincide
     # with logging periods (log_every): start inside the pass where the backup stopped.
-    per_pass = math.ceil(len(splits.train[0]) / config.batch_size)
     first = min(epochs_done, epochs - 1) * steps_per_epoch
-    train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,
-                                     augmentation=config.augmentation, seed=config.seed, **make,
-                                     epochs=(first // per_pass,
-                                             math.ceil(epochs * steps_per_epoch / per_pass)))
-    train_ds = train_ds.skip(first % per_pass)
-    val_ds = pipeline.make_dataset(*splits.val, training=False, **make) if splits.val else None
-    test_ds = pipeline.make_dataset(*splits.test, training=False, **make)
-
-    model = build_model(config)
+    if input_path == "tfdata":
+        train_ds, val_ds, test_ds = _tfdata_inputs(config, splits, first,
+                                                   epochs * steps_per_epoch)
+        model = build_model(config)
+    else:  # device_input: uint8 batches, augmentation inside the compiled step
+        train_ds = device_input.TrainBatches(*splits.train, batch_size=config.batch_size,
+                                             seed=config.seed, start=first,
+                                             stop=epochs * steps_per_epoch,
+                                             augment=config.augment)
+        val_ds = (device_input.EvalBatches(*splits.val, batch_size=config.batch_size)
+                  if splits.val else None)
+        test_ds = device_input.EvalBatches(*splits.test, batch_size=config.batch_size)
+        model = _device_trainer(build_model(config), splits, config)
     lr_fn = schedules.learning_rate(config, planned)
     model.optimizer.learning_rate = lr_fn(0)
     checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
@@ -359,9 +400,10 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
         cbs.append(reliability.BestCheckpoint(
             workdir / "best.keras", monitor="val_accuracy", mode="max",
             best=None if best_val is None else 1.0 - best_val))
-    cbs += [HistoryWriter(workdir / "history.csv"),
-            keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False),
-            *callbacks,
+    cbs.append(HistoryWriter(workdir / "history.csv"))
+    if device_input.tensorflow_installed():  # Keras writes TensorBoard logs with tf.summary
+        cbs.append(keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False))
+    cbs += [*callbacks,
             # Last, so an epoch is backed up only once everything above has recorded it.
             checkpointer]
     if verbose is None:
@@ -388,7 +430,8 @@ def _train_locked(config, workdir, splits, data_record, callbacks, verbose, star
     metrics = summarize(history, count_params(model), config.batch_size * steps_per_epoch,
                         recorder.train_times)
     metrics.update(precision=config.precision, cpu=cpu.describe(),
-                   setup_time=recorder.setup_time)
+                   setup_time=recorder.setup_time,
+                   input_pipeline=input_path)
     files.write_json(metrics_path, metrics)
     checkpointer.remove()  # only now: a kill before this resumes from the last epoch's state
     return metrics
