@@ -24,7 +24,7 @@ def test_smoke_run_packs_runs_throughput_and_summary(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([str(ROOT / "benchmarks/gpu/run.sh"), "--smoke",
                            f"--work={tmp_path / 'work'}", str(out)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     files = sorted(p.name for p in out.iterdir())
     assert files == ["runs.tar.gz", "summary.json", "throughput.json"]
@@ -46,7 +46,7 @@ def test_smoke_run_packs_runs_throughput_and_summary(tmp_path):
     # A second call with --resume finds the runs complete and packs them again.
     again = subprocess.run([str(ROOT / "benchmarks/gpu/run.sh"), "--smoke", "--resume",
                             f"--work={tmp_path / 'work'}", str(tmp_path / "out2")],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert resumed["training"] == summary["training"] and "throughput" not in resumed
