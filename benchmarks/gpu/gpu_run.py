@@ -124,12 +124,8 @@ def keras_throughput(depth: int, precision: str, steps: int, warmup: int) -> flo
     import numpy as np
     from cifar_resnet import config as config_lib, device_input, train
 
-    overrides = dict(depth=depth, dataset="synthetic", input_pipeline="device", epochs=1)
-    if "precision" in config_lib.FIELDS:
-        overrides["precision"] = precision
-    else:  # build_model keeps the global policy when mixed_precision is off
-        keras.mixed_precision.set_dtype_policy(precision)
-    cfg = config_lib.resolve(overrides=overrides)
+    cfg = config_lib.resolve(overrides=dict(depth=depth, dataset="synthetic", epochs=1,
+                                            input_pipeline="device", precision=precision))
     net = train.build_model(cfg)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (128 * 8, 32, 32, 3), dtype=np.uint8)
