@@ -112,7 +112,7 @@ def _run(script, *args, tmp_path):
            "CIFAR_RESNET_EXPERIMENTS": str(tmp_path / "experiments"),
            "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
