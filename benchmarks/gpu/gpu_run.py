@@ -151,7 +151,10 @@ def keras_throughput(depth: int, precision: str, steps: int, warmup: int) -> flo
 def torch_throughput(depth, precision, steps, env) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.torch_resnet", "--depth", str(depth),
            "--precision", precision, "--steps", str(steps), "--epochs", "3", "--device", "auto"]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        return {"error": "not finished in 240 s"}
     rates = [float(m) for m in re.findall(r"epoch \d+: (\d+) img/s", out.stdout)]
     if out.returncode or not rates:
         return {"error": (out.stderr or out.stdout)[-500:]}
@@ -186,10 +189,13 @@ def throughput(out_dir, env, smoke, budget_s) -> list[dict]:
             else:
                 code = (f"from benchmarks.gpu.gpu_run import keras_throughput; "
                         f"print(keras_throughput({depth}, {precision!r}, {steps}, {warmup}))")
-                p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                                   capture_output=True, text=True, timeout=600)
-                row = ({"img_per_s": float(p.stdout.strip().splitlines()[-1])}
-                       if p.returncode == 0 else {"error": p.stderr[-1500:]})
+                try:
+                    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                                       capture_output=True, text=True, timeout=900)
+                    row = ({"img_per_s": float(p.stdout.strip().splitlines()[-1])}
+                           if p.returncode == 0 else {"error": p.stderr[-1500:]})
+                except subprocess.TimeoutExpired:
+                    row = {"error": "not finished in 900 s"}
             row.update(net=f"resnet{depth}", impl=impl, precision=precision,
                        seconds=round(time.time() - t0, 1))
             log("throughput", row)
@@ -244,7 +250,7 @@ def train_all(runs_dir, data_dir, env, nets, deadline_s, smoke) -> dict:
 # Stage 4: pack.
 
 
-def exact_test_errors(runs_dir, data_dir, env) -> dict:
+def exact_test_errors(runs_dir, data_dir, env, timeout) -> dict:
     """Final test error on all test images and on the 1,000 exact ones (rows 0-999)."""
     code = """
 import json, pathlib, sys
@@ -264,8 +270,11 @@ for run in sorted(pathlib.Path(sys.argv[1]).iterdir()):
                      "exact_1000_test_error": float((pred[:1000] != y[:1000]).mean())}
 print(json.dumps(out))
 """
-    p = subprocess.run([sys.executable, "-c", code, str(runs_dir), str(data_dir)], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=300)
+    try:
+        p = subprocess.run([sys.executable, "-c", code, str(runs_dir), str(data_dir)], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"not finished in {timeout} s"}
     return (json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0
             else {"error": p.stderr[-1500:]})
 
@@ -334,7 +343,8 @@ def main(argv=None) -> int:
         summary["cut_short"] = "SIGTERM before the training stage ended"
         log(summary["cut_short"])
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    summary["final_errors"] = exact_test_errors(runs_dir, data_dir, env)
+    summary["final_errors"] = exact_test_errors(runs_dir, data_dir, env,
+                                                timeout=900 if args.smoke else 60)
     summary["metrics"] = {run.name: json.loads((run / "metrics.json").read_text())
                           for run in sorted(runs_dir.iterdir())
                           if (run / "metrics.json").exists()}
