@@ -334,7 +334,7 @@ def main(argv=None) -> int:
             budget = 60 if args.smoke else 100
             summary["throughput"] = throughput(out, env, args.smoke, budget)
             write_json(out / "summary.json", summary)
-        left = total - (time.time() - t0) - (30 if args.smoke else 60)  # time to pack
+        left = total - (time.time() - t0) - (30 if args.smoke else 75)  # evaluate, pack
         log(f"training for at most {left:.0f} s")
         summary["training"] = train_all(runs_dir, data_dir, env,
                                         SMOKE_NETS if args.smoke else NETS, max(left, 10),
