@@ -76,7 +76,9 @@ def linear_lr(base_lr, total_steps, warmup_steps=0, warmup_lr=None):
     def lr(step):
         if step < warmup_steps:
             return warmup_lr + (base_lr - warmup_lr) * step / warmup_steps
-        return base_lr * (total_steps - step) / (total_steps - warmup_steps)
+        # Runs are whole epochs, so they may pass `total_steps` by up to one epoch (64,124
+        # iterations for a planned 64,000): hold the rate at zero there, never negative.
+        return base_lr * max(total_steps - step, 0) / (total_steps - warmup_steps)
 
     return lr
 

@@ -37,6 +37,12 @@ def test_linear_schedule_rises_then_falls_to_zero():
     assert schedules.linear_lr(0.2, 10)(0) == 0.2  # no warm-up
 
 
+def test_linear_schedule_stays_at_zero_past_the_planned_iterations():
+    # Whole epochs may run past the plan (64,124 iterations for 64,000): never a negative rate.
+    lr = schedules.linear_lr(0.1, 64000)
+    assert [lr(s) for s in (64000, 64123)] == [0.0, 0.0]
+
+
 def test_linear_schedule_refuses_warmup_as_long_as_the_run():
     with pytest.raises(ValueError, match="warmup_iterations 10 must be below"):
         schedules.linear_lr(0.1, 10, warmup_steps=10, warmup_lr=0.01)
