@@ -1,4 +1,4 @@
-"""ImageNet ResNet-18/34/50/101/152 of He et al. 2015, Table 1 (post-activation).
+"""ImageNet ResNet-18/34/50/101/152 of He et al. 2015 ([1]), Table 1 (post-activation).
 
 Not used by the CIFAR experiments; kept for users who build them (`cifar_resnet.resnet_imagenet`).
 They share the units, presets and custom layers of the CIFAR nets (`blocks`, `presets`).
