@@ -47,6 +47,8 @@ cpu-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
 cpu-repro: setup
 	$(call sweep,cpu_repro)
 	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/cpu_repro --out docs/cpu-repro
+	$(PY) -c "from cifar_resnet import analysis; \
+		analysis.write_final_errors('docs/cpu-repro', 'docs/cpu-repro/results.csv')"
 
 # Time to accuracy on 2 CPU cores (experiments/fast.py): ResNet-20 towards the paper's 8.75%.
 fast-recipe: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz

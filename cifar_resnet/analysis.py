@@ -282,6 +282,25 @@ def write_table(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:
     return md, table
 
 
+def write_final_errors(runs_dir, path) -> pathlib.Path:
+    """Writes `net,train_error,test_error`: each net's final errors in %, mean over its seeds.
+
+    The short form of a reproduction's result (docs/cpu-repro/results.csv); complete runs only.
+    """
+    errors: dict[str, list[tuple[float, float]]] = {}
+    for run in find_runs(runs_dir):
+        if run.metrics and run.metrics.get("status") == "complete":
+            errors.setdefault(run.net, []).append(
+                (run.metrics["final_train_error"], run.metrics["final_test_error"]))
+    lines = ["net,train_error,test_error"]
+    for net in sorted(errors):
+        train, test = (100 * float(np.mean(v)) for v in zip(*errors[net]))
+        lines.append(f"{net},{train:.2f},{test:.2f}")
+    path = pathlib.Path(path)
+    files.atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # Layer responses (He 2015 Figure 7).
 

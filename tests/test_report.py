@@ -1,6 +1,7 @@
 """The report half of the experiments: results table, layer responses, Figures 6 and 7, CLI."""
 
 import csv
+import json
 import os
 
 import keras
@@ -225,3 +226,14 @@ def test_report_cli_rejects_a_bad_runs_dir_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
     assert not (tmp_path / "missing").exists()
+
+
+def test_final_errors_csv_has_one_row_per_complete_net_in_percent(sweep, tmp_path):
+    path = analysis.write_final_errors(sweep, tmp_path / "results.csv")
+    header, *rows = path.read_text().splitlines()
+    assert header == "net,train_error,test_error"
+    by_net = {r.split(",")[0]: r.split(",")[1:] for r in rows}
+    assert sorted(by_net) == ["plain8", "resnet8"]  # plain8 seed1 is not complete
+    metrics = json.loads((sweep / "resnet8" / "seed0" / "metrics.json").read_text())
+    assert by_net["resnet8"] == [f"{100 * metrics['final_train_error']:.2f}",
+                                 f"{100 * metrics['final_test_error']:.2f}"]
