@@ -266,7 +266,8 @@ def test_cli_nan_loss_exits_1_with_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--preset", "nope"], "preset 'nope'"),
     (["--config", "BINARY"], "cannot read config file"),
-    (["--batch-size", "4096"], "batch_size 4096 is larger than the 230 training images"),
+    # All 256 synthetic images train: no validation split by default (the paper's 50k).
+    (["--batch-size", "4096"], "batch_size 4096 is larger than the 256 training images"),
     (["--set", "no_such_field=1"], "expected KEY=VALUE"),
 ])
 def test_cli_bad_values_exit_2_one_line_nothing_written(args, message, tmp_path, capsys):
