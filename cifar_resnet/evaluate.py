@@ -60,7 +60,7 @@ def predict(model, images, *, mean, std, batch_size=256, tta=None) -> np.ndarray
     return probs
 
 
-def summarize(labels, probs, class_names, *, top_wrong=16) -> dict:
+def classification_summary(labels, probs, class_names, *, top_wrong=16) -> dict:
     """Error, per-class accuracy, confusion matrix and the most confidently wrong images."""
     k = len(class_names)
     preds = probs.argmax(axis=1)
@@ -179,7 +179,7 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     if tta:
         plain_error = float(np.mean(probs.argmax(axis=1) != labels))
         probs = predict(model, images, tta=tta, **kw)
-    report.update(summarize(labels, probs, names, top_wrong=top_wrong))
+    report.update(classification_summary(labels, probs, names, top_wrong=top_wrong))
     if tta:
         report.update(error_without_tta=plain_error, tta_effect=report["error"] - plain_error)
 

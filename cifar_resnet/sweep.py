@@ -29,7 +29,7 @@ STATES = ("done", "running", "partial", "pending", "failed")
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class PlannedRun:
     """One net and seed of an experiment, and where it trains."""
 
     experiment: str
@@ -77,7 +77,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def plan(experiment, *, seeds: int = 1, runs_dir="runs", overrides: Optional[dict] = None,
          nets: Optional[Sequence[str]] = None, shard: Optional[tuple[int, int]] = None
-         ) -> list[Run]:
+         ) -> list[PlannedRun]:
     """The runs of a sweep, in the order they train.
 
     Args:
@@ -113,7 +113,7 @@ def plan(experiment, *, seeds: int = 1, runs_dir="runs", overrides: Optional[dic
                 config, error = experiments.run_config(experiment, net, seed, overrides), None
             except ConfigError as e:
                 config, error = None, str(e)
-            runs.append(Run(experiment.name, net, seed, workdir, config, error))
+            runs.append(PlannedRun(experiment.name, net, seed, workdir, config, error))
     if shard is not None:
         index, count = shard
         runs = runs[index::count]
@@ -130,7 +130,7 @@ def _lock_owner(workdir: pathlib.Path) -> Optional[int]:
         return None
 
 
-def status(run: Run) -> tuple[str, str]:
+def status(run: PlannedRun) -> tuple[str, str]:
     """(state, detail): done, running (its lock's process is alive), partial (started, not
     finished), pending, or failed."""
     if run.config is None:
@@ -152,7 +152,7 @@ def status(run: Run) -> tuple[str, str]:
     return "pending", ""
 
 
-def format_status(runs: Sequence[Run]) -> str:
+def format_status(runs: Sequence[PlannedRun]) -> str:
     """A line per run (state, directory, detail, command) and a count per state."""
     rows = [(run, *status(run)) for run in runs]
     counts = ", ".join(f"{sum(s == state for _, s, _ in rows)} {state}" for state in STATES)
@@ -167,10 +167,10 @@ def format_status(runs: Sequence[Run]) -> str:
 class SweepResult:
     """What a sweep did: runs trained now, runs already done or running elsewhere, failures."""
 
-    trained: list[Run] = dataclasses.field(default_factory=list)
-    skipped: list[Run] = dataclasses.field(default_factory=list)
-    running: list[Run] = dataclasses.field(default_factory=list)  # in another process
-    failed: list[tuple[Run, str]] = dataclasses.field(default_factory=list)
+    trained: list[PlannedRun] = dataclasses.field(default_factory=list)
+    skipped: list[PlannedRun] = dataclasses.field(default_factory=list)
+    running: list[PlannedRun] = dataclasses.field(default_factory=list)  # in another process
+    failed: list[tuple[PlannedRun, str]] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"sweep: {len(self.trained)} trained, {len(self.skipped)} already done, "
@@ -179,7 +179,7 @@ class SweepResult:
         return "\n".join(lines)
 
 
-def _train_in_process(run: Run) -> Optional[str]:
+def _train_in_process(run: PlannedRun) -> Optional[str]:
     """Trains `run` in this process; returns the error, or None on success."""
     import keras
     from cifar_resnet import train
@@ -192,7 +192,7 @@ def _train_in_process(run: Run) -> Optional[str]:
         keras.backend.clear_session()  # free this run's graphs before the next one
 
 
-def _train_subprocess(run: Run) -> Optional[str]:
+def _train_subprocess(run: PlannedRun) -> Optional[str]:
     """Trains `run` with `python -m cifar_resnet train`, output to `<workdir>/train.log`."""
     run.workdir.mkdir(parents=True, exist_ok=True)
     log_path = run.workdir / "train.log"
@@ -210,7 +210,7 @@ def _train_subprocess(run: Run) -> Optional[str]:
     return f"exit status {code}: {last} (log: {log_path})"
 
 
-def run_sweep(runs: Sequence[Run], *, jobs: int = 1,
+def run_sweep(runs: Sequence[PlannedRun], *, jobs: int = 1,
               log: Callable[[str], Any] = print) -> SweepResult:
     """Trains every run that is not done; never stops at a failure.
 

@@ -427,7 +427,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
         raise TrainingError(str(e)) from e
 
     history = read_history(workdir / "history.csv")
-    metrics = summarize(history, count_params(model), config.batch_size * steps_per_epoch,
+    metrics = run_metrics(history, count_params(model), config.batch_size * steps_per_epoch,
                         recorder.train_times)
     metrics.update(precision=config.precision, cpu=cpu.describe(),
                    setup_time=recorder.setup_time,
@@ -437,7 +437,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
     return metrics
 
 
-def summarize(history, params, images_per_epoch, train_times=()) -> dict:
+def run_metrics(history, params, images_per_epoch, train_times=()) -> dict:
     """The metrics.json content from the history rows of a finished run.
 
     Args:
