@@ -246,7 +246,8 @@ def _load_arrays(dataset, data_dir, synthetic_size, path):
             dataset = "cifar10"
         except data.DataError:
             dataset = "synthetic"
-    splits = data.load_dataset(dataset, data_dir=data_dir, synthetic_size=(synthetic_size, 128))
+    splits = data.load_dataset(dataset, data_dir=data_dir, val_fraction=0.0,
+                               synthetic_size=(synthetic_size, 128))
     x, y = splits.train
     np.savez(path, x=x, y=y, mean=splits.mean, std=splits.std)
     return dataset, len(x)

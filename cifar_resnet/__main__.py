@@ -131,13 +131,15 @@ def _report(args) -> int:
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
+    from cifar_resnet import config as config_lib  # no TensorFlow
     flag = p.add_argument
     flag("run_dir", metavar="RUN_DIR", help="a run directory (config.json and a checkpoint)")
-    flag("--checkpoint", default="auto", choices=("auto", "best", "final"),
+    flag("--checkpoint", default="auto", choices=config_lib.EVAL_CHECKPOINTS,
          help="best: best validation accuracy; final: the last epoch; auto (default): best "
               "if the run has a validation split, else final")
-    flag("--tta", choices=("flip",), help="flip: average with the mirrored image")
-    flag("--split", default="test", choices=("test", "val"),
+    flag("--tta", choices=[t for t in config_lib.EVAL_TTAS if t],
+         help="flip: average with the mirrored image")
+    flag("--split", default="test", choices=config_lib.EVAL_SPLITS,
          help="test (default) or val, the held-out tail of the training set")
     flag("--out", help="output folder (default RUN_DIR/eval)")
 

@@ -232,6 +232,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 # default.
 RUN_DIR_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0}
 
+# The options of `evaluate` (evaluate.py), here so that the CLI offers them without TensorFlow.
+EVAL_CHECKPOINTS = ("auto", "best", "final")  # auto: best with a validation split, else final
+EVAL_SPLITS = ("test", "val")
+EVAL_TTAS = (None, "flip")
+
 
 def _unknown_keys(keys) -> str:
     """`"depht (did you mean 'depth'?)"`: unknown setting names, each with its nearest field."""

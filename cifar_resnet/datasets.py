@@ -621,7 +621,7 @@ def get(name: str) -> Dataset:
     return DATASETS[name]
 
 
-def load_dataset(name, data_dir=None, val_fraction=0.1, normalization="pixel_mean",
+def load_dataset(name, data_dir=None, *, val_fraction, normalization="pixel_mean",
                  synthetic_size=(2048, 512), seed=0, label_mode="fine") -> Splits:
     """Loads a dataset, holds out the validation split and computes training statistics.
 

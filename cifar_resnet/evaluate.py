@@ -25,10 +25,9 @@ from cifar_resnet import config as config_lib
 from cifar_resnet import datasets, device_input, files, layers, train  # noqa: F401  (layers:
 #                                         registers the custom layers load_model needs)
 from cifar_resnet.choices import check_choice
-
-CHECKPOINTS = ("auto", "best", "final")  # auto: best with a validation split, else final
-SPLITS = ("test", "val")
-TTAS = (None, "flip")
+from cifar_resnet.config import EVAL_CHECKPOINTS as CHECKPOINTS
+from cifar_resnet.config import EVAL_SPLITS as SPLITS
+from cifar_resnet.config import EVAL_TTAS as TTAS
 
 
 class EvaluationError(config_lib.ConfigError):

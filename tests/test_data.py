@@ -274,16 +274,16 @@ def test_split_validation():
 
 
 def test_load_dataset_synthetic_and_errors():
-    splits = data.load_dataset("synthetic", synthetic_size=(200, 50))
+    splits = data.load_dataset("synthetic", val_fraction=0.1, synthetic_size=(200, 50))
     assert len(splits.train[0]) == 180 and len(splits.val[0]) == 20 and len(splits.test[0]) == 50
     assert splits.num_classes == 10
     assert data.load_dataset("synthetic", val_fraction=0, synthetic_size=(200, 50)).val is None
     assert len(data.load_dataset("synthetic", synthetic_size=(200, 50),
                                  val_fraction=0.25).val[0]) == 50
     with pytest.raises(ValueError, match="cifar10"):
-        data.load_dataset("imagenet")
+        data.load_dataset("imagenet", val_fraction=0)
     with pytest.raises(ValueError, match="channel_std"):
-        data.load_dataset("synthetic", normalization="zca")
+        data.load_dataset("synthetic", val_fraction=0, normalization="zca")
 
 
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=f"real CIFAR-10 absent: {REAL_ARCHIVE}")
