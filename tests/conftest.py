@@ -72,3 +72,13 @@ def sweep(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CIFAR_RESNET_EXPERIMENTS", str(base / "experiments"))
         yield _make_tiny_sweep(base)
+
+
+@pytest.fixture
+def no_env(monkeypatch, tmp_path):
+    """Points every default data location ($CIFAR10_DIR, $CIFAR100_DIR, the Keras cache) at
+    empty temporary places."""
+    for name in ("CIFAR10_DIR", "CIFAR100_DIR", "KERAS_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path

@@ -45,13 +45,6 @@ def write_cifar100(root, n_train=200, n_test=100, seed=0, **replace):
     return folder, archive, content
 
 
-@pytest.fixture
-def no_env(monkeypatch, tmp_path):
-    monkeypatch.delenv("CIFAR100_DIR", raising=False)
-    monkeypatch.delenv("KERAS_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path
-
 
 def test_registry_entry():
     entry = datasets.DATASETS["cifar100"]

@@ -39,14 +39,6 @@ def _write_tiny_cifar(root: pathlib.Path, seed=0):
     return folder, archive
 
 
-@pytest.fixture
-def no_env(monkeypatch, tmp_path):
-    """Points every default location at empty temporary places."""
-    monkeypatch.delenv("CIFAR10_DIR", raising=False)
-    monkeypatch.delenv("KERAS_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path
-
 
 def test_folder_and_archive_load_identically_in_nhwc(tmp_path):
     folder, archive = _write_tiny_cifar(tmp_path)
