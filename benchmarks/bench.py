@@ -291,7 +291,7 @@ def measure(nets, impls, *, steps=20, epochs=5, batch_size=128, dataset=None, da
                                               args=(spec, net, batch_size, arrays_path, child))
                     procs[spec].start()
                 for spec in impls:
-                    msg = conns[spec].recv()
+                    msg = _receive(spec, conns[spec], procs[spec])
                     if not (isinstance(msg, tuple) and msg[0] == "ready"):
                         raise RuntimeError(f"{spec} failed to start")
                     results["impls"][spec] = msg[1]  # its device, precision, oneDNN state
@@ -301,14 +301,14 @@ def measure(nets, impls, *, steps=20, epochs=5, batch_size=128, dataset=None, da
                 # One unmeasured epoch each, one at a time: tracing, oneDNN primitive caches.
                 for spec in impls:
                     conns[spec].send(("epoch", steps))
-                    conns[spec].recv()
+                    _receive(spec, conns[spec], procs[spec])
                 log(f"{net}: warm-up done; {epochs} rounds of {steps} steps")
                 for r in range(epochs):
                     # Reverse every other round (A B C C B A ...): each impl's mean position
                     # in the round, and so its exposure to trends, is the same.
                     for spec in impls if r % 2 == 0 else impls[::-1]:
                         conns[spec].send(("epoch", steps))
-                        seconds, images, load = conns[spec].recv()
+                        seconds, images, load = _receive(spec, conns[spec], procs[spec])
                         runs[spec].append(dict(images_per_sec=images / seconds, load=load))
                         log(f"  {net} {spec:>16}: {images / seconds:7.0f} img/s  load {load:.2f}")
                 for spec in impls:
@@ -355,6 +355,18 @@ def _find_reference(spec: str, runs) -> str | None:
                  and bool(parse_impl(r)[1].get("noaug")) == bool(options.get("noaug"))), None)
 
 
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def _receive(spec: str, conn, proc):
+    """The worker's next message; a worker that died is an error naming it, not a hang."""
+    while not conn.poll(1.0):
+        if not proc.is_alive():
+            raise RuntimeError(f"the {spec} worker exited with code {proc.exitcode} "
+                               "(its traceback is above)")
+    return conn.recv()
+
+
 def machine() -> dict:
     """The machine: platform, CPU model and flags, TF_ENABLE_ONEDNN_OPTS, package versions."""
     info = {"platform": platform.platform(), "python": platform.python_version(),
@@ -365,6 +377,8 @@ def machine() -> dict:
     info["cpu_flags"] = described["flags"]
     info["native_bf16"] = described["native_bf16"]
     info["onednn"] = described["onednn"]  # workers' own states: results["impls"]
+    # Kernel-ISA caps (oneDNN's and PyTorch's own): set, they make this CPU act as a lesser one.
+    info["isa_limits"] = {k: os.environ[k] for k in ISA_LIMITS if k in os.environ}
     from importlib import metadata
     for package in ("tensorflow", "keras", "torch", "numpy"):
         try:
@@ -379,8 +393,10 @@ def _machine_line(results: dict) -> str:
     flags = [f for f, on in (m.get("cpu_flags") or {}).items() if on]
     onednn = {spec: info.get("enabled") for spec, info in results.get("impls", {}).items()
               if "enabled" in info}
-    return (f"CPU: {m.get('cpu')}, {m.get('cpus')} CPUs, flags {' '.join(flags) or 'unknown'}; "
-            f"oneDNN on: {', '.join(f'{k} {v}' for k, v in onednn.items()) or 'n/a'}.")
+    limits = ", ".join(f"{k}={v}" for k, v in m.get("isa_limits", {}).items())
+    limits = limits and f"; kernels limited by {limits}"
+    return (f"CPU: {m.get('cpu')}, {m.get('cpus')} CPUs, flags {' '.join(flags) or 'unknown'}"
+            f"{limits}; oneDNN on: {', '.join(f'{k} {v}' for k, v in onednn.items()) or 'n/a'}.")
 
 
 def markdown(results: dict) -> str:

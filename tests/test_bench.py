@@ -1,6 +1,7 @@
 """The benchmark (benchmarks/bench.py), the PyTorch reference, and the GPU-path levers on CPU."""
 
 import json
+import multiprocessing as mp
 import os
 
 import numpy as np
@@ -55,6 +56,20 @@ def test_bench_torch_workers_run_and_pair_with_their_reference(tmp_path):
         results["impls"]["torch-bf16:noaug"], precision="bfloat16", augment=False)
     assert all(e["images_per_sec"] > 0 for r in results["nets"]["resnet8"].values()
                for e in r["epochs"])
+
+
+def test_dead_worker_is_an_error_naming_it_not_a_hang():
+    # A worker that dies before answering (e.g. a kernel TensorFlow cannot build) used to leave
+    # the parent waiting on its pipe for ever.
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=os._exit, args=(3,))
+    proc.start()
+    with pytest.raises(RuntimeError, match=r"the keras-bf16 worker exited with code 3"):
+        bench._receive("keras-bf16", parent, proc)
+    parent, child = ctx.Pipe()
+    child.send(("ready", {}))
+    assert bench._receive("keras", parent, proc) == ("ready", {})  # a message wins over exit
 
 
 @pytest.mark.parametrize("spec, expected", [
