@@ -32,6 +32,10 @@ STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")  # SGD with momentum (paper); Adam (keras-example).
 # Training augmentations (pipeline.AUGMENTATIONS holds their functions).
 AUGMENTATIONS = ("crop_flip", "shift_flip")
+# `weight_decay_on` -> the model option `regularize_all` (presets.py): "all" decays kernels,
+# biases and BatchNorm's gamma/beta, as Torch's SGD does (the paper preset); "kernels" decays
+# the conv and dense kernels only (the Keras example; a fast-recipe candidate, issue #12).
+WEIGHT_DECAY_ON = {"all": True, "kernels": False}
 
 
 class ConfigError(ValueError):
@@ -90,11 +94,17 @@ class Config:
     lr: float = 0.1                # base learning rate.
     momentum: float = 0.9          # SGD momentum.
     weight_decay: float = 1e-4     # paper semantics: gradient += wd * w, through momentum.
+    weight_decay_on: Optional[str] = None  # "all" | "kernels" (WEIGHT_DECAY_ON); None: the
+    #                                 preset's ("all" for the paper, as Torch).
+    nesterov: bool = False         # Nesterov momentum (SGD only; the paper: plain momentum).
+    label_smoothing: float = 0.0   # cross-entropy against (1 - e) * one-hot + e / classes
+    #                                 (the paper: 0).
     iterations: Optional[int] = 64000  # planned iterations (paper: 64k); ignored if epochs is set.
     epochs: Optional[int] = None   # planned epochs; None: derived from iterations.
     lr_schedule: str = "step"      # "step" (paper: lr_milestones, lr_factors) | "linear"
     #                                 (rise from warmup_lr over warmup_iterations, then linear
-    #                                 decay to 0 at the last iteration; schedules.py).
+    #                                 decay to 0 at the last iteration) | "cosine" (the same
+    #                                 rise, then a half cosine to 0; schedules.py).
     lr_milestones: tuple = (0.5, 0.75)  # fractions of the planned iterations (paper: 32k, 48k).
     lr_factors: tuple = (0.1, 0.01)     # lr multiplier from each milestone on.
     warmup_iterations: Optional[int] = None  # None: 400 at depth >= 110 (paper), else 0.
@@ -172,7 +182,8 @@ class Config:
                               ("optimizer", OPTIMIZERS), ("lr_schedule", schedules.SCHEDULES),
                               ("augmentation", AUGMENTATIONS),
                               ("strategy", STRATEGIES), ("input_pipeline", PIPELINES),
-                              ("precision", (None, "auto", *cpu.PRECISIONS))):
+                              ("precision", (None, "auto", *cpu.PRECISIONS)),
+                              ("weight_decay_on", (None, *WEIGHT_DECAY_ON))):
             check_choice(name, getattr(self, name), allowed, ConfigError)
         check_choice("label_mode", self.label_mode, datasets.DATASETS[self.dataset].label_modes,
                      ConfigError)
@@ -201,6 +212,11 @@ class Config:
                 raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        if self.nesterov and self.optimizer != "sgd":
+            raise ConfigError(f"nesterov applies to optimizer 'sgd' only; got optimizer "
+                              f"{self.optimizer!r}")
         if len(self.lr_milestones) != len(self.lr_factors):
             raise ConfigError(f"lr_milestones {self.lr_milestones} and lr_factors "
                               f"{self.lr_factors} must have the same length")

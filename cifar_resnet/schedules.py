@@ -13,7 +13,9 @@ and 75%).
 `linear_lr` is the short-budget alternative of the `fast` recipe (experiments/fast.py, not a
 paper setting): a linear warm-up, then a linear decay to zero at the last planned iteration,
 which Li, Yumer and Ramanan ("Budgeted Training", ICLR 2020) found better than step schedules
-for a fixed budget of iterations. `SCHEDULES` names both for the config's `lr_schedule`.
+for a fixed budget of iterations. `cosine_lr` (Loshchilov and Hutter, "SGDR", ICLR 2017, without
+restarts) is the other common short-budget decay. `SCHEDULES` names them for the config's
+`lr_schedule`.
 
 This module is plain Python (no TensorFlow, no Keras), so the config can check `lr_schedule`
 against `SCHEDULES` before TensorFlow is imported. `callbacks.StepSchedule` applies a schedule
@@ -23,6 +25,7 @@ to the optimizer before each batch.
 from __future__ import annotations
 
 import bisect
+import math
 
 
 def step_lr(base_lr, total_steps, milestones=(0.5, 0.75), factors=(0.1, 0.01),
@@ -83,6 +86,29 @@ def linear_lr(base_lr, total_steps, warmup_steps=0, warmup_lr=None):
     return lr
 
 
+def cosine_lr(base_lr, total_steps, warmup_steps=0, warmup_lr=None):
+    """Returns `lr(step)`: linear from `warmup_lr` up to `base_lr`, then a half cosine to zero.
+
+    Args:
+        base_lr: the peak learning rate, reached at `warmup_steps`.
+        total_steps: planned training iterations; the rate would reach 0 at this one.
+        warmup_steps: iterations of the rise (0: start at `base_lr`).
+        warmup_lr: learning rate at iteration 0 of the rise.
+
+    Returns:
+        A function from the 0-based iteration to the learning rate.
+    """
+    rise = linear_lr(base_lr, total_steps, warmup_steps, warmup_lr)
+
+    def lr(step):
+        if step < warmup_steps:
+            return rise(step)
+        done = min((step - warmup_steps) / (total_steps - warmup_steps), 1.0)
+        return base_lr * 0.5 * (1 + math.cos(math.pi * done))
+
+    return lr
+
+
 def _step(config, total_steps):
     """The paper's drops at fractions of the run, after an optional constant warm-up."""
     return step_lr(config.lr, total_steps, config.lr_milestones, config.lr_factors,
@@ -95,9 +121,15 @@ def _linear(config, total_steps):
                      warmup_lr=config.warmup_lr)
 
 
+def _cosine(config, total_steps):
+    """A linear warm-up, then a half cosine to zero."""
+    return cosine_lr(config.lr, total_steps, warmup_steps=config.resolved_warmup,
+                     warmup_lr=config.warmup_lr)
+
+
 # The values of the config's `lr_schedule`: name -> function of (config, total_steps) that
 # returns `lr(step)`.
-SCHEDULES = {"step": _step, "linear": _linear}
+SCHEDULES = {"step": _step, "linear": _linear, "cosine": _cosine}
 
 
 def learning_rate(config, total_steps):

@@ -37,7 +37,7 @@ import keras
 import numpy as np
 
 from cifar_resnet import config as config_lib
-from cifar_resnet import cpu, dataid, datasets, device_input, distribute, files, models
+from cifar_resnet import cpu, dataid, datasets, device_input, distribute, files, losses, models
 from cifar_resnet import reliability, schedules
 from cifar_resnet.callbacks import lr_callbacks
 
@@ -87,14 +87,19 @@ def build_model(config: config_lib.Config) -> keras.Model:
             config.version, config.depth, num_classes=config.num_classes, plain=config.plain,
             block=config.resolved_block, preset=config.preset, **({"shortcut": config.shortcut} if config.shortcut else {}),
             **config.variant_kwargs(),  # He 2016 ablations (variants.py); {} by default
+            **({} if config.weight_decay_on is None else
+               {"regularize_all": config_lib.WEIGHT_DECAY_ON[config.weight_decay_on]}),
             l2=config.weight_decay / 2)  # L2(l2) has gradient 2*l2*w = wd*w (paper semantics)
     finally:
         keras.mixed_precision.set_dtype_policy(policy)
     if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(config.lr, momentum=config.momentum)
+        optimizer = keras.optimizers.SGD(config.lr, momentum=config.momentum,
+                                         nesterov=config.nesterov)
     else:
         optimizer = keras.optimizers.Adam(config.lr)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+    loss = (losses.SmoothedSparseCrossentropy(config.label_smoothing, config.num_classes)
+            if config.label_smoothing else "sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer, loss=loss,
                   metrics=["accuracy"], jit_compile=distribute.jit_compile(config.jit_compile),
                   steps_per_execution=config.steps_per_execution)
     return distribute.adapt(model)

@@ -48,14 +48,25 @@ def test_linear_schedule_refuses_warmup_as_long_as_the_run():
         schedules.linear_lr(0.1, 10, warmup_steps=10, warmup_lr=0.01)
 
 
+def test_cosine_schedule_rises_then_follows_a_half_cosine_to_zero():
+    lr = schedules.cosine_lr(0.1, 1000, warmup_steps=100, warmup_lr=0.01)
+    # 0.1 * (1 + cos(pi * t)) / 2 at t = 0, 1/4, 1/2, 3/4 of the 900 iterations after warm-up.
+    assert [lr(s) for s in (0, 50, 100, 325, 550, 775)] == pytest.approx(
+        [0.01, 0.055, 0.1, 0.05 * (1 + 0.5 ** 0.5), 0.05, 0.05 * (1 - 0.5 ** 0.5)])
+    assert [lr(s) for s in (1000, 1390)] == pytest.approx([0.0, 0.0])  # past the plan: 0
+    assert schedules.cosine_lr(0.2, 10)(0) == 0.2  # no warm-up
+
+
 def test_config_picks_the_schedule_and_names_the_allowed_ones():
     from cifar_resnet import config as config_lib
     linear = config_lib.resolve(overrides=dict(lr_schedule="linear", warmup_iterations=10))
     assert schedules.learning_rate(linear, 110)(60) == pytest.approx(0.05)
     assert schedules.learning_rate(config_lib.resolve(), 64000)(32000) == pytest.approx(0.01)
-    with pytest.raises(config_lib.ConfigError, match="lr_schedule 'cosine' is not one of "
-                                                     "'step', 'linear'"):
-        config_lib.resolve(overrides=dict(lr_schedule="cosine"))
+    cosine = config_lib.resolve(overrides=dict(lr_schedule="cosine", warmup_iterations=10))
+    assert schedules.learning_rate(cosine, 110)(60) == pytest.approx(0.05)
+    with pytest.raises(config_lib.ConfigError, match="lr_schedule 'cosin' is not one of "
+                                                     "'step', 'linear', 'cosine'"):
+        config_lib.resolve(overrides=dict(lr_schedule="cosin"))
 
 
 class _RecordLR(keras.callbacks.Callback):

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -159,6 +160,50 @@ def test_paper_weight_decay_flows_through_momentum():
         w = w - lr * v
     model.fit(np.ones((3, 2)), np.zeros((3, 3)), batch_size=1, epochs=1, verbose=0, shuffle=False)
     np.testing.assert_allclose(model.get_weights()[0], w, rtol=1e-5)
+
+
+def test_fast_recipe_options_reach_the_optimizer_loss_and_regularizers(tiny_config):
+    def regularized(config):
+        model = train.build_model(config)
+        return model, {w.path.split("/")[-1] for layer in model.layers
+                       for attr, w in (("gamma_regularizer", getattr(layer, "gamma", None)),
+                                       ("kernel_regularizer", getattr(layer, "kernel", None)))
+                       if w is not None and getattr(layer, attr, None) is not None}
+
+    model, paper = regularized(tiny_config)
+    assert paper == {"gamma", "kernel"}  # Torch's decay: BN too
+    assert model.optimizer.nesterov is False and model.loss == "sparse_categorical_crossentropy"
+    model, kernels = regularized(dataclasses.replace(
+        tiny_config, weight_decay_on="kernels", nesterov=True, label_smoothing=0.1))
+    assert kernels == {"kernel"} and model.optimizer.nesterov is True
+    labels, probs = np.array([2, 0]), np.full((2, 10), 0.01, "float32")
+    probs[0, 2] = probs[1, 0] = 0.91
+    target = np.full((2, 10), 0.01)  # (1 - 0.1) * one-hot + 0.1 / 10
+    target[0, 2] = target[1, 0] = 0.91
+    expected = -(target * np.log(probs)).sum(axis=1).mean()
+    assert float(model.loss(labels, probs)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_run_with_the_fast_recipe_options_trains_and_its_model_loads(tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, label_smoothing=0.1, nesterov=True,
+                                 weight_decay_on="kernels", lr_schedule="cosine", val_fraction=0.0)
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert metrics["status"] == "complete"
+    history = train.read_history(tmp_path / "history.csv")
+    # The rate of the epoch's last iteration (7 of 8): the half cosine, near its end.
+    assert history[1]["lr"] == pytest.approx(0.1 * (1 + np.cos(np.pi * 7 / 8)) / 2, rel=1e-5)
+    final = keras.saving.load_model(tmp_path / "final.keras")  # compiled, with its loss
+    assert final.loss.label_smoothing == 0.1 and final.optimizer.nesterov is True
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(label_smoothing=1.0), "label_smoothing must be in [0, 1); got 1.0"),
+    (dict(nesterov=True, optimizer="adam"), "nesterov applies to optimizer 'sgd' only"),
+    (dict(weight_decay_on="bn"), "weight_decay_on 'bn' is not one of"),
+])
+def test_fast_recipe_options_are_validated(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_lib.resolve(overrides=overrides)
 
 
 def _cli(*args, cwd):
