@@ -41,7 +41,7 @@ mini-repro: setup
 	$(call sweep,mini)
 	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/mini --out docs/mini-repro
 
-# Figure 6 at 20 and 56 layers on 2 CPU cores (experiments/cpu_repro.py): 4 nets, 3,128
+# Figure 6 at 20 and 56 layers on 2 CPU cores (experiments/cpu_repro.py): 4 nets, 7,820
 # iterations each, all 50k images, bf16; docs/cpu-repro is its report.
 cpu-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
 cpu-repro: setup
