@@ -99,8 +99,13 @@ def build_model(config: config_lib.Config) -> keras.Model:
         optimizer = keras.optimizers.Adam(config.lr)
     loss = (losses.SmoothedSparseCrossentropy(config.label_smoothing, config.num_classes)
             if config.label_smoothing else "sparse_categorical_crossentropy")
-    model.compile(optimizer=optimizer, loss=loss,
-                  metrics=["accuracy"], jit_compile=distribute.jit_compile(config.jit_compile),
+    return _compiled(model, config, optimizer, loss)
+
+
+def _compiled(model: keras.Model, config: config_lib.Config, optimizer, loss) -> keras.Model:
+    """`model` compiled for training under `config` (accuracy, XLA, steps per execution)."""
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
+                  jit_compile=distribute.jit_compile(config.jit_compile),
                   steps_per_execution=config.steps_per_execution)
     return distribute.adapt(model)
 
@@ -354,11 +359,8 @@ def _tfdata_inputs(config, splits, first, stop):
 
 def _device_trainer(net: keras.Model, splits, config) -> keras.Model:
     """`net` wrapped in device_input.AugmentedTrainer, compiled as build_model compiled it."""
-    trainer = device_input.AugmentedTrainer(net, splits.mean, splits.std)
-    trainer.compile(optimizer=net.optimizer, loss=net.loss, metrics=["accuracy"],
-                    jit_compile=distribute.jit_compile(config.jit_compile),
-                    steps_per_execution=config.steps_per_execution)
-    return distribute.adapt(trainer)
+    return _compiled(device_input.AugmentedTrainer(net, splits.mean, splits.std), config,
+                     net.optimizer, net.loss)
 
 
 def _train_locked(config, workdir, splits, data_record, input_path, callbacks, verbose,
