@@ -21,7 +21,8 @@ memory normalized batches), so that `keras:noaug` against `torch:noaug` compares
 Each implementation runs in its own process (so threading and oneDNN settings are its own, set
 before TensorFlow or PyTorch start). After warm-up, the parent lets one process run one epoch of
 `steps` steps at a time, in turn (A B C A B C ...), so drift in the machine's load hits all alike;
-the load average is recorded next to every epoch. Results: a JSON file and a Markdown table with
+the load average and the share of CPU time the hypervisor stole (`cpu.steal_clock`) are recorded
+next to every epoch: steal comes in bursts that slow one process and not the next. Results: a JSON file and a Markdown table with
 min/median/max images/s and the ratio of each of ours to its PyTorch reference.
 """
 
@@ -141,8 +142,10 @@ def _ready(conn, **info):
     conn.send(("ready", info))
 
 
-def _report(conn, seconds, images):
-    conn.send((seconds, images, os.getloadavg()[0]))
+def _report(conn, seconds, images, steal_start):
+    """Sends one epoch's (seconds, images, load average, share of CPU time stolen)."""
+    conn.send((seconds, images, os.getloadavg()[0],
+               cpu.steal_fraction(steal_start, cpu.steal_clock())))
 
 
 def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
@@ -170,10 +173,10 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
         next(it)
         _ready(conn, **info)
         while (msg := conn.recv()) != "stop":
-            start = time.perf_counter()
+            steal, start = cpu.steal_clock(), time.perf_counter()
             for _ in range(msg[1]):
                 next(it)
-            _report(conn, time.perf_counter() - start, msg[1] * batch_size)
+            _report(conn, time.perf_counter() - start, msg[1] * batch_size, steal)
         return
 
     class Gate(keras.callbacks.Callback):
@@ -181,10 +184,10 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
 
         def on_epoch_begin(self, epoch, logs=None):
             conn.recv()  # ("epoch", steps): the steps of fit's plan
-            self.start = time.perf_counter()
+            self.steal, self.start = cpu.steal_clock(), time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            _report(conn, time.perf_counter() - self.start, steps * batch_size)
+            _report(conn, time.perf_counter() - self.start, steps * batch_size, self.steal)
 
     model = train.build_model(config)
     _ready(conn, **info)
@@ -221,11 +224,11 @@ def _torch_worker(base, options, depth, version, batch_size, arrays, conn):
         augment=not options.get("noaug"), device=device, channels_last=channels_last)
     batches = itertools.cycle(pool)
     while (msg := conn.recv()) != "stop":
-        start = time.perf_counter()
+        steal, start = cpu.steal_clock(), time.perf_counter()
         for _ in range(msg[1]):
             loss = step(*next(batches))
         loss.item()  # waits for the device
-        _report(conn, time.perf_counter() - start, msg[1] * batch_size)
+        _report(conn, time.perf_counter() - start, msg[1] * batch_size, steal)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -308,9 +311,11 @@ def measure(nets, impls, *, steps=20, epochs=5, batch_size=128, dataset=None, da
                     # in the round, and so its exposure to trends, is the same.
                     for spec in impls if r % 2 == 0 else impls[::-1]:
                         conns[spec].send(("epoch", steps))
-                        seconds, images, load = _receive(spec, conns[spec], procs[spec])
-                        runs[spec].append(dict(images_per_sec=images / seconds, load=load))
-                        log(f"  {net} {spec:>16}: {images / seconds:7.0f} img/s  load {load:.2f}")
+                        seconds, images, load, steal = _receive(spec, conns[spec], procs[spec])
+                        runs[spec].append(dict(images_per_sec=images / seconds, load=load,
+                                               steal=steal))
+                        log(f"  {net} {spec:>16}: {images / seconds:7.0f} img/s  load {load:.2f}"
+                            + ("" if steal is None else f"  steal {steal:.0%}"))
                 for spec in impls:
                     conns[spec].send("stop")
             finally:
@@ -406,15 +411,17 @@ def markdown(results: dict) -> str:
              f"{s['epochs']} epochs of {s['steps']} steps after a warm-up epoch, "
              f"implementations alternating; data: {results['dataset']}.", "",
              _machine_line(results), "",
-             "| net | impl | min | median | max | load (median) | reference | ratio | "
-             "paired ratio |", "|---|---|---|---|---|---|---|---|---|"]
+             "| net | impl | min | median | max | load (median) | steal (max) | reference | "
+             "ratio | paired ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
     for net, runs in results["nets"].items():
         for spec, r in runs.items():
             load = statistics.median(e["load"] for e in r["epochs"])
+            steals = [e["steal"] for e in r["epochs"] if e.get("steal") is not None]
+            steal = f"{max(steals):.0%}" if steals else ""
             ratio = (f"| {r['reference']} | {r['ratio']:.2f} | {r['paired_ratio']:.2f} |"
                      if "ratio" in r else "| | | |")
             lines.append(f"| {net} | {spec} | {r['min']:.0f} | {r['median']:.0f} | "
-                         f"{r['max']:.0f} | {load:.2f} " + ratio)
+                         f"{r['max']:.0f} | {load:.2f} | {steal} " + ratio)
     return "\n".join(lines) + "\n"
 
 

@@ -117,6 +117,32 @@ def onednn_enabled() -> Optional[bool]:
         return None
 
 
+def steal_clock(path="/proc/stat") -> Optional[tuple[int, int]]:
+    """(steal, total) CPU time of all CPUs since boot, in clock ticks; None where unreadable.
+
+    Steal is the time a virtual machine's CPUs were ready to run while the hypervisor ran
+    another guest (the `st` of `vmstat`). On this project's 2-CPU virtual machines it comes in
+    bursts of 20-50% that halve a run's speed for minutes, which no alternation of the measured
+    programs removes; timings record it so such epochs can be told apart.
+    """
+    try:
+        fields = pathlib.Path(path).read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_fraction(start: Optional[tuple[int, int]],
+                   end: Optional[tuple[int, int]]) -> Optional[float]:
+    """The share of CPU time stolen between two `steal_clock()` readings (None if unknown)."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return (end[0] - start[0]) / (end[1] - start[1])
+
+
 def describe() -> dict:
     """The CPU and oneDNN facts a run records in metrics.json (and the bench in bench.json)."""
     model, flags = read_cpuinfo()

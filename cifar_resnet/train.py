@@ -128,6 +128,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.elapsed = elapsed  # wall time of earlier sessions of this run
         self.started = started
         self.train_times = []
+        self.train_steals = []  # share of CPU time the hypervisor took during them
         self.setup_time = None
 
     def on_train_begin(self, logs=None):
@@ -139,6 +140,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.batches_start is None:
+            self.steal_start = cpu.steal_clock()
             self.batches_start = time.perf_counter()
             if self.setup_time is None and self.started is not None:
                 self.setup_time = self.batches_start - self.started
@@ -150,6 +152,7 @@ class EpochRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         epoch_time = time.perf_counter() - self.epoch_start
         self.train_times.append(self.batches_end - self.batches_start)
+        self.train_steals.append(cpu.steal_fraction(self.steal_start, cpu.steal_clock()))
         test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=0)
         logs.update(test_loss=test_loss, test_accuracy=test_acc,
                     iterations=(epoch + 1) * self.steps_per_epoch, epoch_time=epoch_time,
@@ -435,7 +438,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
 
     history = read_history(workdir / "history.csv")
     metrics = run_metrics(history, count_params(model), config.batch_size * steps_per_epoch,
-                        recorder.train_times)
+                          recorder.train_times, recorder.train_steals)
     metrics.update(precision=config.precision, cpu=cpu.describe(),
                    setup_time=recorder.setup_time,
                    input_pipeline=input_path)
@@ -444,7 +447,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
     return metrics
 
 
-def run_metrics(history, params, images_per_epoch, train_times=()) -> dict:
+def run_metrics(history, params, images_per_epoch, train_times=(), train_steals=()) -> dict:
     """The metrics.json content from the history rows of a finished run.
 
     Args:
@@ -452,6 +455,8 @@ def run_metrics(history, params, images_per_epoch, train_times=()) -> dict:
         params: trainable parameters.
         images_per_epoch: images of one logging period (batch size x its iterations).
         train_times: seconds of each period of this session spent in training batches alone.
+        train_steals: the share of CPU time stolen by the hypervisor in each of those (None
+            where unknown); a virtual machine's steal slows a rate without any fault of ours.
     """
     last = history[-1]
     has_val = any(not math.isnan(r["val_error"]) for r in history)
@@ -477,5 +482,8 @@ def run_metrics(history, params, images_per_epoch, train_times=()) -> dict:
         # Training batches only (no validation or test pass), median over periods after the first.
         "images_per_sec": images_per_epoch / median if median else None,
         "startup_time": train_times[0] - median if median else None,
+        # Largest over the periods the rate is the median of: above a few percent, the rate is
+        # the machine's, not the code's.
+        "cpu_steal": max((v for v in train_steals[1:] if v is not None), default=None),
         "versions": versions(),
     }

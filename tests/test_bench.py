@@ -39,6 +39,7 @@ def test_bench_tiny_run_writes_json_and_table(tmp_path):
         assert len(rates) == 2 and all(rate > 0 for rate in rates)
         assert r["min"] <= r["median"] <= r["max"] and r["min"] == min(rates)
         assert all(e["load"] >= 0 for e in r["epochs"])
+        assert all(e["steal"] is None or 0 <= e["steal"] <= 1 for e in r["epochs"])
     table = (tmp_path / "bench.md").read_text()
     assert "| resnet8 | keras |" in table and "| resnet8 | pipeline |" in table
     assert "oneDNN on: keras" in table

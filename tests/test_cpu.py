@@ -26,6 +26,17 @@ def test_read_cpuinfo_model_and_flags(tmp_path):
     assert cpu.read_cpuinfo(tmp_path / "absent") == (None, frozenset())  # not Linux
 
 
+def test_steal_clock_and_fraction(tmp_path):
+    f = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    f.write_text("cpu  100 0 20 60 0 0 0 20 0 0\ncpu0 50 0 10 30 0 0 0 10 0 0\n")
+    assert cpu.steal_clock(f) == (20, 200)
+    f.write_text("cpu  160 0 30 70 0 0 0 140 0 0\n")  # 200 ticks later, 120 of them stolen
+    assert cpu.steal_fraction((20, 200), cpu.steal_clock(f)) == pytest.approx(0.6)
+    assert cpu.steal_clock(tmp_path / "absent") is None  # not Linux
+    assert cpu.steal_fraction(None, (1, 2)) is None and cpu.steal_fraction((1, 2), (1, 2)) is None
+
+
 @pytest.mark.parametrize("flags, bf16, tf_default", [
     (ZEN3, False, False), (CASCADE_LAKE, False, True), (ZEN5, True, True),
     (SAPPHIRE_RAPIDS, True, True), (frozenset(), False, False)])

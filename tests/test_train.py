@@ -373,3 +373,5 @@ def test_images_per_sec_counts_training_batches_only(tiny_config, tmp_path):
     assert metrics["startup_time"] > 0
     assert 0 < metrics["setup_time"] < elapsed  # data loading and model building
     assert history[0]["epoch_time"] >= metrics["startup_time"]
+    if cpu.steal_clock() is not None:  # Linux: the steal of the timed periods is recorded
+        assert 0 <= metrics["cpu_steal"] <= 1
