@@ -240,16 +240,25 @@ def run_sweep(runs: Sequence[PlannedRun], *, jobs: int = 1,
 
     def one(i_run):
         i, run = i_run
-        log(f"[{i}/{len(todo)}] {run.workdir}: {status(run)[0]}, training")
+        state = status(run)[0]
+        # Runs were classified when the sweep started: a second sweep over the same folder may
+        # have taken or finished this one since. Its lock would refuse us; that is no failure.
+        if state in ("done", "running"):
+            log(f"[{i}/{len(todo)}] {run.workdir}: "
+                + ("already done" if state == "done" else "running elsewhere"))
+            return run, state, None
+        log(f"[{i}/{len(todo)}] {run.workdir}: {state}, training")
         error = (_train_in_process if jobs == 1 else _train_subprocess)(run)
         log(f"[{i}/{len(todo)}] {run.workdir}: " + (f"FAILED: {error}" if error else "done"))
-        return run, error
+        return run, "failed" if error else "trained", error
 
+    outcome_lists = {"trained": result.trained, "done": result.skipped,
+                     "running": result.running}
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         outcomes = (map if jobs == 1 else pool.map)(one, enumerate(todo, 1))
-        for run, error in outcomes:
-            if error:
+        for run, outcome, error in outcomes:
+            if outcome == "failed":
                 result.failed.append((run, error))
             else:
-                result.trained.append(run)
+                outcome_lists[outcome].append(run)
     return result

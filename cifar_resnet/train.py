@@ -463,7 +463,7 @@ def run_metrics(history, params, images_per_epoch, train_times=(), train_steals=
     # First epoch with the lowest validation error: the paper's model selection.
     best = min(history, key=lambda r: r["val_error"]) if has_val else None
     # The first period also traces the step, fills the input pipeline and creates oneDNN
-    # primitives: its excess over a later period is the start-up cost, kept out of the rate.
+    # primitives: its excess over the later periods is the start-up cost, kept out of the rate.
     steady = sorted(train_times[1:])
     median = steady[len(steady) // 2] if steady else None
     # Without a validation split there is no model selection: the best-by-validation fields
@@ -481,7 +481,9 @@ def run_metrics(history, params, images_per_epoch, train_times=(), train_steals=
         "wall_time": last["wall_time"],
         # Training batches only (no validation or test pass), median over periods after the first.
         "images_per_sec": images_per_epoch / median if median else None,
-        "startup_time": train_times[0] - median if median else None,
+        # Against the fastest later period: a later one slowed by the machine (other jobs,
+        # steal) would otherwise hide the start-up cost, even make it negative.
+        "startup_time": train_times[0] - min(steady) if median else None,
         # Largest over the periods the rate is the median of: above a few percent, the rate is
         # the machine's, not the code's.
         "cpu_steal": max((v for v in train_steals[1:] if v is not None), default=None),

@@ -113,6 +113,26 @@ def test_status_reads_the_run_directory(tmp_path):
     assert sweep.status(run) == ("done", "test error 10.00%")
 
 
+def test_sweep_skips_runs_another_sweep_took_after_planning(tmp_path, monkeypatch):
+    first, second, third = sweep.plan("table6", runs_dir=tmp_path,
+                                      nets=["resnet20", "resnet32", "resnet44"])[:3]
+
+    def train_first(run):  # while it trains, another process finishes one run, locks another
+        for other in (second, third):
+            other.workdir.mkdir(parents=True)
+        files.write_json(second.workdir / "metrics.json",
+                         {"status": "complete", "final_test_error": 0.1})
+        third.workdir.joinpath(".lock").write_text(f"{os.getpid()}\n")  # a live process
+        return None
+
+    monkeypatch.setattr(sweep, "_train_in_process", train_first)
+    lines = []
+    result = sweep.run_sweep([first, second, third], log=lines.append)
+    assert (result.trained, result.skipped, result.running, result.failed) == (
+        [first], [second], [third], [])
+    assert lines[-1].endswith("running elsewhere") and "already done" in lines[-2]
+
+
 def _experiment_file(tmp_path, nets):
     path = tmp_path / "tiny.py"
     path.write_text(textwrap.dedent(f'''\
