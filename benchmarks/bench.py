@@ -22,8 +22,9 @@ Each implementation runs in its own process (so threading and oneDNN settings ar
 before TensorFlow or PyTorch start). After warm-up, the parent lets one process run one epoch of
 `steps` steps at a time, in turn (A B C A B C ...), so drift in the machine's load hits all alike;
 the load average and the share of CPU time the hypervisor stole (`cpu.steal_clock`) are recorded
-next to every epoch: steal comes in bursts that slow one process and not the next. Results: a JSON file and a Markdown table with
-min/median/max images/s and the ratio of each of ours to its PyTorch reference.
+next to every epoch: steal comes in bursts that slow one process and not the next. Results: a
+JSON file and a Markdown table with min/median/max images/s and the ratio of each of ours to its
+PyTorch reference.
 """
 
 from __future__ import annotations
