@@ -143,10 +143,16 @@ def _ready(conn, **info):
     conn.send(("ready", info))
 
 
-def _report(conn, seconds, images, steal_start):
-    """Sends one epoch's (seconds, images, load average, share of CPU time stolen)."""
-    conn.send((seconds, images, os.getloadavg()[0],
-               cpu.steal_fraction(steal_start, cpu.steal_clock())))
+def _clock():
+    """The start of a timed epoch: (perf_counter, steal clock), for `_report`."""
+    return time.perf_counter(), cpu.steal_clock()
+
+
+def _report(conn, started, images):
+    """Sends the epoch begun at `started` (a `_clock()`): seconds, images, load average, and
+    the share of CPU time stolen meanwhile."""
+    conn.send((time.perf_counter() - started[0], images, os.getloadavg()[0],
+               cpu.steal_fraction(started[1], cpu.steal_clock())))
 
 
 def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
@@ -174,10 +180,10 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
         next(it)
         _ready(conn, **info)
         while (msg := conn.recv()) != "stop":
-            steal, start = cpu.steal_clock(), time.perf_counter()
+            started = _clock()
             for _ in range(msg[1]):
                 next(it)
-            _report(conn, time.perf_counter() - start, msg[1] * batch_size, steal)
+            _report(conn, started, msg[1] * batch_size)
         return
 
     class Gate(keras.callbacks.Callback):
@@ -185,10 +191,10 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
 
         def on_epoch_begin(self, epoch, logs=None):
             conn.recv()  # ("epoch", steps): the steps of fit's plan
-            self.steal, self.start = cpu.steal_clock(), time.perf_counter()
+            self.started = _clock()
 
         def on_epoch_end(self, epoch, logs=None):
-            _report(conn, time.perf_counter() - self.start, steps * batch_size, self.steal)
+            _report(conn, self.started, steps * batch_size)
 
     model = train.build_model(config)
     _ready(conn, **info)
@@ -225,11 +231,11 @@ def _torch_worker(base, options, depth, version, batch_size, arrays, conn):
         augment=not options.get("noaug"), device=device, channels_last=channels_last)
     batches = itertools.cycle(pool)
     while (msg := conn.recv()) != "stop":
-        steal, start = cpu.steal_clock(), time.perf_counter()
+        started = _clock()
         for _ in range(msg[1]):
             loss = step(*next(batches))
         loss.item()  # waits for the device
-        _report(conn, time.perf_counter() - start, msg[1] * batch_size, steal)
+        _report(conn, started, msg[1] * batch_size)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -226,13 +226,13 @@ def run_sweep(runs: Sequence[PlannedRun], *, jobs: int = 1,
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1; got {jobs}")
     result = SweepResult()
+    # Finished, or trained by another process (training it here would collide): not ours.
+    elsewhere = {"done": result.skipped, "running": result.running}
     todo = []
     for run in runs:
         state, detail = status(run)
-        if state == "done":
-            result.skipped.append(run)
-        elif state == "running":  # another process trains it; training it here would collide
-            result.running.append(run)
+        if state in elsewhere:
+            elsewhere[state].append(run)
         elif run.config is None:
             result.failed.append((run, detail))
         else:
@@ -243,7 +243,7 @@ def run_sweep(runs: Sequence[PlannedRun], *, jobs: int = 1,
         state = status(run)[0]
         # Runs were classified when the sweep started: a second sweep over the same folder may
         # have taken or finished this one since. Its lock would refuse us; that is no failure.
-        if state in ("done", "running"):
+        if state in elsewhere:
             log(f"[{i}/{len(todo)}] {run.workdir}: "
                 + ("already done" if state == "done" else "running elsewhere"))
             return run, state, None
@@ -252,13 +252,11 @@ def run_sweep(runs: Sequence[PlannedRun], *, jobs: int = 1,
         log(f"[{i}/{len(todo)}] {run.workdir}: " + (f"FAILED: {error}" if error else "done"))
         return run, "failed" if error else "trained", error
 
-    outcome_lists = {"trained": result.trained, "done": result.skipped,
-                     "running": result.running}
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         outcomes = (map if jobs == 1 else pool.map)(one, enumerate(todo, 1))
         for run, outcome, error in outcomes:
             if outcome == "failed":
                 result.failed.append((run, error))
             else:
-                outcome_lists[outcome].append(run)
+                (result.trained if outcome == "trained" else elsewhere[outcome]).append(run)
     return result

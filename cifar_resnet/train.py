@@ -483,7 +483,7 @@ def run_metrics(history, params, images_per_epoch, train_times=(), train_steals=
         "images_per_sec": images_per_epoch / median if median else None,
         # Against the fastest later period: a later one slowed by the machine (other jobs,
         # steal) would otherwise hide the start-up cost, even make it negative.
-        "startup_time": train_times[0] - min(steady) if median else None,
+        "startup_time": train_times[0] - steady[0] if steady else None,
         # Largest over the periods the rate is the median of: above a few percent, the rate is
         # the machine's, not the code's.
         "cpu_steal": max((v for v in train_steals[1:] if v is not None), default=None),
