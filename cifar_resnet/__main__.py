@@ -141,18 +141,26 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
          help="flip: average with the mirrored image")
     flag("--split", default="test", choices=config_lib.EVAL_SPLITS,
          help="test (default) or val, the held-out tail of the training set")
+    flag("--head", type=int, metavar="N",
+         help="also the error on the split's first N images, with its standard error (1000: "
+              "the exact test images of the project's shared copy)")
     flag("--out", help="output folder (default RUN_DIR/eval)")
 
 
 def _evaluate(args) -> int:
     _import_tensorflow_quietly()
     from cifar_resnet import evaluate
+    # EvaluationError is a ConfigError: one line, exit 2.
     r = evaluate.evaluate(args.run_dir, checkpoint=args.checkpoint, tta=args.tta,
-                          split=args.split, out=args.out)  # EvaluationError is a ConfigError
+                          split=args.split, out=args.out, head=args.head)
     tta = (f" (without flip TTA {100 * r['error_without_tta']:.2f}%, change "
            f"{100 * r['tta_effect']:+.2f} points)" if args.tta else "")
     print(f"{args.run_dir}: {r['split']} error {100 * r['error']:.2f}% on {r['num_images']} "
           f"images, {r['checkpoint']} checkpoint ({r['checkpoint_rule']}){tta}; wrote {', '.join(r['files'].values())}")
+    if args.head:
+        h = r["head"]
+        print(f"  first {h['num_images']} images: error {100 * h['error']:.2f}% "
+              f"(standard error {100 * h['std_error']:.2f} points)")
     return 0
 
 

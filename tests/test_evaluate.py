@@ -129,3 +129,22 @@ def test_missing_checkpoint_names_the_alternative(run, tmp_path):
     (tmp_path / "config.json").write_text((run / "config.json").read_text())
     with pytest.raises(evaluate.EvaluationError, match="--checkpoint final"):
         evaluate.evaluate(tmp_path, checkpoint="best")
+
+
+def test_head_reports_the_first_images_error_with_its_standard_error(run, tmp_path, capsys):
+    report = evaluate.evaluate(run, checkpoint="final", head=50, out=tmp_path)
+    (images, labels) = data.make_synthetic(256, 128)[1]
+    wrong = _reference_probs(run, "final", images).argmax(1) != labels
+    e = np.mean(wrong[:50])
+    assert report["head"]["num_images"] == 50
+    assert report["head"]["error"] == pytest.approx(e)
+    assert report["head"]["std_error"] == pytest.approx(np.sqrt(e * (1 - e) / 50))
+    assert files.read_json(tmp_path / "test-final.json")["head"] == report["head"]
+
+    assert main(["evaluate", str(run), "--checkpoint", "final", "--head", "50",
+                 "--out", str(tmp_path)]) == 0
+    assert f"first 50 images: error {100 * e:.2f}%" in capsys.readouterr().out
+    with pytest.raises(evaluate.EvaluationError, match="more than the split's 128 images"):
+        evaluate.evaluate(run, checkpoint="final", head=129, out=tmp_path)
+    with pytest.raises(evaluate.EvaluationError, match="head 0 is not a positive"):
+        evaluate.evaluate(run, checkpoint="final", head=0, out=tmp_path)
