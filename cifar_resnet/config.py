@@ -34,7 +34,8 @@ OPTIMIZERS = ("sgd", "adam")  # SGD with momentum (paper); Adam (keras-example).
 AUGMENTATIONS = ("crop_flip", "shift_flip")
 # `weight_decay_on` -> the model option `regularize_all` (presets.py): "all" decays kernels,
 # biases and BatchNorm's gamma/beta, as Torch's SGD does (the paper preset); "kernels" decays
-# the conv and dense kernels only (the Keras example; a fast-recipe candidate, issue #12).
+# the conv kernels only, not the classifier's (as the Keras example, whose Dense layer has no
+# regularizer; a fast-recipe candidate, issue #12).
 WEIGHT_DECAY_ON = {"all": True, "kernels": False}
 
 

@@ -1,0 +1,203 @@
+"""An independent PyTorch trainer of the `fast` recipe (experiments/fast.py), issue #12 item 3.
+
+It answers one question: when the Keras run of a recipe stops short of the paper's 91.25%
+(ResNet-20, He et al. 2015 Table 6), is the limit the recipe and the data, or this project's
+code? It trains the same recipe on the same archive with nothing from `cifar_resnet`:
+  - the data read from the CIFAR-10 python archive here (tarfile + pickle), all 50,000 training
+    images, normalized by the per-pixel mean image as the paper (sec 4.2), std 1;
+  - the net of `benchmarks/torch_resnet.py` (ResNet v1, option A, fb.resnet.torch init; its
+    parameter count is pinned against the Keras model in tests/test_bench.py);
+  - pad-4 random crop and flip per batch, 391 iterations an epoch (the last batch partial, as
+    Keras' epoch of 50,000 images);
+  - SGD with momentum and, as the recipe says, Nesterov, coupled weight decay (PyTorch's) on the
+    conv kernels only (the project's weight_decay_on="kernels") or on all, label smoothing,
+    and the per-iteration lr: a linear warm-up, then a half cosine (or a line) to zero;
+  - bfloat16 autocast where asked (channels_last on CPU), fp32 otherwise.
+
+It writes OUT/history.csv (per evaluation: epoch, iterations, lr, training error over the
+period's augmented batches, test error, wall time) and OUT/results.json (final test error, the
+first 1,000 test images' error with its standard error, flip TTA, wall time, settings):
+
+    python -m benchmarks.torch_train --data ../shared/data/cifar-10-python.tar.gz --out runs/torch-fast
+
+Needs only torch and numpy (`pip install torch==2.13.0`, the `bench` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import pathlib
+import pickle
+import sys
+import tarfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks import torch_resnet
+
+FAST = dict(epochs=34, batch_size=128, lr=0.1, warmup_iterations=391, warmup_lr=0.01,
+            schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
+            decay_on="kernels", label_smoothing=0.1, eval_every=2)
+
+
+def load_cifar10(archive):
+    """(x_train, y_train, x_test, y_test) from the python archive: uint8 NHWC, int64 labels."""
+    def read(tar, name):
+        member = next(m for m in tar.getmembers() if m.name.endswith("/" + name))
+        d = pickle.load(tar.extractfile(member), encoding="bytes")
+        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(d[b"labels"], np.int64)
+
+    with tarfile.open(archive) as tar:
+        train = [read(tar, f"data_batch_{i}") for i in range(1, 6)]
+        x_test, y_test = read(tar, "test_batch")
+    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+            x_test, y_test)
+
+
+def lr_at(step, total, *, lr, warmup_iterations, warmup_lr, schedule):
+    """The learning rate of 0-based iteration `step` of `total`."""
+    if step < warmup_iterations:
+        return warmup_lr + (lr - warmup_lr) * step / warmup_iterations
+    done = min((step - warmup_iterations) / (total - warmup_iterations), 1.0)
+    return lr * (0.5 * (1 + math.cos(math.pi * done)) if schedule == "cosine" else 1 - done)
+
+
+def param_groups(net, weight_decay, decay_on):
+    """SGD parameter groups: decay on the conv kernels only ("kernels") or on all."""
+    if decay_on == "all":
+        return [{"params": list(net.parameters()), "weight_decay": weight_decay}]
+    kernels = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    ids = {id(p) for p in kernels}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    return [{"params": kernels, "weight_decay": weight_decay},
+            {"params": rest, "weight_decay": 0.0}]
+
+
+def predict(net, x, mean, *, dtype, flip=False, batch_size=500):
+    """Class probabilities of uint8 NHWC images (the mirror images' with `flip`)."""
+    net.eval()
+    out = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32,
+                                         enabled=dtype is not None):
+        for i in range(0, len(x), batch_size):
+            batch = torch_resnet.normalize(x[i:i + batch_size], mean, 1.0)
+            if flip:
+                batch = batch.flip(3)
+            out.append(net(batch.contiguous(memory_format=torch.channels_last))
+                       .float().softmax(1))
+    net.train()
+    return torch.cat(out)
+
+
+def train(x_train, y_train, x_test, y_test, out, *, epochs, batch_size, lr, warmup_iterations,
+          warmup_lr, schedule, momentum, nesterov, weight_decay, decay_on, label_smoothing,
+          eval_every, precision="float32", seed=0, depth=20, head=1000, log=print) -> dict:
+    """Trains ResNet-`depth` v1 and writes OUT/history.csv and OUT/results.json.
+
+    Returns:
+        The results dict (errors as fractions).
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = torch_resnet.PRECISIONS[precision]
+    x_train, y_train = torch.as_tensor(x_train), torch.as_tensor(y_train)
+    x_test, y_test = torch.as_tensor(x_test), torch.as_tensor(y_test)
+    mean = x_train.float().mean(0) / 255  # the per-pixel mean image, [0, 1] scale
+    net = torch_resnet.CifarResNet(depth, 1).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(param_groups(net, weight_decay, decay_on), lr=lr,
+                                momentum=momentum, nesterov=nesterov)
+    steps = math.ceil(len(x_train) / batch_size)
+    total = epochs * steps
+    rows, wrong, seen, step, start = [], 0, 0, 0, time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x_train), generator=generator)
+        for i in range(steps):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            images = torch_resnet.augment(x_train[idx], mean, 1.0, generator)
+            images = images.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, lr=lr, warmup_iterations=warmup_iterations,
+                                    warmup_lr=warmup_lr, schedule=schedule)
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = net(images)
+                loss = F.cross_entropy(logits.float(), y_train[idx],
+                                       label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            wrong += int((logits.argmax(1) != y_train[idx]).sum())
+            seen += len(idx)
+            step += 1
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+            test_error = float((predict(net, x_test, mean, dtype=dtype).argmax(1) != y_test)
+                               .float().mean())
+            rows.append(dict(epoch=epoch + 1, iterations=step, lr=optimizer.param_groups[0]["lr"],
+                             error=wrong / seen, test_error=test_error,
+                             wall_time=time.perf_counter() - start))
+            log(", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()))
+            wrong = seen = 0
+    wall = time.perf_counter() - start
+    with open(out / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    probs = predict(net, x_test, mean, dtype=dtype)
+    flipped = (probs + predict(net, x_test, mean, dtype=dtype, flip=True)) / 2
+    head = min(head, len(y_test))
+    head_error = float((probs[:head].argmax(1) != y_test[:head]).float().mean())
+    results = dict(
+        final_test_error=rows[-1]["test_error"], final_train_error=rows[-1]["error"],
+        flip_tta_test_error=float((flipped.argmax(1) != y_test).float().mean()),
+        head=dict(num_images=head, error=head_error,
+                  std_error=math.sqrt(head_error * (1 - head_error) / head)),
+        wall_time=wall, iterations=step, threads=torch.get_num_threads(),
+        torch=torch.__version__, precision=precision, seed=seed, depth=depth,
+        recipe=dict(epochs=epochs, batch_size=batch_size, lr=lr,
+                    warmup_iterations=warmup_iterations, warmup_lr=warmup_lr,
+                    schedule=schedule, momentum=momentum, nesterov=nesterov,
+                    weight_decay=weight_decay, decay_on=decay_on,
+                    label_smoothing=label_smoothing, eval_every=eval_every))
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main(argv=None) -> int:
+    """Trains the fast recipe in PyTorch on the CIFAR-10 python archive."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.torch_train",
+                                description=main.__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="cifar-10-python.tar.gz")
+    p.add_argument("--out", required=True, help="folder for history.csv and results.json")
+    p.add_argument("--precision", default="bfloat16", choices=("float32", "bfloat16"),
+                   help="bfloat16 autocast (the Keras run's mixed_bfloat16) or float32")
+    p.add_argument("--seed", type=int, default=0)
+    for key, value in FAST.items():
+        p.add_argument("--" + key.replace("_", "-"), type=type(value) if not isinstance(
+            value, bool) else lambda s: s.lower() in ("1", "true", "yes"), default=value)
+    args = p.parse_args(argv)
+    if not pathlib.Path(args.data).is_file():
+        p.exit(2, f"error: --data {args.data}: no such file\n")
+    if args.schedule not in ("cosine", "linear") or args.decay_on not in ("kernels", "all"):
+        p.exit(2, f"error: --schedule {args.schedule!r} (cosine, linear) or --decay-on "
+                  f"{args.decay_on!r} (kernels, all) is not valid\n")
+    x_train, y_train, x_test, y_test = load_cifar10(args.data)
+    kwargs = {k: getattr(args, k) for k in FAST}
+    r = train(x_train, y_train, x_test, y_test, args.out, precision=args.precision,
+              seed=args.seed, **kwargs)
+    print(f"test error {100 * r['final_test_error']:.2f}% (flip TTA "
+          f"{100 * r['flip_tta_test_error']:.2f}%), first {r['head']['num_images']} "
+          f"{100 * r['head']['error']:.2f}% ± {100 * r['head']['std_error']:.2f}, "
+          f"{r['wall_time'] / 60:.1f} min; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
