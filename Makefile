@@ -56,10 +56,19 @@ fast-recipe: setup
 	$(call sweep,fast)
 	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/fast --out docs/fast
 	$(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
-		--tta flip --out docs/fast
+		--head 1000 --out docs/fast
+	$(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
+		--tta flip --head 1000 --out docs/fast
 	cp $(or $(RUNS_DIR),runs)/fast/resnet20/seed0/history.csv docs/fast/
 
-.PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe
+# The same recipe in the independent PyTorch trainer (benchmarks/torch_train.py; needs torch,
+# the bench extra): is the ceiling the recipe and the data, or this project's code?
+fast-recipe-torch: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
+fast-recipe-torch: setup
+	$(PY) -m benchmarks.torch_train --data $(DATA_DIR) --out docs/fast/torch
+
+.PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
+	fast-recipe-torch
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
 # its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it.
