@@ -65,7 +65,10 @@ fast-recipe: setup
 # the bench extra): is the ceiling the recipe and the data, or this project's code?
 fast-recipe-torch: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
 fast-recipe-torch: setup
-	$(PY) -m benchmarks.torch_train --data $(DATA_DIR) --out docs/fast/torch
+	$(PY) -m benchmarks.torch_train --data $(DATA_DIR) --out $(or $(RUNS_DIR),runs)/torch-fast
+	mkdir -p docs/fast/torch
+	cp $(or $(RUNS_DIR),runs)/torch-fast/history.csv $(or $(RUNS_DIR),runs)/torch-fast/results.json \
+		docs/fast/torch/
 
 .PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
 	fast-recipe-torch

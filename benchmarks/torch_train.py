@@ -14,11 +14,13 @@ code? It trains the same recipe on the same archive with nothing from `cifar_res
     and the per-iteration lr: a linear warm-up, then a half cosine (or a line) to zero;
   - bfloat16 autocast where asked (channels_last on CPU), fp32 otherwise.
 
-It writes OUT/history.csv (per evaluation: epoch, iterations, lr, training error over the
+Rerunning the command resumes after the last finished epoch (OUT/checkpoint.pt). It writes
+OUT/history.csv (per evaluation: epoch, iterations, lr, training error over the
 period's augmented batches, test error, wall time) and OUT/results.json (final test error, the
 first 1,000 test images' error with its standard error, flip TTA, wall time, settings):
 
     python -m benchmarks.torch_train --data ../shared/data/cifar-10-python.tar.gz --out runs/torch-fast
+    make fast-recipe-torch    # the same, then history.csv and results.json to docs/fast/torch
 
 Needs only torch and numpy (`pip install torch==2.13.0`, the `bench` extra).
 """
@@ -101,9 +103,22 @@ def train(x_train, y_train, x_test, y_test, out, *, epochs, batch_size, lr, warm
           eval_every, precision="float32", seed=0, depth=20, head=1000, log=print) -> dict:
     """Trains ResNet-`depth` v1 and writes OUT/history.csv and OUT/results.json.
 
+    OUT/checkpoint.pt (net, optimizer, random states, curve so far) is rewritten after every
+    epoch, and a run started again on the same OUT resumes after the last saved epoch, as the
+    Keras runs do; settings that differ from the saved ones are refused.
+
     Returns:
         The results dict (errors as fractions).
+
+    Raises:
+        ValueError: OUT holds a checkpoint of other settings.
     """
+    settings = dict(recipe=dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, warmup_iterations=warmup_iterations,
+        warmup_lr=warmup_lr, schedule=schedule, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, decay_on=decay_on, label_smoothing=label_smoothing,
+        eval_every=eval_every), precision=precision, seed=seed, depth=depth,
+        num_train=len(x_train))
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     out = pathlib.Path(out)
@@ -117,16 +132,33 @@ def train(x_train, y_train, x_test, y_test, out, *, epochs, batch_size, lr, warm
                                 momentum=momentum, nesterov=nesterov)
     steps = math.ceil(len(x_train) / batch_size)
     total = epochs * steps
-    rows, wrong, seen, step, start = [], 0, 0, 0, time.perf_counter()
-    for epoch in range(epochs):
+    state = dict(epoch=0, step=0, rows=[], wrong=0, seen=0, elapsed=0.0)
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint)
+        if saved["settings"] != settings:
+            flat = lambda d: {**d["recipe"], **{k: v for k, v in d.items() if k != "recipe"}}
+            now, then = flat(settings), flat(saved["settings"])
+            changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+            raise ValueError(f"{checkpoint} was trained with other settings ({', '.join(changed)}"
+                             f"); use another --out, or delete it to start again")
+        net.load_state_dict(saved["net"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["rng"])
+        state = saved["state"]
+        log(f"resuming {out} after epoch {state['epoch']} of {epochs}")
+    start = time.perf_counter() - state["elapsed"]
+    for epoch in range(state["epoch"], epochs):
         order = torch.randperm(len(x_train), generator=generator)
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
             images = torch_resnet.augment(x_train[idx], mean, 1.0, generator)
             images = images.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, lr=lr, warmup_iterations=warmup_iterations,
-                                    warmup_lr=warmup_lr, schedule=schedule)
+                group["lr"] = lr_at(state["step"], total, lr=lr,
+                                    warmup_iterations=warmup_iterations, warmup_lr=warmup_lr,
+                                    schedule=schedule)
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = net(images)
                 loss = F.cross_entropy(logits.float(), y_train[idx],
@@ -134,18 +166,27 @@ def train(x_train, y_train, x_test, y_test, out, *, epochs, batch_size, lr, warm
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            wrong += int((logits.argmax(1) != y_train[idx]).sum())
-            seen += len(idx)
-            step += 1
+            state["wrong"] += int((logits.argmax(1) != y_train[idx]).sum())
+            state["seen"] += len(idx)
+            state["step"] += 1
+        state["epoch"] = epoch + 1
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             test_error = float((predict(net, x_test, mean, dtype=dtype).argmax(1) != y_test)
                                .float().mean())
-            rows.append(dict(epoch=epoch + 1, iterations=step, lr=optimizer.param_groups[0]["lr"],
-                             error=wrong / seen, test_error=test_error,
-                             wall_time=time.perf_counter() - start))
-            log(", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()))
-            wrong = seen = 0
-    wall = time.perf_counter() - start
+            state["rows"].append(dict(
+                epoch=epoch + 1, iterations=state["step"], lr=optimizer.param_groups[0]["lr"],
+                error=state["wrong"] / state["seen"], test_error=test_error,
+                wall_time=time.perf_counter() - start))
+            state["wrong"] = state["seen"] = 0
+        state["elapsed"] = time.perf_counter() - start
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save(dict(settings=settings, net=net.state_dict(),
+                        optimizer=optimizer.state_dict(), generator=generator.get_state(),
+                        rng=torch.get_rng_state(), state=state), tmp)
+        tmp.replace(checkpoint)  # a kill mid-write leaves the previous epoch's checkpoint
+        if state["rows"] and state["rows"][-1]["epoch"] == epoch + 1:
+            log(", ".join(f"{k} {v:.4g}" for k, v in state["rows"][-1].items()))
+    rows = state["rows"]
     with open(out / "history.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -159,13 +200,8 @@ def train(x_train, y_train, x_test, y_test, out, *, epochs, batch_size, lr, warm
         flip_tta_test_error=float((flipped.argmax(1) != y_test).float().mean()),
         head=dict(num_images=head, error=head_error,
                   std_error=math.sqrt(head_error * (1 - head_error) / head)),
-        wall_time=wall, iterations=step, threads=torch.get_num_threads(),
-        torch=torch.__version__, precision=precision, seed=seed, depth=depth,
-        recipe=dict(epochs=epochs, batch_size=batch_size, lr=lr,
-                    warmup_iterations=warmup_iterations, warmup_lr=warmup_lr,
-                    schedule=schedule, momentum=momentum, nesterov=nesterov,
-                    weight_decay=weight_decay, decay_on=decay_on,
-                    label_smoothing=label_smoothing, eval_every=eval_every))
+        wall_time=state["elapsed"], iterations=state["step"], threads=torch.get_num_threads(),
+        torch=torch.__version__, **settings)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -190,8 +226,11 @@ def main(argv=None) -> int:
                   f"{args.decay_on!r} (kernels, all) is not valid\n")
     x_train, y_train, x_test, y_test = load_cifar10(args.data)
     kwargs = {k: getattr(args, k) for k in FAST}
-    r = train(x_train, y_train, x_test, y_test, args.out, precision=args.precision,
-              seed=args.seed, **kwargs)
+    try:
+        r = train(x_train, y_train, x_test, y_test, args.out, precision=args.precision,
+                  seed=args.seed, **kwargs)
+    except ValueError as e:
+        p.exit(2, f"error: {e}\n")
     print(f"test error {100 * r['final_test_error']:.2f}% (flip TTA "
           f"{100 * r['flip_tta_test_error']:.2f}%), first {r['head']['num_images']} "
           f"{100 * r['head']['error']:.2f}% ± {100 * r['head']['std_error']:.2f}, "

@@ -61,13 +61,7 @@ def test_kernels_only_decays_what_the_keras_model_regularizes():
 
 
 def test_tiny_run_writes_its_curve_and_results(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, 10, 80)
-    r = torch_train.train(x, y, x[:30], y[:30], tmp_path, epochs=3, batch_size=32, lr=0.1,
-                          warmup_iterations=3, warmup_lr=0.01, schedule="cosine", momentum=0.9,
-                          nesterov=True, weight_decay=5e-4, decay_on="kernels",
-                          label_smoothing=0.1, eval_every=2, depth=8, head=20, log=print)
+    r = _tiny(tmp_path, eval_every=2)
     rows = list(csv.DictReader(open(tmp_path / "history.csv")))
     # 80 images in batches of 32: 3 iterations an epoch, the last one partial.
     assert [(int(r_["epoch"]), int(r_["iterations"])) for r_ in rows] == [(2, 6), (3, 9)]
@@ -87,3 +81,35 @@ def test_cli_refuses_a_missing_archive_in_one_line(tmp_path, capsys):
         torch_train.main(["--data", str(tmp_path / "none.tar.gz"), "--out", str(tmp_path)])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def _tiny(out, log=print, **overrides):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 80)
+    kw = dict(epochs=3, batch_size=32, lr=0.1, warmup_iterations=3, warmup_lr=0.01,
+              schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
+              decay_on="kernels", label_smoothing=0.1, eval_every=1, depth=8, head=20,
+              precision="float32")
+    return torch_train.train(x, y, x[:30], y[:30], out, log=log, **{**kw, **overrides})
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path):
+    whole = _tiny(tmp_path / "whole")
+
+    def stop_after_first_epoch(line):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _tiny(tmp_path / "parts", log=stop_after_first_epoch)
+    lines = []
+    parts = _tiny(tmp_path / "parts", log=lines.append)
+    assert lines[0].startswith(f"resuming {tmp_path / 'parts'} after epoch 1 of 3")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+    assert (strip(csv.DictReader(open(tmp_path / "parts" / "history.csv")))
+            == strip(csv.DictReader(open(tmp_path / "whole" / "history.csv"))))
+    for key in ("final_test_error", "final_train_error", "flip_tta_test_error", "head"):
+        assert parts[key] == whole[key]
+
+    with pytest.raises(ValueError, match=r"other settings \(lr\); use another --out"):
+        _tiny(tmp_path / "parts", lr=0.2)
