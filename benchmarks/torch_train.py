@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from benchmarks import torch_resnet
 
-FAST = dict(epochs=34, batch_size=128, lr=0.1, warmup_iterations=391, warmup_lr=0.01,
+FAST = dict(epochs=32, batch_size=128, lr=0.1, warmup_iterations=391, warmup_lr=0.01,
             schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
             decay_on="kernels", label_smoothing=0.1, eval_every=2)
 
