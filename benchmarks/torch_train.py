@@ -33,6 +33,7 @@ import json
 import math
 import pathlib
 import pickle
+import runpy
 import sys
 import tarfile
 import time
@@ -43,9 +44,24 @@ import torch.nn.functional as F
 
 from benchmarks import torch_resnet
 
-FAST = dict(epochs=32, batch_size=128, lr=0.1, warmup_iterations=391, warmup_lr=0.01,
-            schedule="cosine", momentum=0.9, nesterov=True, weight_decay=5e-4,
-            decay_on="kernels", label_smoothing=0.1, eval_every=2)
+# The recipe is the experiment file's, read here rather than copied (tests check the reading
+# against the config the Keras sweep builds from the same file).
+RECIPE_FILE = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "fast.py"
+NUM_TRAIN = 50_000
+
+
+def fast_recipe(path=RECIPE_FILE) -> dict:
+    """The `fast` experiment's RECIPE in this trainer's terms (the project's defaults where the
+    file leaves a value out: momentum 0.9, no Nesterov, decay on all, no smoothing)."""
+    r = runpy.run_path(str(path))["RECIPE"]
+    steps = math.ceil(NUM_TRAIN / r["batch_size"])
+    return dict(epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"],
+                warmup_iterations=r.get("warmup_iterations", 0), warmup_lr=r["warmup_lr"],
+                schedule=r["lr_schedule"], momentum=r.get("momentum", 0.9),
+                nesterov=r.get("nesterov", False), weight_decay=r["weight_decay"],
+                decay_on=r.get("weight_decay_on") or "all",
+                label_smoothing=r.get("label_smoothing", 0.0),
+                eval_every=max(1, r.get("log_every", steps) // steps))
 
 
 def load_cifar10(archive):
@@ -215,9 +231,10 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="bfloat16", choices=("float32", "bfloat16"),
                    help="bfloat16 autocast (the Keras run's mixed_bfloat16) or float32")
     p.add_argument("--seed", type=int, default=0)
-    for key, value in FAST.items():
+    for key, value in fast_recipe().items():
         p.add_argument("--" + key.replace("_", "-"), type=type(value) if not isinstance(
-            value, bool) else lambda s: s.lower() in ("1", "true", "yes"), default=value)
+            value, bool) else lambda s: s.lower() in ("1", "true", "yes"), default=value,
+            help="default: experiments/fast.py's %(default)s")
     args = p.parse_args(argv)
     if not pathlib.Path(args.data).is_file():
         p.exit(2, f"error: --data {args.data}: no such file\n")
@@ -225,7 +242,7 @@ def main(argv=None) -> int:
         p.exit(2, f"error: --schedule {args.schedule!r} (cosine, linear) or --decay-on "
                   f"{args.decay_on!r} (kernels, all) is not valid\n")
     x_train, y_train, x_test, y_test = load_cifar10(args.data)
-    kwargs = {k: getattr(args, k) for k in FAST}
+    kwargs = {k: getattr(args, k) for k in fast_recipe()}
     try:
         r = train(x_train, y_train, x_test, y_test, args.out, precision=args.precision,
                   seed=args.seed, **kwargs)

@@ -113,3 +113,17 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path):
 
     with pytest.raises(ValueError, match=r"other settings \(lr\); use another --out"):
         _tiny(tmp_path / "parts", lr=0.2)
+
+
+def test_the_recipe_is_the_fast_experiments_as_the_sweep_builds_it():
+    from cifar_resnet import experiments
+    recipe = torch_train.fast_recipe()
+    config = experiments.run_config("fast", "resnet20", 0)
+    steps = math.ceil(50_000 / config.batch_size)
+    assert recipe == dict(
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        warmup_iterations=config.resolved_warmup, warmup_lr=config.warmup_lr,
+        schedule=config.lr_schedule, momentum=config.momentum, nesterov=config.nesterov,
+        weight_decay=config.weight_decay, decay_on=config.weight_decay_on or "all",
+        label_smoothing=config.label_smoothing, eval_every=config.log_every // steps)
+    assert config.val_fraction == 0.0 and config.depth == 20 and config.shortcut == "A"
