@@ -186,7 +186,8 @@ def train(x_train, y_train, x_test, y_test, out, *, epochs, batch_size, lr, warm
             state["seen"] += len(idx)
             state["step"] += 1
         state["epoch"] = epoch + 1
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+        evaluated = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
+        if evaluated:
             test_error = float((predict(net, x_test, mean, dtype=dtype).argmax(1) != y_test)
                                .float().mean())
             state["rows"].append(dict(
@@ -200,7 +201,7 @@ def train(x_train, y_train, x_test, y_test, out, *, epochs, batch_size, lr, warm
                         optimizer=optimizer.state_dict(), generator=generator.get_state(),
                         rng=torch.get_rng_state(), state=state), tmp)
         tmp.replace(checkpoint)  # a kill mid-write leaves the previous epoch's checkpoint
-        if state["rows"] and state["rows"][-1]["epoch"] == epoch + 1:
+        if evaluated:
             log(", ".join(f"{k} {v:.4g}" for k, v in state["rows"][-1].items()))
     rows = state["rows"]
     with open(out / "history.csv", "w", newline="") as f:
@@ -231,7 +232,8 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="bfloat16", choices=("float32", "bfloat16"),
                    help="bfloat16 autocast (the Keras run's mixed_bfloat16) or float32")
     p.add_argument("--seed", type=int, default=0)
-    for key, value in fast_recipe().items():
+    recipe = fast_recipe()
+    for key, value in recipe.items():
         p.add_argument("--" + key.replace("_", "-"), type=type(value) if not isinstance(
             value, bool) else lambda s: s.lower() in ("1", "true", "yes"), default=value,
             help="default: experiments/fast.py's %(default)s")
@@ -242,7 +244,7 @@ def main(argv=None) -> int:
         p.exit(2, f"error: --schedule {args.schedule!r} (cosine, linear) or --decay-on "
                   f"{args.decay_on!r} (kernels, all) is not valid\n")
     x_train, y_train, x_test, y_test = load_cifar10(args.data)
-    kwargs = {k: getattr(args, k) for k in fast_recipe()}
+    kwargs = {k: getattr(args, k) for k in recipe}
     try:
         r = train(x_train, y_train, x_test, y_test, args.out, precision=args.precision,
                   seed=args.seed, **kwargs)
