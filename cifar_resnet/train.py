@@ -438,6 +438,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
 
     history = read_history(workdir / "history.csv")
     metrics = run_metrics(history, count_params(model), config.batch_size * steps_per_epoch,
+                          math.ceil(len(splits.train[0]) / config.batch_size),
                           recorder.train_times, recorder.train_steals)
     metrics.update(precision=config.precision, cpu=cpu.describe(),
                    setup_time=recorder.setup_time,
@@ -447,13 +448,20 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
     return metrics
 
 
-def run_metrics(history, params, images_per_epoch, train_times=(), train_steals=()) -> dict:
+def _passes(iterations: int, per_pass: int) -> float:
+    """Passes over the data in `iterations`: whole as an int, else to two decimals."""
+    return iterations // per_pass if iterations % per_pass == 0 else round(iterations / per_pass, 2)
+
+
+def run_metrics(history, params, images_per_epoch, iterations_per_pass, train_times=(),
+                train_steals=()) -> dict:
     """The metrics.json content from the history rows of a finished run.
 
     Args:
         history: the rows of history.csv.
         params: trainable parameters.
         images_per_epoch: images of one logging period (batch size x its iterations).
+        iterations_per_pass: iterations of one pass over the training images.
         train_times: seconds of each period of this session spent in training batches alone.
         train_steals: the share of CPU time stolen by the hypervisor in each of those (None
             where unknown); a virtual machine's steal slows a rate without any fault of ours.
@@ -476,7 +484,9 @@ def run_metrics(history, params, images_per_epoch, train_times=(), train_steals=
         **selected,
         "final_train_error": last["error"],
         "params": int(params),
-        "epochs": len(history),
+        # Passes over the training images, as a reader counts epochs; a logging period
+        # (log_every) may be shorter or longer than one.
+        "epochs": _passes(int(last["iterations"]), iterations_per_pass),
         "iterations": int(last["iterations"]),
         "wall_time": last["wall_time"],
         # Training batches only (no validation or test pass), median over periods after the first.

@@ -260,7 +260,8 @@ def test_a_tiny_net_learns_real_cifar10_in_one_short_epoch(real_data, tmp_path):
 def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_config, tmp_path):
     # 4 iterations per pass over the data, logged every 3: periods end mid-pass.
     config = dataclasses.replace(tiny_config, epochs=2, log_every=3)
-    train.run_experiment(config, tmp_path / "a", verbose=0)
+    metrics = train.run_experiment(config, tmp_path / "a", verbose=0)
+    assert metrics["epochs"] == 2.25  # passes over the data (9 of 4 iterations), not periods
     history = train.read_history(tmp_path / "a" / "history.csv")
     assert [r["iterations"] for r in history] == [3, 6, 9]
     with pytest.raises(KeyboardInterrupt):
