@@ -223,6 +223,10 @@ class Config:
                               f"{self.lr_factors} must have the same length")
         return self
 
+    def iterations_per_pass(self, num_train: int) -> int:
+        """Iterations of one pass over `num_train` images (the last batch may be partial)."""
+        return math.ceil(num_train / self.batch_size)
+
     def plan(self, num_train: int) -> tuple[int, int, int]:
         """Returns (steps_per_epoch, epochs, planned_iterations) for `num_train` images.
 
@@ -232,7 +236,7 @@ class Config:
         80 images) is 164 epochs, 64,124 iterations; on the 45k split (352 per epoch) 182
         epochs, 64,064. The schedule's milestones are fractions of `iterations` (32k, 48k).
         """
-        steps = math.ceil(num_train / self.batch_size)
+        steps = self.iterations_per_pass(num_train)
         total = self.epochs * steps if self.epochs is not None else self.iterations
         steps = min(self.log_every or steps, total)  # a run shorter than one period is one
         return steps, math.ceil(total / steps), total

@@ -350,7 +350,7 @@ def _tfdata_inputs(config, splits, first, stop):
     """(train, val, test) tf.data datasets; train holds global batches first..stop-1."""
     from cifar_resnet import pipeline  # imports TensorFlow
     make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
-    per_pass = math.ceil(len(splits.train[0]) / config.batch_size)
+    per_pass = config.iterations_per_pass(len(splits.train[0]))
     train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,
                                      augmentation=config.augmentation, seed=config.seed, **make,
                                      epochs=(first // per_pass, math.ceil(stop / per_pass)))
@@ -438,7 +438,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
 
     history = read_history(workdir / "history.csv")
     metrics = run_metrics(history, count_params(model), config.batch_size * steps_per_epoch,
-                          math.ceil(len(splits.train[0]) / config.batch_size),
+                          config.iterations_per_pass(len(splits.train[0])),
                           recorder.train_times, recorder.train_steals)
     metrics.update(precision=config.precision, cpu=cpu.describe(),
                    setup_time=recorder.setup_time,

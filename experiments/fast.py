@@ -30,7 +30,8 @@ earlier recipe (40 epochs, linear decay, decay on every parameter, no smoothing)
 12.81% in 38.7 minutes on a Zen 5 machine. The 8.75% target is NOT reached on the project's
 JPEG-degraded copy of CIFAR-10, and not by the independent PyTorch trainer either
 (benchmarks/torch_train.py, this recipe, same data and machine: 13.20% test error, 12.15% with
-flip TTA, training error 6.57% against ours 6.67%). Curve and analysis: docs/benchmarks.md ("Time to accuracy").
+flip TTA, training error 6.57% against ours 6.67%). Curve and analysis: docs/benchmarks.md
+("Time to accuracy").
 """
 
 RECIPE = dict(
