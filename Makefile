@@ -50,6 +50,20 @@ cpu-repro: setup
 	$(PY) -c "from cifar_resnet import analysis; \
 		analysis.write_final_errors('docs/cpu-repro', 'docs/cpu-repro/results.csv')"
 
+# The paper's full recipe (64k iterations) at 20 and 56 layers, plain and residual
+# (experiments/full_repro.py, issue #22): about 28 hours of a 2-core CPU with native bf16, twice
+# that in float32. `make full-repro` trains in the foreground and writes docs/full-repro;
+# `make full-repro-bg` starts or resumes it in the background from a pinned copy of the code
+# (experiments/run_pinned.sh; `bash experiments/run_pinned.sh status full_repro` says where it is).
+full-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
+full-repro: setup
+	$(call sweep,full_repro)
+	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/full_repro --out docs/full-repro
+
+full-repro-bg:
+	DATA_DIR=$(abspath $(or $(DATA_DIR),../shared/data/cifar-10-python.tar.gz)) \
+		bash experiments/run_pinned.sh start full_repro
+
 # Time to accuracy on 2 CPU cores (experiments/fast.py): ResNet-20 towards the paper's 8.75%.
 fast-recipe: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
 fast-recipe: setup
@@ -71,7 +85,7 @@ fast-recipe-torch: setup
 		docs/fast/torch/
 
 .PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
-	fast-recipe-torch
+	fast-recipe-torch full-repro full-repro-bg
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
 # its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it.

@@ -7,6 +7,7 @@ alone would leave them 0600.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
@@ -57,3 +58,27 @@ def write_json(path, data) -> None:
 
 def read_json(path):
     return json.loads(pathlib.Path(path).read_text())
+
+
+def lock_holder(workdir) -> "int | None":
+    """The PID of the live process holding `workdir`'s run lock, or None when nobody holds it.
+
+    The lock is the `flock` that `run_lock` takes, which the kernel releases when its process
+    dies however it ends; so a `.lock` file left by a killed run whose PID now belongs to an
+    unrelated process does not count as held (a PID check alone would).
+    """
+    path = pathlib.Path(workdir) / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").split()
+            return int(text[0]) if text and text[0].isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

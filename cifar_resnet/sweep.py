@@ -120,16 +120,6 @@ def plan(experiment, *, seeds: int = 1, runs_dir="runs", overrides: Optional[dic
     return runs
 
 
-def _lock_owner(workdir: pathlib.Path) -> Optional[int]:
-    """The PID in `<workdir>/.lock` (reliability.run_lock) if that process is alive."""
-    try:
-        pid = int((workdir / ".lock").read_text().split()[0])
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-        return pid
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def status(run: PlannedRun) -> tuple[str, str]:
     """(state, detail): done, running (its lock's process is alive), partial (started, not
     finished), pending, or failed."""
@@ -144,7 +134,7 @@ def status(run: PlannedRun) -> tuple[str, str]:
             return "failed", metrics.get("reason", "see metrics.json")
     history = run.workdir / "history.csv"
     epochs = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
-    pid = _lock_owner(run.workdir)
+    pid = files.lock_holder(run.workdir)
     if pid is not None:
         return "running", f"process {pid}, {epochs} epoch(s) recorded"
     if epochs or (run.workdir / "config.json").exists() or (run.workdir / "backup").exists():

@@ -30,6 +30,7 @@ import dataclasses
 import math
 import pathlib
 import platform
+import subprocess
 import sys
 import time
 
@@ -264,6 +265,24 @@ def versions() -> dict[str, str]:
     return out
 
 
+def code_version() -> dict:
+    """The git commit of this package's checkout and whether it had local changes.
+
+    `{"commit": None}` outside a git checkout (an installed wheel): the package version then
+    names the code. Recorded in metrics.json, so a result names the code that produced it.
+    """
+    root = pathlib.Path(__file__).resolve().parents[1]
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "cifar_resnet"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {"commit": commit, "dirty": dirty}
+
+
 def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=None) -> dict:
     """Trains `config`'s net into `workdir`, resuming whatever is there; returns metrics.json.
 
@@ -442,7 +461,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
                           recorder.train_times, recorder.train_steals)
     metrics.update(precision=config.precision, cpu=cpu.describe(),
                    setup_time=recorder.setup_time,
-                   input_pipeline=input_path)
+                   input_pipeline=input_path, code=code_version())
     files.write_json(metrics_path, metrics)
     checkpointer.remove()  # only now: a kill before this resumes from the last epoch's state
     return metrics

@@ -1,5 +1,6 @@
 """Experiment files (experiments/*.py), their loader, and the `sweep` command."""
 
+import contextlib
 import os
 import textwrap
 
@@ -7,7 +8,7 @@ import pytest
 
 from cifar_resnet import __main__ as cli
 from cifar_resnet import config as config_lib
-from cifar_resnet import experiments, files, sweep, train
+from cifar_resnet import experiments, files, reliability, sweep, train
 from cifar_resnet.config import ConfigError
 
 ALL_NETS = [(name, net) for name in experiments.list_experiments()
@@ -102,10 +103,12 @@ def test_status_reads_the_run_directory(tmp_path):
     run.workdir.mkdir(parents=True)
     run.workdir.joinpath("history.csv").write_text(",".join(train.HISTORY_FIELDS) + "\n0,1\n")
     assert sweep.status(run) == ("partial", "1 epoch(s) recorded")
-    run.workdir.joinpath(".lock").write_text(f"{os.getpid()}\n")  # reliability.run_lock's file
-    assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 epoch(s) recorded")
-    assert sweep.run_sweep([run]).running == [run]  # not trained a second time
-    run.workdir.joinpath(".lock").write_text("999999999\n")  # a dead process: no longer running
+    with reliability.run_lock(run.workdir):  # held: as by a live training process
+        assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 epoch(s) recorded")
+        assert sweep.run_sweep([run]).running == [run]  # not trained a second time
+    # Released: the file still names a live process (this one), as a killed run's stale lock
+    # names whatever process has its PID now; the run is resumable, not "running".
+    assert run.workdir.joinpath(".lock").read_text() == f"{os.getpid()}\n"
     assert sweep.status(run)[0] == "partial"
     files.write_json(run.workdir / "metrics.json", {"status": "failed", "reason": "loss is NaN"})
     assert sweep.status(run) == ("failed", "loss is NaN")
@@ -116,18 +119,20 @@ def test_status_reads_the_run_directory(tmp_path):
 def test_sweep_skips_runs_another_sweep_took_after_planning(tmp_path, monkeypatch):
     first, second, third = sweep.plan("table6", runs_dir=tmp_path,
                                       nets=["resnet20", "resnet32", "resnet44"])[:3]
+    held = contextlib.ExitStack()
 
     def train_first(run):  # while it trains, another process finishes one run, locks another
         for other in (second, third):
             other.workdir.mkdir(parents=True)
         files.write_json(second.workdir / "metrics.json",
                          {"status": "complete", "final_test_error": 0.1})
-        third.workdir.joinpath(".lock").write_text(f"{os.getpid()}\n")  # a live process
+        held.enter_context(reliability.run_lock(third.workdir))  # another process trains it
         return None
 
     monkeypatch.setattr(sweep, "_train_in_process", train_first)
     lines = []
-    result = sweep.run_sweep([first, second, third], log=lines.append)
+    with held:
+        result = sweep.run_sweep([first, second, third], log=lines.append)
     assert (result.trained, result.skipped, result.running, result.failed) == (
         [first], [second], [third], [])
     assert lines[-1].endswith("running elsewhere") and "already done" in lines[-2]
