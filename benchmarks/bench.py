@@ -2,7 +2,7 @@
 
 Times the full training step (input pipeline with He et al. 2015 sec 4.2 augmentation, forward,
 backward, SGD update) in images per second, batch 128, for:
-  keras          our default path: `data.make_dataset` + `train.build_model(config)` + `Model.fit`,
+  keras          our default path: `pipeline.make_dataset` + `train.build_model(config)` + `Model.fit`,
                  float32
   keras-bf16     the same in mixed_bfloat16 (`precision="mixed_bfloat16"`, on any CPU or GPU)
   keras-example  the `keras-example` preset (its model and Adam), at batch 128
@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 
-from cifar_resnet import cpu  # also sets TF_ENABLE_ONEDNN_OPTS=1 unless set (the default path)
+from cifar_resnet.run import cpu# also sets TF_ENABLE_ONEDNN_OPTS=1 unless set (the default path)
 
 BASES = ("keras", "keras-bf16", "keras-example", "torch", "torch-bf16", "pipeline")
 # Lever -> meaning; values after "=" are ints.
@@ -115,7 +115,7 @@ def _set_environment(options: dict) -> None:
 
 
 def _keras_config(base, options, depth, version, batch_size):
-    from cifar_resnet import config as config_lib
+    from cifar_resnet.run import config as config_lib
     return config_lib.resolve(overrides=dict(
         depth=depth, version=version, batch_size=batch_size, dataset="synthetic",
         preset="keras-example" if base == "keras-example" else "paper",
@@ -158,18 +158,19 @@ def _report(conn, started, images):
 def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
     import keras
     import tensorflow as tf
-    from cifar_resnet import data, train
+    from cifar_resnet.data import pipeline
+    from cifar_resnet.run import train
 
     if "intra" in options:
         tf.config.threading.set_intra_op_parallelism_threads(options["intra"])
     if "inter" in options:
         tf.config.threading.set_inter_op_parallelism_threads(options["inter"])
     if options.get("kerasbn"):  # this worker process only: the layer blocks.bn_act builds
-        from cifar_resnet import blocks
+        from cifar_resnet.nets import blocks
         blocks.BatchNormalization = keras.layers.BatchNormalization
     config = _keras_config(base, options, depth, version, batch_size)
     keras.utils.set_random_seed(config.seed)
-    ds = data.make_dataset(arrays["x"], arrays["y"], batch_size=batch_size, mean=arrays["mean"],
+    ds = pipeline.make_dataset(arrays["x"], arrays["y"], batch_size=batch_size, mean=arrays["mean"],
                            std=arrays["std"], training=True, augment=config.augment,
                            seed=config.seed, drop_remainder=not config.augment).repeat()
     info = dict(cpu.describe()["onednn"], precision=config.precision,
@@ -249,14 +250,14 @@ def _load_arrays(dataset, data_dir, synthetic_size, path):
     not depend on the pixels, only on the number of images (the shuffle buffer holds them all).
     """
     import numpy as np
-    from cifar_resnet import data
+    from cifar_resnet.data import datasets
     if dataset is None:
         try:
-            data.find_cifar10(data_dir, download=False)
+            datasets.find_cifar10(data_dir, download=False)
             dataset = "cifar10"
-        except data.DataError:
+        except datasets.DataError:
             dataset = "synthetic"
-    splits = data.load_dataset(dataset, data_dir=data_dir, val_fraction=0.0,
+    splits = datasets.load_dataset(dataset, data_dir=data_dir, val_fraction=0.0,
                                synthetic_size=(synthetic_size, 128))
     x, y = splits.train
     np.savez(path, x=x, y=y, mean=splits.mean, std=splits.std)
@@ -274,7 +275,7 @@ def measure(nets, impls, *, steps=20, epochs=5, batch_size=128, dataset=None, da
         epochs: measured epochs per implementation.
         batch_size: images per step, the same for all.
         dataset: "cifar10", "synthetic", or None: CIFAR-10 if found locally, else synthetic.
-        data_dir: CIFAR-10 location (see `data.find_cifar10`).
+        data_dir: CIFAR-10 location (see `datasets.find_cifar10`).
         synthetic_size: training images of synthetic data (before the 10% hold-out).
         log: progress printer.
 
@@ -460,7 +461,7 @@ def main(argv=None) -> int:
             print("torch is not installed (pip install '.[bench]'): PyTorch reference skipped",
                   file=sys.stderr)
     quick = args.quick
-    from cifar_resnet.data import DataError
+    from cifar_resnet.data.datasets import DataError
     try:
         results = measure(nets, impls, steps=args.steps or (10 if quick else 20),
                           epochs=args.epochs or (3 if quick else 5),

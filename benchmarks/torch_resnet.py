@@ -1,6 +1,6 @@
 """PyTorch reference of the CIFAR-10 ResNets, for the side-by-side benchmark (issue #4).
 
-The same nets as `cifar_resnet.models` with the "paper" preset, written the way a PyTorch user
+The same nets as `cifar_resnet.nets.models` with the "paper" preset, written the way a PyTorch user
 would (fb.resnet.torch conventions):
   - He et al. 2015 sec 4.2: v1 basic units, option-A shortcuts (subsample, zero-pad channels),
     3x3 stem with 16 filters, stages of 16/32/64 filters, global average pooling, linear layer;

@@ -7,7 +7,7 @@ Networks" (pre-activation ResNet v2).
 
 import importlib
 
-from cifar_resnet import cpu
+from cifar_resnet.run import cpu
 
 # First, before any module of the package imports TensorFlow: TensorFlow reads this once, and
 # leaves its oneDNN kernels off by default on CPUs such as AVX2-only ones (cpu.py says why).
@@ -16,9 +16,9 @@ cpu.enable_onednn()
 # Public API -> defining module. Resolved on first use (PEP 562), so that `python -m cifar_resnet`
 # can reject bad flags before the slow TensorFlow import.
 _EXPORTS = {
-    "Config": "config", "build_model": "models", "resnet_imagenet": "models",
-    "resnet_layer": "models", "resnet_v1": "models", "resnet_v2": "models",
-    "run_experiment": "train",
+    "Config": "run.config", "build_model": "nets.models", "resnet_imagenet": "nets.models",
+    "resnet_layer": "nets.models", "resnet_v1": "nets.models", "resnet_v2": "nets.models",
+    "run_experiment": "run.train",
 }
 __all__ = sorted(_EXPORTS)
 

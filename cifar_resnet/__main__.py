@@ -51,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _experiments_epilog() -> str:
     """The experiments of the registry (experiments/*.py), for `sweep --help`."""
-    from cifar_resnet import experiments  # no TensorFlow
+    from cifar_resnet.run import experiments# no TensorFlow
     return (f"experiments (in {experiments.experiments_dir()}): "
             f"{', '.join(experiments.list_experiments())}")
 
@@ -87,7 +87,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
          help="what --precision auto picks: float16 on GPU, bfloat16 on a CPU with native bf16 "
               "(avx512_bf16 or AMX), float32 on a CPU without (it says so)")
-    from cifar_resnet import config as config_lib, cpu  # neither imports TensorFlow
+    from cifar_resnet.run import config as config_lib, cpu# neither imports TensorFlow
     flag("--precision", choices=("auto", *cpu.PRECISIONS),
          help="Keras dtype policy; auto (default): from --mixed-precision and the hardware. "
               "config.json records the one used; a resumed run keeps it")
@@ -98,7 +98,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args):
-    from cifar_resnet import config as config_lib
+    from cifar_resnet.run import config as config_lib
     overrides = dict(config_lib.parse_override(s) for s in args.set)
     for name in config_lib.FIELDS:
         value = getattr(args, name, None)
@@ -110,7 +110,7 @@ def _config_from_args(args):
 def _train(args) -> int:
     config = _config_from_args(args)
     _import_tensorflow_quietly()
-    from cifar_resnet import train
+    from cifar_resnet.run import train
     workdir = args.workdir or train.default_workdir(config)
     metrics = train.run_experiment(config, workdir)
     err = metrics.get("best_test_error")
@@ -121,7 +121,7 @@ def _train(args) -> int:
 
 def _report(args) -> int:
     _import_tensorflow_quietly()
-    from cifar_resnet import plots
+    from cifar_resnet.results import plots
     report = plots.write_report(args.runs_dir, args.out, experiment=args.experiment)
     print(report["markdown"], end="")
     for note in report["skipped"]:
@@ -131,7 +131,7 @@ def _report(args) -> int:
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
-    from cifar_resnet import config as config_lib  # no TensorFlow
+    from cifar_resnet.run import config as config_lib# no TensorFlow
     flag = p.add_argument
     flag("run_dir", metavar="RUN_DIR", help="a run directory (config.json and a checkpoint)")
     flag("--checkpoint", default="auto", choices=config_lib.EVAL_CHECKPOINTS,
@@ -149,7 +149,7 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(args) -> int:
     _import_tensorflow_quietly()
-    from cifar_resnet import evaluate
+    from cifar_resnet.results import evaluate
     # EvaluationError is a ConfigError: one line, exit 2.
     r = evaluate.evaluate(args.run_dir, checkpoint=args.checkpoint, tta=args.tta,
                           split=args.split, out=args.out, head=args.head)
@@ -179,7 +179,7 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep(args) -> int:
-    from cifar_resnet import config as config_lib, sweep
+    from cifar_resnet.run import config as config_lib, sweep
     overrides = dict(config_lib.parse_override(s) for s in args.set)
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
@@ -235,8 +235,8 @@ def main(argv=None) -> int:
 # The library's errors and their exit status: 2 bad input (nothing was changed), 1 training
 # failed. Looked up among the modules already imported: an error can only come from one of
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
-_ERRORS = (("cifar_resnet.config", "ConfigError", 2), ("cifar_resnet.datasets", "DataError", 2),
-           ("cifar_resnet.reliability", "RunLocked", 2), ("cifar_resnet.train", "TrainingError", 1))
+_ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
+           ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1))
 
 
 def _exit_status(error: Exception):

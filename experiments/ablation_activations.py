@@ -2,7 +2,7 @@
 ReLU go around the addition, on ResNet-110 (basic units) and ResNet-164 (bottleneck units),
 CIFAR-10.
 
-Each net sets `unit` (cifar_resnet/variants.py):
+Each net sets `unit` (cifar_resnet/nets/variants.py):
 
     row (Fig. 4)                    unit
     (a) original                    "original"          conv-BN-ReLU-conv-BN, add, ReLU

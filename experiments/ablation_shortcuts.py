@@ -1,7 +1,7 @@
 """He et al. 2016, "Identity Mappings in Deep Residual Networks", Table 1 / Figure 2: shortcut
 variants on ResNet-110 (CIFAR-10), every Residual Unit changed, after-addition ReLU kept.
 
-Each net is `unit="original"` with one `shortcut_variant` (cifar_resnet/variants.py):
+Each net is `unit="original"` with one `shortcut_variant` (cifar_resnet/nets/variants.py):
 y = a(x) * h(x) + b(x) * F(x), x_next = ReLU(y).
 
     row                      a (shortcut)   b (F)   net here

@@ -11,7 +11,7 @@ iterations are far from Table 6's; the comparisons between the four nets are wha
 
 bfloat16 (`mixed_precision=True`) because the machine it was sized on has native bf16
 (avx512_bf16 and AMX); on a CPU without it, precision "auto" trains in float32 instead and says
-so (cifar_resnet/cpu.py), and each run's config.json records the precision used.
+so (cifar_resnet/run/cpu.py), and each run's config.json records the precision used.
 
 Sizing, measured on that machine (Intel Xeon, 2 vCPUs, AVX-512 + AMX; `python -m
 benchmarks.bench`, bf16): ResNet-20 about 600-650 img/s, ResNet-56 about 284 img/s (plain nets

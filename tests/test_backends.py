@@ -14,7 +14,8 @@ import textwrap
 
 import pytest
 
-from cifar_resnet import models, train
+from cifar_resnet.nets import models
+from cifar_resnet.run import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT = 300
@@ -22,7 +23,8 @@ TIMEOUT = 300
 SCRIPT = """
     import json, sys
     import keras, numpy as np
-    from cifar_resnet import config as config_lib, distribute, models, train
+    from cifar_resnet.run import config as config_lib, distribute, train
+    from cifar_resnet.nets import models
 
     backend, strategy, workdir = sys.argv[1:4]
     out = dict(backend=keras.backend.backend(), devices=len(keras.distribution.list_devices())

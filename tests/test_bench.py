@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cifar_resnet import cpu
+from cifar_resnet.run import cpu
 from benchmarks import bench
 
 
@@ -107,14 +107,14 @@ def test_bench_rejects_bad_impl_with_exit_2(tmp_path, capsys):
 
 
 def _keras_resnet20():
-    from cifar_resnet import config as config_lib, train
+    from cifar_resnet.run import config as config_lib, train
     return train.build_model(config_lib.resolve(overrides=dict(depth=20)))
 
 
 def test_torch_reference_matches_option_a_resnet20():
     torch = pytest.importorskip("torch")
     from benchmarks import torch_resnet
-    from cifar_resnet import train
+    from cifar_resnet.run import train
 
     net = torch_resnet.CifarResNet(20, 1)
     model = _keras_resnet20()
@@ -151,7 +151,7 @@ def test_torch_augment_is_crop_and_flip_of_padded_image():
 
 def _losses(config, images, labels, steps=6):
     import keras
-    from cifar_resnet import train
+    from cifar_resnet.run import train
     keras.utils.set_random_seed(0)
     model = train.build_model(config)
     return np.array([float(model.train_on_batch(images, labels)[0]) for _ in range(steps)])
@@ -159,8 +159,8 @@ def _losses(config, images, labels, steps=6):
 
 def test_xla_and_bf16_follow_default_loss_trajectory(tiny_config):
     import dataclasses
-    from cifar_resnet import data
-    (x, y), _ = data.make_synthetic(64, 1, seed=0)
+    from cifar_resnet.data import datasets
+    (x, y), _ = datasets.make_synthetic(64, 1, seed=0)
     images = (x.astype(np.float32) / 255 - 0.5) / 0.25
     base = _losses(tiny_config, images, y)
     xla = _losses(dataclasses.replace(tiny_config, jit_compile=True), images, y)

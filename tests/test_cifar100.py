@@ -12,8 +12,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import datasets
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.data import datasets
 
 FOLDER = datasets.CIFAR100.folder
 
@@ -147,7 +147,8 @@ def test_download_is_verified_against_the_official_sha256(no_env, monkeypatch):
 
 
 def test_cifar100_trains_and_evaluates_with_100_classes(tmp_path):
-    from cifar_resnet import evaluate, train
+    from cifar_resnet.results import evaluate
+    from cifar_resnet.run import train
 
     _, archive, _ = write_cifar100(tmp_path / "data", n_train=400, n_test=200)
     config = config_lib.resolve(overrides=dict(

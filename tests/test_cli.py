@@ -12,7 +12,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from cifar_resnet import data, experiments
+from cifar_resnet.data import datasets
+from cifar_resnet.run import experiments
 from cifar_resnet.__main__ import build_parser, main
 
 
@@ -50,9 +51,9 @@ def test_sweep_help_lists_every_experiment_of_the_registry(capsys, monkeypatch, 
 
 def _garbage_member_archive(path):
     with tarfile.open(path, "w:gz") as tar:
-        for name in (*data.TRAIN_FILES, data.TEST_FILE):
+        for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE):
             payload = os.urandom(3000)
-            info = tarfile.TarInfo(f"{data.FOLDER_NAME}/{name}")
+            info = tarfile.TarInfo(f"{datasets.FOLDER_NAME}/{name}")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
 
@@ -60,9 +61,9 @@ def _garbage_member_archive(path):
 def _truncated_gzip(path):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name in (*data.TRAIN_FILES, data.TEST_FILE):
+        for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE):
             payload = pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 4})
-            info = tarfile.TarInfo(f"{data.FOLDER_NAME}/{name}")
+            info = tarfile.TarInfo(f"{datasets.FOLDER_NAME}/{name}")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     whole = buffer.getvalue()
@@ -76,7 +77,7 @@ def _truncated_gzip(path):
     (_garbage_member_archive, "not a readable CIFAR-10 batch"),
 ], ids=["random-bytes", "truncated-gzip", "garbage-members"])
 def test_a_corrupt_archive_is_one_line_and_exit_2(make, says, tmp_path, capsys):
-    archive = tmp_path / data.ARCHIVE_NAME
+    archive = tmp_path / datasets.ARCHIVE_NAME
     make(archive)
     code = main(["train", "--data-dir", str(archive), "--depth", "8", "--iterations", "1",
                  "--workdir", str(tmp_path / "run")])

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cifar_resnet import config as config_lib
-from cifar_resnet.config import Config, ConfigError
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run.config import Config, ConfigError
 
 
 def test_defaults_are_the_papers_recipe():
@@ -127,7 +127,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_config_and_datasets_import_no_tensorflow():
     """Loading and validating a config, or reading data sets, imports no TensorFlow or Keras."""
     code = ("import sys\n"
-            "from cifar_resnet import config, datasets, experiments, sweep\n"
+            "from cifar_resnet.data import datasets\n"
+            "from cifar_resnet.run import config, experiments, sweep\n"
             "config.resolve(overrides={'depth': 56, 'version': 2, 'shortcut_variant': 'identity'})\n"
             "datasets.make_synthetic(8, 8)\n"
             "loaded = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cifar_resnet import cpu
+from cifar_resnet.run import cpu
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ _CHILD = """
 import os
 {before}
 import cifar_resnet
-from cifar_resnet import cpu
+from cifar_resnet.run import cpu
 cpu.enable_onednn()  # a second call: no second warning
 print("variable", os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
 import tensorflow as tf

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from cifar_resnet import data
+from cifar_resnet.data import datasets, pipeline
 
 REAL_ARCHIVE = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / (
     "cifar-10-python.tar.gz")
@@ -28,14 +28,14 @@ def _write_batch(path, images_nchw, labels):
 def _write_tiny_cifar(root: pathlib.Path, seed=0):
     """Writes the official layout with PER_BATCH images per file, plus its tar.gz; returns both."""
     rng = np.random.default_rng(seed)
-    folder = root / data.FOLDER_NAME
+    folder = root / datasets.FOLDER_NAME
     folder.mkdir(parents=True)
-    for name in (*data.TRAIN_FILES, data.TEST_FILE):
+    for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE):
         images = rng.integers(0, 256, (PER_BATCH, 3, 32, 32), dtype=np.uint8)
         _write_batch(folder / name, images, rng.integers(0, 10, PER_BATCH))
-    archive = root / data.ARCHIVE_NAME
+    archive = root / datasets.ARCHIVE_NAME
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=data.FOLDER_NAME)
+        tar.add(folder, arcname=datasets.FOLDER_NAME)
     return folder, archive
 
 
@@ -43,17 +43,17 @@ def _write_tiny_cifar(root: pathlib.Path, seed=0):
 def test_folder_and_archive_load_identically_in_nhwc(tmp_path):
     folder, archive = _write_tiny_cifar(tmp_path)
     # A known value in the G plane (c=1) at row 5, column 7 of the first test image.
-    test = pickle.loads((folder / data.TEST_FILE).read_bytes())
+    test = pickle.loads((folder / datasets.TEST_FILE).read_bytes())
     test[b"data"][0] = 0
     test[b"data"][0, 1 * 1024 + 5 * 32 + 7] = 200
-    (folder / data.TEST_FILE).write_bytes(pickle.dumps(test))
+    (folder / datasets.TEST_FILE).write_bytes(pickle.dumps(test))
     archive.unlink()
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=data.FOLDER_NAME)
+        tar.add(folder, arcname=datasets.FOLDER_NAME)
 
-    from_folder = data.load_cifar10(folder, download=False)
-    from_archive = data.load_cifar10(archive, download=False)
-    from_parent = data.load_cifar10(tmp_path, download=False)
+    from_folder = datasets.load_cifar10(folder, download=False)
+    from_archive = datasets.load_cifar10(archive, download=False)
+    from_parent = datasets.load_cifar10(tmp_path, download=False)
     (x_train, y_train), (x_test, y_test) = from_folder
     assert x_train.shape == (5 * PER_BATCH, 32, 32, 3) and x_train.dtype == np.uint8
     assert y_train.shape == (5 * PER_BATCH,) and y_train.dtype == np.int64
@@ -74,42 +74,42 @@ def test_resolution_order(no_env, monkeypatch):
     env, _ = _write_tiny_cifar(no_env / "env")
     cache = no_env / "home" / ".keras" / "datasets"
     _, cache_archive = _write_tiny_cifar(cache)
-    (cache / data.FOLDER_NAME).rename(cache / "unused")  # Leave only the archive in the cache.
+    (cache / datasets.FOLDER_NAME).rename(cache / "unused")  # Leave only the archive in the cache.
 
-    assert data.find_cifar10(download=False) == cache_archive
+    assert datasets.find_cifar10(download=False) == cache_archive
     monkeypatch.setenv("CIFAR10_DIR", str(no_env / "env"))
-    assert data.find_cifar10(download=False) == env
-    assert data.find_cifar10(no_env / "arg", download=False) == arg
+    assert datasets.find_cifar10(download=False) == env
+    assert datasets.find_cifar10(no_env / "arg", download=False) == arg
     monkeypatch.setenv("KERAS_HOME", str(no_env / "elsewhere"))
     monkeypatch.delenv("CIFAR10_DIR")
-    with pytest.raises(data.DataError, match="Keras cache"):
-        data.find_cifar10(download=False)
+    with pytest.raises(datasets.DataError, match="Keras cache"):
+        datasets.find_cifar10(download=False)
 
 
 def test_nothing_found_names_places_and_fix(no_env, monkeypatch):
-    with pytest.raises(data.DataError) as error:
-        data.load_cifar10(download=False)
+    with pytest.raises(datasets.DataError) as error:
+        datasets.load_cifar10(download=False)
     message = str(error.value)
     assert "\n" not in message
     assert str(no_env / "home" / ".keras" / "datasets") in message
     assert "--data-dir" in message and "CIFAR10_DIR" in message
     # An explicit place that holds nothing is an error, never a fall-back or a download.
-    with pytest.raises(data.DataError, match=str(no_env / "nowhere")):
-        data.find_cifar10(no_env / "nowhere")
+    with pytest.raises(datasets.DataError, match=str(no_env / "nowhere")):
+        datasets.find_cifar10(no_env / "nowhere")
     monkeypatch.setenv("CIFAR10_DIR", str(no_env))
-    with pytest.raises(data.DataError, match="CIFAR10_DIR"):
-        data.find_cifar10()
+    with pytest.raises(datasets.DataError, match="CIFAR10_DIR"):
+        datasets.find_cifar10()
 
 
 def test_failed_download_is_one_line_data_error(no_env, monkeypatch):
-    from cifar_resnet import datasets
+    from cifar_resnet.data import datasets
 
     def offline(*args, **kwargs):
         raise OSError("URL fetch failure on https://...: None -- [Errno -3]\nno network")
 
     monkeypatch.setattr(datasets, "_download", offline)
-    with pytest.raises(data.DataError, match="network") as error:
-        data.find_cifar10()
+    with pytest.raises(datasets.DataError, match="network") as error:
+        datasets.find_cifar10()
     assert "\n" not in str(error.value) and "--data-dir" in str(error.value)
 
 
@@ -124,33 +124,33 @@ def test_failed_download_is_one_line_data_error(no_env, monkeypatch):
 def test_malformed_batch_names_the_file(tmp_path, batch, problem):
     folder, _ = _write_tiny_cifar(tmp_path)
     (folder / "data_batch_3").write_bytes(pickle.dumps(batch))
-    with pytest.raises(data.DataError, match="data_batch_3") as error:
-        data.load_cifar10(folder, download=False)
+    with pytest.raises(datasets.DataError, match="data_batch_3") as error:
+        datasets.load_cifar10(folder, download=False)
     assert problem in str(error.value)
 
 
 def test_truncated_or_missing_files(tmp_path):
     folder, archive = _write_tiny_cifar(tmp_path)
     archive.write_bytes(archive.read_bytes()[:200])
-    with pytest.raises(data.DataError, match=str(archive)):
-        data.load_cifar10(archive, download=False)
+    with pytest.raises(datasets.DataError, match=str(archive)):
+        datasets.load_cifar10(archive, download=False)
     (folder / "test_batch").write_bytes(b"\x80\x04garbage")
-    with pytest.raises(data.DataError, match="test_batch"):
-        data.load_cifar10(folder, download=False)
+    with pytest.raises(datasets.DataError, match="test_batch"):
+        datasets.load_cifar10(folder, download=False)
     (folder / "test_batch").unlink()
-    with pytest.raises(data.DataError, match="missing test_batch"):
-        data.load_cifar10(folder, download=False)
+    with pytest.raises(datasets.DataError, match="missing test_batch"):
+        datasets.load_cifar10(folder, download=False)
 
 
 def test_crop_and_flip_exact_pixels():
     images = np.arange(2 * 32 * 32 * 3, dtype=np.float32).reshape(2, 32, 32, 3) + 1
-    identity = data.crop_and_flip(images, [4, 4], [4, 4], [False, False]).numpy()
+    identity = pipeline.crop_and_flip(images, [4, 4], [4, 4], [False, False]).numpy()
     np.testing.assert_array_equal(identity, images)
-    flipped = data.crop_and_flip(images, [4, 4], [4, 4], [True, False]).numpy()
+    flipped = pipeline.crop_and_flip(images, [4, 4], [4, 4], [True, False]).numpy()
     np.testing.assert_array_equal(flipped[0], images[0, :, ::-1])
     np.testing.assert_array_equal(flipped[1], images[1])
 
-    out = data.crop_and_flip(images, [0, 8], [2, 7], [False, True]).numpy()
+    out = pipeline.crop_and_flip(images, [0, 8], [2, 7], [False, True]).numpy()
     # Image 0 moves down 4 and right 2: zero padding enters at the top and left.
     np.testing.assert_array_equal(out[0, 4:, 2:], images[0, :28, :30])
     assert not out[0, :4].any() and not out[0, :, :2].any()
@@ -163,12 +163,12 @@ def test_crop_and_flip_exact_pixels():
 def test_augment_batch_draws_per_image_offsets():
     image = np.arange(32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3) + 1
     batch = np.repeat(image[None], 256, axis=0)
-    out = data.augment_batch(batch, seed=np.array([1, 2])).numpy()
+    out = pipeline.augment_batch(batch, seed=np.array([1, 2])).numpy()
     assert out.shape == (256, 32, 32, 3) and out.dtype == np.float32
-    np.testing.assert_array_equal(out, data.augment_batch(batch, seed=np.array([1, 2])).numpy())
+    np.testing.assert_array_equal(out, pipeline.augment_batch(batch, seed=np.array([1, 2])).numpy())
     # Recover (offset_y, offset_x, flip) of every output among the 162 possible crops.
     grid = [(oy, ox, f) for oy in range(9) for ox in range(9) for f in (False, True)]
-    candidates = data.crop_and_flip(np.repeat(image[None], len(grid), 0), *map(list, zip(*grid)))
+    candidates = pipeline.crop_and_flip(np.repeat(image[None], len(grid), 0), *map(list, zip(*grid)))
     candidates = candidates.numpy().reshape(len(grid), -1)
     match = (out.reshape(256, 1, -1) == candidates[None]).all(-1)
     assert (match.sum(1) == 1).all()  # Every output is exactly one legal crop.
@@ -176,45 +176,45 @@ def test_augment_batch_draws_per_image_offsets():
     assert len({tuple(d) for d in drawn}) > 80  # ~155 distinct expected; one shared offset gives 1.
     assert set(drawn[:, 0]) == set(range(9)) and set(drawn[:, 1]) == set(range(9))
     assert 0.35 < drawn[:, 2].mean() < 0.65
-    assert data.augment_batch(batch).shape == (256, 32, 32, 3)  # Stateful (seed=None) path.
+    assert pipeline.augment_batch(batch).shape == (256, 32, 32, 3)  # Stateful (seed=None) path.
 
 
 def test_normalization_uses_training_images_only(tmp_path):
     folder, _ = _write_tiny_cifar(tmp_path)
-    splits = data.load_dataset("cifar10", folder, val_fraction=4 / (5 * PER_BATCH))
+    splits = datasets.load_dataset("cifar10", folder, val_fraction=4 / (5 * PER_BATCH))
     x_train = splits.train[0]
     assert len(x_train) == 5 * PER_BATCH - 4
     np.testing.assert_allclose(splits.mean, x_train.mean(0) / 255, rtol=1e-6)
     assert splits.mean.shape == (32, 32, 3) and splits.mean.dtype == np.float32
     assert (splits.std == 1).all()
     # Neither test nor validation images enter: changing them leaves the statistics unchanged.
-    _write_batch(folder / data.TEST_FILE, np.full((PER_BATCH, 3, 32, 32), 255, np.uint8),
+    _write_batch(folder / datasets.TEST_FILE, np.full((PER_BATCH, 3, 32, 32), 255, np.uint8),
                  [0] * PER_BATCH)
     last = pickle.loads((folder / "data_batch_5").read_bytes())
     _write_batch(folder / "data_batch_5", last[b"data"] // 2 + 128, last[b"labels"])
-    for mode in data.NORMALIZATIONS:
-        before = data.compute_normalization(x_train, mode)
-        after = data.load_dataset("cifar10", folder, val_fraction=4 / (5 * PER_BATCH),
+    for mode in datasets.NORMALIZATIONS:
+        before = datasets.compute_normalization(x_train, mode)
+        after = datasets.load_dataset("cifar10", folder, val_fraction=4 / (5 * PER_BATCH),
                                   normalization=mode)
         assert after.test[0].min() == 255
         np.testing.assert_array_equal(before[0], after.mean)
         np.testing.assert_array_equal(before[1], after.std)
-    channel_mean, channel_std = data.compute_normalization(x_train, "channel_std")
+    channel_mean, channel_std = datasets.compute_normalization(x_train, "channel_std")
     pixels = x_train.reshape(-1, 3) / 255
     np.testing.assert_allclose(channel_mean.ravel(), pixels.mean(0), rtol=1e-5)
     np.testing.assert_allclose(channel_std.ravel(), pixels.std(0), rtol=1e-5)
-    none_mean, none_std = data.compute_normalization(x_train, "none")
+    none_mean, none_std = datasets.compute_normalization(x_train, "none")
     assert not none_mean.any() and (none_std == 1).all()
     with pytest.raises(ValueError, match="pixel_mean"):
-        data.compute_normalization(x_train, "zca")
+        datasets.compute_normalization(x_train, "zca")
 
 
 def test_synthetic_is_deterministic_balanced_and_learnable():
-    (x_train, y_train), (x_test, y_test) = data.make_synthetic(1000, 500, seed=3)
-    again = data.make_synthetic(1000, 500, seed=3)
+    (x_train, y_train), (x_test, y_test) = datasets.make_synthetic(1000, 500, seed=3)
+    again = datasets.make_synthetic(1000, 500, seed=3)
     np.testing.assert_array_equal(x_train, again[0][0])
     np.testing.assert_array_equal(y_test, again[1][1])
-    assert not np.array_equal(x_train, data.make_synthetic(1000, 500, seed=4)[0][0])
+    assert not np.array_equal(x_train, datasets.make_synthetic(1000, 500, seed=4)[0][0])
     assert x_train.shape == (1000, 32, 32, 3) and x_train.dtype == np.uint8
     assert y_train.dtype == np.int64
     assert (np.bincount(y_train) == 100).all() and (np.bincount(y_test) == 50).all()
@@ -227,9 +227,9 @@ def test_synthetic_is_deterministic_balanced_and_learnable():
 
 
 def test_make_dataset_batches():
-    (x, y), _ = data.make_synthetic(100, 10)
-    mean, std = data.compute_normalization(x)
-    test_ds = data.make_dataset(x, y, batch_size=32, mean=mean, std=std, training=False)
+    (x, y), _ = datasets.make_synthetic(100, 10)
+    mean, std = datasets.compute_normalization(x)
+    test_ds = pipeline.make_dataset(x, y, batch_size=32, mean=mean, std=std, training=False)
     batches = list(test_ds.as_numpy_iterator())
     assert [len(b[1]) for b in batches] == [32, 32, 32, 4]
     images = np.concatenate([b[0] for b in batches])
@@ -240,48 +240,48 @@ def test_make_dataset_batches():
     again = np.concatenate([b[0] for b in test_ds.as_numpy_iterator()])
     np.testing.assert_array_equal(images, again)
 
-    train_ds = data.make_dataset(x, y, batch_size=32, mean=mean, std=std, training=True,
+    train_ds = pipeline.make_dataset(x, y, batch_size=32, mean=mean, std=std, training=True,
                                  drop_remainder=True, seed=1)
     epoch1, epoch2 = ([b for b in train_ds.as_numpy_iterator()] for _ in range(2))
     assert [b[0].shape for b in epoch1] == [(32, 32, 32, 3)] * 3
     labels1 = np.concatenate([b[1] for b in epoch1])
     assert not np.array_equal(labels1, np.concatenate([b[1] for b in epoch2]))  # Reshuffled.
-    full = list(data.make_dataset(x, y, batch_size=100, mean=mean, std=std, training=True,
+    full = list(pipeline.make_dataset(x, y, batch_size=100, mean=mean, std=std, training=True,
                                   seed=1).as_numpy_iterator())
     np.testing.assert_array_equal(np.sort(full[0][1]), np.sort(y))  # A permutation of the set.
-    same_seed = list(data.make_dataset(x, y, batch_size=100, mean=mean, std=std, training=True,
+    same_seed = list(pipeline.make_dataset(x, y, batch_size=100, mean=mean, std=std, training=True,
                                        seed=1).as_numpy_iterator())
     np.testing.assert_array_equal(full[0][0], same_seed[0][0])  # Reproducible for a seed.
 
 
 def test_split_validation():
     x, y = np.arange(100).reshape(100, 1), np.arange(100)
-    (x_tr, y_tr), (x_val, y_val) = data.split_validation(x, y, val_size=10)
+    (x_tr, y_tr), (x_val, y_val) = datasets.split_validation(x, y, val_size=10)
     assert len(x_tr) == 90 and len(x_val) == 10
     np.testing.assert_array_equal(y_val, np.arange(90, 100))  # The last images.
-    assert data.split_validation(x, y, val_size=0) == ((x, y), None)
+    assert datasets.split_validation(x, y, val_size=0) == ((x, y), None)
     for bad in (-1, 100, 500):
-        with pytest.raises(data.DataError, match="val_size"):
-            data.split_validation(x, y, val_size=bad)
+        with pytest.raises(datasets.DataError, match="val_size"):
+            datasets.split_validation(x, y, val_size=bad)
 
 
 def test_load_dataset_synthetic_and_errors():
-    splits = data.load_dataset("synthetic", val_fraction=0.1, synthetic_size=(200, 50))
+    splits = datasets.load_dataset("synthetic", val_fraction=0.1, synthetic_size=(200, 50))
     assert len(splits.train[0]) == 180 and len(splits.val[0]) == 20 and len(splits.test[0]) == 50
     assert splits.num_classes == 10
-    assert data.load_dataset("synthetic", val_fraction=0, synthetic_size=(200, 50)).val is None
-    assert len(data.load_dataset("synthetic", synthetic_size=(200, 50),
+    assert datasets.load_dataset("synthetic", val_fraction=0, synthetic_size=(200, 50)).val is None
+    assert len(datasets.load_dataset("synthetic", synthetic_size=(200, 50),
                                  val_fraction=0.25).val[0]) == 50
     with pytest.raises(ValueError, match="cifar10"):
-        data.load_dataset("imagenet", val_fraction=0)
+        datasets.load_dataset("imagenet", val_fraction=0)
     with pytest.raises(ValueError, match="channel_std"):
-        data.load_dataset("synthetic", val_fraction=0, normalization="zca")
+        datasets.load_dataset("synthetic", val_fraction=0, normalization="zca")
 
 
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=f"real CIFAR-10 absent: {REAL_ARCHIVE}")
 def test_real_cifar10():
     start = time.perf_counter()
-    (x_train, y_train), (x_test, y_test) = data.load_cifar10(REAL_ARCHIVE.parent, download=False)
+    (x_train, y_train), (x_test, y_test) = datasets.load_cifar10(REAL_ARCHIVE.parent, download=False)
     seconds = time.perf_counter() - start
     print(f"load_cifar10 from {REAL_ARCHIVE.name}: {seconds:.1f} s")
     assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
@@ -302,9 +302,9 @@ def _tiny_batch(n=4, labels=None):
 
 
 def _folder(tmp_path, **replace):
-    folder = tmp_path / data.FOLDER_NAME
+    folder = tmp_path / datasets.FOLDER_NAME
     folder.mkdir()
-    for name in (*data.TRAIN_FILES, data.TEST_FILE):
+    for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE):
         (folder / name).write_bytes(replace.get(name, pickle.dumps(_tiny_batch())))
     return folder
 
@@ -318,24 +318,24 @@ def test_pickle_with_code_is_refused_and_never_run(tmp_path):
     evil = _Evil()
     evil.marker = tmp_path / "pwned"
     folder = _folder(tmp_path, data_batch_2=pickle.dumps({b"data": evil, b"labels": [0]}))
-    with pytest.raises(data.DataError, match="data_batch_2: refused to unpickle global") as e:
-        data.load_cifar10(folder, download=False)
+    with pytest.raises(datasets.DataError, match="data_batch_2: refused to unpickle global") as e:
+        datasets.load_cifar10(folder, download=False)
     assert "system" in str(e.value) and "\n" not in str(e.value)
     assert not evil.marker.exists()
     # The same structure without code loads (the real files: test_data.py::test_real_cifar10).
     (folder / "data_batch_2").write_bytes(pickle.dumps(_tiny_batch()))
-    assert len(data.load_cifar10(folder, download=False)[0][0]) == 20
+    assert len(datasets.load_cifar10(folder, download=False)[0][0]) == 20
 
 
 @pytest.mark.parametrize("kind, problem", [
     ("absolute", "an absolute path"), ("dotdot", "a '..' path"), ("symlink", "a link"),
     ("hardlink", "a link")])
 def test_archive_members_outside_the_folder_or_links_are_refused(kind, problem, tmp_path):
-    archive = tmp_path / data.ARCHIVE_NAME
+    archive = tmp_path / datasets.ARCHIVE_NAME
     batch = pickle.dumps(_tiny_batch())
     with tarfile.open(archive, "w:gz") as tar:
-        for name in (*data.TRAIN_FILES, data.TEST_FILE):
-            info = tarfile.TarInfo(f"{data.FOLDER_NAME}/{name}")
+        for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE):
+            info = tarfile.TarInfo(f"{datasets.FOLDER_NAME}/{name}")
             if name == "data_batch_4":
                 info.name = {"absolute": f"/tmp/{name}", "dotdot": f"../{name}"}.get(kind,
                                                                                    info.name)
@@ -346,15 +346,15 @@ def test_archive_members_outside_the_folder_or_links_are_refused(kind, problem, 
                     continue
             info.size = len(batch)
             tar.addfile(info, io.BytesIO(batch))
-    with pytest.raises(data.DataError, match=f"refusing archive member .*data_batch_4.*{problem}"):
-        data.load_cifar10(archive, download=False)
+    with pytest.raises(datasets.DataError, match=f"refusing archive member .*data_batch_4.*{problem}"):
+        datasets.load_cifar10(archive, download=False)
 
 
 def test_download_with_a_wrong_checksum_is_refused_and_kept_aside(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
-    from cifar_resnet import datasets
+    from cifar_resnet.data import datasets
 
     def fake_download(url, part):
         part.parent.mkdir(parents=True, exist_ok=True)
@@ -362,16 +362,16 @@ def test_download_with_a_wrong_checksum_is_refused_and_kept_aside(tmp_path, monk
 
     monkeypatch.setattr(datasets, "_download", fake_download)
     cache = tmp_path / "keras" / "datasets"
-    with pytest.raises(data.DataError, match="not the official .* refused it and kept it as"):
-        data.find_cifar10()
-    assert (cache / (data.ARCHIVE_NAME + ".bad")).read_bytes() == b"not the CIFAR-10 archive"
-    assert not (cache / data.ARCHIVE_NAME).exists()
-    with pytest.raises(data.DataError, match="not found"):  # the bad file is never used
-        data.find_cifar10(download=False)
+    with pytest.raises(datasets.DataError, match="not the official .* refused it and kept it as"):
+        datasets.find_cifar10()
+    assert (cache / (datasets.ARCHIVE_NAME + ".bad")).read_bytes() == b"not the CIFAR-10 archive"
+    assert not (cache / datasets.ARCHIVE_NAME).exists()
+    with pytest.raises(datasets.DataError, match="not found"):  # the bad file is never used
+        datasets.find_cifar10(download=False)
 
 
 def test_full_size_batch_with_wrong_class_counts_is_named(tmp_path):
     labels = [0] * 2000 + [i % 9 + 1 for i in range(8000)]  # class 0 twice as frequent
     folder = _folder(tmp_path, test_batch=pickle.dumps(_tiny_batch(10000, labels)))
-    with pytest.raises(data.DataError, match="test_batch: class counts \\[2000, 889"):
-        data.load_cifar10(folder, download=False)
+    with pytest.raises(datasets.DataError, match="test_batch: class counts \\[2000, 889"):
+        datasets.load_cifar10(folder, download=False)

@@ -10,9 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import data, dataid, files, train
-from cifar_resnet.config import ConfigError
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.data import datasets
+from cifar_resnet.data import dataid
+from cifar_resnet.run import files, train
+from cifar_resnet.run.config import ConfigError
 
 PER_BATCH = 64  # images per batch file: 320 training, 64 test images
 
@@ -20,15 +22,15 @@ PER_BATCH = 64  # images per batch file: 320 training, 64 test images
 def write_cifar(root: pathlib.Path, seed=0):
     """Writes the official `cifar-10-batches-py/` layout and its tar.gz under `root`."""
     rng = np.random.default_rng(seed)
-    folder = root / data.FOLDER_NAME
+    folder = root / datasets.FOLDER_NAME
     folder.mkdir(parents=True)
-    for name in (*data.TRAIN_FILES, data.TEST_FILE):
+    for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE):
         images = rng.integers(0, 256, (PER_BATCH, 3 * 32 * 32), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, PER_BATCH)]
         (folder / name).write_bytes(pickle.dumps({b"data": images, b"labels": labels}))
-    archive = root / data.ARCHIVE_NAME
+    archive = root / datasets.ARCHIVE_NAME
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=data.FOLDER_NAME)
+        tar.add(folder, arcname=datasets.FOLDER_NAME)
     return folder, archive
 
 
@@ -50,7 +52,7 @@ def places(tmp_path, monkeypatch):
     cache = tmp_path / "keras_home"
     _, cached = write_cifar(cache / "datasets")
     import shutil
-    shutil.rmtree(cache / "datasets" / data.FOLDER_NAME)  # the cache holds only the archive
+    shutil.rmtree(cache / "datasets" / datasets.FOLDER_NAME)  # the cache holds only the archive
     other, _ = write_cifar(tmp_path / "other", seed=1)
     return dict(folder=folder, archive=archive, env=env_dir, cache=cache, other=other)
 
@@ -92,7 +94,7 @@ def test_other_data_is_refused_naming_both_identities(places, tmp_path):
         train.run_experiment(_config(places["folder"]), run, callbacks=[_Interrupt()], verbose=0)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     ours = dataid.short(dataid.read(run)["sha256"])
-    (x, y), test = data.load_cifar10(places["other"], download=False)
+    (x, y), test = datasets.load_cifar10(places["other"], download=False)
     theirs = dataid.short(dataid.fingerprint("cifar10", (x, y), test))
     assert ours != theirs
     for epochs in (2, 1):  # resuming, and a run that would be complete
@@ -120,9 +122,9 @@ def test_a_run_from_before_data_json_resumes_and_records_its_data(places, tmp_pa
 
 
 def test_the_identity_is_the_content_split_or_not():
-    train_set, test_set = data.make_synthetic(64, 16)
+    train_set, test_set = datasets.make_synthetic(64, 16)
     whole = dataid.fingerprint("synthetic", train_set, test_set)
-    (xt, yt), val = data.split_validation(*train_set, val_size=16)
+    (xt, yt), val = datasets.split_validation(*train_set, val_size=16)
     assert dataid.fingerprint("synthetic", (xt, yt), test_set, val) == whole
     changed = train_set[0].copy()
     changed[5, 1, 2, 0] ^= 1

@@ -1,4 +1,4 @@
-"""The backend-neutral input path (cifar_resnet/device_input.py).
+"""The backend-neutral input path (cifar_resnet/data/device_input.py).
 
 Runs under any Keras backend, with or without TensorFlow (marked `notf`: `.ci/run` runs it in an
 environment without TensorFlow too). The comparisons with the tf.data path skip there.
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet import device_input as di
+from cifar_resnet.data import device_input as di
 
 pytestmark = pytest.mark.notf
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -68,13 +68,13 @@ def test_same_distribution_mean_and_scale_as_the_tfdata_path():
     """The tf.data path's augment_batch, read back through position-coded images, draws from
     the same distribution; both paths normalize to the same numbers."""
     import tensorflow as tf
-    from cifar_resnet import data
+    from cifar_resnet.data import pipeline
 
     n = 20_000
     # Pixel (r, c) holds r * 32 + c in channel 0: the crop's first pixel tells offset and flip.
     code = (np.arange(32)[:, None] * 32 + np.arange(32)[None, :]).astype(np.float32) + 1
     images = np.broadcast_to(code[None, :, :, None], (n, 32, 32, 1))
-    out = data.augment_batch(tf.constant(images), tf.constant([7, 11], tf.int64)).numpy()[..., 0]
+    out = pipeline.augment_batch(tf.constant(images), tf.constant([7, 11], tf.int64)).numpy()[..., 0]
 
     def read(out):  # the source pixel of the crop's centre column pair gives top/left and flip
         src_a, src_b = out[:, 16, 16], out[:, 16, 17]
@@ -104,14 +104,14 @@ def test_same_distribution_mean_and_scale_as_the_tfdata_path():
     x = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     y = np.arange(10)
     mean, std = _stats()
-    batch = next(iter(data.make_dataset(x, y, batch_size=10, mean=mean, std=std,
+    batch = next(iter(pipeline.make_dataset(x, y, batch_size=10, mean=mean, std=std,
                                         training=False)))[0].numpy()
     np.testing.assert_array_equal(batch, di.normalize(x, mean, std))
     layer_out = keras.ops.convert_to_numpy(di.DeviceAugment(mean, std)([x, di.centred_params(10)]))
     np.testing.assert_array_equal(layer_out, batch)
     # And crop_and_flip, the tf.data path's kernel, crops as the device layer does.
     params = di.draw_params(rng, 10)
-    tf_crop = data.crop_and_flip(tf.constant(batch), params[:, 0], params[:, 1],
+    tf_crop = pipeline.crop_and_flip(tf.constant(batch), params[:, 0], params[:, 1],
                                  params[:, 2].astype(bool)).numpy()
     dev_crop = keras.ops.convert_to_numpy(di.DeviceAugment(mean, std)([x, params], training=True))
     np.testing.assert_array_equal(dev_crop, tf_crop)
@@ -161,7 +161,7 @@ def test_resolve_pipeline():
 
 
 def test_trainer_trains_the_net_and_saves_it_plain(tmp_path):
-    from cifar_resnet import models
+    from cifar_resnet.nets import models
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, 64)

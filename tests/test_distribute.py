@@ -1,4 +1,4 @@
-"""Strategies (cifar_resnet/distribute.py) on CPU.
+"""Strategies (cifar_resnet/run/distribute.py) on CPU.
 
 MirroredStrategy runs over two logical CPU devices and MultiWorkerMirroredStrategy over two
 localhost processes. Both need a fresh process: logical devices and collective ops must be set
@@ -16,8 +16,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import distribute
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import distribute
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = dict(dataset="synthetic", depth=8, batch_size=64, synthetic_train=256, synthetic_test=128)
@@ -89,7 +89,7 @@ MIRRORED = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
-    from cifar_resnet import config as config_lib, distribute, train
+    from cifar_resnet.run import config as config_lib, distribute, train
 
     tiny = dict(TINY)
     cfg = config_lib.resolve(overrides=dict(tiny, epochs=2, strategy="mirrored"))
@@ -173,7 +173,7 @@ def free_port() -> int:
 WORKER = """
     import json, os, pathlib
     import keras, numpy as np
-    from cifar_resnet import config as config_lib, train
+    from cifar_resnet.run import config as config_lib, train
 
     class DumpWeights(keras.callbacks.Callback):
         def on_train_end(self, logs=None):
@@ -219,5 +219,5 @@ def test_two_workers_on_localhost(tmp_path):
 
 
 def train_history(run):
-    from cifar_resnet import train
+    from cifar_resnet.run import train
     return train.read_history(run / "history.csv")

@@ -1,4 +1,4 @@
-"""Tests for cifar_resnet.evaluate and `python -m cifar_resnet evaluate` on a tiny synthetic run."""
+"""Tests for cifar_resnet.results.evaluate and `python -m cifar_resnet evaluate` on a tiny synthetic run."""
 
 import json
 
@@ -6,8 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import data, evaluate, files, train
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.data import datasets
+from cifar_resnet.results import evaluate
+from cifar_resnet.run import files, train
 from cifar_resnet.__main__ import main
 
 
@@ -26,7 +28,7 @@ def run(tmp_path_factory):
 def _reference_probs(run, checkpoint, images, flip=False):
     """Probabilities computed without evaluate's pipeline: numpy normalization, model.predict."""
     config = config_lib.load(run / "config.json")
-    splits = data.load_dataset("synthetic", val_fraction=config.val_fraction,
+    splits = datasets.load_dataset("synthetic", val_fraction=config.val_fraction,
                                synthetic_size=(256, 128))
     x = (images / 255.0 - splits.mean) / splits.std
     if flip:
@@ -55,8 +57,8 @@ def test_outputs_are_written_and_consistent(run):
     metrics = files.read_json(run / "metrics.json")
     assert saved["error"] == pytest.approx(metrics["final_test_error"], abs=1e-6)
 
-    (_, labels) = data.make_synthetic(256, 128)[1]
-    preds = _reference_probs(run, "final", data.make_synthetic(256, 128)[1][0]).argmax(1)
+    (_, labels) = datasets.make_synthetic(256, 128)[1]
+    preds = _reference_probs(run, "final", datasets.make_synthetic(256, 128)[1][0]).argmax(1)
     np.testing.assert_array_equal(
         matrix, np.histogram2d(labels, preds, bins=10, range=[[0, 10], [0, 10]])[0])
     wrong = saved["most_confident_wrong"]
@@ -74,7 +76,7 @@ def test_flip_tta_averages_the_mirror_and_reports_its_effect(run):
     metrics = files.read_json(run / "metrics.json")
     assert plain["error"] == pytest.approx(metrics["best_test_error"], abs=1e-6)
 
-    (images, labels) = data.make_synthetic(256, 128)[1]
+    (images, labels) = datasets.make_synthetic(256, 128)[1]
     probs = (_reference_probs(run, "best", images)
              + _reference_probs(run, "best", images, flip=True)) / 2
     assert report["error"] == pytest.approx(np.mean(probs.argmax(1) != labels))
@@ -133,7 +135,7 @@ def test_missing_checkpoint_names_the_alternative(run, tmp_path):
 
 def test_head_reports_the_first_images_error_with_its_standard_error(run, tmp_path, capsys):
     report = evaluate.evaluate(run, checkpoint="final", head=50, out=tmp_path)
-    (images, labels) = data.make_synthetic(256, 128)[1]
+    (images, labels) = datasets.make_synthetic(256, 128)[1]
     wrong = _reference_probs(run, "final", images).argmax(1) != labels
     e = np.mean(wrong[:50])
     assert report["head"]["num_images"] == 50

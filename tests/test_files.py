@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from cifar_resnet import evaluate, files, plots, train
+from cifar_resnet.results import evaluate, plots
+from cifar_resnet.run import files, train
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import callbacks, pipeline, schedules
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import callbacks, schedules
+from cifar_resnet.data import pipeline
 
 
 def _ramp(axis, n=4096):
@@ -191,7 +192,7 @@ def test_a_resumed_run_starts_from_the_schedule_not_from_a_cut_rate():
 
 
 def test_the_runner_trains_the_keras_example_preset(tmp_path):
-    from cifar_resnet import train
+    from cifar_resnet.run import train
     config = config_lib.resolve(overrides=dict(
         preset="keras-example", dataset="synthetic", depth=8, epochs=1, batch_size=64,
         synthetic_train=256, synthetic_test=128, plateau_patience=0))

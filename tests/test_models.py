@@ -1,4 +1,4 @@
-"""Tests for cifar_resnet.models: architecture, counts, fidelity details."""
+"""Tests for cifar_resnet.nets.models: architecture, counts, fidelity details."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from cifar_resnet import models
+from cifar_resnet.nets import models
 
 
 def trainable_count(model):

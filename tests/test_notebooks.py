@@ -8,7 +8,7 @@ import pathlib
 import nbformat
 import pytest
 
-from cifar_resnet import plots
+from cifar_resnet.results import plots
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

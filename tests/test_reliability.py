@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from cifar_resnet import __main__ as cli
-from cifar_resnet import config as config_lib
-from cifar_resnet import reliability, train
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import reliability, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run directories written by the code before resume used public Keras APIs (README.md there).

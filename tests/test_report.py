@@ -8,8 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet import analysis, files, models, plots, train
-from cifar_resnet import config as config_lib
+from cifar_resnet.results import analysis, plots
+from cifar_resnet.run import files, train
+from cifar_resnet.nets import models
+from cifar_resnet.run import config as config_lib
 from cifar_resnet.__main__ import main
 
 def test_table_of_a_sweep_has_a_row_per_net_with_only_complete_runs_averaged(sweep):

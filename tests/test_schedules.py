@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet import schedules
+from cifar_resnet.run import schedules
 
 
 def test_paper_schedule_drops_at_32k_and_48k():
@@ -58,7 +58,7 @@ def test_cosine_schedule_rises_then_follows_a_half_cosine_to_zero():
 
 
 def test_config_picks_the_schedule_and_names_the_allowed_ones():
-    from cifar_resnet import config as config_lib
+    from cifar_resnet.run import config as config_lib
     linear = config_lib.resolve(overrides=dict(lr_schedule="linear", warmup_iterations=10))
     assert schedules.learning_rate(linear, 110)(60) == pytest.approx(0.05)
     assert schedules.learning_rate(config_lib.resolve(), 64000)(32000) == pytest.approx(0.01)

@@ -7,9 +7,9 @@ import textwrap
 import pytest
 
 from cifar_resnet import __main__ as cli
-from cifar_resnet import config as config_lib
-from cifar_resnet import experiments, files, reliability, sweep, train
-from cifar_resnet.config import ConfigError
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import experiments, files, reliability, sweep, train
+from cifar_resnet.run.config import ConfigError
 
 ALL_NETS = [(name, net) for name in experiments.list_experiments()
             for net in experiments.load_experiment(name).nets]

@@ -11,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import cpu, data, train
-from cifar_resnet.config import ConfigError
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import cpu, train
+from cifar_resnet.data import datasets, pipeline
+from cifar_resnet.run.config import ConfigError
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -42,8 +43,8 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     assert metrics["params"] == 75_290  # v1 depth 8, option A: 75,770 with BN moving stats
     assert metrics["final_test_error"] == history[-1]["test_error"]
 
-    splits = data.load_dataset("synthetic", val_fraction=0.1, synthetic_size=(256, 128))
-    test_ds = data.make_dataset(*splits.test, batch_size=64, mean=splits.mean, std=splits.std,
+    splits = datasets.load_dataset("synthetic", val_fraction=0.1, synthetic_size=(256, 128))
+    test_ds = pipeline.make_dataset(*splits.test, batch_size=64, mean=splits.mean, std=splits.std,
                                 training=False)
     final = keras.saving.load_model(tmp_path / "final.keras")
     _, acc = final.evaluate(test_ds, verbose=0)

@@ -1,12 +1,13 @@
-"""Tests for the He 2016 unit variants (cifar_resnet/variants.py via models.resnet_v1)."""
+"""Tests for the He 2016 unit variants (cifar_resnet/nets/variants.py via models.resnet_v1)."""
 
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import models, train, variants
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.nets import models, variants
+from cifar_resnet.run import train
 
 UNITS = [u for u in variants.UNITS]
 SHORTCUTS = [v for v in variants.SHORTCUT_VARIANTS if v != "identity"]

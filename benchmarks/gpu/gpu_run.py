@@ -122,7 +122,8 @@ def keras_throughput(depth: int, precision: str, steps: int, warmup: int) -> flo
     current backend; run in a child process (the backend is chosen per process)."""
     import keras
     import numpy as np
-    from cifar_resnet import config as config_lib, device_input, train
+    from cifar_resnet.run import config as config_lib, train
+    from cifar_resnet.data import device_input
 
     cfg = config_lib.resolve(overrides=dict(depth=depth, dataset="synthetic", epochs=1,
                                             input_pipeline="device", precision=precision))
@@ -255,7 +256,9 @@ def exact_test_errors(runs_dir, data_dir, env, timeout) -> dict:
     code = """
 import json, pathlib, sys
 import keras, numpy as np
-from cifar_resnet import config as config_lib, device_input, models, train
+from cifar_resnet.run import config as config_lib, train
+from cifar_resnet.data import device_input
+from cifar_resnet.nets import models
 out = {}
 for run in sorted(pathlib.Path(sys.argv[1]).iterdir()):
     if not (run / "final.keras").exists():

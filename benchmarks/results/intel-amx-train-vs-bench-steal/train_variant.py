@@ -6,7 +6,7 @@ import cifar_resnet
 from cifar_resnet.__main__ import _import_tensorflow_quietly
 _import_tensorflow_quietly()
 import keras
-from cifar_resnet import config as config_lib, train
+from cifar_resnet.run import config as config_lib, train
 orig_fit = keras.Model.fit
 def fit(self, *a, callbacks=None, **kw):
     kept = [c for c in callbacks if type(c).__name__ not in drop]

@@ -19,8 +19,10 @@ from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet import architecture, cpu, datasets, files, presets, schedules
-from cifar_resnet.architecture import VARIANT_DEFAULTS
+from cifar_resnet.nets import architecture, presets
+from cifar_resnet.run import cpu, files, schedules
+from cifar_resnet.data import datasets
+from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
 from cifar_resnet.choices import check_choice, closest
 
 
@@ -56,7 +58,7 @@ class Config:
     #                                 changes | "C" projection everywhere. None: the paper's
     #                                 choice, A for basic blocks, B for v2 bottleneck nets.
     preset: str = presets.DEFAULT  # "paper" | "keras-example" (presets.PRESETS).
-    # He 2016 ablations (cifar_resnet/variants.py), version 1 only.
+    # He 2016 ablations (cifar_resnet/nets/variants.py), version 1 only.
     unit: Optional[str] = None     # BN/ReLU placement (Table 2): "original" | "bn_after_add" |
     #                                 "relu_before_add" | "relu_only_preact" | "full_preact".
     #                                 None: the version's own (original v1, full_preact v2).

@@ -20,7 +20,8 @@ from typing import Optional
 
 import numpy as np
 
-from cifar_resnet import datasets, files
+from cifar_resnet.data import datasets
+from cifar_resnet.run import files
 
 DATA_FILE = "data.json"
 SHORT = 12  # hex digits shown to people: collisions among a user's data sets are not a concern

@@ -9,7 +9,7 @@ import functools
 import keras
 from keras import layers
 
-from cifar_resnet import architecture, blocks, presets
+from cifar_resnet.nets import architecture, blocks, presets
 from cifar_resnet.choices import check_choice
 
 

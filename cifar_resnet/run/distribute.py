@@ -36,7 +36,7 @@ from typing import Any
 import keras
 
 from cifar_resnet.choices import check_choice
-from cifar_resnet.config import STRATEGIES, ConfigError
+from cifar_resnet.run.config import STRATEGIES, ConfigError
 
 # What a non-chief worker copies from the chief's run directory to resume at the same epoch.
 RESUME_FILES = ("config.json", "history.csv", "metrics.json", "backup")
@@ -173,7 +173,7 @@ def adapt(model: keras.Model) -> keras.Model:
     strategy = model.distribute_strategy
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
-    from cifar_resnet import keras_workarounds
+    from cifar_resnet.run import keras_workarounds
     return keras_workarounds.apply(model, strategy)
 
 

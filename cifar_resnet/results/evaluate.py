@@ -22,13 +22,15 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import datasets, device_input, files, layers, train  # noqa: F401  (layers:
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.data import datasets, device_input
+from cifar_resnet.run import files, train
+from cifar_resnet.nets import layers# noqa: F401  (layers:
 #                                         registers the custom layers load_model needs)
 from cifar_resnet.choices import check_choice
-from cifar_resnet.config import EVAL_CHECKPOINTS as CHECKPOINTS
-from cifar_resnet.config import EVAL_SPLITS as SPLITS
-from cifar_resnet.config import EVAL_TTAS as TTAS
+from cifar_resnet.run.config import EVAL_CHECKPOINTS as CHECKPOINTS
+from cifar_resnet.run.config import EVAL_SPLITS as SPLITS
+from cifar_resnet.run.config import EVAL_TTAS as TTAS
 
 
 class EvaluationError(config_lib.ConfigError):
@@ -51,7 +53,7 @@ def predict(model, images, *, mean, std, batch_size=256, tta=None) -> np.ndarray
             probs = (probs + model.predict(batches(True), verbose=0)) / 2
         return probs
     import tensorflow as tf
-    from cifar_resnet import pipeline
+    from cifar_resnet.data import pipeline
     ds = pipeline.make_dataset(images, np.zeros(len(images), np.int64), batch_size=batch_size,
                                mean=mean, std=std, training=False).map(lambda x, _: x)
     probs = model.predict(ds, verbose=0)

@@ -9,7 +9,7 @@ the preset is in `presets`.
 
 from keras import layers
 
-from cifar_resnet import blocks
+from cifar_resnet.nets import blocks
 
 
 def v2_body(inputs, n, block, shortcut, plain, cfg):

@@ -28,8 +28,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from cifar_resnet.config import PIPELINES
-from cifar_resnet.datasets import PAD  # 4 pixels of padding per side (He 2015 sec 4.2)
+from cifar_resnet.run.config import PIPELINES
+from cifar_resnet.data.datasets import PAD  # 4 pixels of padding per side (He 2015 sec 4.2)
 
 
 class PipelineError(ValueError):

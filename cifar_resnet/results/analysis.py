@@ -19,9 +19,10 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import device_input, files, train
-from cifar_resnet import models  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.data import device_input
+from cifar_resnet.run import files, train
+from cifar_resnet.nets import models# noqa: F401  (registers the custom layers load_model needs)
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
                 "paper_source", "paper_note", "n", "error_mean", "error_std",
@@ -137,7 +138,7 @@ def load_experiment(name_or_path, required: bool = False):
 
     Returns None for an unknown name, unless `required` (then ConfigError names the known ones).
     """
-    from cifar_resnet import experiments
+    from cifar_resnet.run import experiments
     if isinstance(name_or_path, experiments.Experiment):
         return name_or_path
     try:
@@ -408,13 +409,13 @@ def make_test_dataset(cfg: dict, batch_size: int = 250):
     config = config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS})
     data_dir = config.data_dir
     if data_dir and not pathlib.Path(data_dir).expanduser().exists():
-        root_relative = pathlib.Path(__file__).resolve().parents[1] / data_dir
+        root_relative = pathlib.Path(__file__).resolve().parents[2] / data_dir
         data_dir = str(root_relative) if root_relative.exists() else data_dir
     splits = train.load_splits(config, data_dir)
     if keras.backend.backend() != "tensorflow":  # batches of (images,), numpy-normalized
         return device_input.NormalizedImages(splits.test[0], mean=splits.mean, std=splits.std,
                                              batch_size=batch_size)
-    from cifar_resnet import pipeline  # tf.data: the TensorFlow backend only
+    from cifar_resnet.data import pipeline# tf.data: the TensorFlow backend only
     return pipeline.make_dataset(*splits.test, batch_size=batch_size, mean=splits.mean,
                              std=splits.std, training=False)
 

@@ -3,7 +3,7 @@
 Both are registered under the package name "cifar_resnet" (``cifar_resnet>ZeroPadShortcut``,
 ``cifar_resnet>BatchNormalization`` in a ``.keras`` file): those names, not this module's path,
 are what `keras.saving.load_model` looks up, so checkpoints written when these classes lived in
-``cifar_resnet.models`` still load. Importing `cifar_resnet.models` (or this module) registers
+``cifar_resnet.nets.models`` still load. Importing `cifar_resnet.nets.models` (or this module) registers
 them.
 
 References:

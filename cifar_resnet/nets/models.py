@@ -29,14 +29,14 @@ import functools
 import keras
 from keras import layers
 
-from cifar_resnet import architecture, blocks, keras_example, presets
-from cifar_resnet.architecture import (  # noqa: F401  (re-exported)
+from cifar_resnet.nets import architecture, blocks, keras_example, presets
+from cifar_resnet.nets.architecture import (  # noqa: F401  (re-exported)
     BLOCKS, DEFAULT_BLOCKS, IMAGENET_DEPTHS, SHORTCUTS, V2_DEFAULT_SHORTCUTS, VARIANT_DEFAULTS,
     check_architecture)
-from cifar_resnet.blocks import INITIALIZERS, resnet_layer  # noqa: F401  (re-exported)
+from cifar_resnet.nets.blocks import INITIALIZERS, resnet_layer  # noqa: F401  (re-exported)
 from cifar_resnet.choices import check_choice
-from cifar_resnet.imagenet import resnet_imagenet  # noqa: F401  (re-exported)
-from cifar_resnet.layers import BatchNormalization, ZeroPadShortcut  # noqa: F401  (re-exported)
+from cifar_resnet.nets.imagenet import resnet_imagenet  # noqa: F401  (re-exported)
+from cifar_resnet.nets.layers import BatchNormalization, ZeroPadShortcut  # noqa: F401  (re-exported)
 
 
 def _v2_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name):

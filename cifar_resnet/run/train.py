@@ -37,10 +37,12 @@ import time
 import keras
 import numpy as np
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import cpu, dataid, datasets, device_input, distribute, files, losses, models
-from cifar_resnet import reliability, schedules
-from cifar_resnet.callbacks import lr_callbacks
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import cpu, distribute, files, losses
+from cifar_resnet.data import dataid, datasets, device_input
+from cifar_resnet.nets import models
+from cifar_resnet.run import reliability, schedules
+from cifar_resnet.run.callbacks import lr_callbacks
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
                   "test_loss", "test_error", "epoch_time", "wall_time")
@@ -271,7 +273,7 @@ def code_version() -> dict:
     `{"commit": None}` outside a git checkout (an installed wheel): the package version then
     names the code. Recorded in metrics.json, so a result names the code that produced it.
     """
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     try:
         def git(*args):
             return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
@@ -367,7 +369,7 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
 
 def _tfdata_inputs(config, splits, first, stop):
     """(train, val, test) tf.data datasets; train holds global batches first..stop-1."""
-    from cifar_resnet import pipeline  # imports TensorFlow
+    from cifar_resnet.data import pipeline# imports TensorFlow
     make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
     per_pass = config.iterations_per_pass(len(splits.train[0]))
     train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,

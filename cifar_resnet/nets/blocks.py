@@ -16,8 +16,8 @@ import sys
 import keras
 from keras import layers
 
-from cifar_resnet import architecture, presets, variants
-from cifar_resnet.layers import BatchNormalization, ZeroPadShortcut
+from cifar_resnet.nets import architecture, presets, variants
+from cifar_resnet.nets.layers import BatchNormalization, ZeroPadShortcut
 
 INITIALIZERS = {
     # fb.resnet.torch ConvInit: normal(0, sqrt(2 / (k * k * out_channels))).

@@ -35,7 +35,7 @@ import threading
 
 import keras
 
-from cifar_resnet import files
+from cifar_resnet.run import files
 
 METADATA = "training_metadata.json"
 

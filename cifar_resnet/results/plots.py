@@ -22,8 +22,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cifar_resnet import analysis, files
-from cifar_resnet.config import ConfigError
+from cifar_resnet.results import analysis
+from cifar_resnet.run import files
+from cifar_resnet.run.config import ConfigError
 
 PAPER_YLIM = 20  # % error, the top of Figure 6's axes
 

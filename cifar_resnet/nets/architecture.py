@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from cifar_resnet import presets
+from cifar_resnet.nets import presets
 from cifar_resnet.choices import check_choice, check_number
 
 VERSIONS = (1, 2)  # 1: post-activation [1]; 2: full pre-activation [2].

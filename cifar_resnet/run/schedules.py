@@ -140,6 +140,6 @@ def learning_rate(config, total_steps):
 def __getattr__(name):
     # `schedules.StepSchedule` moved to `callbacks` (it needs Keras); the old name still works.
     if name == "StepSchedule":
-        from cifar_resnet.callbacks import StepSchedule
+        from cifar_resnet.run.callbacks import StepSchedule
         return StepSchedule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,7 +44,7 @@ class KerasChanged(RuntimeError):
 
 def _changed(what: str) -> KerasChanged:
     return KerasChanged(f"Keras {keras.__version__} changed {what}; the multi-worker workaround "
-                        f"for {ISSUE} in cifar_resnet/keras_workarounds.py must be updated, or "
+                        f"for {ISSUE} in cifar_resnet/run/keras_workarounds.py must be updated, or "
                         "removed if the bug is fixed (tests/test_distribute.py::"
                         "test_two_workers_on_localhost tells)")
 

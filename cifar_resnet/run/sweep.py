@@ -21,9 +21,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
-from cifar_resnet import config as config_lib
-from cifar_resnet import experiments, files, presets
-from cifar_resnet.config import ConfigError
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import experiments, files
+from cifar_resnet.nets import presets
+from cifar_resnet.run.config import ConfigError
 
 STATES = ("done", "running", "partial", "pending", "failed")
 
@@ -172,7 +173,7 @@ class SweepResult:
 def _train_in_process(run: PlannedRun) -> Optional[str]:
     """Trains `run` in this process; returns the error, or None on success."""
     import keras
-    from cifar_resnet import train
+    from cifar_resnet.run import train
     try:
         train.run_experiment(run.config, run.workdir)
         return None
@@ -186,7 +187,7 @@ def _train_subprocess(run: PlannedRun) -> Optional[str]:
     """Trains `run` with `python -m cifar_resnet train`, output to `<workdir>/train.log`."""
     run.workdir.mkdir(parents=True, exist_ok=True)
     log_path = run.workdir / "train.log"
-    package_root = str(pathlib.Path(__file__).parents[1])
+    package_root = str(pathlib.Path(__file__).parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     with log_path.open("a") as log:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from cifar_resnet.datasets import PAD
+from cifar_resnet.data.datasets import PAD
 
 
 def crop_and_flip(images, offsets_y, offsets_x, flips):

@@ -9,7 +9,7 @@ to 1202 on CIFAR-10) or Figure 6 (plain vs residual). Its file holds module-leve
     PANELS  figure panel -> net names (optional)
 
 and a docstring citing the paper's table or figure. `run_config` turns one net and seed into a
-validated Config; `cifar_resnet.sweep` trains all of them.
+validated Config; `cifar_resnet.run.sweep` trains all of them.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import os
 import pathlib
 from typing import Any, Optional, Union
 
-from cifar_resnet import config as config_lib
-from cifar_resnet.config import ConfigError
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run.config import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +46,9 @@ def experiments_dir() -> pathlib.Path:
     override = os.environ.get("CIFAR_RESNET_EXPERIMENTS")
     if override:
         return pathlib.Path(override)
-    shipped = pathlib.Path(__file__).parent / "experiment_files"
-    return shipped if shipped.is_dir() else pathlib.Path(__file__).parents[1] / "experiments"
+    package = pathlib.Path(__file__).parents[1]
+    shipped = package / "experiment_files"
+    return shipped if shipped.is_dir() else package.parent / "experiments"
 
 
 def list_experiments() -> list[str]:

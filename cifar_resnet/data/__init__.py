@@ -1,0 +1,1 @@
+"""CIFAR data: files and safe reading, identity, tf.data and device input."""

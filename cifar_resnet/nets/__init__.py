@@ -1,0 +1,1 @@
+"""The papers' nets: layers, blocks, constructors, variants, presets."""

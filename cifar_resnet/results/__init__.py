@@ -1,0 +1,1 @@
+"""Results: analysis of run directories, evaluation, report and figures."""

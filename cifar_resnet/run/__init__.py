@@ -1,0 +1,1 @@
+"""Running experiments: config, schedules, training, sweeps, crash safety."""
