@@ -16,7 +16,7 @@ cpu.enable_onednn()
 # Public API -> defining module. Resolved on first use (PEP 562), so that `python -m cifar_resnet`
 # can reject bad flags before the slow TensorFlow import.
 _EXPORTS = {
-    "Config": "run.config", "build_model": "nets.models", "resnet_imagenet": "nets.models",
+    "Config": "run.config", "build_model": "nets.models", "resnet_imagenet": "nets.imagenet",
     "resnet_layer": "nets.models", "resnet_v1": "nets.models", "resnet_v2": "nets.models",
     "run_experiment": "run.train",
 }

@@ -25,7 +25,7 @@ Where the numbers come from: the issue lists them; we checked them against a tex
 of arXiv:1603.05027 found with the search tool (Table 2 and sec. 4.1), not against the PDF.
 """
 
-SOURCE = "He 2016 Table 2"
+from cifar_resnet import paper
 
 RECIPE = dict(
     version=1, preset="paper", batch_size=128, lr=0.1, iterations=64000,
@@ -36,18 +36,12 @@ RECIPE = dict(
 
 _DEPTHS = {110: dict(depth=110, block="basic", shortcut="A"),
            164: dict(depth=164, block="bottleneck", shortcut="B")}
-_ROWS = {  # unit -> (Fig. 4 panel, row name, {depth: error %})
-    "original": ("a", "original Residual Unit", {110: 6.61, 164: 5.93}),
-    "bn_after_add": ("b", "BN after addition", {110: 8.17, 164: 6.50}),
-    "relu_before_add": ("c", "ReLU before addition", {110: 7.84, 164: 6.14}),
-    "relu_only_preact": ("d", "ReLU-only pre-activation", {110: 6.71, 164: 5.91}),
-    "full_preact": ("e", "full pre-activation", {110: 6.37, 164: 5.46}),
-}
+_ROWS = paper.TABLE2_ROWS  # unit -> (Fig. 4 panel, row name, {depth: error %})
 
 NETS = {f"resnet{d}_{unit}": dict(_DEPTHS[d], unit=unit) for unit in _ROWS for d in _DEPTHS}
 
 PAPER = {  # test error in %
-    f"resnet{d}_{unit}": dict(error=errors[d], source=SOURCE,
+    f"resnet{d}_{unit}": dict(error=errors[d], source=paper.HE2016_TABLE2,
                               note=f"row '{row}', Fig. 4({panel}), ResNet-{d} column")
     for unit, (panel, row, errors) in _ROWS.items() for d in _DEPTHS
 }

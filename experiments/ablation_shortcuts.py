@@ -28,7 +28,7 @@ Where the numbers come from: the issue lists them; we checked them against a tex
 of arXiv:1603.05027 found with the search tool (Table 1 and sec. 3.1), not against the PDF.
 """
 
-SOURCE = "He 2016 Table 1"
+from cifar_resnet import paper
 
 RECIPE = dict(
     version=1, depth=110, block="basic", shortcut="A", preset="paper",
@@ -54,31 +54,6 @@ NETS = {
     "dropout_0.5": dict(shortcut_variant="dropout", shortcut_dropout=0.5),
 }
 
-_FAIL = "fail: test error above 20% (Table 1 caption)"
-
-PAPER = {  # test error in %
-    "resnet110": dict(error=6.61, source=SOURCE, note="row 'original', Fig. 2(a)"),
-    "plain110": dict(error=None, source=SOURCE,
-                     note=f"row 'constant scaling' 0 / 1, Fig. 2(b); {_FAIL}"),
-    "scaling_0.5_1": dict(error=None, source=SOURCE,
-                          note=f"row 'constant scaling' 0.5 / 1, Fig. 2(b); {_FAIL}"),
-    "scaling_0.5_0.5": dict(error=12.35, source=SOURCE,
-                            note="row 'constant scaling' 0.5 / 0.5 (frozen gating), Fig. 2(b)"),
-    "exclusive_gating_bg0": dict(error=None, source=SOURCE,
-                                 note=f"row 'exclusive gating', init b_g 0 to -5; {_FAIL}"),
-    "exclusive_gating_bg-5": dict(error=None, source=SOURCE,
-                                  note=f"row 'exclusive gating', init b_g 0 to -5; {_FAIL}"),
-    "exclusive_gating_bg-6": dict(error=8.70, source=SOURCE,
-                                  note="row 'exclusive gating', init b_g -6, Fig. 2(c)"),
-    "exclusive_gating_bg-7": dict(error=9.81, source=SOURCE,
-                                  note="row 'exclusive gating', init b_g -7, Fig. 2(c)"),
-    "shortcut_only_gating_bg0": dict(error=12.86, source=SOURCE,
-                                     note="row 'shortcut-only gating', init b_g 0, Fig. 2(d)"),
-    "shortcut_only_gating_bg-6": dict(error=6.91, source=SOURCE,
-                                      note="row 'shortcut-only gating', init b_g -6, Fig. 2(d)"),
-    "conv1x1": dict(error=12.22, source=SOURCE, note="row '1x1 conv shortcut', Fig. 2(e)"),
-    "dropout_0.5": dict(error=None, source=SOURCE,
-                        note=f"row 'dropout shortcut' 0.5, Fig. 2(f); {_FAIL}"),
-}
+PAPER = paper.entries(paper.TABLE1, NETS)  # test error in %; None: "fail"
 
 PANELS = {}

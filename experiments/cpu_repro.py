@@ -28,6 +28,8 @@ closing a 25-point gap; the gap halves every 782 iterations at lr 0.1. The 8-epo
 points apart.
 """
 
+from cifar_resnet import paper
+
 RECIPE = dict(
     dataset="cifar10",        # `make cpu-repro` passes --data-dir (DATA_DIR)
     version=1,
@@ -51,12 +53,8 @@ NETS = {
     "plain56": dict(depth=56, plain=True),
 }
 
-PAPER = {  # test error in %, after the paper's full 64k iterations, for reference only
-    "resnet20": dict(error=8.75, source="He 2015 Table 6",
-                     note="after 64k iterations; this schedule is 7,820"),
-    "resnet56": dict(error=6.97, source="He 2015 Table 6",
-                     note="after 64k iterations; this schedule is 7,820"),
-}
+PAPER = paper.entries(  # after the paper's 64k iterations, for reference only
+    paper.TABLE6, NETS, note="after 64k iterations; this schedule is 7,820")
 
 PANELS = {
     "plain": ["plain20", "plain56"],

@@ -14,6 +14,8 @@ table6.py): SGD, batch 128, lr 0.1 /10 at 32k and 48k, 64k iterations (164 epoch
 The paper gives no numbers for the plain nets; the residual nets' errors are Table 6's.
 """
 
+from cifar_resnet import paper
+
 RECIPE = dict(
     version=1,
     shortcut="A",             # option A for the residual nets (ignored by plain nets)
@@ -43,15 +45,7 @@ NETS = {
 
 # Test error in %. The plain nets' errors are only curves in the paper (plain-110: "> 60%"),
 # so they have no entry here.
-PAPER = {
-    "resnet20": dict(error=8.75, source="He 2015 Table 6"),
-    "resnet32": dict(error=7.51, source="He 2015 Table 6"),
-    "resnet44": dict(error=7.17, source="He 2015 Table 6"),
-    "resnet56": dict(error=6.97, source="He 2015 Table 6"),
-    "resnet110": dict(error=6.43, std=0.16, mean=6.61, source="He 2015 Table 6",
-                      note="best of 5 runs; 6.61 +- 0.16 is the mean +- std"),
-    "resnet1202": dict(error=7.93, source="He 2015 Table 6"),
-}
+PAPER = paper.entries(paper.TABLE6, NETS)  # test error in %; none for the plain nets
 
 PANELS = {
     "plain": ["plain20", "plain32", "plain44", "plain56"],

@@ -12,6 +12,8 @@ and a run resumes only in that policy. `deterministic=True` so that a run resume
 sessions trains bit for bit as an unbroken one would.
 """
 
+from cifar_resnet import paper
+
 RECIPE = dict(
     dataset="cifar10",        # `make full-repro` passes --data-dir (DATA_DIR)
     version=1,
@@ -35,10 +37,7 @@ NETS = {
     "plain56": dict(depth=56, plain=True),
 }
 
-PAPER = {  # test error in %
-    "resnet20": dict(error=8.75, source="He 2015 Table 6"),
-    "resnet56": dict(error=6.97, source="He 2015 Table 6"),
-}
+PAPER = paper.entries(paper.TABLE6, NETS)  # test error in %
 
 PANELS = {
     "plain": ["plain20", "plain56"],

@@ -15,6 +15,8 @@ November 2017, when ImageDataGenerator resampled shifts nearest-neighbour (bilin
 2.1.4), so they may differ from the preset's for that reason too.
 """
 
+from cifar_resnet import paper
+
 RECIPE = dict(
     preset="keras-example",   # Adam 1e-3, batch 32, 200 epochs, the example's schedule and model
     epochs=200,               # epochs of 45k images at batch 32 (example: 200 of 50k)
@@ -30,15 +32,6 @@ NETS = {
     "resnet110_v2": dict(version=2, depth=110),  # n = 12, bottleneck
 }
 
-_SOURCE = "Keras example cifar10_resnet.py docstring table (200-epoch accuracy)"
-PAPER = {  # test error in % = 100 - the published accuracy
-    "resnet20_v1": dict(error=round(100 - 92.16, 2), source=_SOURCE),
-    "resnet32_v1": dict(error=round(100 - 92.46, 2), source=_SOURCE),
-    "resnet44_v1": dict(error=round(100 - 92.50, 2), source=_SOURCE),
-    "resnet56_v1": dict(error=round(100 - 92.71, 2), source=_SOURCE),
-    "resnet110_v1": dict(error=round(100 - 92.65, 2), source=_SOURCE),
-    "resnet56_v2": dict(error=round(100 - 93.01, 2), source=_SOURCE),
-    "resnet110_v2": dict(error=round(100 - 93.15, 2), source=_SOURCE),
-}
+PAPER = paper.entries(paper.KERAS_EXAMPLE_TABLE, NETS)  # error = 100 - published accuracy
 
 PANELS = {}

@@ -29,6 +29,8 @@ Run it with `make mini-repro` (data from ../shared/data; DATA_DIR=... to change)
 `python -m cifar_resnet sweep mini --data-dir DIR`.
 """
 
+from cifar_resnet import paper
+
 RECIPE = dict(
     dataset="cifar10",        # the real data; `make mini-repro` passes --data-dir ../shared/data
     version=1,
@@ -51,12 +53,8 @@ NETS = {
     "resnet56": dict(depth=56),
 }
 
-PAPER = {  # test error in %, after the paper's full 64k iterations, for reference only
-    "resnet20": dict(error=8.75, source="He 2015 Table 6",
-                     note="after 64k iterations; this schedule is 704"),
-    "resnet56": dict(error=6.97, source="He 2015 Table 6",
-                     note="after 64k iterations; this schedule is 704"),
-}
+PAPER = paper.entries(  # after the paper's 64k iterations, for reference only
+    paper.TABLE6, NETS, note="after 64k iterations; this schedule is 704")
 
 PANELS = {
     "plain": ["plain20", "plain56"],

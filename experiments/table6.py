@@ -12,6 +12,8 @@ batch 128 are 391 iterations, so 64k becomes 164 epochs = 64,124 iterations (lr 
 The paper reports ResNet-110 as "best (mean +- std)" over 5 runs; the other nets once.
 """
 
+from cifar_resnet import paper
+
 RECIPE = dict(
     version=1,
     shortcut="A",             # zero-padding identity shortcuts (paper, CIFAR)
@@ -34,15 +36,6 @@ NETS = {
     "resnet1202": dict(depth=1202),  # n = 200; warm-up too
 }
 
-PAPER = {  # test error in %
-    "resnet20": dict(error=8.75, params="0.27M", source="He 2015 Table 6"),
-    "resnet32": dict(error=7.51, params="0.46M", source="He 2015 Table 6"),
-    "resnet44": dict(error=7.17, params="0.66M", source="He 2015 Table 6"),
-    "resnet56": dict(error=6.97, params="0.85M", source="He 2015 Table 6"),
-    "resnet110": dict(error=6.43, std=0.16, mean=6.61, params="1.7M", source="He 2015 Table 6",
-                      note="best of 5 runs; 6.61 +- 0.16 is the mean +- std of the 5"),
-    "resnet1202": dict(error=7.93, params="19.4M", source="He 2015 Table 6",
-                       note="overfits: training error < 0.1%, test error above ResNet-110's"),
-}
+PAPER = paper.entries(paper.TABLE6, NETS)  # test error in %
 
 PANELS = {}

@@ -21,6 +21,8 @@ GFLOP per image, ResNet-1001: 2.98; 100 classes add 0.00005), scaled to He 2016'
 ResNet-1001 run, 126 for the four.
 """
 
+from cifar_resnet import paper
+
 RECIPE = dict(
     preset="paper",
     dataset="cifar100",       # 100 classes; the classifier's width follows (Config.num_classes)
@@ -40,12 +42,7 @@ NETS = {
     "resnet1001_v2": dict(version=2, depth=1001, block="bottleneck", shortcut="B"),
 }
 
-PAPER = {  # test error in %, CIFAR-100
-    "resnet164_v1": dict(error=25.16, source="He 2016 Table 3"),
-    "resnet164_v2": dict(error=24.33, source="He 2016 Table 3"),
-    "resnet1001_v1": dict(error=27.82, source="He 2016 Table 3"),
-    "resnet1001_v2": dict(error=22.71, source="He 2016 Table 3"),
-}
+PAPER = paper.entries(paper.TABLE3_CIFAR100, NETS)  # test error in %, CIFAR-100
 
 PANELS = {
     "resnet164": ["resnet164_v1", "resnet164_v2"],

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from cifar_resnet.nets import models
+from cifar_resnet.nets import architecture, imagenet, models
+from cifar_resnet.nets import layers as nets_layers
 
 
 def trainable_count(model):
@@ -69,7 +70,7 @@ def test_v2_paper_trainable_counts(depth, expected):
     pytest.param(101, 44.5, marks=pytest.mark.slow),
     pytest.param(152, 60.2, marks=pytest.mark.slow)])
 def test_imagenet_counts(depth, millions):
-    count = trainable_count(models.resnet_imagenet(depth))
+    count = trainable_count(imagenet.resnet_imagenet(depth))
     assert abs(count / (millions * 1e6) - 1) < 0.005
 
 
@@ -108,10 +109,10 @@ def test_outputs_are_probabilities(build):
     (lambda: models.resnet_v1(block="wide"), "'wide'", "'bottleneck'"),
     (lambda: models.resnet_v2(preset="torch"), "'torch'", "'keras-example'"),
     (lambda: models.resnet_v1(lr=0.1), "lr", "bn_momentum"),
-    (lambda: models.resnet_imagenet(20), "20", "152"),
+    (lambda: imagenet.resnet_imagenet(20), "20", "152"),
     (lambda: models.build_model(3, 20), "3", "1, 2"),
-    (lambda: models.check_architecture(1, 21), "21", "20"),
-    (lambda: models.check_architecture(2, 20, block="basic", shortcut="D"),
+    (lambda: architecture.check_architecture(1, 21), "21", "20"),
+    (lambda: architecture.check_architecture(2, 20, block="basic", shortcut="D"),
      "'D'", "'A'"),
     (lambda: models.resnet_v2(depth=8, block="basic",
                               preset="keras-example"), "'basic'",
@@ -129,10 +130,10 @@ def test_invalid_arguments_raise_before_building(monkeypatch, build, bad,
 
 
 def test_check_architecture_returns_units_per_stage():
-    assert models.check_architecture(1, 20) == 3
-    assert models.check_architecture(2, 164) == 18
-    assert models.check_architecture(2, 110, block="basic") == 18
-    assert models.check_architecture(1, 1202, shortcut="C") == 200
+    assert architecture.check_architecture(1, 20) == 3
+    assert architecture.check_architecture(2, 164) == 18
+    assert architecture.check_architecture(2, 110, block="basic") == 18
+    assert architecture.check_architecture(1, 1202, shortcut="C") == 200
 
 
 @pytest.mark.parametrize("build, n", [
@@ -158,8 +159,8 @@ def test_shortcut_option_params():
     names = [l.name for l in c.layers if l.name.endswith("_shortcut_conv")]
     assert len(names) == 6  # 3 stages x 2 units
     assert "stage1_block2_shortcut_conv" in names
-    assert not any(isinstance(l, models.ZeroPadShortcut) for l in b.layers)
-    assert len(of_type(a, models.ZeroPadShortcut)) == 2
+    assert not any(isinstance(l, nets_layers.ZeroPadShortcut) for l in b.layers)
+    assert len(of_type(a, nets_layers.ZeroPadShortcut)) == 2
 
 
 def test_v2_every_conv_is_preceded_by_bn_relu():
@@ -218,12 +219,12 @@ def test_stride2_branch_and_shortcut_sample_same_pixels(v1_8):
 
 def test_zero_pad_shortcut_layer():
     x = np.random.default_rng(2).normal(size=(2, 7, 6, 3)).astype("float32")
-    layer = models.ZeroPadShortcut(5, strides=2)
+    layer = nets_layers.ZeroPadShortcut(5, strides=2)
     y = np.asarray(layer(x))
     assert y.shape == layer.compute_output_shape(x.shape) == (2, 4, 3, 5)
     np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2])
     np.testing.assert_array_equal(y[..., 3:], 0.0)
-    clone = models.ZeroPadShortcut.from_config(layer.get_config())
+    clone = nets_layers.ZeroPadShortcut.from_config(layer.get_config())
     assert (clone.filters, clone.strides) == (5, 2)
 
 
@@ -243,14 +244,14 @@ def _bn_training_step(layer, x):
 
 @pytest.mark.parametrize("policy, rtol", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
 def test_fused_batch_norm_computes_what_keras_does(policy, rtol):
-    """models.BatchNormalization (FusedBatchNormV3) = keras.layers.BatchNormalization:
+    """nets_layers.BatchNormalization (FusedBatchNormV3) = keras.layers.BatchNormalization:
     outputs, gradients of input, gamma and beta, and the moving statistics after one step."""
     import tensorflow as tf
     x = np.random.default_rng(3).normal(2.0, 3.0, (8, 5, 5, 6)).astype("float32")
     if policy == "float32":  # a channel with variance ~ epsilon, so epsilon itself is compared
         x[..., 0] = 1e-3 * (x[..., 0] - 2.0)
     results = []
-    for cls in (layers.BatchNormalization, models.BatchNormalization):
+    for cls in (layers.BatchNormalization, nets_layers.BatchNormalization):
         layer = cls(momentum=0.9, epsilon=1e-5, dtype=policy)
         layer.build(x.shape)
         layer.gamma.assign(np.linspace(0.5, 2.0, 6))
@@ -265,7 +266,7 @@ def test_fused_batch_norm_computes_what_keras_does(policy, rtol):
 
 def test_fused_batch_norm_runs_the_fused_kernel_in_training_only():
     import tensorflow as tf
-    layer = models.BatchNormalization()
+    layer = nets_layers.BatchNormalization()
     x = tf.zeros((2, 4, 4, 3))
     layer.build(x.shape)
 
@@ -279,7 +280,7 @@ def test_fused_batch_norm_runs_the_fused_kernel_in_training_only():
 
 def test_models_use_the_fused_batch_norm(v1_8):
     bns = of_type(v1_8, layers.BatchNormalization)
-    assert len(bns) == 7 and all(isinstance(l, models.BatchNormalization) for l in bns)
+    assert len(bns) == 7 and all(isinstance(l, nets_layers.BatchNormalization) for l in bns)
 
 
 def test_weight_decay_matches_torch(v1_8):
@@ -364,7 +365,7 @@ def test_save_load_round_trip(tmp_path, v1_8):
     np.testing.assert_allclose(loaded.predict(x, verbose=0),
                                v1_8.predict(x, verbose=0), atol=1e-6)
     assert isinstance(loaded.get_layer("stage2_block1_shortcut"),
-                      models.ZeroPadShortcut)
+                      nets_layers.ZeroPadShortcut)
 
 
 @pytest.mark.usefixtures("bf16_policy")

@@ -6,6 +6,7 @@ import pytest
 from keras import layers
 
 from cifar_resnet.run import config as config_lib
+from cifar_resnet.nets import layers as nets_layers
 from cifar_resnet.nets import models, variants
 from cifar_resnet.run import train
 
@@ -151,7 +152,7 @@ def test_conv1x1_projects_every_unit_like_option_c():
     model = build(shortcut_variant="conv1x1")
     assert [l.name for l in model.layers if l.name.endswith("_shortcut_conv")] == [
         f"{u}_shortcut_conv" for u in UNIT_NAMES]
-    assert not any(isinstance(l, models.ZeroPadShortcut) for l in model.layers)
+    assert not any(isinstance(l, nets_layers.ZeroPadShortcut) for l in model.layers)
     assert train.count_params(model) == train.count_params(build(shortcut="C"))
 
 

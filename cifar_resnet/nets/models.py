@@ -12,9 +12,9 @@ References:
 This module owns the constructors only. What may be chosen and its validation live in
 `architecture` (no TensorFlow), the presets in `presets`, the shared building blocks in
 `blocks`, the custom layers in `layers`, the Keras example's own v2 body in `keras_example`
-and the ImageNet nets in `imagenet`; the names below are re-exported for existing users
-(``models.resnet_layer``, ``models.resnet_imagenet``, ``models.ZeroPadShortcut``, ...).
-Importing this module registers the custom layers `keras.saving.load_model` needs.
+and the ImageNet nets in `imagenet`. `resnet_layer` is importable from here too, as in the
+Keras example. Importing this module registers the custom layers (through `blocks`) that
+`keras.saving.load_model` needs.
 
 Layer names are deterministic: ``stem_conv``, ``stem_bn``, ``stem_relu``,
 ``stage{s}_block{b}_{conv,bn,relu}{i}`` for the i-th layer of a residual
@@ -30,13 +30,10 @@ import keras
 from keras import layers
 
 from cifar_resnet.nets import architecture, blocks, keras_example, presets
-from cifar_resnet.nets.architecture import (  # noqa: F401  (re-exported)
-    BLOCKS, DEFAULT_BLOCKS, IMAGENET_DEPTHS, SHORTCUTS, V2_DEFAULT_SHORTCUTS, VARIANT_DEFAULTS,
-    check_architecture)
-from cifar_resnet.nets.blocks import INITIALIZERS, resnet_layer  # noqa: F401  (re-exported)
 from cifar_resnet.choices import check_choice
-from cifar_resnet.nets.imagenet import resnet_imagenet  # noqa: F401  (re-exported)
-from cifar_resnet.nets.layers import BatchNormalization, ZeroPadShortcut  # noqa: F401  (re-exported)
+from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
+# The Keras example's API in one module: resnet_layer beside resnet_v1 and resnet_v2.
+from cifar_resnet.nets.blocks import resnet_layer  # noqa: F401
 
 
 def _v2_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name):

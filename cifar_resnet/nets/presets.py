@@ -27,7 +27,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "model": {
             "use_bias": False,
-            "kernel_initializer": "torch_conv",   # models.INITIALIZERS
+            "kernel_initializer": "torch_conv",   # blocks.INITIALIZERS
             "dense_initializer": "torch_linear",
             # Torch adds wd * w to the gradient before SGD momentum; L2(wd / 2) gives the same
             # gradient (Keras SGD's weight_decay is decoupled).
