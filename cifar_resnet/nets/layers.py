@@ -14,6 +14,8 @@ References:
 import keras
 from keras import layers, ops
 
+from cifar_resnet import private_apis
+
 
 @keras.saving.register_keras_serializable(package="cifar_resnet")
 class ZeroPadShortcut(layers.Layer):
@@ -67,11 +69,9 @@ class BatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and mask is None and self._fusable(inputs)):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf  # only reached under the TensorFlow backend
-
-        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        y, mean, variance = private_apis.fused_batch_norm(
             inputs, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"),
-            epsilon=self.epsilon, is_training=True)[:3]
+            self.epsilon)
         # The op returns the unbiased batch variance; Keras averages the biased one.
         n = ops.cast(ops.size(inputs) // inputs.shape[-1], "float32")
         variance = variance * (n - 1.0) / n

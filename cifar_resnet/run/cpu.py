@@ -110,11 +110,8 @@ def onednn_enabled() -> Optional[bool]:
     imported, or where TensorFlow does not say."""
     if sys.modules.get("tensorflow") is None:
         return None
-    try:  # TensorFlow's own answer; no public API exposes it
-        from tensorflow.python.util import _pywrap_util_port
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return None
+    from cifar_resnet import private_apis  # TensorFlow's own answer; no public API exposes it
+    return private_apis.tf_onednn_enabled()
 
 
 def steal_clock(path="/proc/stat") -> Optional[tuple[int, int]]:

@@ -164,7 +164,7 @@ def scratch_copy(workdir):
 def adapt(model: keras.Model) -> keras.Model:
     """Lets `model.fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
-    Keras' TensorFlow trainer fails there; `keras_workarounds.apply` patches it, the package's
+    Keras' TensorFlow trainer fails there; `private_apis.apply` patches it, the package's
     only use of private Keras APIs. Other strategies: the model is returned untouched.
     """
     if keras.backend.backend() != "tensorflow":
@@ -173,8 +173,8 @@ def adapt(model: keras.Model) -> keras.Model:
     strategy = model.distribute_strategy
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
-    from cifar_resnet.run import keras_workarounds
-    return keras_workarounds.apply(model, strategy)
+    from cifar_resnet import private_apis
+    return private_apis.apply(model, strategy)
 
 
 def jit_compile(requested: bool) -> bool:

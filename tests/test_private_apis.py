@@ -1,4 +1,4 @@
-"""Private Keras APIs: only in cifar_resnet/run/keras_workarounds.py, and checked on every test run.
+"""Private Keras and TensorFlow APIs: only in cifar_resnet/private_apis.py, and checked on every test run.
 
 The workaround itself is exercised by tests/test_distribute.py::test_two_workers_on_localhost.
 """
@@ -10,9 +10,9 @@ import pathlib
 import keras
 import pytest
 
-from cifar_resnet.run import keras_workarounds
+from cifar_resnet import private_apis
 
-PACKAGE = pathlib.Path(keras_workarounds.__file__).parents[1]
+PACKAGE = pathlib.Path(private_apis.__file__).parent
 # Private Keras attributes this package has used (and must not again, outside the one module).
 KNOWN_PRIVATE = {"_keras_history", "_initial_epoch", "_maybe_symbolic_build", "_save_model",
                  "_should_save_model", "_get_file_path", "reduce_per_replica"}
@@ -20,30 +20,30 @@ KNOWN_PRIVATE = {"_keras_history", "_initial_epoch", "_maybe_symbolic_build", "_
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow trainer only")
 def test_the_private_names_the_workaround_patches_are_as_expected():
-    trainer = keras_workarounds.check()  # KerasChanged names what changed, if anything did
+    trainer = private_apis.check()  # KerasChanged names what changed, if anything did
     # The bug itself: if this fails, Keras may have fixed keras-team/keras#20585; run
-    # test_two_workers_on_localhost without keras_workarounds.apply to see.
+    # test_two_workers_on_localhost without private_apis.apply to see.
     source = inspect.getsource(trainer.reduce_per_replica)
     assert 'strategy.reduce("MEAN", v, axis=0)' in source, (
         f"Keras {keras.__version__} no longer reduces multi-worker scalars with axis=0: "
-        f"check whether {keras_workarounds.ISSUE} is fixed and the workaround can go")
+        f"check whether {private_apis.ISSUE} is fixed and the workaround can go")
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow trainer only")
 def test_a_changed_private_api_is_named_in_one_clear_error(monkeypatch):
-    trainer = keras_workarounds.check()
+    trainer = private_apis.check()
     monkeypatch.setattr(trainer, "reduce_per_replica", lambda values, strategy: values)
-    with pytest.raises(keras_workarounds.KerasChanged,
+    with pytest.raises(private_apis.KerasChanged,
                        match=r"changed keras\.src\.backend\.tensorflow\.trainer\."
                              r"reduce_per_replica: parameters \('values', 'strategy'\), "
                              r"expected \('values', 'strategy', 'reduction'\); the multi-worker "
                              r"workaround for keras-team/keras#20585"):
-        keras_workarounds.check()
+        private_apis.check()
     monkeypatch.undo()
     monkeypatch.delattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build")
-    with pytest.raises(keras_workarounds.KerasChanged,
+    with pytest.raises(private_apis.KerasChanged,
                        match=r"TensorFlowTrainer\._maybe_symbolic_build: it no longer exists"):
-        keras_workarounds.check()
+        private_apis.check()
 
 
 def _private_uses(path) -> list[str]:
@@ -55,10 +55,14 @@ def _private_uses(path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [getattr(node, "module", None) or "", *(a.name for a in node.names)]
-            if any(m.startswith("keras.src") for m in modules):
-                found.append((node.lineno, "imports keras.src"))
+            for prefix in ("keras.src", "tensorflow.python"):
+                if any(m.startswith(prefix) for m in modules):
+                    found.append((node.lineno, f"imports {prefix}"))
         elif isinstance(node, ast.Attribute) and node.attr in KNOWN_PRIVATE:
             found.append((node.lineno, f".{node.attr}"))
+        elif (isinstance(node, ast.Attribute) and node.attr == "v1"
+              and isinstance(node.value, ast.Attribute) and node.value.attr == "compat"):
+            found.append((node.lineno, ".compat.v1"))
         elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
               and "keras.src" in node.value and id(node) not in docstrings):
             found.append((node.lineno, "names keras.src"))
@@ -67,7 +71,7 @@ def _private_uses(path) -> list[str]:
 
 def test_no_other_module_uses_private_keras_apis():
     offenders = [use for path in sorted(PACKAGE.rglob("*.py"))
-                 if path.name != "keras_workarounds.py" for use in _private_uses(path)]
+                 if path.name != "private_apis.py" for use in _private_uses(path)]
     assert not offenders, offenders
 
 
@@ -77,6 +81,9 @@ def test_the_scan_finds_private_uses(tmp_path):
                     "from keras.src.backend.tensorflow import trainer\n"
                     "source = layer.input._keras_history.operation\n"
                     "# keras.src in a comment is fine\n"
-                    "name = 'keras.src.utils'\n")
+                    "name = 'keras.src.utils'\n"
+                    "from tensorflow.python.util import _pywrap_util_port\n"
+                    "y = tf.compat.v1.nn.fused_batch_norm(x)\n")
     assert _private_uses(path) == ["m.py:2: imports keras.src", "m.py:3: ._keras_history",
-                                   "m.py:5: names keras.src"]
+                                   "m.py:5: names keras.src", "m.py:6: imports tensorflow.python",
+                                   "m.py:7: .compat.v1"]

@@ -1,4 +1,11 @@
-"""The one place this package touches private Keras APIs: `fit` under MultiWorkerMirroredStrategy.
+"""The one place this package touches private Keras and TensorFlow APIs.
+
+- `fused_batch_norm`: TensorFlow's fused training-mode BatchNorm kernel, reached through
+  `tf.compat.v1.nn.fused_batch_norm` (TensorFlow 2 has no public fused op); nets/layers.py's
+  BatchNormalization trains with it.
+- `tf_onednn_enabled`: whether TensorFlow's oneDNN kernels are on, from
+  `tensorflow.python.util._pywrap_util_port` (no public API says it); run/cpu.py reports it.
+- `apply`: `fit` under MultiWorkerMirroredStrategy, below.
 
 Keras' TensorFlow trainer cannot run `model.fit` under `tf.distribute.MultiWorkerMirroredStrategy`
 (keras-team/keras#20585; the same failure as tensorflow/tensorflow#72388). Two bugs, each patched
@@ -17,9 +24,10 @@ tests/test_distribute.py::test_two_workers_on_localhost) fail with the first err
 either patch, and with the second error with only the first patch.
 
 `check()` verifies that the private names exist with the parameters the patches rely on;
-`apply` calls it first, and tests/test_keras_workarounds.py runs it on every test run, so a
+`apply` calls it first, and tests/test_private_apis.py runs it on every test run, so a
 Keras upgrade that changes them fails with a message naming what changed, not deep in `fit`.
-No other module imports `keras.src` or sets a private Keras attribute.
+No other module imports `keras.src`, `tensorflow.python` or `tf.compat.v1`, or sets a private
+Keras attribute (tests/test_private_apis.py scans the package).
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ class KerasChanged(RuntimeError):
 
 def _changed(what: str) -> KerasChanged:
     return KerasChanged(f"Keras {keras.__version__} changed {what}; the multi-worker workaround "
-                        f"for {ISSUE} in cifar_resnet/run/keras_workarounds.py must be updated, or "
+                        f"for {ISSUE} in cifar_resnet/private_apis.py must be updated, or "
                         "removed if the bug is fixed (tests/test_distribute.py::"
                         "test_two_workers_on_localhost tells)")
 
@@ -110,3 +118,22 @@ def _mean_scalars(reduce_per_replica):
 
     reduce.patched = True
     return reduce
+
+
+def fused_batch_norm(x, gamma, beta, epsilon):
+    """Training-mode BatchNorm in one fused kernel (FusedBatchNormV3: oneDNN on CPU, cuDNN on GPU).
+
+    Returns:
+        (y, batch mean, unbiased batch variance), as `tf.compat.v1.nn.fused_batch_norm` does.
+    """
+    import tensorflow as tf  # only reached under the TensorFlow backend
+    return tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)[:3]
+
+
+def tf_onednn_enabled():
+    """Whether TensorFlow's oneDNN kernels are on in this process; None where it cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
