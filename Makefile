@@ -114,7 +114,7 @@ smoke: setup
 # marked slow (very deep nets, SIGKILL/SIGTERM, multi-worker, other backends, notebooks, the
 # install). Both run TEST_WORKERS pytest processes (pytest-xdist): one test keeps about one core
 # busy on average (tracing, Python between TensorFlow ops), so two processes on 2 cores finish
-# ~1.4x sooner (Intel Xeon, README "Tests"). A file's tests stay in one process
+# ~1.4x sooner (Intel Xeon, docs/testing.md). A file's tests stay in one process
 # (--dist loadfile), sharing its fixtures.
 # TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
