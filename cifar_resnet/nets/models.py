@@ -29,7 +29,7 @@ import functools
 import keras
 from keras import layers
 
-from cifar_resnet.nets import architecture, blocks, keras_example, presets
+from cifar_resnet.nets import architecture, blocks, keras_example, presets, pretrained
 from cifar_resnet.choices import check_choice
 from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
 # The Keras example's API in one module: resnet_layer beside resnet_v1 and resnet_v2.
@@ -87,7 +87,7 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
               gate_bias_init=VARIANT_DEFAULTS["gate_bias_init"],
               scale=VARIANT_DEFAULTS["scale"],
               residual_scale=VARIANT_DEFAULTS["residual_scale"],
-              dropout_rate=VARIANT_DEFAULTS["dropout_rate"], **overrides):
+              dropout_rate=VARIANT_DEFAULTS["dropout_rate"], weights=None, **overrides):
     """CIFAR-10 ResNet of [1] sec. 4.2 (post-activation).
 
     A 3x3 conv stem with 16 filters, three stages of n units at 16/32/64
@@ -113,6 +113,9 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
         scale: Shortcut factor of "scaling".
         residual_scale: Residual factor of "scaling"; None for 1 - scale.
         dropout_rate: Drop rate of "dropout".
+        weights: None (random initialization), "cifar10" (this project's
+            trained weights of the net, where shipped: ``pretrained.CIFAR10``)
+            or the path of a ``.weights.h5`` file of the same net.
         **overrides: Replace individual preset options (e.g. ``l2=0``).
 
     Returns:
@@ -120,15 +123,18 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
 
     Raises:
         ValueError: On an invalid depth, shortcut, block, preset, option or
-            variant.
+            variant, or weights that are not shipped or do not fit
+            (``pretrained.WeightsError``).
     """
+    pretrained.check_weights_arg(weights)
     architecture.check_variant(unit=unit, shortcut_variant=shortcut_variant,
                                gate_bias_init=gate_bias_init, scale=scale,
                                residual_scale=residual_scale, dropout_rate=dropout_rate,
                                plain=plain, shortcut=shortcut)
     if unit == "full_preact":
         return resnet_v2(input_shape, depth, num_classes, shortcut=shortcut,
-                         plain=plain, block=block, preset=preset, **overrides)
+                         plain=plain, block=block, preset=preset, weights=weights,
+                         **overrides)
     cfg = presets.model_options(preset, overrides)
     shortcut, n = architecture.resolve_cifar(1, depth, block, shortcut, cfg)
     variant = None if shortcut_variant == "identity" else dict(
@@ -146,12 +152,14 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
     outputs = blocks.classifier(x, num_classes, cfg)
     name = "_".join([_model_name(plain, depth, 1, block)] + [
         v for v in (unit, shortcut_variant) if v not in ("original", "identity")])
-    return blocks.functional_model(inputs, outputs, name)
+    return pretrained.load(blocks.functional_model(inputs, outputs, name), weights,
+                           shortcut=shortcut, preset=preset, num_classes=num_classes,
+                           input_shape=input_shape)
 
 
 def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
               shortcut=None, plain=False, block="bottleneck", preset="paper",
-              **overrides):
+              weights=None, **overrides):
     """CIFAR-10 ResNet with full pre-activation units ([2] Fig. 4(e)).
 
     With the "paper" preset: a bare 3x3 conv stem, three stages of n units at
@@ -169,14 +177,18 @@ def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
         plain: If True, build the plain counterpart without shortcuts.
         block: "bottleneck" or "basic".
         preset: Key of ``presets.PRESETS``.
+        weights: None, "cifar10" or a ``.weights.h5`` path, as for
+            ``resnet_v1``.
         **overrides: Replace individual preset options.
 
     Returns:
         A ``keras.Model`` mapping images to float32 class probabilities.
 
     Raises:
-        ValueError: On an invalid depth, shortcut, block, preset or option.
+        ValueError: On an invalid depth, shortcut, block, preset or option,
+            or weights that are not shipped or do not fit.
     """
+    pretrained.check_weights_arg(weights)
     cfg = presets.model_options(preset, overrides)
     shortcut, n = architecture.resolve_cifar(2, depth, block, shortcut, cfg)
 
@@ -189,7 +201,9 @@ def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
                 name="final", suffix="")
     outputs = blocks.classifier(x, num_classes, cfg)
     name = _model_name(plain, depth, 2, block)
-    return blocks.functional_model(inputs, outputs, name)
+    return pretrained.load(blocks.functional_model(inputs, outputs, name), weights,
+                           shortcut=shortcut, preset=preset, num_classes=num_classes,
+                           input_shape=input_shape)
 
 
 CONSTRUCTORS = {1: resnet_v1, 2: resnet_v2}  # keyed by architecture.VERSIONS

@@ -1,0 +1,99 @@
+"""Trained weights shipped with the package, loaded the way `keras.applications` loads its own.
+
+`resnet_v1(depth=20, weights="cifar10")` builds He et al. 2015's ResNet-20 (section 4.2, option-A
+shortcuts, the "paper" preset) and loads the final weights of this project's full-length run of
+the paper's recipe (64k iterations, `make full-repro`, docs/full-repro); `weights="path/to/file
+.weights.h5"` loads any weights file of the same net. The shipped files are float32
+`.weights.h5` files in `cifar_resnet/nets/weights/`, each checked against its SHA-256 before it is
+loaded.
+
+A net gets an entry in `CIFAR10` when its run has finished: the file, its checksum, the settings
+it was trained with, and the test errors it gave (`evaluate`, all 10,000 test images and the
+1,000 exact ones of the project's data; docs/full-repro has the runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import sys
+from typing import Optional
+
+WEIGHTS_DIR = pathlib.Path(__file__).parent / "weights"
+
+# Model name (nets.models._model_name) -> the shipped file and what it was trained and measured
+# with. Filled as the full-length runs finish (issue #22).
+CIFAR10: dict[str, dict] = {}
+
+# weights= values that name shipped weights -> their table.
+TABLES = {"cifar10": CIFAR10}
+
+
+class WeightsError(ValueError):
+    """Shipped weights are missing, do not fit the net asked for, or fail their checksum."""
+
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_weights_arg(weights) -> None:
+    """Refuses a `weights` value that is neither None, a key of TABLES, nor a path."""
+    if weights is None or weights in TABLES:
+        return
+    if not (isinstance(weights, (str, pathlib.Path)) and str(weights).endswith(".weights.h5")):
+        raise WeightsError(f"weights={weights!r}: expected None, "
+                           f"{' or '.join(repr(k) for k in TABLES)}, or a path to a "
+                           ".weights.h5 file")
+
+
+def load(model, weights, *, shortcut: Optional[str], preset: str, num_classes: int,
+         input_shape) -> "keras.Model":  # noqa: F821
+    """`model` with `weights` loaded into it (unchanged when `weights` is None).
+
+    Args:
+        model: a freshly built net of nets.models.
+        weights: None, "cifar10" (the shipped weights of this net), or a `.weights.h5` path.
+        shortcut, preset, num_classes, input_shape: what the net was built with; shipped weights
+            fit only the settings they were trained with.
+
+    Raises:
+        WeightsError: no shipped weights for this net or these settings, a checksum mismatch,
+            or a file that does not exist.
+    """
+    check_weights_arg(weights)
+    if weights is None:
+        return model
+    if weights not in TABLES:
+        if not pathlib.Path(weights).is_file():
+            raise WeightsError(f"weights file {weights} not found")
+        model.load_weights(weights)
+        return model
+    table = TABLES[weights]
+    entry = table.get(model.name)
+    if entry is None:
+        raise WeightsError(f"no {weights} weights are shipped for {model.name}; shipped: "
+                           f"{', '.join(sorted(table)) or 'none yet'}")
+    built = dict(shortcut=shortcut, preset=preset, num_classes=num_classes,
+                 input_shape=tuple(input_shape))
+    trained = dict(shortcut=entry["shortcut"], preset=entry["preset"],
+                   num_classes=entry["num_classes"], input_shape=tuple(entry["input_shape"]))
+    if built != trained:
+        diff = ", ".join(f"{k}={built[k]!r} (trained with {trained[k]!r})"
+                         for k in built if built[k] != trained[k])
+        raise WeightsError(f"the {weights} weights of {model.name} do not fit this net: {diff}")
+    path = WEIGHTS_DIR / entry["file"]
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing from this installation of cifar_resnet")
+    digest = sha256(path)
+    if digest != entry["sha256"]:
+        raise WeightsError(f"{path}: SHA-256 {digest[:12]}... is not the shipped "
+                           f"{entry['sha256'][:12]}...; reinstall cifar_resnet")
+    model.load_weights(path)
+    print(f"cifar_resnet: {model.name} {weights} weights ({entry['file']}, {entry['trained']}): "
+          f"test error {entry['test_error']:.2f}% on the 10,000 test images", file=sys.stderr)
+    return model

@@ -1,0 +1,77 @@
+"""Shipped trained weights (nets/pretrained.py): `resnet_v1(..., weights="cifar10")`."""
+
+import numpy as np
+import pytest
+
+from cifar_resnet.nets import models, pretrained
+
+
+def _ship(monkeypatch, tmp_path, model, **settings):
+    """Saves `model`'s weights as a shipped file of a temporary weights folder."""
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    path = tmp_path / f"{model.name}_cifar10.weights.h5"
+    model.save_weights(path)
+    entry = dict(file=path.name, sha256=pretrained.sha256(path), shortcut="A", preset="paper",
+                 num_classes=10, input_shape=(32, 32, 3), trained="a test", test_error=12.5)
+    monkeypatch.setitem(pretrained.CIFAR10, model.name, {**entry, **settings})
+    return path
+
+
+def test_shipped_weights_load_and_name_their_error(monkeypatch, tmp_path, capsys):
+    trained = models.resnet_v1(depth=8)
+    _ship(monkeypatch, tmp_path, trained)
+    loaded = models.resnet_v1(depth=8, weights="cifar10")
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), trained.predict(x, verbose=0))
+    err = capsys.readouterr().err
+    assert "resnet8_v1 cifar10 weights" in err and "test error 12.50%" in err
+    fresh = models.resnet_v1(depth=8)  # weights=None: a new random net
+    assert not np.array_equal(fresh.predict(x, verbose=0), trained.predict(x, verbose=0))
+
+
+def test_a_weights_path_loads_like_keras_applications(tmp_path):
+    trained = models.resnet_v2(depth=11)
+    path = tmp_path / "mine.weights.h5"
+    trained.save_weights(path)
+    loaded = models.resnet_v2(depth=11, weights=str(path))
+    for a, b in zip(loaded.weights, trained.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(pretrained.WeightsError, match="not found"):
+        models.resnet_v2(depth=11, weights=str(tmp_path / "missing.weights.h5"))
+
+
+def test_a_corrupt_file_fails_its_checksum(monkeypatch, tmp_path):
+    path = _ship(monkeypatch, tmp_path, models.resnet_v1(depth=8))
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(pretrained.WeightsError, match="SHA-256 .* is not the shipped"):
+        models.resnet_v1(depth=8, weights="cifar10")
+
+
+def test_weights_that_are_missing_or_do_not_fit_are_refused(monkeypatch, tmp_path):
+    _ship(monkeypatch, tmp_path, models.resnet_v1(depth=8))
+    with pytest.raises(pretrained.WeightsError, match="no cifar10 weights are shipped for "
+                                                      "resnet14_v1; shipped: .*resnet8_v1"):
+        models.resnet_v1(depth=14, weights="cifar10")
+    with pytest.raises(pretrained.WeightsError, match=r"num_classes=100 \(trained with 10\)"):
+        models.resnet_v1(depth=8, num_classes=100, weights="cifar10")
+    with pytest.raises(pretrained.WeightsError, match=r"shortcut='B' \(trained with 'A'\)"):
+        models.resnet_v1(depth=8, shortcut="B", weights="cifar10")
+    with pytest.raises(pretrained.WeightsError, match="expected None, 'cifar10', or a path"):
+        models.resnet_v1(depth=8, weights="imagenet")
+
+
+@pytest.mark.parametrize("name", sorted(pretrained.CIFAR10))
+def test_each_shipped_file_gives_its_error_on_the_exact_test_images(name, real_data):
+    """The 1,000 exact test images of the project's copy (conftest's real_data; skipped
+    without it): the shipped weights' error there is the one their entry records."""
+    from cifar_resnet.data import datasets
+    entry = pretrained.CIFAR10[name]
+    (x_train, _), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
+    mean, std = datasets.compute_normalization(x_train, "pixel_mean")  # as the run trained
+    x = (x_test[:1000].astype("float32") / 255 - mean) / std
+    depth, plain = int(name.split("_")[0].lstrip("plainresnet")), name.startswith("plain")
+    model = models.resnet_v1(depth=depth, plain=plain, weights="cifar10")
+    error = 100 * np.mean(model.predict(x, verbose=0).argmax(1) != y_test[:1000])
+    assert error == pytest.approx(entry["exact1000_error"], abs=0.05)
