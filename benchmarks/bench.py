@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 
-from cifar_resnet.run import cpu# also sets TF_ENABLE_ONEDNN_OPTS=1 unless set (the default path)
+from cifar_resnet.run import cpu  # also sets TF_ENABLE_ONEDNN_OPTS=1 unless set (the default path)
 
 BASES = ("keras", "keras-bf16", "keras-example", "torch", "torch-bf16", "pipeline")
 # Lever -> meaning; values after "=" are ints.

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import numpy as np
-    from cifar_resnet.run import config as config_lib, train# first: oneDNN's default (cpu.py)
+    from cifar_resnet.run import config as config_lib, train  # first: oneDNN's default (cpu.py)
     import tensorflow as tf
 
     config = config_lib.resolve(overrides=dict(depth=args.depth, version=args.version,

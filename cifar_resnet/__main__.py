@@ -51,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _experiments_epilog() -> str:
     """The experiments of the registry (experiments/*.py), for `sweep --help`."""
-    from cifar_resnet.run import experiments# no TensorFlow
+    from cifar_resnet.run import experiments  # no TensorFlow
     return (f"experiments (in {experiments.experiments_dir()}): "
             f"{', '.join(experiments.list_experiments())}")
 
@@ -87,7 +87,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
          help="what --precision auto picks: float16 on GPU, bfloat16 on a CPU with native bf16 "
               "(avx512_bf16 or AMX), float32 on a CPU without (it says so)")
-    from cifar_resnet.run import config as config_lib, cpu# neither imports TensorFlow
+    from cifar_resnet.run import config as config_lib, cpu  # neither imports TensorFlow
     flag("--precision", choices=("auto", *cpu.PRECISIONS),
          help="Keras dtype policy; auto (default): from --mixed-precision and the hardware. "
               "config.json records the one used; a resumed run keeps it")
@@ -131,7 +131,7 @@ def _report(args) -> int:
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
-    from cifar_resnet.run import config as config_lib# no TensorFlow
+    from cifar_resnet.run import config as config_lib  # no TensorFlow
     flag = p.add_argument
     flag("run_dir", metavar="RUN_DIR", help="a run directory (config.json and a checkpoint)")
     flag("--checkpoint", default="auto", choices=config_lib.EVAL_CHECKPOINTS,

@@ -13,7 +13,7 @@ import pytest
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.data import datasets
 from cifar_resnet.data import dataid
-from cifar_resnet.run import files, train
+from cifar_resnet.run import files, rundir, train
 from cifar_resnet.run.config import ConfigError
 
 PER_BATCH = 64  # images per batch file: 320 training, 64 test images
@@ -114,7 +114,7 @@ def test_a_run_from_before_data_json_resumes_and_records_its_data(places, tmp_pa
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(_config(places["folder"]), run, callbacks=[_Interrupt()], verbose=0)
-    (run / dataid.DATA_FILE).unlink()  # as written before this change: config.json has data_dir
+    (run / rundir.DATA).unlink()  # as written before this change: config.json has data_dir
     assert files.read_json(run / "config.json")["data_dir"] == str(places["folder"])
     metrics = train.run_experiment(_config(places["archive"]), run, verbose=0)
     assert metrics["status"] == "complete" and metrics["epochs"] == 2

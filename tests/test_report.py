@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cifar_resnet.results import analysis, plots
-from cifar_resnet.run import files, train
+from cifar_resnet.run import files, rundir, train
 from cifar_resnet.nets import models
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.__main__ import main
@@ -101,9 +101,9 @@ def test_layer_responses_are_kept_in_the_cache_dir_never_in_the_run(sweep, tmp_p
     before = sorted(p.name for p in run.path.iterdir())
     names, stds = analysis.run_layer_responses(run, cache_dir=tmp_path)
     assert sorted(p.name for p in run.path.iterdir()) == before
-    cache = files.read_json(tmp_path / analysis.RESPONSES_FILE)
+    cache = files.read_json(tmp_path / rundir.LAYER_RESPONSES)
     assert cache["layers"] == names and cache["std"] == pytest.approx(stds.tolist())
-    files.write_json(tmp_path / analysis.RESPONSES_FILE, {**cache, "std": [1.0] * len(names)})
+    files.write_json(tmp_path / rundir.LAYER_RESPONSES, {**cache, "std": [1.0] * len(names)})
     assert analysis.run_layer_responses(run, cache_dir=tmp_path)[1].tolist() == [1.0] * len(names)
     os.utime(run.path / "final.keras")  # a newer model invalidates the cache
     assert analysis.run_layer_responses(run, cache_dir=tmp_path)[1] == pytest.approx(stds)
@@ -187,7 +187,7 @@ def test_report_cli_writes_table_figures_and_a_readable_copy_only_to_out(sweep, 
     assert (tmp_path / "figure6.png").read_bytes()[:4] == b"\x89PNG"
     copy = tmp_path / "runs" / "figtest" / "resnet8" / "seed0"
     for name in ("config.json", "metrics.json", "history.csv", "data.json",
-                 analysis.RESPONSES_FILE):
+                 rundir.LAYER_RESPONSES):
         assert (copy / name).is_file(), name
     assert not list(copy.glob("*.keras"))
     # The report's folder is self-contained: report and the figures read it back alike.
@@ -198,8 +198,8 @@ def test_report_cli_writes_table_figures_and_a_readable_copy_only_to_out(sweep, 
     assert (again / "results.md").read_text() == out
     assert (again / "figure7.png").is_file()
     assert (files.read_json(again / "runs" / "figtest" / "resnet8" / "seed0"
-                            / analysis.RESPONSES_FILE)
-            == files.read_json(copy / analysis.RESPONSES_FILE))
+                            / rundir.LAYER_RESPONSES)
+            == files.read_json(copy / rundir.LAYER_RESPONSES))
 
 
 def test_report_of_a_run_or_a_net_names_the_net_and_writes_beside_it(sweep, tmp_path, capsys):

@@ -17,8 +17,8 @@ torch = pytest.importorskip("torch")
 from benchmarks import torch_train  # noqa: E402
 from cifar_resnet.data import datasets
 from cifar_resnet.nets import models
-from cifar_resnet.run import schedules# noqa: E402
-from cifar_resnet.run import config as config_lib# noqa: E402
+from cifar_resnet.run import schedules  # noqa: E402
+from cifar_resnet.run import config as config_lib  # noqa: E402
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from test_dataid import write_cifar  # noqa: E402

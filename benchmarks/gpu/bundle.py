@@ -53,7 +53,7 @@ def make(out, data=None, smoke=False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("wheels/*.whl"), out / "cifar10.npz", out / "manifest.json"]:
         old.unlink(missing_ok=True)
-    from cifar_resnet.data import datasets as data_lib# numpy only: no TensorFlow
+    from cifar_resnet.data import datasets as data_lib  # numpy only: no TensorFlow
     if smoke:
         train, test = data_lib.make_synthetic(600, 200, seed=0)
         report = compact_cifar.encode(train, test, out / "cifar10.npz", exact=(40, 10))

@@ -21,9 +21,8 @@ from typing import Optional
 import numpy as np
 
 from cifar_resnet.data import datasets
-from cifar_resnet.run import files
+from cifar_resnet.run import files, rundir
 
-DATA_FILE = "data.json"
 SHORT = 12  # hex digits shown to people: collisions among a user's data sets are not a concern
 
 
@@ -83,7 +82,7 @@ def source_of(config) -> Optional[str]:
 
 def read(workdir) -> Optional[dict]:
     """The run directory's recorded data identity, or None (none recorded yet)."""
-    path = pathlib.Path(workdir) / DATA_FILE
+    path = rundir.RunDir(workdir).data
     return files.read_json(path) if path.exists() else None
 
 
@@ -120,4 +119,4 @@ def check(workdir, record: dict) -> None:
 
 def save(workdir, record: dict) -> None:
     """Records `record` as the run's data identity."""
-    files.write_json(pathlib.Path(workdir) / DATA_FILE, record)
+    files.write_json(rundir.RunDir(workdir).data, record)

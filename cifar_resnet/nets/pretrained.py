@@ -52,7 +52,7 @@ def check_weights_arg(weights) -> None:
 
 
 def load(model, weights, *, shortcut: Optional[str], preset: str, num_classes: int,
-         input_shape) -> "keras.Model":  # noqa: F821
+         input_shape):
     """`model` with `weights` loaded into it (unchanged when `weights` is None).
 
     Args:

@@ -21,15 +21,13 @@ import numpy as np
 
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.data import device_input
-from cifar_resnet.run import files, train
-from cifar_resnet.nets import models# noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.run import files, rundir, train
+from cifar_resnet.nets import models  # noqa: F401  (registers the custom layers load_model needs)
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
                 "paper_source", "paper_note", "n", "error_mean", "error_std",
                 "best_val_error_mean", "epochs", "status")
-RESPONSES_FILE = "layer_responses.json"
 REPORT_MARKER = "report.json"  # written by plots.write_report into its output folder
-RUN_FILES = ("config.json", "metrics.json", "history.csv", "data.json", RESPONSES_FILE)  # a report copies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +107,14 @@ def find_runs(runs_dir) -> list[Run]:
     if not root.is_dir():
         raise config_lib.ConfigError(f"runs directory {root} does not exist")
     runs, known = [], {}
-    for config_path in sorted(root.rglob("config.json")):
+    for config_path in sorted(root.rglob(rundir.CONFIG)):
         path = config_path.parent
         if _in_report(path, root):
             continue
         parts = path.relative_to(root).parts
         cfg = files.read_json(config_path)
         match = re.fullmatch(r"seed(\d+)", path.name)
-        metrics_path, history_path = path / "metrics.json", path / "history.csv"
+        metrics_path, history_path = rundir.RunDir(path).metrics, rundir.RunDir(path).history
         if len(parts) >= 2:
             experiment = parts[-3] if len(parts) >= 3 else root.resolve().name
             net = parts[-2]
@@ -415,7 +413,7 @@ def make_test_dataset(cfg: dict, batch_size: int = 250):
     if keras.backend.backend() != "tensorflow":  # batches of (images,), numpy-normalized
         return device_input.NormalizedImages(splits.test[0], mean=splits.mean, std=splits.std,
                                              batch_size=batch_size)
-    from cifar_resnet.data import pipeline# tf.data: the TensorFlow backend only
+    from cifar_resnet.data import pipeline  # tf.data: the TensorFlow backend only
     return pipeline.make_dataset(*splits.test, batch_size=batch_size, mean=splits.mean,
                              std=splits.std, training=False)
 
@@ -427,19 +425,19 @@ def report_copy(runs_root, run: Run) -> pathlib.Path:
 
 
 def copy_run(run: Run, target) -> pathlib.Path:
-    """Copies a run's small files (RUN_FILES; not its checkpoints) to `target`; returns it."""
+    """Copies a run's small files (rundir.REPORT_FILES; not its checkpoints) to `target`; returns it."""
     import shutil
 
     target = pathlib.Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
+    for name in rundir.REPORT_FILES:
         source = run.path / name
         if source.exists() and source.resolve() != (target / name).resolve():
             shutil.copyfile(source, target / name)  # a plain open(): the umask's mode
     return target
 
 
-def run_layer_responses(run: Run, model_file: str = "final.keras", batch_size: int = 250,
+def run_layer_responses(run: Run, model_file: str = rundir.FINAL, batch_size: int = 250,
                         cache_dir=None) -> tuple[list[str], np.ndarray]:
     """Layer responses of a run's model on its test set; never written into the run.
 
@@ -457,20 +455,20 @@ def run_layer_responses(run: Run, model_file: str = "final.keras", batch_size: i
     model_path = run.path / model_file
     stamp = model_path.stat().st_mtime_ns if model_path.exists() else None
     for folder in (cache_dir, run.path):
-        cache = pathlib.Path(folder) / RESPONSES_FILE if folder is not None else None
+        cache = pathlib.Path(folder) / rundir.LAYER_RESPONSES if folder is not None else None
         if cache is not None and cache.exists():
             saved = files.read_json(cache)
             if saved.get("model") == model_file and stamp in (None, saved.get("model_mtime_ns")):
                 return saved["layers"], np.asarray(saved["std"])
     if stamp is None:
-        raise config_lib.ConfigError(f"{run.path}: no {model_file} and no {RESPONSES_FILE}; "
+        raise config_lib.ConfigError(f"{run.path}: no {model_file} and no {rundir.LAYER_RESPONSES}; "
                                      "is the run complete?")
     model = keras.saving.load_model(model_path, compile=False)
     names = response_layers(model)
     stds = layer_responses(model, make_test_dataset(run.config, batch_size), layers=names)
     if cache_dir is not None:
         pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        files.write_json(pathlib.Path(cache_dir) / RESPONSES_FILE, {
+        files.write_json(pathlib.Path(cache_dir) / rundir.LAYER_RESPONSES, {
             "model": model_file, "model_mtime_ns": stamp,
             "statistic": "per-channel std over test images and positions, averaged over "
                          "channels", "layers": names, "std": stds.tolist()})

@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.data import datasets, device_input
-from cifar_resnet.run import files, train
-from cifar_resnet.nets import layers# noqa: F401  (layers:
+from cifar_resnet.run import files, rundir, train
+from cifar_resnet.nets import layers  # noqa: F401  (layers:
 #                                         registers the custom layers load_model needs)
 from cifar_resnet.choices import check_choice
 from cifar_resnet.run.config import EVAL_CHECKPOINTS as CHECKPOINTS
@@ -170,16 +170,16 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     if head is not None and (isinstance(head, bool) or not isinstance(head, int) or head < 1):
         raise EvaluationError(f"head {head!r} is not a positive number of images")
     run_dir = pathlib.Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    if not rundir.RunDir(run_dir).config.is_file():
         raise EvaluationError(f"{run_dir} is not a run directory (no config.json)")
-    config = config_lib.load(run_dir / "config.json")
+    config = config_lib.load(rundir.RunDir(run_dir).config)
     rule = "as asked"
     if checkpoint == "auto":
         has_val = config.resolved_val_fraction > 0
         checkpoint = "best" if has_val else "final"
         rule = ("auto: the run has a validation split" if has_val
                 else "auto: no validation split, so no best checkpoint")
-    model_path = run_dir / f"{checkpoint}.keras"
+    model_path = rundir.RunDir(run_dir).checkpoint(checkpoint)
     if not model_path.is_file():
         other = "final" if checkpoint == "best" else "best"
         raise EvaluationError(f"{model_path} not found (training unfinished, or no validation "
@@ -205,7 +205,7 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     if tta:
         report.update(error_without_tta=plain_error, tta_effect=report["error"] - plain_error)
 
-    out = pathlib.Path(out) if out else run_dir / "eval"
+    out = pathlib.Path(out) if out else rundir.RunDir(run_dir).eval
     out.mkdir(parents=True, exist_ok=True)
     stem = "-".join([split, checkpoint] + ([tta] if tta else []))
     report["files"] = {kind: str(out / f"{stem}{suffix}") for kind, suffix in (

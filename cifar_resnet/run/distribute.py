@@ -36,10 +36,10 @@ from typing import Any
 import keras
 
 from cifar_resnet.choices import check_choice
+from cifar_resnet.run import rundir
 from cifar_resnet.run.config import STRATEGIES, ConfigError
 
 # What a non-chief worker copies from the chief's run directory to resume at the same epoch.
-RESUME_FILES = ("config.json", "history.csv", "metrics.json", "backup")
 
 
 class StrategyError(ConfigError):
@@ -152,7 +152,7 @@ def scratch_copy(workdir):
     with tempfile.TemporaryDirectory(prefix="cifar_resnet-worker-") as tmp:
         scratch = pathlib.Path(tmp) / workdir.name
         scratch.mkdir()
-        for name in RESUME_FILES:
+        for name in rundir.RESUME_FILES:
             source = workdir / name
             if source.is_dir():
                 shutil.copytree(source, scratch / name)

@@ -369,7 +369,7 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
 
 def _tfdata_inputs(config, splits, first, stop):
     """(train, val, test) tf.data datasets; train holds global batches first..stop-1."""
-    from cifar_resnet.data import pipeline# imports TensorFlow
+    from cifar_resnet.data import pipeline  # imports TensorFlow
     make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
     per_pass = config.iterations_per_pass(len(splits.train[0]))
     train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,
