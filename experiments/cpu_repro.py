@@ -13,19 +13,8 @@ bfloat16 (`mixed_precision=True`) because the machine it was sized on has native
 (avx512_bf16 and AMX); on a CPU without it, precision "auto" trains in float32 instead and says
 so (cifar_resnet/run/cpu.py), and each run's config.json records the precision used.
 
-Sizing, measured on that machine (Intel Xeon, 2 vCPUs, AVX-512 + AMX; `python -m
-benchmarks.bench`, bf16): ResNet-20 about 600-650 img/s, ResNet-56 about 284 img/s (plain nets
-cost the same), so the four nets take 2 x (0.2 + 0.45) s per iteration, x 7,820 = about 170
-minutes of both cores, plus 20 evaluations of the 10k test images per net: the issue's budget
-of 3 hours. In the runs, alone on the machine, a 56-layer epoch took 222 s and a 20-layer one
-108-117 s (3.7 hours for the four); two runs at once were slower than one after the other.
-The runs resume, so they may run in several parts.
-
-Result (docs/cpu-repro): the plain half shows; ResNet-56 ends 0.52 and 1.01 points of training
-error above ResNet-20 (seeds 0 and 1: 13.33% against 12.81%, 13.90% against 12.89%), after
-closing a 25-point gap; the gap halves every 782 iterations at lr 0.1. The 8-epoch version
-(3,128 iterations; `--set epochs=8 --set log_every=184`, docs/cpu-repro/epochs8) ended 9.4
-points apart.
+Sized to about 3 hours of a 2-core CPU with native bf16; the measured times, the results and
+the 8-epoch version: docs/cpu-repro/README.md. The runs resume, so they may run in several parts.
 """
 
 from cifar_resnet import paper

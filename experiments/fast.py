@@ -23,15 +23,8 @@ Run (the curve is the run's history.csv: test error and wall time every 2 epochs
     make fast-recipe    # sweep fast, report, evaluate --head 1000 [--tta flip] into docs/fast
     make fast-recipe-torch    # the same recipe in the independent PyTorch trainer
 
-Measured on this project's 2-core Intel Xeon (one seed, bf16, 2026-11-26): 12.92% test error
-after 47.2 minutes (the host took up to 14% of the CPU in some periods), 11.74% with flip
-test-time augmentation; on the 1,000 exact test images 11.50% (standard error 1.0). The
-earlier recipe (40 epochs, linear decay, decay on every parameter, no smoothing) reached
-12.81% in 38.7 minutes on a Zen 5 machine. The 8.75% target is NOT reached on the project's
-JPEG-degraded copy of CIFAR-10, and not by the independent PyTorch trainer either
-(benchmarks/torch_train.py, this recipe, same data and machine: 13.20% test error, 12.15% with
-flip TTA, training error 6.57% against ours 6.67%). Curve and analysis: docs/benchmarks.md
-("Time to accuracy").
+What it reached, against the independent PyTorch trainer of the same recipe, and the curve:
+docs/benchmarks.md ("Time to accuracy") and docs/fast/.
 """
 
 from cifar_resnet import paper

@@ -10,23 +10,9 @@ Unlike the paper-scale experiments (all 50k images since issue #12), it keeps th
 (val_fraction=0.1), so that docs/mini-repro stays the output of this file; experiments/cpu_repro.py
 is the 50k CPU version.
 
-Sized to fit 45 minutes on 2 CPU cores. Measured on this project's 2-core machine before the
-fused BatchNormalization of issue #4, which made training 1.26x faster in float32 and bfloat16
-1.53x float32 (docs/benchmarks.md); the sweep's recorded times are from before it (TensorFlow
-2.21 CPU, float32, batch 128; the machine was shared with other jobs, so process CPU time is the
-figure to trust): ResNet-20 0.49 CPU-s per iteration, plain-56 1.39 (56-layer nets cost 2.8x a
-20-layer one); evaluating 10k test images 11 / 29 CPU-s. Per epoch (352 iterations + 15k
-val/test images): ~190 CPU-s for a 20-layer net, ~535 for a 56-layer one, ~1450 for all four.
-XLA was slower on this CPU (0.80 CPU-s/it for ResNet-20) and bfloat16 only 18% cheaper
-(0.43), so both stay off. Estimate for `make mini-repro`, 2 epochs of all four nets plus ~40
-CPU-s start-up each: 3050 CPU-s, i.e. 34 minutes if TensorFlow keeps 1.5 of the 2 cores busy
-(25 minutes at 2, 39 at 1.3). Check of the whole CLI path (start-up, data, 50 iterations,
-val and test evaluation): `python -m cifar_resnet train --depth 20 --iterations 50 --data-dir
-../shared/data` took 57 CPU-s (100 s wall on the loaded machine), `--depth 56 --plain` 144 CPU-s
-(208 s wall), both in line with the figures above. The full sweep has not been run yet.
-
-Run it with `make mini-repro` (data from ../shared/data; DATA_DIR=... to change) or
-`python -m cifar_resnet sweep mini --data-dir DIR`.
+Sized to fit 45 minutes on 2 CPU cores; the sizing measurements and the results:
+docs/mini-repro/README.md. Run it with `make mini-repro` (data from ../shared/data; DATA_DIR=...
+to change) or `python -m cifar_resnet sweep mini --data-dir DIR`.
 """
 
 from cifar_resnet import paper

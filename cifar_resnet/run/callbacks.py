@@ -46,7 +46,7 @@ class StepSchedule(keras.callbacks.Callback):
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_train_begin(self, logs=None):
-        # Read the state at the first epoch, after BackupAndRestore restored it.
+        # Read the state at the first epoch, after the Checkpointer (run/reliability.py) restored it.
         self._last, self._started = None, False
 
     def on_epoch_begin(self, epoch, logs=None):
