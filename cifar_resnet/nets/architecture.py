@@ -94,6 +94,22 @@ VARIANT_DEFAULTS = dict(unit="original", shortcut_variant="identity", gate_bias_
                         scale=0.5, residual_scale=None, dropout_rate=0.5)
 
 
+def net_name(version, depth, *, plain=False, block=None, unit=None,
+             shortcut_variant="identity") -> str:
+    """The one spelling of a net's name: `resnet56_v1`, `plain20_v1`, `resnet110_v2_basic`
+    (a block other than the version's default), `resnet110_v1_bn_after_add` (He 2016 variants).
+
+    Keras models (nets/models.py), run directories (run/config.Config.net_name, which leaves
+    the block out: the run directory's name says it separately) and reports use it.
+    """
+    name = f"{'plain' if plain else 'resnet'}{depth}_v{version}"
+    if block is not None and block != DEFAULT_BLOCKS.get(version):
+        name += f"_{block}"
+    variants = [v for v in (unit, shortcut_variant)
+                if v not in (None, DEFAULT_UNITS.get(version), "identity")]
+    return "_".join([name, *variants])
+
+
 def blocks_per_stage(depth, block: str) -> int:
     """Returns n for a 3-stage CIFAR net of `depth` = 3 * len(kernels) * n + 2."""
     per = 3 * len(BLOCKS[block]["kernels"])

@@ -75,11 +75,6 @@ def _v2_paper_body(inputs, n, block, shortcut, plain, cfg):
 V2_BODIES = {"paper": _v2_paper_body, "keras-example": keras_example.v2_body}
 
 
-def _model_name(plain, depth, version, block):
-    name = f"{'plain' if plain else 'resnet'}{depth}_v{version}"
-    return name if block == architecture.DEFAULT_BLOCKS[version] else f"{name}_{block}"
-
-
 def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
               shortcut=None, plain=False, block="basic", preset="paper",
               unit=VARIANT_DEFAULTS["unit"],
@@ -150,8 +145,8 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
     if architecture.UNITS[unit]["final_relu"]:
         x = layers.Activation("relu", name="final_relu")(x)
     outputs = blocks.classifier(x, num_classes, cfg)
-    name = "_".join([_model_name(plain, depth, 1, block)] + [
-        v for v in (unit, shortcut_variant) if v not in ("original", "identity")])
+    name = architecture.net_name(1, depth, plain=plain, block=block, unit=unit,
+                                 shortcut_variant=shortcut_variant)
     return pretrained.load(blocks.functional_model(inputs, outputs, name), weights,
                            shortcut=shortcut, preset=preset, num_classes=num_classes,
                            input_shape=input_shape)
@@ -200,7 +195,7 @@ def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
                 regularizer=blocks.extra_regularizer(cfg),
                 name="final", suffix="")
     outputs = blocks.classifier(x, num_classes, cfg)
-    name = _model_name(plain, depth, 2, block)
+    name = architecture.net_name(2, depth, plain=plain, block=block)
     return pretrained.load(blocks.functional_model(inputs, outputs, name), weights,
                            shortcut=shortcut, preset=preset, num_classes=num_classes,
                            input_shape=input_shape)

@@ -21,7 +21,7 @@ from typing import Optional
 
 WEIGHTS_DIR = pathlib.Path(__file__).parent / "weights"
 
-# Model name (nets.models._model_name) -> the shipped file and what it was trained and measured
+# Model name (nets.architecture.net_name) -> the shipped file and what it was trained and measured
 # with. Filled as the full-length runs finish (issue #22).
 CIFAR10: dict[str, dict] = {}
 

@@ -22,6 +22,7 @@ import numpy as np
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.data import device_input
 from cifar_resnet.run import files, rundir, train
+from cifar_resnet.nets import architecture
 from cifar_resnet.nets import models  # noqa: F401  (registers the custom layers load_model needs)
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
@@ -64,8 +65,8 @@ def config_net_name(cfg: dict) -> str:
         return config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS}
                                  ).net_name
     except (TypeError, ValueError):
-        return (f"{'plain' if cfg.get('plain') else 'resnet'}{cfg.get('depth', '')}"
-                f"_v{cfg.get('version', 1)}")
+        return architecture.net_name(cfg.get("version", 1), cfg.get("depth", ""),
+                                     plain=bool(cfg.get("plain")))
 
 
 def _in_report(path: pathlib.Path, root: pathlib.Path) -> bool:

@@ -162,11 +162,8 @@ class Config:
     @property
     def net_name(self) -> str:
         """A short name such as `resnet56_v1`, `plain20_v1` or `resnet164_v2`."""
-        kind = "plain" if self.plain else "resnet"
-        own = architecture.DEFAULT_UNITS.get(self.version)
-        variant = [v for v in (self.unit, self.shortcut_variant)
-                   if v not in (None, own, "identity")]
-        return "_".join([f"{kind}{self.depth}_v{self.version}", *variant])
+        return architecture.net_name(self.version, self.depth, plain=self.plain,
+                                     unit=self.unit, shortcut_variant=self.shortcut_variant)
 
     def variant_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `models.resnet_v1` for the He 2016 ablations; {} by default."""
