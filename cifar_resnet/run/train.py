@@ -225,7 +225,8 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config
             "another --workdir")
     config, kept = config_lib.for_run_dir(config, saved)
     # Where the data was read from is not the run's identity; its content is (dataid.check).
-    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k != "data_dir"]
+    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v
+            and k not in config_lib.NOT_IDENTITY]
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
         raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
