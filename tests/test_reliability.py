@@ -262,6 +262,57 @@ def test_cli_nan_loss_exits_1_with_one_line(tmp_path, capsys):
     assert json.loads((tmp_path / "metrics.json").read_text())["step"] >= 1
 
 
+def _poison_bn_variance(model):
+    """Sets one BatchNorm moving variance to inf: a finite loss, but a diverged model."""
+    layer = next(l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization))
+    layer.moving_variance.assign(np.full(layer.moving_variance.shape, np.inf, "float32"))
+
+
+def test_non_finite_weights_after_the_last_batch_stop_before_the_checkpoint(tiny_config,
+                                                                           tmp_path):
+    """Issue #25: the last batch's update lands after its loss is logged; an inf BatchNorm
+    statistic at an epoch's end must not be backed up, recorded or end as "complete"."""
+    config = dataclasses.replace(tiny_config, epochs=3)
+    steps = config.plan(230)[0]  # 230 of the 256 images train (val_fraction 0.1)
+    with pytest.raises(train.TrainingError, match=r"1 variable\(s\) hold NaN or Inf "
+                                                  r"\(.*moving_variance\) at iteration 8 "):
+        train.run_experiment(config, tmp_path,
+                             callbacks=[_At(1, _poison_bn_variance, batch=steps - 1)], verbose=0)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["finished_epochs"] == 1
+    assert _epochs(tmp_path) == [0] and not (tmp_path / "final.keras").exists()
+    backup = reliability.Checkpointer(tmp_path / "backup")
+    assert backup.resume_epoch() == 1  # the last finite state is the resume point
+    model = train.build_model(config)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(tmp_path / "backup" / backup.resume_state()["weights"])
+    assert not reliability.non_finite_variables(model)
+
+
+def test_a_huge_finite_loss_is_divergence(tiny_config, tmp_path):
+    stop = reliability.DivergenceStop(steps_per_epoch=4)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    stop.set_model(model)
+    stop.on_epoch_end(0, {"loss": reliability.MAX_LOSS})  # the bound itself passes
+    with pytest.raises(reliability.Diverged, match=r"loss 1e\+25 is above 10000 at iteration 8 "
+                                                   r"\(epoch 2\)"):
+        stop.on_epoch_end(1, {"loss": 1e25})
+    with pytest.raises(reliability.Diverged, match="loss nan"):
+        stop.on_epoch_end(1, {"loss": float("nan")})
+
+
+@pytest.mark.slow
+def test_cli_lr_100_diverges_exit_1_one_line_never_complete(tmp_path, capsys):
+    """The issue's probe: `--lr 100` trained to loss ~1e25 and inf BatchNorm variances and
+    ended "complete"."""
+    rc = cli.main(_train_cmd(tmp_path, 4, "--lr", "100"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith("error: ") and "diverged" in err[-1], err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert not (tmp_path / "final.keras").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Bad configuration or CLI values: exit 2, one line, nothing written.
 

@@ -15,8 +15,9 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
 - `run_lock`: `fcntl.flock` on `<workdir>/.lock`; the kernel drops it when its process dies, so a
   crashed run never leaves a stale lock.
 - `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`.
-- `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, before any epoch-end callback
-  could record or back up the diverged state.
+- `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, and so does an epoch ending
+  with a loss above MAX_LOSS or a non-finite weight, BatchNorm statistic or optimizer slot,
+  before any epoch-end callback could record or back up the diverged state.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or Inf at `step` (1-based iteration)."""
+    """Training diverged at `step` (1-based iteration) of `epoch` (0-based): a NaN or Inf loss,
+    an epoch's loss above MAX_LOSS, or a weight, BatchNorm statistic or optimizer slot that is
+    not finite at the epoch's end."""
 
-    def __init__(self, step: int, epoch: int):
-        super().__init__(f"loss is NaN or Inf at iteration {step} (epoch {epoch + 1})")
+    def __init__(self, step: int, epoch: int, what: str = "loss is NaN or Inf"):
+        super().__init__(f"{what} at iteration {step} (epoch {epoch + 1})")
         self.step, self.epoch = step, epoch
 
 
@@ -319,8 +322,38 @@ class SignalStop(keras.callbacks.Callback):
     on_train_batch_end = on_epoch_begin = _check
 
 
+# An epoch's mean loss above this is divergence, not training: cross-entropy starts at
+# ln(classes) (2.3 for CIFAR-10, 4.6 for CIFAR-100) and the weight-decay term is far smaller;
+# `--lr 100` reaches ~1e25 with BatchNorm variances at inf (issue #25).
+MAX_LOSS = 1e4
+
+
+def non_finite_variables(model: keras.Model) -> list[str]:
+    """The paths of the model's variables (weights, BatchNorm moving statistics) and its
+    optimizer's (momentum slots) that hold a NaN or Inf."""
+    import numpy as np
+
+    variables = list(model.variables)
+    optimizer = getattr(model, "optimizer", None)  # None or absent before compile
+    if optimizer is not None:
+        variables += list(optimizer.variables)
+    bad = []
+    for v in variables:
+        value = np.asarray(keras.ops.convert_to_numpy(v))
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad.append(v.path)
+    return bad
+
+
 class DivergenceStop(keras.callbacks.Callback):
-    """Raises `Diverged` on the first batch whose loss is NaN or Inf (cf. TerminateOnNaN)."""
+    """Raises `Diverged` on the first batch whose loss is NaN or Inf (cf. TerminateOnNaN), and
+    at an epoch's end whose mean loss exceeds MAX_LOSS or whose weights, BatchNorm statistics or
+    optimizer slots are not all finite.
+
+    The epoch-end check sees the last batch's update, which lands after its loss is logged. Put
+    it before the callbacks that record or back up an epoch (history, best model, Checkpointer):
+    raising skips them, so the last checkpoint on disk stays the last finite state.
+    """
 
     def __init__(self, steps_per_epoch: int):
         super().__init__()
@@ -334,3 +367,14 @@ class DivergenceStop(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise Diverged(self.epoch * self.steps_per_epoch + batch + 1, self.epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        loss = (logs or {}).get("loss")
+        if loss is not None and not float(loss) <= MAX_LOSS:  # NaN compares False
+            raise Diverged(step, epoch, f"the epoch's loss {float(loss):.3g} is above "
+                                        f"{MAX_LOSS:g}")
+        bad = non_finite_variables(self.model)
+        if bad:
+            raise Diverged(step, epoch, f"{len(bad)} variable(s) hold NaN or Inf ({bad[0]}"
+                                        + (", ..." if len(bad) > 1 else "") + ")")
