@@ -109,6 +109,9 @@ def _config_from_args(args):
 
 def _train(args) -> int:
     config = _config_from_args(args)
+    if args.workdir:  # before the slow import: a read-only mount or a file in the way
+        from cifar_resnet.run import files
+        files.check_writable(args.workdir)
     _import_tensorflow_quietly()
     from cifar_resnet.run import train
     workdir = args.workdir or train.default_workdir(config)
@@ -236,7 +239,8 @@ def main(argv=None) -> int:
 # failed. Looked up among the modules already imported: an error can only come from one of
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
 _ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
-           ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1))
+           ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1),
+           ("cifar_resnet.run.files", "WriteError", 1))
 
 
 def _exit_status(error: Exception):
@@ -244,6 +248,8 @@ def _exit_status(error: Exception):
         kind = getattr(sys.modules.get(module), name, None)
         if kind is not None and isinstance(error, kind):
             return status
+    if isinstance(error, OSError) and error.filename:  # "[Errno 30] ...: 'path'": one line
+        return 1
     return None
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from cifar_resnet import __main__ as cli
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import reliability, train
+from cifar_resnet.run import files, reliability, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run directories written by the code before resume used public Keras APIs (README.md there).
@@ -189,6 +189,97 @@ def test_full_disk_keeps_the_previous_checkpoint_and_a_corrupt_latest_falls_back
     assert f"checkpoint {latest} is corrupt or truncated" in capsys.readouterr().err
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
+
+
+# Runs the CLI; just after the N-th os.replace onto a file named NAME, fills the file system
+# of FILL_DIR so that only LEAVE bytes stay free (FILL_AFTER="NAME:N:LEAVE"). NO_PRECHECK=1
+# turns off atomic_save's free-space check, so that h5py itself meets the full disk.
+FILLER = """
+import os, shutil, sys
+name, n, leave = os.environ["FILL_AFTER"].split(":")
+real, seen = os.replace, [0]
+def replace(src, dst):
+    real(src, dst)
+    if str(dst).endswith(name):
+        seen[0] += 1
+        if seen[0] == int(n):
+            free = shutil.disk_usage(os.environ["FILL_DIR"]).free
+            with open(os.path.join(os.environ["FILL_DIR"], "filler"), "wb") as f:
+                f.write(b"\\0" * max(0, free - int(leave)))
+os.replace = replace
+if os.environ.get("NO_PRECHECK"):
+    from cifar_resnet.run import reliability
+    reliability._free_space_ok = lambda *args: True
+from cifar_resnet.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 3 MB tmpfs (a depth-8 checkpoint is ~0.7 MB); skipped where mounting is not allowed."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fill_after, precheck, failing", [
+    ("training_metadata.json:1:147456", True, "epoch2.weights.h5 (no space left on device: "),
+    # Without the free-space check h5py meets ENOSPC itself; its clean-up used to segfault.
+    ("training_metadata.json:1:147456", False, "epoch2.weights.h5 (no space left on device)"),
+    ("training_metadata.json:1:0", True, "history.csv (no space left on device)"),
+])
+def test_full_disk_mid_run_one_line_exit_1_no_crash_then_resumes(small_tmpfs, fill_after,
+                                                                 precheck, failing):
+    """Issue #25: a full disk during a checkpoint or history write crashed (signal 11) or
+    printed a traceback. Now: one line naming the file, exit 1, epoch 1's state intact, and
+    the same command completes once space is freed."""
+    run = small_tmpfs / "run"
+    proc = _popen(_train_cmd(run, 3), code=FILLER, env={
+        "FILL_AFTER": fill_after, "FILL_DIR": str(small_tmpfs),
+        "NO_PRECHECK": "" if precheck else "1", "PYTHONPATH": str(ROOT)})
+    out, err = proc.communicate(timeout=300)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, (proc.returncode, err[-3000:])
+    assert len(errors) == 1 and failing in errors[0], err[-3000:]
+    assert err.rstrip().splitlines()[-1] == errors[0]  # nothing after it: no traceback
+    assert "Traceback" not in err and "Segmentation" not in err
+    assert reliability.Checkpointer(run / "backup").resume_epoch() == 1
+    assert not list(run.rglob(".*.tmp*"))  # no temporary file left behind
+    (small_tmpfs / "filler").unlink()
+    rc = cli.main(_train_cmd(run, 3))
+    assert rc == 0 and _epochs(run) == [0, 1, 2]
+
+
+def test_read_only_mount_is_refused_in_one_line_before_tensorflow(small_tmpfs, tmp_path):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    cases = [(small_tmpfs / "run", "is read-only or not writable"),
+             (tmp_path / "file" / "run", "is a file, not a folder")]
+    (tmp_path / "file").write_text("in the way")
+    code = ("import sys\n"
+            "from cifar_resnet.__main__ import main\n"
+            "status = main(sys.argv[1:])\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "sys.exit(status)\n")
+    for workdir, message in cases:
+        result = subprocess.run([sys.executable, "-c", code, *_train_cmd(workdir, 1)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: cannot ") and message in lines[0], lines
+
+
+def test_library_on_a_read_only_mount_raises_write_error_naming_the_folder(small_tmpfs,
+                                                                           tiny_config):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    with pytest.raises(files.WriteError, match=f"cannot write {small_tmpfs / 'run'} "
+                                               r"\(read-only file system\)"):
+        train.run_experiment(tiny_config, small_tmpfs / "run", verbose=0)
 
 
 def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):

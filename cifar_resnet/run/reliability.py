@@ -84,6 +84,69 @@ def _fsync_dir(folder: pathlib.Path) -> None:
         os.close(fd)
 
 
+def _expected_size(model: keras.Model, path: pathlib.Path) -> int:
+    """Bytes a checkpoint of `model` at `path` will take, to refuse a write that cannot fit.
+
+    The previous file of the same kind where there is one (every epoch's state has the same
+    size); else the variables' bytes (weights, BatchNorm statistics, optimizer slots) and a
+    margin for HDF5's metadata and the .keras file's config.
+    """
+    previous = sorted(path.parent.glob("epoch*.weights.h5")) if path.name.startswith(
+        "epoch") else [path]
+    for old in previous:
+        try:
+            return old.stat().st_size
+        except OSError:
+            pass
+    variables = list(model.variables)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        variables += list(optimizer.variables)
+    nbytes = sum(math.prod(v.shape) * _itemsize(v.dtype) for v in variables)
+    return int(nbytes * 1.05) + (256 << 10)
+
+
+def _itemsize(dtype) -> int:
+    import numpy as np
+    return np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
+
+
+def _free_space_ok(folder: pathlib.Path, needed: int) -> bool:
+    """Whether `folder`'s file system has `needed` bytes free (True where it cannot tell)."""
+    try:
+        return shutil.disk_usage(folder).free >= needed
+    except OSError:
+        return True
+
+
+def _release_h5_file(tmp: pathlib.Path) -> None:
+    """Lets h5py close a temporary file whose write failed, without a crash.
+
+    After ENOSPC mid-write, h5py still holds the file open; its clean-up (when the exception's
+    objects are freed, or at exit) flushes to the full disk again and, with h5py 3 and HDF5 1.14,
+    segfaults (issue #25). Pointing the file's descriptors at /dev/null first lets that flush
+    succeed harmlessly; the file is deleted by the caller. Linux only (/proc); elsewhere a no-op.
+    """
+    import gc
+
+    fd_dir = pathlib.Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return
+    target = str(tmp.resolve())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for entry in list(fd_dir.iterdir()):
+            try:
+                link = os.readlink(entry)
+            except OSError:
+                continue
+            if link in (target, target + " (deleted)"):
+                os.dup2(devnull, int(entry.name))
+    finally:
+        os.close(devnull)
+    gc.collect()  # frees the failed writer's h5py objects now, while /dev/null takes the flush
+
+
 def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
     """Saves `model` (or its weights) to `path` via a temporary file, fsync and rename.
 
@@ -105,7 +168,16 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
         stale.unlink()  # left by a killed writer; the caller holds the run lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
+        needed = _expected_size(model, path)
+        if not _free_space_ok(path.parent, needed):
+            # Refused before h5py opens anything: its clean-up after a failed write is fragile.
+            raise OSError(errno.ENOSPC, f"no space left on device: {needed:,} bytes needed, "
+                                        f"{shutil.disk_usage(path.parent).free:,} free")
+        try:
+            (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
+        except OSError:
+            _release_h5_file(tmp)
+            raise
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         digest = sha256(tmp)
@@ -113,8 +185,10 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
         _fsync_dir(path.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        reason = "no space left on device" if e.errno == errno.ENOSPC else (
-            e.strerror or str(e) or type(e).__name__)
+        reason = (e.strerror if e.errno == errno.ENOSPC and e.strerror
+                  and e.strerror.startswith("no space left") else
+                  "no space left on device" if e.errno == errno.ENOSPC else
+                  e.strerror or str(e) or type(e).__name__)
         raise CheckpointWriteError(f"cannot write checkpoint {path} ({reason}); earlier "
                                    "checkpoints are intact; free space and rerun the same "
                                    "command to resume") from e
@@ -268,7 +342,10 @@ def run_lock(workdir):
         RunLocked: another live process holds it; the message names its PID.
     """
     path = pathlib.Path(workdir) / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise files.write_error(path, e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -362,7 +362,10 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
         schedules.learning_rate(config, config.plan(num_train)[2])
     except ValueError as e:
         raise config_lib.ConfigError(str(e)) from None
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise files.write_error(workdir, e) from None
     with reliability.run_lock(workdir), placement.scope():
         return _train_locked(config, workdir, splits, data_record, input_path, callbacks,
                              verbose, started)
