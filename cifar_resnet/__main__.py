@@ -240,7 +240,8 @@ def main(argv=None) -> int:
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
 _ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
            ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1),
-           ("cifar_resnet.run.files", "WriteError", 1))
+           ("cifar_resnet.run.files", "WriteError", 1),
+           ("cifar_resnet.run.reliability", "ResumeError", 1))
 
 
 def _exit_status(error: Exception):

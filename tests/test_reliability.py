@@ -282,6 +282,86 @@ def test_library_on_a_read_only_mount_raises_write_error_naming_the_folder(small
         train.run_experiment(tiny_config, small_tmpfs / "run", verbose=0)
 
 
+class _EpochsRun(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [b"\0" * 131, b'{"epoch": 2, "weig'])  # zeroed, truncated
+def test_damaged_metadata_resumes_from_the_newest_checkpoint_file_and_says_so(
+        tiny_config, tmp_path, capsys, damage):
+    """Issue #25: a truncated or zeroed training_metadata.json restarted the run from epoch 0
+    without a word and cut history.csv to 0 rows."""
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
+    meta = tmp_path / "backup" / reliability.METADATA
+    meta.write_bytes(damage)
+    capsys.readouterr()
+    ran = _EpochsRun()
+    metrics = train.run_experiment(config, tmp_path, callbacks=[ran], verbose=0)
+    err = capsys.readouterr().err
+    assert f"warning: {meta} is " in err and (
+        f"resuming from the newest checkpoint file {tmp_path / 'backup' / 'epoch2.weights.h5'} "
+        "(epoch 2)") in err
+    assert ran.epochs == [2]  # only the missing epoch trained: not from zero
+    assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
+
+
+def test_damaged_metadata_without_checkpoints_refuses_and_says_how_to_restart(tiny_config,
+                                                                              tmp_path):
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
+    for state in (tmp_path / "backup").glob("epoch*.weights.h5"):
+        state.unlink()
+    (tmp_path / "backup" / reliability.METADATA).write_bytes(b"\0" * 10)
+    history = (tmp_path / "history.csv").read_text()
+    with pytest.raises(reliability.ResumeError, match="holds no checkpoint; delete .*backup and "
+                                                      ".*history.csv to restart this run from "
+                                                      "zero") as error:
+        train.run_experiment(config, tmp_path, verbose=0)
+    assert "\n" not in str(error.value)
+    assert (tmp_path / "history.csv").read_text() == history  # nothing lost
+
+
+@pytest.mark.slow
+def test_damaged_history_row_or_metrics_json_one_line_naming_the_file(tiny_config, tmp_path,
+                                                                     capsys):
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
+    path = tmp_path / "history.csv"
+    good = path.read_text()
+    path.write_text(good + "garbage,row\n")
+    with pytest.raises(train.HistoryError, match=f"{path}: line 4 is not a history row .*fix "
+                                                 "or delete that line"):
+        train.run_experiment(config, tmp_path, verbose=0)
+    assert path.read_text() == good + "garbage,row\n"  # not rewritten
+    rc = cli.main(_train_cmd(tmp_path, 3, "--set", "val_fraction=0.1"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith(f"error: {path}: line 4"), err
+
+    # metrics.json damaged while the backup is there: said, ignored, rewritten at the end.
+    path.write_text(good)
+    (tmp_path / "metrics.json").write_text("{not json")
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert "metrics.json is unreadable" in capsys.readouterr().err
+    assert metrics["status"] == "complete" and _epochs(tmp_path) == [0, 1, 2]
+    # ... and of a finished run (no backup left): refused, since training again would replace
+    # its final.keras.
+    (tmp_path / "metrics.json").write_text("")
+    with pytest.raises(train.TrainingError, match="metrics.json is unreadable .* no backup left "
+                                                  ".*delete metrics.json to train this run "
+                                                  "again from zero"):
+        train.run_experiment(config, tmp_path, verbose=0)
+
+
 def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):
     complete = keras.saving.load_model(EARLIER / "complete" / "final.keras")
     assert complete.name == "resnet8_v1" and int(complete.optimizer.iterations) == 4

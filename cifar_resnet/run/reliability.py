@@ -49,6 +49,11 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written; the previous one is intact."""
 
 
+class ResumeError(RuntimeError):
+    """The run's resume state cannot be read; the message (one line) says how to restart.
+    Nothing was changed."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped training after a batch; the run is resumable."""
 
@@ -274,7 +279,14 @@ class Checkpointer(keras.callbacks.Callback):
         if model.optimizer is not None and not model.optimizer.built:
             # Its slots must exist to receive the saved values.
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.backup_dir / state["weights"])
+        path = self.backup_dir / state["weights"]
+        try:
+            model.load_weights(path)
+        except Exception as e:  # h5py and Keras raise many types for a damaged file
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            raise ResumeError(f"cannot load checkpoint {path} ({reason}); delete "
+                              f"{self.backup_dir} and {self.backup_dir.parent / 'history.csv'} "
+                              "to restart this run from zero") from None
         return state["epoch"]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -289,7 +301,7 @@ class Checkpointer(keras.callbacks.Callback):
         name = f"epoch{epochs_done}.weights.h5"
         digest = atomic_save(self.model, self.backup_dir / name, weights_only=True)
         state = {"epoch": epochs_done, "weights": name, "sha256": digest}
-        previous = _read_metadata(self.backup_dir)
+        previous = _read_metadata(self.backup_dir) or self._resume  # metadata unreadable
         if previous and previous.get("weights") != name:
             state["previous"] = {k: previous.get(k) for k in ("epoch", "weights", "sha256")}
         files.write_json(self.backup_dir / METADATA, state)
@@ -312,10 +324,43 @@ def _read_metadata(backup_dir: pathlib.Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def _newest_file_state(backup_dir: pathlib.Path, problem: str) -> dict:
+    """The state of the newest `epoch<k>.weights.h5` when the metadata is unreadable.
+
+    Each such file took its name by an atomic rename after it was complete and fsynced, so the
+    newest is a whole state, only not verifiable by checksum. Without one, nothing can resume:
+    ResumeError says how to restart rather than silently starting from zero.
+    """
+    found = []
+    for path in backup_dir.glob("epoch*.weights.h5"):
+        number = path.name.removeprefix("epoch").removesuffix(".weights.h5")
+        if number.isdigit():
+            found.append((int(number), path))
+    meta_path = backup_dir / METADATA
+    if not found:
+        raise ResumeError(f"{meta_path} {problem} and {backup_dir} holds no checkpoint; delete "
+                          f"{backup_dir} and {backup_dir.parent / 'history.csv'} to restart "
+                          "this run from zero")
+    epoch, path = max(found)
+    print(f"warning: {meta_path} {problem}; resuming from the newest checkpoint file {path} "
+          f"(epoch {epoch}), complete by its atomic rename but without a checksum to verify",
+          file=sys.stderr)
+    # Its checksum from now on, so that the next save keeps it as the previous state.
+    return {"epoch": epoch, "weights": path.name, "sha256": sha256(path)}
+
+
 def _good_state(backup_dir: pathlib.Path) -> dict | None:
+    meta_path = backup_dir / METADATA
     meta = _read_metadata(backup_dir)
     if meta is None:
-        return None
+        if not meta_path.exists():
+            return None  # a new run
+        try:
+            files.read_json(meta_path)
+            problem = "is not a mapping"
+        except (OSError, ValueError) as e:
+            problem = f"is unreadable ({type(e).__name__})"
+        return _newest_file_state(backup_dir, problem)
     for state in (meta, meta.get("previous")):
         if not state or not state.get("weights"):
             continue
