@@ -107,15 +107,50 @@ def _config_from_args(args):
     return config_lib.resolve(args.config, overrides)
 
 
+def _finished_run(config, workdir):
+    """metrics.json of `workdir` when it holds this config's finished run, read without
+    TensorFlow; None when that needs a closer look (train.run_experiment gives it).
+
+    A finished run answers at once: the same config (its precision as recorded, unless one is
+    asked for), complete metrics, and data from where the run read it (dataid.same_source).
+    """
+    import dataclasses
+    import pathlib
+    from cifar_resnet.data import dataid
+    from cifar_resnet.run import config as config_lib, files
+    workdir = pathlib.Path(workdir)
+    try:
+        metrics = files.read_json(workdir / "metrics.json")
+        if not isinstance(metrics, dict) or metrics.get("status") != "complete":
+            return None
+        saved = config_lib.load(workdir / "config.json")
+    except (OSError, ValueError):  # ConfigError is a ValueError
+        return None
+    if config.precision in (None, "auto"):
+        config = dataclasses.replace(config, precision=saved.precision)
+    config = config_lib.for_run_dir(config, saved.to_dict())[0]
+    if any(getattr(config, k) != v for k, v in saved.to_dict().items()
+           if k not in config_lib.NOT_IDENTITY):
+        return None
+    return metrics if dataid.same_source(config, workdir) else None
+
+
 def _train(args) -> int:
     config = _config_from_args(args)
-    if args.workdir:  # before the slow import: a read-only mount or a file in the way
-        from cifar_resnet.run import files
-        files.check_writable(args.workdir)
-    _import_tensorflow_quietly()
-    from cifar_resnet.run import train
-    workdir = args.workdir or train.default_workdir(config)
-    metrics = train.run_experiment(config, workdir)
+    from cifar_resnet.run import config as config_lib, files
+    workdir = args.workdir or config_lib.default_workdir(config)
+    metrics = _finished_run(config, workdir)  # before the slow import: answers in well under 2 s
+    if metrics is not None:
+        print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
+    else:
+        files.check_writable(workdir)  # a read-only mount or a file in the way, before it too
+        holder = files.lock_holder(workdir)  # run_lock would refuse it, after the import
+        if holder is not None:
+            raise config_lib.ConfigError(f"{workdir} is in use by process {holder}; wait for it "
+                                         "to finish or use another --workdir")
+        _import_tensorflow_quietly()
+        from cifar_resnet.run import train
+        metrics = train.run_experiment(config, workdir)
     err = metrics.get("best_test_error")
     print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
           + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))

@@ -505,6 +505,24 @@ def test_cli_bad_values_exit_2_one_line_nothing_written(args, message, tmp_path,
     assert not (tmp_path / "run").exists()
 
 
+NO_TF = ("import sys\n"
+         "from cifar_resnet.__main__ import main\n"
+         "status = main(sys.argv[1:])\n"
+         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+         "sys.exit(status)\n")
+
+
+def test_a_finished_run_answers_without_tensorflow(tmp_path, capsys):
+    """Issue #25: rerunning a finished run took 13.6 s (TensorFlow imported, data read)."""
+    assert cli.main(_train_cmd(tmp_path, 1)) == 0
+    final = capsys.readouterr().out.strip().splitlines()[-1]
+    result = subprocess.run([sys.executable, "-c", NO_TF, *_train_cmd(tmp_path, 1)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"{tmp_path}: already complete; nothing to do"
+    assert result.stdout.strip() == final
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. Run-directory lock.
 
@@ -516,6 +534,12 @@ def test_second_process_on_a_run_directory_is_refused(tiny_config, tmp_path, cap
         assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing else written
         rc = cli.main(_train_cmd(tmp_path, 2))
         assert rc == 2 and "is in use by process" in capsys.readouterr().err
+        # Refused before TensorFlow is imported (issue #25: it took 15 s).
+        result = subprocess.run([sys.executable, "-c", NO_TF, *_train_cmd(tmp_path, 2)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and result.stderr.strip() == (
+            f"error: {tmp_path} is in use by process {os.getpid()}; wait for it to finish or "
+            "use another --workdir")
     train.run_experiment(tiny_config, tmp_path, verbose=0)  # the lock is free again
     assert _epochs(tmp_path) == [0, 1]
 

@@ -441,6 +441,21 @@ def for_run_dir(config: Config, saved: Optional[dict[str, Any]] = None) -> tuple
     return dataclasses.replace(config, **values), kept
 
 
+def default_workdir(config: Config, root="runs") -> pathlib.Path:
+    """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>`, e.g. `runs/resnet56_v1/seed0`.
+
+    Here, without TensorFlow, so that the CLI finds a finished run before importing it.
+    """
+    parts = [config.net_name]
+    if config.shortcut and not config.plain:
+        parts.append(f"option{config.shortcut}")
+    if config.block and config.block != config.resolved_block:
+        parts.append(config.block)
+    parts += [v for v in (config.preset, config.dataset, config.label_mode)
+              if v not in ("paper", "cifar10", "fine")]
+    return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
+
+
 def save(config: Config, path) -> None:
     """Writes `config` as JSON, atomically (temporary file, then rename)."""
     files.write_json(path, config.to_dict())

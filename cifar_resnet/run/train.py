@@ -53,15 +53,8 @@ class TrainingError(RuntimeError):
 
 
 def default_workdir(config: config_lib.Config, root="runs") -> pathlib.Path:
-    """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>`, e.g. `runs/resnet56_v1/seed0`."""
-    parts = [config.net_name]
-    if config.shortcut and not config.plain:
-        parts.append(f"option{config.shortcut}")
-    if config.block and config.block != config.resolved_block:
-        parts.append(config.block)
-    parts += [v for v in (config.preset, config.dataset, config.label_mode)
-              if v not in ("paper", "cifar10", "fine")]
-    return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
+    """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>` (config.default_workdir)."""
+    return config_lib.default_workdir(config, root)
 
 
 def resolve_precision(config: config_lib.Config) -> config_lib.Config:
