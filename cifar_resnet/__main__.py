@@ -128,11 +128,16 @@ def _finished_run(config, workdir):
         return None
     if config.precision in (None, "auto"):
         config = dataclasses.replace(config, precision=saved.precision)
-    config = config_lib.for_run_dir(config, saved.to_dict())[0]
+    config, kept = config_lib.for_run_dir(config, saved.to_dict())
     if any(getattr(config, k) != v for k, v in saved.to_dict().items()
-           if k not in config_lib.NOT_IDENTITY):
+           if k not in config_lib.NOT_IDENTITY) or not dataid.same_source(config, workdir):
         return None
-    return metrics if dataid.same_source(config, workdir) else None
+    if kept:  # as train._check_resumable says it
+        print(f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its "
+              "config.json (the default when it was made; today's is "
+              f"{', '.join(f'{k}={config_lib.RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})",
+              file=sys.stderr)
+    return metrics
 
 
 def _train(args) -> int:
