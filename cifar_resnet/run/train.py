@@ -319,8 +319,13 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     Raises:
         ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
         DataError: the dataset cannot be found or read. Nothing is written.
-        TrainingError: the loss became NaN or Inf (metrics.json says so, with the step), or a
-            checkpoint could not be written (the previous one is intact).
+        TrainingError: training diverged (a NaN/Inf loss, an epoch's loss above
+            reliability.MAX_LOSS, or non-finite weights at an epoch's end; metrics.json says
+            so, with the step), a checkpoint could not be written (the previous one is intact),
+            a history.csv row is damaged (HistoryError), or metrics.json of a finished run is.
+        files.WriteError: another file of the run could not be written; one line naming it.
+        reliability.ResumeError: the resume state cannot be read; the message says how to
+            restart. Nothing is changed.
         RunLocked: another process is training in `workdir`.
         Interrupted: SIGINT or SIGTERM; the run resumes from its last finished epoch.
     """
