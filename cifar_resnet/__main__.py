@@ -107,12 +107,55 @@ def _config_from_args(args):
     return config_lib.resolve(args.config, overrides)
 
 
+def _finished_run(config, workdir):
+    """metrics.json of `workdir` when it holds this config's finished run, read without
+    TensorFlow; None when that needs a closer look (train.run_experiment gives it).
+
+    A finished run answers at once: the same config (its precision as recorded, unless one is
+    asked for), complete metrics, and data from where the run read it (dataid.same_source).
+    """
+    import dataclasses
+    import pathlib
+    from cifar_resnet.data import dataid
+    from cifar_resnet.run import config as config_lib, files
+    workdir = pathlib.Path(workdir)
+    try:
+        metrics = files.read_json(workdir / "metrics.json")
+        if not isinstance(metrics, dict) or metrics.get("status") != "complete":
+            return None
+        saved = config_lib.load(workdir / "config.json")
+    except (OSError, ValueError):  # ConfigError is a ValueError
+        return None
+    if config.precision in (None, "auto"):
+        config = dataclasses.replace(config, precision=saved.precision)
+    config, kept = config_lib.for_run_dir(config, saved.to_dict())
+    if any(getattr(config, k) != v for k, v in saved.to_dict().items()
+           if k not in config_lib.NOT_IDENTITY) or not dataid.same_source(config, workdir):
+        return None
+    if kept:  # as train._check_resumable says it
+        print(f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its "
+              "config.json (the default when it was made; today's is "
+              f"{', '.join(f'{k}={config_lib.RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})",
+              file=sys.stderr)
+    return metrics
+
+
 def _train(args) -> int:
     config = _config_from_args(args)
-    _import_tensorflow_quietly()
-    from cifar_resnet.run import train
-    workdir = args.workdir or train.default_workdir(config)
-    metrics = train.run_experiment(config, workdir)
+    from cifar_resnet.run import config as config_lib, files
+    workdir = args.workdir or config_lib.default_workdir(config)
+    metrics = _finished_run(config, workdir)  # before the slow import: answers in well under 2 s
+    if metrics is not None:
+        print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
+    else:
+        files.check_writable(workdir)  # a read-only mount or a file in the way, before it too
+        holder = files.lock_holder(workdir)  # run_lock would refuse it, after the import
+        if holder is not None:
+            raise config_lib.ConfigError(f"{workdir} is in use by process {holder}; wait for it "
+                                         "to finish or use another --workdir")
+        _import_tensorflow_quietly()
+        from cifar_resnet.run import train
+        metrics = train.run_experiment(config, workdir)
     err = metrics.get("best_test_error")
     print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
           + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))
@@ -236,7 +279,9 @@ def main(argv=None) -> int:
 # failed. Looked up among the modules already imported: an error can only come from one of
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
 _ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
-           ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1))
+           ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1),
+           ("cifar_resnet.run.files", "WriteError", 1),
+           ("cifar_resnet.run.reliability", "ResumeError", 1))
 
 
 def _exit_status(error: Exception):
@@ -244,6 +289,8 @@ def _exit_status(error: Exception):
         kind = getattr(sys.modules.get(module), name, None)
         if kind is not None and isinstance(error, kind):
             return status
+    if isinstance(error, OSError) and error.filename:  # "[Errno 30] ...: 'path'": one line
+        return 1
     return None
 
 

@@ -161,3 +161,79 @@ def test_cli_refuses_bad_input_before_importing_tensorflow(args, message, tmp_pa
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert cpu < 2, f"refusal took {cpu:.1f} s of CPU"
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue #25: every field's range, before anything is written or TensorFlow imported.
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"momentum": -3}, r"momentum must be in \[0, 1\); got -3"),
+    ({"momentum": 1.0}, r"momentum must be in \[0, 1\); got 1.0"),
+    ({"momentum": float("nan")}, r"momentum must be a finite number; got nan"),
+    ({"weight_decay": float("nan")}, r"weight_decay must be a finite number; got nan"),
+    ({"weight_decay": -1e-4}, r"weight_decay must be >= 0"),
+    ({"lr": float("inf")}, r"lr must be a finite number; got inf"),
+    ({"lr": float("nan")}, r"lr must be a finite number; got nan"),
+    ({"warmup_lr": float("-inf")}, r"warmup_lr must be a finite number"),
+    ({"warmup_iterations": -5}, r"warmup_iterations must be >= 0 \(or null\); got -5"),
+    ({"plateau_patience": -1}, r"plateau_patience must be >= 0 \(or null\); got -1"),
+    ({"plateau_factor": 2.0}, r"plateau_factor must be in \(0, 1\); got 2.0"),
+    ({"lr_factors": [-1, -2]}, r"lr_factors must be > 0; got \[-1, -2\]"),
+    ({"lr_factors": [0.1, float("inf")]}, r"lr_factors must be a list of finite numbers"),
+    ({"lr_milestones": ["a", "b"]}, r"lr_milestones must be a list of finite numbers; "
+                                    r"got \['a', 'b'\]"),
+    ({"lr_milestones": [0.75, 0.5]}, r"lr_milestones must be strictly increasing fractions "
+                                     r"in \(0, 1\); got \[0.75, 0.5\]"),
+    ({"lr_milestones": [0.5, 1.5]}, r"strictly increasing fractions in \(0, 1\)"),
+    ({"seed": -1}, r"seed must be in \[0, 4294967295\]; got -1"),
+    ({"seed": 2**32}, r"seed must be in \[0, 4294967295\]; got 4294967296"),
+    ({"batch_size": 50001}, r"batch_size 50001 is larger than the 50000 training images of "
+                            r"cifar10"),
+    ({"batch_size": 45001, "val_fraction": 0.1}, r"larger than the 45000 training images"),
+    ({"dataset": "cifar100", "batch_size": 60000}, r"50000 training images of cifar100"),
+    ({"dataset": "synthetic", "synthetic_train": 100, "batch_size": 128},
+     r"batch_size 128 is larger than the 100 training images of synthetic"),
+    ({"depth": 100004}, r"depth 100004 is above 1202, the deepest basic-block net.*19.4M "
+                        r"parameters.*--set allow_any_depth=true"),
+    ({"depth": 1010, "version": 2}, r"depth 1010 is above 1001, the deepest bottleneck"),
+])
+def test_every_range_is_checked_in_one_line(overrides, match):
+    with pytest.raises(ConfigError, match=match) as error:
+        config_lib.resolve(overrides=overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_the_deepest_nets_of_the_papers_pass_and_the_override_allows_deeper():
+    config_lib.resolve(overrides={"depth": 1202})
+    config_lib.resolve(overrides={"depth": 1001, "version": 2})
+    deep = config_lib.resolve(overrides={"depth": 100004, "allow_any_depth": True})
+    assert deep.depth == 100004
+    # The override is no part of the run's identity: a run made without it resumes with it.
+    assert "allow_any_depth" in config_lib.NOT_IDENTITY
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "inf"], "lr must be a finite number; got inf"),
+    (["--lr", "nan"], "lr must be a finite number; got nan"),
+    (["--seed", "-1"], "seed must be in [0, 4294967295]"),
+    (["--set", "momentum=-3"], "momentum must be in [0, 1); got -3"),
+    (["--set", "weight_decay=.nan"], "weight_decay must be a finite number; got nan"),
+    (["--set", "lr_milestones=[a,b]"], "lr_milestones must be a list of finite numbers"),
+    (["--depth", "100004"], "depth 100004 is above 1202"),
+    (["--dataset", "synthetic", "--batch-size", "4096"],
+     "batch_size 4096 is larger than the 2048 training images of synthetic"),
+])
+def test_cli_refuses_out_of_range_values_before_tensorflow_writing_nothing(args, message,
+                                                                            tmp_path):
+    code = ("import sys\n"
+            "from cifar_resnet.__main__ import main\n"
+            "status = main(sys.argv[1:])\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "sys.exit(status)\n")
+    result = subprocess.run([sys.executable, "-c", code, "train", "--workdir",
+                             str(tmp_path / "run"), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()  # no config.json, data.json or lock

@@ -375,3 +375,78 @@ def test_full_size_batch_with_wrong_class_counts_is_named(tmp_path):
     folder = _folder(tmp_path, test_batch=pickle.dumps(_tiny_batch(10000, labels)))
     with pytest.raises(datasets.DataError, match="test_batch: class counts \\[2000, 889"):
         datasets.load_cifar10(folder, download=False)
+
+
+# Issue #25: a memory bomb inside allowed opcodes; protocol 0 and 2 files of Python 3.
+
+
+def _nested(levels):
+    """`levels` nested lists, each holding the one below twice (shared): a few hundred bytes
+    of pickle expanding to 2**levels items."""
+    inner = [0]
+    for _ in range(levels):
+        inner = [inner, inner]
+    return inner
+
+
+def _bomb(levels):
+    return pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": _nested(levels)})
+
+
+@pytest.mark.parametrize("levels", [24])  # more would exhaust memory if the check regressed
+def test_nested_shared_lists_are_refused_before_they_expand(tmp_path, levels):
+    assert len(pickle.dumps(_nested(levels))) < 1000  # 2**60 items if anything expanded them
+    folder = _folder(tmp_path, data_batch_4=_bomb(levels))
+    start = time.process_time()
+    with pytest.raises(datasets.DataError, match=r"data_batch_4: refused: its containers expand "
+                                                 r"to more than 1,000,000 items") as e:
+        datasets.load_cifar10(folder, download=False)
+    assert time.process_time() - start < 2 and "\n" not in str(e.value)
+    # Below the budget, the same structure is only a malformed labels entry.
+    (folder / "data_batch_4").write_bytes(_bomb(3))
+    with pytest.raises(datasets.DataError, match="data_batch_4: b'labels' must be 4 ints"):
+        datasets.load_cifar10(folder, download=False)
+
+
+def test_a_container_holding_itself_is_refused(tmp_path):
+    loop = [1]
+    loop.append(loop)
+    folder = _folder(tmp_path, test_batch=pickle.dumps({b"data": np.zeros((1, 3072), np.uint8),
+                                                        b"labels": loop}))
+    with pytest.raises(datasets.DataError, match="test_batch: refused: a container holds itself"):
+        datasets.load_cifar10(folder, download=False)
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_batches_of_every_pickle_protocol_load(tmp_path, protocol):
+    """Python 3 writes bytes as `_codecs.encode(text, 'latin1')` under protocols 0-2."""
+    rng = np.random.default_rng(protocol)
+    batches = {name: {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                      b"labels": [int(v) for v in rng.integers(0, 10, 4)],
+                      b"batch_label": b"tiny \xff", b"filenames": [b"x.png"] * 4}
+               for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE)}
+    folder = tmp_path / datasets.FOLDER_NAME
+    folder.mkdir()
+    for name, batch in batches.items():
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    if protocol <= 2:
+        assert b"_codecs" in (folder / datasets.TEST_FILE).read_bytes()
+    (x_train, y_train), (x_test, y_test) = datasets.load_cifar10(folder, download=False)
+    want = batches[datasets.TEST_FILE]
+    np.testing.assert_array_equal(
+        x_test, want[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    assert y_test.tolist() == want[b"labels"] and len(x_train) == 20
+
+
+def test_codecs_encode_is_allowed_with_latin1_only(tmp_path):
+    class Utf16:  # a pickle calling _codecs.encode(text, "utf-16")
+        def __reduce__(self):
+            import _codecs
+            return (_codecs.encode, ("abc", "utf-16"))
+
+    folder = _folder(tmp_path, data_batch_1=pickle.dumps(
+        {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3], b"x": Utf16()},
+        protocol=2))
+    with pytest.raises(datasets.DataError, match="data_batch_1: refused to unpickle global "
+                                                 "_codecs.encode with encoding 'utf-16'"):
+        datasets.load_cifar10(folder, download=False)

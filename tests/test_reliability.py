@@ -24,7 +24,7 @@ import pytest
 
 from cifar_resnet import __main__ as cli
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import reliability, train
+from cifar_resnet.run import files, reliability, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run directories written by the code before resume used public Keras APIs (README.md there).
@@ -191,6 +191,177 @@ def test_full_disk_keeps_the_previous_checkpoint_and_a_corrupt_latest_falls_back
     assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
 
 
+# Runs the CLI; just after the N-th os.replace onto a file named NAME, fills the file system
+# of FILL_DIR so that only LEAVE bytes stay free (FILL_AFTER="NAME:N:LEAVE"). NO_PRECHECK=1
+# turns off atomic_save's free-space check, so that h5py itself meets the full disk.
+FILLER = """
+import os, shutil, sys
+name, n, leave = os.environ["FILL_AFTER"].split(":")
+real, seen = os.replace, [0]
+def replace(src, dst):
+    real(src, dst)
+    if str(dst).endswith(name):
+        seen[0] += 1
+        if seen[0] == int(n):
+            free = shutil.disk_usage(os.environ["FILL_DIR"]).free
+            with open(os.path.join(os.environ["FILL_DIR"], "filler"), "wb") as f:
+                f.write(b"\\0" * max(0, free - int(leave)))
+os.replace = replace
+if os.environ.get("NO_PRECHECK"):
+    from cifar_resnet.run import reliability
+    reliability._free_space_ok = lambda *args: True
+from cifar_resnet.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 3 MB tmpfs (a depth-8 checkpoint is ~0.7 MB); skipped where mounting is not allowed."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fill_after, precheck, failing", [
+    ("training_metadata.json:1:147456", True, "epoch2.weights.h5 (no space left on device: "),
+    # Without the free-space check h5py meets ENOSPC itself; its clean-up used to segfault.
+    ("training_metadata.json:1:147456", False, "epoch2.weights.h5 (no space left on device)"),
+    ("training_metadata.json:1:0", True, "history.csv (no space left on device)"),
+])
+def test_full_disk_mid_run_one_line_exit_1_no_crash_then_resumes(small_tmpfs, fill_after,
+                                                                 precheck, failing):
+    """Issue #25: a full disk during a checkpoint or history write crashed (signal 11) or
+    printed a traceback. Now: one line naming the file, exit 1, epoch 1's state intact, and
+    the same command completes once space is freed."""
+    run = small_tmpfs / "run"
+    proc = _popen(_train_cmd(run, 3), code=FILLER, env={
+        "FILL_AFTER": fill_after, "FILL_DIR": str(small_tmpfs),
+        "NO_PRECHECK": "" if precheck else "1", "PYTHONPATH": str(ROOT)})
+    out, err = proc.communicate(timeout=300)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, (proc.returncode, err[-3000:])
+    assert len(errors) == 1 and failing in errors[0], err[-3000:]
+    assert err.rstrip().splitlines()[-1] == errors[0]  # nothing after it: no traceback
+    assert "Traceback" not in err and "Segmentation" not in err
+    assert reliability.Checkpointer(run / "backup").resume_epoch() == 1
+    assert not list(run.rglob(".*.tmp*"))  # no temporary file left behind
+    (small_tmpfs / "filler").unlink()
+    rc = cli.main(_train_cmd(run, 3))
+    assert rc == 0 and _epochs(run) == [0, 1, 2]
+
+
+def test_read_only_mount_is_refused_in_one_line_before_tensorflow(small_tmpfs, tmp_path):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    cases = [(small_tmpfs / "run", "is read-only or not writable"),
+             (tmp_path / "file" / "run", "is a file, not a folder")]
+    (tmp_path / "file").write_text("in the way")
+    code = ("import sys\n"
+            "from cifar_resnet.__main__ import main\n"
+            "status = main(sys.argv[1:])\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "sys.exit(status)\n")
+    for workdir, message in cases:
+        result = subprocess.run([sys.executable, "-c", code, *_train_cmd(workdir, 1)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: cannot ") and message in lines[0], lines
+
+
+def test_library_on_a_read_only_mount_raises_write_error_naming_the_folder(small_tmpfs,
+                                                                           tiny_config):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    with pytest.raises(files.WriteError, match=f"cannot write {small_tmpfs / 'run'} "
+                                               r"\(read-only file system\)"):
+        train.run_experiment(tiny_config, small_tmpfs / "run", verbose=0)
+
+
+class _EpochsRun(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [b"\0" * 131, b'{"epoch": 2, "weig'])  # zeroed, truncated
+def test_damaged_metadata_resumes_from_the_newest_checkpoint_file_and_says_so(
+        tiny_config, tmp_path, capsys, damage):
+    """Issue #25: a truncated or zeroed training_metadata.json restarted the run from epoch 0
+    without a word and cut history.csv to 0 rows."""
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
+    meta = tmp_path / "backup" / reliability.METADATA
+    meta.write_bytes(damage)
+    capsys.readouterr()
+    ran = _EpochsRun()
+    metrics = train.run_experiment(config, tmp_path, callbacks=[ran], verbose=0)
+    err = capsys.readouterr().err
+    assert f"warning: {meta} is " in err and (
+        f"resuming from the newest checkpoint file {tmp_path / 'backup' / 'epoch2.weights.h5'} "
+        "(epoch 2)") in err
+    assert ran.epochs == [2]  # only the missing epoch trained: not from zero
+    assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
+
+
+def test_damaged_metadata_without_checkpoints_refuses_and_says_how_to_restart(tiny_config,
+                                                                              tmp_path):
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
+    for state in (tmp_path / "backup").glob("epoch*.weights.h5"):
+        state.unlink()
+    (tmp_path / "backup" / reliability.METADATA).write_bytes(b"\0" * 10)
+    history = (tmp_path / "history.csv").read_text()
+    with pytest.raises(reliability.ResumeError, match="holds no checkpoint; delete .*backup and "
+                                                      ".*history.csv to restart this run from "
+                                                      "zero") as error:
+        train.run_experiment(config, tmp_path, verbose=0)
+    assert "\n" not in str(error.value)
+    assert (tmp_path / "history.csv").read_text() == history  # nothing lost
+
+
+@pytest.mark.slow
+def test_damaged_history_row_or_metrics_json_one_line_naming_the_file(tiny_config, tmp_path,
+                                                                     capsys):
+    config = dataclasses.replace(tiny_config, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
+    path = tmp_path / "history.csv"
+    good = path.read_text()
+    path.write_text(good + "garbage,row\n")
+    with pytest.raises(train.HistoryError, match=f"{path}: line 4 is not a history row .*fix "
+                                                 "or delete that line"):
+        train.run_experiment(config, tmp_path, verbose=0)
+    assert path.read_text() == good + "garbage,row\n"  # not rewritten
+    rc = cli.main(_train_cmd(tmp_path, 3, "--set", "val_fraction=0.1"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith(f"error: {path}: line 4"), err
+
+    # metrics.json damaged while the backup is there: said, ignored, rewritten at the end.
+    path.write_text(good)
+    (tmp_path / "metrics.json").write_text("{not json")
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert "metrics.json is unreadable" in capsys.readouterr().err
+    assert metrics["status"] == "complete" and _epochs(tmp_path) == [0, 1, 2]
+    # ... and of a finished run (no backup left): refused, since training again would replace
+    # its final.keras.
+    (tmp_path / "metrics.json").write_text("")
+    with pytest.raises(train.TrainingError, match="metrics.json is unreadable .* no backup left "
+                                                  ".*delete metrics.json to train this run "
+                                                  "again from zero"):
+        train.run_experiment(config, tmp_path, verbose=0)
+
+
 def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):
     complete = keras.saving.load_model(EARLIER / "complete" / "final.keras")
     assert complete.name == "resnet8_v1" and int(complete.optimizer.iterations) == 4
@@ -262,6 +433,57 @@ def test_cli_nan_loss_exits_1_with_one_line(tmp_path, capsys):
     assert json.loads((tmp_path / "metrics.json").read_text())["step"] >= 1
 
 
+def _poison_bn_variance(model):
+    """Sets one BatchNorm moving variance to inf: a finite loss, but a diverged model."""
+    layer = next(l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization))
+    layer.moving_variance.assign(np.full(layer.moving_variance.shape, np.inf, "float32"))
+
+
+def test_non_finite_weights_after_the_last_batch_stop_before_the_checkpoint(tiny_config,
+                                                                           tmp_path):
+    """Issue #25: the last batch's update lands after its loss is logged; an inf BatchNorm
+    statistic at an epoch's end must not be backed up, recorded or end as "complete"."""
+    config = dataclasses.replace(tiny_config, epochs=3)
+    steps = config.plan(230)[0]  # 230 of the 256 images train (val_fraction 0.1)
+    with pytest.raises(train.TrainingError, match=r"1 variable\(s\) hold NaN or Inf "
+                                                  r"\(.*moving_variance\) at iteration 8 "):
+        train.run_experiment(config, tmp_path,
+                             callbacks=[_At(1, _poison_bn_variance, batch=steps - 1)], verbose=0)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["finished_epochs"] == 1
+    assert _epochs(tmp_path) == [0] and not (tmp_path / "final.keras").exists()
+    backup = reliability.Checkpointer(tmp_path / "backup")
+    assert backup.resume_epoch() == 1  # the last finite state is the resume point
+    model = train.build_model(config)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(tmp_path / "backup" / backup.resume_state()["weights"])
+    assert not reliability.non_finite_variables(model)
+
+
+def test_a_huge_finite_loss_is_divergence(tiny_config, tmp_path):
+    stop = reliability.DivergenceStop(steps_per_epoch=4)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    stop.set_model(model)
+    stop.on_epoch_end(0, {"loss": reliability.MAX_LOSS})  # the bound itself passes
+    with pytest.raises(reliability.Diverged, match=r"loss 1e\+25 is above 10000 at iteration 8 "
+                                                   r"\(epoch 2\)"):
+        stop.on_epoch_end(1, {"loss": 1e25})
+    with pytest.raises(reliability.Diverged, match="loss nan"):
+        stop.on_epoch_end(1, {"loss": float("nan")})
+
+
+@pytest.mark.slow
+def test_cli_lr_100_diverges_exit_1_one_line_never_complete(tmp_path, capsys):
+    """The issue's probe: `--lr 100` trained to loss ~1e25 and inf BatchNorm variances and
+    ended "complete"."""
+    rc = cli.main(_train_cmd(tmp_path, 4, "--lr", "100"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith("error: ") and "diverged" in err[-1], err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert not (tmp_path / "final.keras").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Bad configuration or CLI values: exit 2, one line, nothing written.
 
@@ -283,6 +505,24 @@ def test_cli_bad_values_exit_2_one_line_nothing_written(args, message, tmp_path,
     assert not (tmp_path / "run").exists()
 
 
+NO_TF = ("import sys\n"
+         "from cifar_resnet.__main__ import main\n"
+         "status = main(sys.argv[1:])\n"
+         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+         "sys.exit(status)\n")
+
+
+def test_a_finished_run_answers_without_tensorflow(tmp_path, capsys):
+    """Issue #25: rerunning a finished run took 13.6 s (TensorFlow imported, data read)."""
+    assert cli.main(_train_cmd(tmp_path, 1)) == 0
+    final = capsys.readouterr().out.strip().splitlines()[-1]
+    result = subprocess.run([sys.executable, "-c", NO_TF, *_train_cmd(tmp_path, 1)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"{tmp_path}: already complete; nothing to do"
+    assert result.stdout.strip() == final
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. Run-directory lock.
 
@@ -294,6 +534,12 @@ def test_second_process_on_a_run_directory_is_refused(tiny_config, tmp_path, cap
         assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing else written
         rc = cli.main(_train_cmd(tmp_path, 2))
         assert rc == 2 and "is in use by process" in capsys.readouterr().err
+        # Refused before TensorFlow is imported (issue #25: it took 15 s).
+        result = subprocess.run([sys.executable, "-c", NO_TF, *_train_cmd(tmp_path, 2)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and result.stderr.strip() == (
+            f"error: {tmp_path} is in use by process {os.getpid()}; wait for it to finish or "
+            "use another --workdir")
     train.run_experiment(tiny_config, tmp_path, verbose=0)  # the lock is free again
     assert _epochs(tmp_path) == [0, 1]
 

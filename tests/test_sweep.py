@@ -214,3 +214,52 @@ def test_failed_runs_do_not_stop_the_others(tmp_path, capsys):
     assert "exit status 2: error: CIFAR-10 not found" in out and str(missing) in out
     good = tmp_path / "runs" / "tiny" / "good" / "seed0"
     assert files.read_json(good / "metrics.json")["status"] == "complete"
+
+
+def test_a_run_locked_by_another_sweep_at_start_is_running_elsewhere_not_failed(tmp_path):
+    """Issue #25: two identical sweeps started together; the second lost the race for a run
+    between its status check and the lock, and printed "FAILED ... RunLocked", exit 1."""
+    path = _experiment_file(tmp_path, {"resnet8": dict(depth=8)})
+    run = sweep.plan(path, runs_dir=tmp_path / "runs")[0]
+    real = sweep._train_in_process
+    held = contextlib.ExitStack()
+
+    def lost_the_race(r):  # the other sweep's lock lands after the check, before ours
+        r.workdir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(reliability.run_lock(r.workdir))
+        return real(r)
+
+    lines = []
+    with held, pytest.MonkeyPatch.context() as m:
+        m.setattr(sweep, "_train_in_process", lost_the_race)
+        result = sweep.run_sweep([run], log=lines.append)
+    assert (result.trained, result.running, result.failed) == ([], [run], [])
+    assert lines[-1].endswith("running elsewhere") and not any("FAILED" in l for l in lines)
+    assert "0 failed" in result.summary()
+
+
+def test_status_of_a_damaged_metrics_json_is_no_traceback(tmp_path, capsys):
+    run = sweep.plan("table6", runs_dir=tmp_path, nets=["resnet20"])[0]
+    run.workdir.mkdir(parents=True)
+    (run.workdir / "metrics.json").write_text('{"status": "comp')
+    assert sweep.status(run)[0] == "pending"  # training decides (test_reliability.py)
+    assert "metrics.json is unreadable (JSONDecodeError)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_identical_sweeps_started_together_both_succeed(tmp_path):
+    import subprocess
+    import sys
+    path = _experiment_file(tmp_path, {"resnet8": dict(depth=8), "plain8": dict(depth=8,
+                                                                                 plain=True)})
+    cmd = [sys.executable, "-m", "cifar_resnet", "sweep", str(path), "--runs-dir",
+           str(tmp_path / "runs")]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert not any("FAILED" in out for out in outs), outs
+    for net in ("resnet8", "plain8"):
+        metrics = files.read_json(tmp_path / "runs" / "tiny" / net / "seed0" / "metrics.json")
+        assert metrics["status"] == "complete"

@@ -235,7 +235,23 @@ def _accept_download(part: pathlib.Path, target: pathlib.Path,
 _RECONSTRUCT = np.empty(0).__reduce__()[0]         # arrays, pickle protocols 0-4
 _FROMBUFFER = np.empty(1).__reduce_ex__(5)[0]      # arrays, pickle protocol 5
 _SCALAR = np.int64(0).__reduce__()[0]              # numpy scalars, e.g. numpy ints in a list
+
+
+def _latin1_encode(text, encoding="utf-8", errors="strict"):
+    """`_codecs.encode` as pickle protocols 0-2 of Python 3 use it for bytes: latin-1 only.
+
+    `pickle.dumps(b"...", protocol=2)` writes `_codecs.encode("...", "latin1")`; a CIFAR file
+    written that way (rather than by Python 2, as the official ones) needs nothing more.
+    """
+    if (not isinstance(text, str) or encoding not in ("latin1", "latin-1")
+            or errors != "strict"):
+        raise _RefusedGlobal(f"_codecs.encode with encoding {encoding!r} (only 'latin1' "
+                             "is allowed, as pickle writes bytes)")
+    return text.encode("latin1")
+
+
 _SAFE_GLOBALS = {
+    ("_codecs", "encode"): _latin1_encode,  # bytes in pickle protocols 0-2 (Python 3)
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
@@ -260,10 +276,67 @@ class _RefusedGlobal(pickle.UnpicklingError):
     pass
 
 
+# Items (containers and what they hold, counted as a tree: a list shared twice counts twice)
+# one file may expand to. The largest official file, CIFAR-100's train, holds about 150k (50k
+# fine and 50k coarse labels, 50k file names); a few nested shared lists in a 200-byte pickle
+# can expand to 2**24 or more, which numpy would build before any length check (issue #25).
+MAX_PICKLE_ITEMS = 1_000_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _expanded_size(obj, budget: int = MAX_PICKLE_ITEMS) -> int:
+    """Items of `obj` expanded as a tree, counted on the shared graph without expanding it.
+
+    Each container is visited once (its expanded size memoized by identity), so a bomb of
+    nested shared lists costs its pickle's size to count, not its expansion.
+
+    Raises:
+        _TooLarge: the count passes `budget`, or a container holds itself.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(x) -> int:
+        if not isinstance(x, (list, tuple, dict, set, frozenset)):
+            return 1
+        key = id(x)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _TooLarge("a container holds itself")
+        active.add(key)
+        children = (item for pair in x.items() for item in pair) if isinstance(x, dict) else x
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > budget:
+                raise _TooLarge(f"its containers expand to more than {budget:,} items")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(obj)
+
+
 def _unpickle(fileobj, name: str, release: Release):
-    """Unpickles one official file with `_BatchUnpickler`; the only place that unpickles."""
+    """Unpickles one official file with `_BatchUnpickler`; the only place that unpickles.
+
+    Only allowed globals are called, and the result's containers are counted (as `_expanded_size`)
+    before anything expands them.
+    """
     try:
-        return _BatchUnpickler(fileobj, encoding="bytes").load()
+        obj = _BatchUnpickler(fileobj, encoding="bytes").load()
+        _expanded_size(obj)
+        return obj
+    except _TooLarge as e:
+        raise DataError(f"{name}: refused: {e} (a {release.title} file is a dict of a uint8 "
+                        "array and flat lists); replace the file") from None
+    except RecursionError:
+        raise DataError(f"{name}: refused: containers nested too deeply for a "
+                        f"{release.title} file; replace the file") from None
     except _RefusedGlobal as e:
         raise DataError(f"{name}: refused to unpickle global {e}: a {release.title} file holds "
                         "only dicts, bytes, int lists and uint8 arrays; replace the file") from None

@@ -41,6 +41,20 @@ AUGMENTATIONS = ("crop_flip", "shift_flip")
 WEIGHT_DECAY_ON = {"all": True, "kernels": False}
 
 
+# The deepest nets of the papers: ResNet-1202 (He et al. 2015, basic blocks) and ResNet-1001
+# (He et al. 2016, bottleneck). Deeper needs `allow_any_depth`. Their memory, for the message:
+# parameters counted from the layer shapes (1202: 19.4M, as the paper's Table 6; 1001: 10.2M),
+# and float32 activations at batch 128 estimated from the feature maps a backward pass keeps
+# (about 7 tensors per basic block, 10 per bottleneck block): 1202 ~21 GB, 1001 ~36 GB. These
+# are estimates from counts, not measurements; memory grows linearly with depth and batch.
+MAX_DEPTH = {"basic": 1202, "bottleneck": 1001}
+_MAX_DEPTH_MEMORY = {"basic": ("19.4M", 20.6), "bottleneck": ("10.2M", 35.8)}  # params, GB
+# Fields that do not define a run (a rerun may change them): a resumed run is not compared on
+# them (train._check_resumable).
+NOT_IDENTITY = ("data_dir", "allow_any_depth")
+SEED_RANGE = (0, 2**32 - 1)  # numpy's and Keras' seeds
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message is one line meant for the user."""
 
@@ -135,6 +149,8 @@ class Config:
     #                                 one bit for bit (docs/reliability.md has the cost).
     strategy: str = "auto"         # "auto" | "one" | "mirrored" | "multiworker" (distribute.py);
     #                                 batch_size stays the global batch, lr is not rescaled.
+    allow_any_depth: bool = False  # True: build nets deeper than MAX_DEPTH (the papers'
+    #                                 deepest); not part of a run's identity (NOT_IDENTITY).
 
     def __post_init__(self):
         self.lr_milestones = tuple(self.lr_milestones)
@@ -175,7 +191,16 @@ class Config:
                     residual_scale=self.residual_scale, dropout_rate=self.shortcut_dropout)
 
     def validate(self) -> "Config":
-        """Raises ConfigError naming the bad value and the allowed ones; returns self."""
+        """Raises ConfigError naming the bad value and the allowed ones; returns self.
+
+        The one validator of a config: the CLI calls it (through `resolve`) before anything is
+        written or TensorFlow imported, and `run_experiment` again.
+        """
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if (field.type in ("float", "Optional[float]") and isinstance(value, float)
+                    and not math.isfinite(value)):
+                raise ConfigError(f"{field.name} must be a finite number; got {value!r}")
         for name, allowed in (("version", architecture.VERSIONS), ("preset", presets.PRESETS),
                               ("dataset", datasets.DATASETS),
                               ("normalization", datasets.NORMALIZATIONS),
@@ -220,7 +245,60 @@ class Config:
         if len(self.lr_milestones) != len(self.lr_factors):
             raise ConfigError(f"lr_milestones {self.lr_milestones} and lr_factors "
                               f"{self.lr_factors} must have the same length")
+        self._check_ranges()
         return self
+
+    def _check_ranges(self) -> None:
+        """The numeric ranges `validate` did not check above (issue #25): each a ConfigError."""
+        for name in ("lr_milestones", "lr_factors"):
+            for value in getattr(self, name):
+                if (isinstance(value, bool) or not isinstance(value, (int, float))
+                        or not math.isfinite(value)):
+                    raise ConfigError(f"{name} must be a list of finite numbers; got "
+                                      f"{list(getattr(self, name))!r}")
+        if not all(0 < m < 1 for m in self.lr_milestones) or any(
+                a >= b for a, b in zip(self.lr_milestones, self.lr_milestones[1:])):
+            raise ConfigError(f"lr_milestones must be strictly increasing fractions in (0, 1); "
+                              f"got {list(self.lr_milestones)}")
+        if not all(f > 0 for f in self.lr_factors):
+            raise ConfigError(f"lr_factors must be > 0; got {list(self.lr_factors)}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
+        for name in ("warmup_iterations", "plateau_patience"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0 (or null); got {value}")
+        if not 0 < self.plateau_factor < 1:
+            raise ConfigError(f"plateau_factor must be in (0, 1); got {self.plateau_factor}")
+        if self.plateau_min_lr < 0:
+            raise ConfigError(f"plateau_min_lr must be >= 0; got {self.plateau_min_lr}")
+        low, high = SEED_RANGE
+        if not low <= self.seed <= high:
+            raise ConfigError(f"seed must be in [{low}, {high}]; got {self.seed}")
+        num_train = self.registry_num_train()
+        if self.batch_size > num_train:
+            raise ConfigError(f"batch_size {self.batch_size} is larger than the {num_train} "
+                              f"training images of {self.dataset} (val_fraction "
+                              f"{self.resolved_val_fraction})")
+        block = self.resolved_block
+        if self.depth > MAX_DEPTH.get(block, math.inf) and not self.allow_any_depth:
+            params, gigabytes = _MAX_DEPTH_MEMORY[block]
+            deepest = MAX_DEPTH[block]
+            here = gigabytes * self.depth / deepest * self.batch_size / 128
+            raise ConfigError(
+                f"depth {self.depth} is above {deepest}, the deepest {block}-block net of the "
+                f"papers (ResNet-{deepest}: {params} parameters, about {gigabytes:.0f} GB of "
+                f"float32 activations at batch 128, estimated from its feature maps; growing "
+                f"with depth, about {here:,.0f} GB here); pass --set allow_any_depth=true to "
+                "build it anyway")
+
+    def registry_num_train(self) -> int:
+        """Training images after the validation hold-out, from the data set's registry entry
+        (the official file sizes, or synthetic_train), without reading the data."""
+        release = datasets.DATASETS[self.dataset].release
+        total = (self.synthetic_train if release is None
+                 else sum(release.full_sizes[name] for name in release.train_files))
+        return total - round(self.resolved_val_fraction * total)
 
     def iterations_per_pass(self, num_train: int) -> int:
         """Iterations of one pass over `num_train` images (the last batch may be partial)."""
@@ -334,6 +412,8 @@ def _check_types(config: Config) -> None:
             raise ConfigError(f"{name} must be {'an optional ' if optional else 'a '}{kind}; "
                               f"got {value!r}")
         if kind == "float":
+            if not math.isfinite(value):  # `--lr inf`, `.nan` in YAML: no range check holds
+                raise ConfigError(f"{name} must be a finite number; got {value!r}")
             setattr(config, name, float(value))
 
 
@@ -356,6 +436,21 @@ def for_run_dir(config: Config, saved: Optional[dict[str, Any]] = None) -> tuple
             if values[name] != default:
                 kept.append((name, values[name]))
     return dataclasses.replace(config, **values), kept
+
+
+def default_workdir(config: Config, root="runs") -> pathlib.Path:
+    """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>`, e.g. `runs/resnet56_v1/seed0`.
+
+    Here, without TensorFlow, so that the CLI finds a finished run before importing it.
+    """
+    parts = [config.net_name]
+    if config.shortcut and not config.plain:
+        parts.append(f"option{config.shortcut}")
+    if config.block and config.block != config.resolved_block:
+        parts.append(config.block)
+    parts += [v for v in (config.preset, config.dataset, config.label_mode)
+              if v not in ("paper", "cifar10", "fine")]
+    return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
 
 
 def save(config: Config, path) -> None:

@@ -33,13 +33,53 @@ def default_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+class WriteError(OSError):
+    """A file of a run could not be written (disk full, read-only, no permission); the message
+    is one line naming the file, and the previous version of the file is intact."""
+
+    def __str__(self) -> str:
+        return self.strerror  # OSError's own str would prefix "[Errno 28]"
+
+
+def write_error(path, error: OSError) -> WriteError:
+    """A WriteError naming `path` and why `error` happened, in one line."""
+    reason = os.strerror(error.errno) if error.errno else (str(error) or type(error).__name__)
+    return WriteError(error.errno, f"cannot write {path} ({reason.lower()}); files written "
+                                   "before are intact; fix that and rerun the same command to "
+                                   "resume")
+
+
+def check_writable(folder) -> None:
+    """Raises WriteError unless `folder` exists as a writable folder or can be created.
+
+    Checked before TensorFlow is imported, so a read-only mount or a file in the way is refused
+    at once, not after the data is read. Writes nothing.
+    """
+    folder = pathlib.Path(os.path.abspath(folder))
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise WriteError(20, f"cannot create {folder}: {existing} is a file, not a folder; "
+                             "use another --workdir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WriteError(13, f"cannot write {folder}: {existing} is read-only or not writable "
+                             "by this user; use another --workdir")
+
+
 def atomic_write_text(path, text: str) -> None:
     """Writes `text` to `path` via a temporary file in the same folder, fsync and rename.
 
     The file gets the mode a plain `open()` would give it (`default_file_mode`).
+
+    Raises:
+        WriteError: the file could not be written; the old file (if any) is intact.
     """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_error(path, e) from e
     try:
         os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "w") as f:
@@ -47,6 +87,9 @@ def atomic_write_text(path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, e) from e
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise

@@ -15,8 +15,9 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
 - `run_lock`: `fcntl.flock` on `<workdir>/.lock`; the kernel drops it when its process dies, so a
   crashed run never leaves a stale lock.
 - `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`.
-- `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, before any epoch-end callback
-  could record or back up the diverged state.
+- `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, and so does an epoch ending
+  with a loss above MAX_LOSS or a non-finite weight, BatchNorm statistic or optimizer slot,
+  before any epoch-end callback could record or back up the diverged state.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written; the previous one is intact."""
 
 
+class ResumeError(RuntimeError):
+    """The run's resume state cannot be read; the message (one line) says how to restart.
+    Nothing was changed."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped training after a batch; the run is resumable."""
 
@@ -58,10 +64,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or Inf at `step` (1-based iteration)."""
+    """Training diverged at `step` (1-based iteration) of `epoch` (0-based): a NaN or Inf loss,
+    an epoch's loss above MAX_LOSS, or a weight, BatchNorm statistic or optimizer slot that is
+    not finite at the epoch's end."""
 
-    def __init__(self, step: int, epoch: int):
-        super().__init__(f"loss is NaN or Inf at iteration {step} (epoch {epoch + 1})")
+    def __init__(self, step: int, epoch: int, what: str = "loss is NaN or Inf"):
+        super().__init__(f"{what} at iteration {step} (epoch {epoch + 1})")
         self.step, self.epoch = step, epoch
 
 
@@ -79,6 +87,69 @@ def _fsync_dir(folder: pathlib.Path) -> None:
         os.fsync(fd)  # makes the rename itself durable
     finally:
         os.close(fd)
+
+
+def _expected_size(model: keras.Model, path: pathlib.Path) -> int:
+    """Bytes a checkpoint of `model` at `path` will take, to refuse a write that cannot fit.
+
+    The previous file of the same kind where there is one (every epoch's state has the same
+    size); else the variables' bytes (weights, BatchNorm statistics, optimizer slots) and a
+    margin for HDF5's metadata and the .keras file's config.
+    """
+    previous = sorted(path.parent.glob("epoch*.weights.h5")) if path.name.startswith(
+        "epoch") else [path]
+    for old in previous:
+        try:
+            return old.stat().st_size
+        except OSError:
+            pass
+    variables = list(model.variables)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        variables += list(optimizer.variables)
+    nbytes = sum(math.prod(v.shape) * _itemsize(v.dtype) for v in variables)
+    return int(nbytes * 1.05) + (256 << 10)
+
+
+def _itemsize(dtype) -> int:
+    import numpy as np
+    return np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
+
+
+def _free_space_ok(folder: pathlib.Path, needed: int) -> bool:
+    """Whether `folder`'s file system has `needed` bytes free (True where it cannot tell)."""
+    try:
+        return shutil.disk_usage(folder).free >= needed
+    except OSError:
+        return True
+
+
+def _release_h5_file(tmp: pathlib.Path) -> None:
+    """Lets h5py close a temporary file whose write failed, without a crash.
+
+    After ENOSPC mid-write, h5py still holds the file open; its clean-up (when the exception's
+    objects are freed, or at exit) flushes to the full disk again and, with h5py 3 and HDF5 1.14,
+    segfaults (issue #25). Pointing the file's descriptors at /dev/null first lets that flush
+    succeed harmlessly; the file is deleted by the caller. Linux only (/proc); elsewhere a no-op.
+    """
+    import gc
+
+    fd_dir = pathlib.Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return
+    target = str(tmp.resolve())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for entry in list(fd_dir.iterdir()):
+            try:
+                link = os.readlink(entry)
+            except OSError:
+                continue
+            if link in (target, target + " (deleted)"):
+                os.dup2(devnull, int(entry.name))
+    finally:
+        os.close(devnull)
+    gc.collect()  # frees the failed writer's h5py objects now, while /dev/null takes the flush
 
 
 def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
@@ -102,7 +173,16 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
         stale.unlink()  # left by a killed writer; the caller holds the run lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
+        needed = _expected_size(model, path)
+        if not _free_space_ok(path.parent, needed):
+            # Refused before h5py opens anything: its clean-up after a failed write is fragile.
+            raise OSError(errno.ENOSPC, f"no space left on device: {needed:,} bytes needed, "
+                                        f"{shutil.disk_usage(path.parent).free:,} free")
+        try:
+            (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
+        except OSError:
+            _release_h5_file(tmp)
+            raise
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         digest = sha256(tmp)
@@ -110,8 +190,10 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
         _fsync_dir(path.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        reason = "no space left on device" if e.errno == errno.ENOSPC else (
-            e.strerror or str(e) or type(e).__name__)
+        reason = (e.strerror if e.errno == errno.ENOSPC and e.strerror
+                  and e.strerror.startswith("no space left") else
+                  "no space left on device" if e.errno == errno.ENOSPC else
+                  e.strerror or str(e) or type(e).__name__)
         raise CheckpointWriteError(f"cannot write checkpoint {path} ({reason}); earlier "
                                    "checkpoints are intact; free space and rerun the same "
                                    "command to resume") from e
@@ -197,7 +279,14 @@ class Checkpointer(keras.callbacks.Callback):
         if model.optimizer is not None and not model.optimizer.built:
             # Its slots must exist to receive the saved values.
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.backup_dir / state["weights"])
+        path = self.backup_dir / state["weights"]
+        try:
+            model.load_weights(path)
+        except Exception as e:  # h5py and Keras raise many types for a damaged file
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            raise ResumeError(f"cannot load checkpoint {path} ({reason}); delete "
+                              f"{self.backup_dir} and {self.backup_dir.parent / 'history.csv'} "
+                              "to restart this run from zero") from None
         return state["epoch"]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -212,7 +301,7 @@ class Checkpointer(keras.callbacks.Callback):
         name = f"epoch{epochs_done}.weights.h5"
         digest = atomic_save(self.model, self.backup_dir / name, weights_only=True)
         state = {"epoch": epochs_done, "weights": name, "sha256": digest}
-        previous = _read_metadata(self.backup_dir)
+        previous = _read_metadata(self.backup_dir) or self._resume  # metadata unreadable
         if previous and previous.get("weights") != name:
             state["previous"] = {k: previous.get(k) for k in ("epoch", "weights", "sha256")}
         files.write_json(self.backup_dir / METADATA, state)
@@ -235,10 +324,43 @@ def _read_metadata(backup_dir: pathlib.Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def _newest_file_state(backup_dir: pathlib.Path, problem: str) -> dict:
+    """The state of the newest `epoch<k>.weights.h5` when the metadata is unreadable.
+
+    Each such file took its name by an atomic rename after it was complete and fsynced, so the
+    newest is a whole state, only not verifiable by checksum. Without one, nothing can resume:
+    ResumeError says how to restart rather than silently starting from zero.
+    """
+    found = []
+    for path in backup_dir.glob("epoch*.weights.h5"):
+        number = path.name.removeprefix("epoch").removesuffix(".weights.h5")
+        if number.isdigit():
+            found.append((int(number), path))
+    meta_path = backup_dir / METADATA
+    if not found:
+        raise ResumeError(f"{meta_path} {problem} and {backup_dir} holds no checkpoint; delete "
+                          f"{backup_dir} and {backup_dir.parent / 'history.csv'} to restart "
+                          "this run from zero")
+    epoch, path = max(found)
+    print(f"warning: {meta_path} {problem}; resuming from the newest checkpoint file {path} "
+          f"(epoch {epoch}), complete by its atomic rename but without a checksum to verify",
+          file=sys.stderr)
+    # Its checksum from now on, so that the next save keeps it as the previous state.
+    return {"epoch": epoch, "weights": path.name, "sha256": sha256(path)}
+
+
 def _good_state(backup_dir: pathlib.Path) -> dict | None:
+    meta_path = backup_dir / METADATA
     meta = _read_metadata(backup_dir)
     if meta is None:
-        return None
+        if not meta_path.exists():
+            return None  # a new run
+        try:
+            files.read_json(meta_path)
+            problem = "is not a mapping"
+        except (OSError, ValueError) as e:
+            problem = f"is unreadable ({type(e).__name__})"
+        return _newest_file_state(backup_dir, problem)
     for state in (meta, meta.get("previous")):
         if not state or not state.get("weights"):
             continue
@@ -265,7 +387,10 @@ def run_lock(workdir):
         RunLocked: another live process holds it; the message names its PID.
     """
     path = pathlib.Path(workdir) / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise files.write_error(path, e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -319,8 +444,38 @@ class SignalStop(keras.callbacks.Callback):
     on_train_batch_end = on_epoch_begin = _check
 
 
+# An epoch's mean loss above this is divergence, not training: cross-entropy starts at
+# ln(classes) (2.3 for CIFAR-10, 4.6 for CIFAR-100) and the weight-decay term is far smaller;
+# `--lr 100` reaches ~1e25 with BatchNorm variances at inf (issue #25).
+MAX_LOSS = 1e4
+
+
+def non_finite_variables(model: keras.Model) -> list[str]:
+    """The paths of the model's variables (weights, BatchNorm moving statistics) and its
+    optimizer's (momentum slots) that hold a NaN or Inf."""
+    import numpy as np
+
+    variables = list(model.variables)
+    optimizer = getattr(model, "optimizer", None)  # None or absent before compile
+    if optimizer is not None:
+        variables += list(optimizer.variables)
+    bad = []
+    for v in variables:
+        value = np.asarray(keras.ops.convert_to_numpy(v))
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad.append(v.path)
+    return bad
+
+
 class DivergenceStop(keras.callbacks.Callback):
-    """Raises `Diverged` on the first batch whose loss is NaN or Inf (cf. TerminateOnNaN)."""
+    """Raises `Diverged` on the first batch whose loss is NaN or Inf (cf. TerminateOnNaN), and
+    at an epoch's end whose mean loss exceeds MAX_LOSS or whose weights, BatchNorm statistics or
+    optimizer slots are not all finite.
+
+    The epoch-end check sees the last batch's update, which lands after its loss is logged. Put
+    it before the callbacks that record or back up an epoch (history, best model, Checkpointer):
+    raising skips them, so the last checkpoint on disk stays the last finite state.
+    """
 
     def __init__(self, steps_per_epoch: int):
         super().__init__()
@@ -334,3 +489,14 @@ class DivergenceStop(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise Diverged(self.epoch * self.steps_per_epoch + batch + 1, self.epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.steps_per_epoch
+        loss = (logs or {}).get("loss")
+        if loss is not None and not float(loss) <= MAX_LOSS:  # NaN compares False
+            raise Diverged(step, epoch, f"the epoch's loss {float(loss):.3g} is above "
+                                        f"{MAX_LOSS:g}")
+        bad = non_finite_variables(self.model)
+        if bad:
+            raise Diverged(step, epoch, f"{len(bad)} variable(s) hold NaN or Inf ({bad[0]}"
+                                        + (", ..." if len(bad) > 1 else "") + ")")

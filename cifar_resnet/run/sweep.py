@@ -128,7 +128,12 @@ def status(run: PlannedRun) -> tuple[str, str]:
         return "failed", f"invalid settings: {run.error}"
     metrics_path = run.workdir / "metrics.json"
     if metrics_path.exists():
-        metrics = files.read_json(metrics_path)
+        try:
+            metrics = files.read_json(metrics_path)
+            metrics.get("status")
+        except (OSError, ValueError, AttributeError) as e:  # damaged: training decides (train.py)
+            metrics = {}
+            print(f"warning: {metrics_path} is unreadable ({type(e).__name__})", file=sys.stderr)
         if metrics.get("status") == "complete":
             return "done", f"test error {100 * metrics['final_test_error']:.2f}%"
         if metrics.get("status") == "failed":
@@ -168,6 +173,10 @@ class SweepResult:
                  f"{len(self.running)} running elsewhere, {len(self.failed)} failed"]
         lines += [f"FAILED {run.workdir}: {error}" for run, error in self.failed]
         return "\n".join(lines)
+
+
+# What RunLocked says (reliability.run_lock), in-process or in a train process's log.
+_LOCKED = "is in use by process"
 
 
 def _train_in_process(run: PlannedRun) -> Optional[str]:
@@ -240,6 +249,12 @@ def run_sweep(runs: Sequence[PlannedRun], *, jobs: int = 1,
             return run, state, None
         log(f"[{i}/{len(todo)}] {run.workdir}: {state}, training")
         error = (_train_in_process if jobs == 1 else _train_subprocess)(run)
+        if error and _LOCKED in error:
+            # Another sweep took the run between the check above and our lock: not a failure.
+            state = "done" if status(run)[0] == "done" else "running"
+            log(f"[{i}/{len(todo)}] {run.workdir}: "
+                + ("already done" if state == "done" else "running elsewhere"))
+            return run, state, None
         log(f"[{i}/{len(todo)}] {run.workdir}: " + (f"FAILED: {error}" if error else "done"))
         return run, "failed" if error else "trained", error
 

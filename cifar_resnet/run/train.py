@@ -53,15 +53,8 @@ class TrainingError(RuntimeError):
 
 
 def default_workdir(config: config_lib.Config, root="runs") -> pathlib.Path:
-    """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>`, e.g. `runs/resnet56_v1/seed0`."""
-    parts = [config.net_name]
-    if config.shortcut and not config.plain:
-        parts.append(f"option{config.shortcut}")
-    if config.block and config.block != config.resolved_block:
-        parts.append(config.block)
-    parts += [v for v in (config.preset, config.dataset, config.label_mode)
-              if v not in ("paper", "cifar10", "fine")]
-    return pathlib.Path(root) / "-".join(parts) / f"seed{config.seed}"
+    """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>` (config.default_workdir)."""
+    return config_lib.default_workdir(config, root)
 
 
 def resolve_precision(config: config_lib.Config) -> config_lib.Config:
@@ -181,22 +174,46 @@ class HistoryWriter(keras.callbacks.Callback):
         files.atomic_write_text(self.path, old + ",".join(map(str, row)) + "\n")
 
 
+class HistoryError(TrainingError):
+    """A history.csv row cannot be read; the message (one line) names the file, the line and
+    what to do. Nothing was changed."""
+
+
 def read_history(path) -> list[dict]:
-    """Rows of a history.csv as dicts of floats (empty cells become NaN)."""
+    """Rows of a history.csv as dicts of floats (empty cells become NaN).
+
+    Raises:
+        HistoryError: a row is not numbers with a whole epoch number (a damaged file).
+    """
     path = pathlib.Path(path)
     if not path.exists():
         return []
-    with path.open(newline="") as f:
-        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
-                for row in csv.DictReader(f)]
+    rows, line = [], 1
+    try:
+        with path.open(newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), 2):
+                if None in row:
+                    raise ValueError(f"{len(row[None])} field(s) too many")
+                parsed = {k: float(v) if v not in ("", None) else math.nan
+                          for k, v in row.items()}
+                if not float(parsed.get("epoch", math.nan)).is_integer():
+                    raise ValueError("no whole epoch number")
+                rows.append(parsed)
+    except (ValueError, TypeError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+        reason = " ".join(str(e).split())[:120]
+        raise HistoryError(f"{path}: line {line} is not a history row ({reason}); fix or delete "
+                           "that line and rerun the same command: training resumes from its "
+                           "last checkpoint (the curves then miss that row)") from None
+    return rows
 
 
 def _trim_history(path: pathlib.Path, epochs_done: int) -> list[dict]:
     """Drops rows of epochs the backup does not hold (written after the last backup)."""
     if not path.exists():
         return []
+    read_history(path)  # refuses a damaged row (HistoryError) before anything is rewritten
     header, *rows = path.read_text().splitlines(keepends=True)
-    keep = [line for line in rows if int(line.split(",", 1)[0]) < epochs_done]
+    keep = [line for line in rows if line.strip() and int(line.split(",", 1)[0]) < epochs_done]
     if len(keep) != len(rows):
         files.atomic_write_text(path, header + "".join(keep))
     return read_history(path)
@@ -225,7 +242,8 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config
             "another --workdir")
     config, kept = config_lib.for_run_dir(config, saved)
     # Where the data was read from is not the run's identity; its content is (dataid.check).
-    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k != "data_dir"]
+    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v
+            and k not in config_lib.NOT_IDENTITY]
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
         raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
@@ -301,8 +319,13 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     Raises:
         ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
         DataError: the dataset cannot be found or read. Nothing is written.
-        TrainingError: the loss became NaN or Inf (metrics.json says so, with the step), or a
-            checkpoint could not be written (the previous one is intact).
+        TrainingError: training diverged (a NaN/Inf loss, an epoch's loss above
+            reliability.MAX_LOSS, or non-finite weights at an epoch's end; metrics.json says
+            so, with the step), a checkpoint could not be written (the previous one is intact),
+            a history.csv row is damaged (HistoryError), or metrics.json of a finished run is.
+        files.WriteError: another file of the run could not be written; one line naming it.
+        reliability.ResumeError: the resume state cannot be read; the message says how to
+            restart. Nothing is changed.
         RunLocked: another process is training in `workdir`.
         Interrupted: SIGINT or SIGTERM; the run resumes from its last finished epoch.
     """
@@ -321,12 +344,41 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     return _run(config, workdir, placement, callbacks, verbose)
 
 
+def _finished_metrics(workdir: pathlib.Path) -> dict | None:
+    """metrics.json of a finished run, or None for a run to train (none yet, or it failed).
+
+    An unreadable metrics.json of a run that still has its backup is reported and ignored (the
+    end of the run rewrites it); one of a finished run (backup removed) is refused, since
+    training again would replace its final.keras.
+
+    Raises:
+        TrainingError: metrics.json is unreadable and the run has no backup to resume from.
+    """
+    path = workdir / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        metrics = files.read_json(path)
+        if not isinstance(metrics, dict):
+            raise ValueError(f"a {type(metrics).__name__}, not a mapping")
+    except (OSError, ValueError) as e:
+        reason = " ".join(str(e).split())[:120]
+        if (workdir / "backup" / reliability.METADATA).exists():
+            print(f"warning: {path} is unreadable ({reason}); the run has a backup, so it "
+                  "resumes from its last checkpoint and rewrites the file at the end",
+                  file=sys.stderr)
+            return None
+        raise TrainingError(f"{path} is unreadable ({reason}) and the run has no backup left "
+                            "(it finished); its history.csv and final.keras are intact; "
+                            f"delete {path.name} to train this run again from zero") from None
+    return metrics if metrics.get("status") == "complete" else None
+
+
 def _run(config, workdir, placement, callbacks, verbose) -> dict:
     """run_experiment in `workdir` (the run directory or a worker's scratch copy)."""
     started = time.perf_counter()  # setup_time: data loading and model building
     metrics_path = workdir / "metrics.json"
-    complete = (metrics_path.exists()
-                and files.read_json(metrics_path).get("status") == "complete")
+    complete = _finished_metrics(workdir) is not None
     if complete and dataid.same_source(config, workdir):  # no need to read the data again
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
         return files.read_json(metrics_path)
@@ -361,7 +413,10 @@ def _run(config, workdir, placement, callbacks, verbose) -> dict:
         schedules.learning_rate(config, config.plan(num_train)[2])
     except ValueError as e:
         raise config_lib.ConfigError(str(e)) from None
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise files.write_error(workdir, e) from None
     with reliability.run_lock(workdir), placement.scope():
         return _train_locked(config, workdir, splits, data_record, input_path, callbacks,
                              verbose, started)
@@ -391,8 +446,8 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
                   started) -> dict:
     """The writing part of run_experiment, under the run-directory lock."""
     metrics_path = workdir / "metrics.json"
-    if metrics_path.exists() and files.read_json(metrics_path).get("status") == "complete":
-        return files.read_json(metrics_path)  # finished by another process meanwhile
+    if (finished := _finished_metrics(workdir)) is not None:
+        return finished  # finished by another process meanwhile
     steps_per_epoch, epochs, planned = config.plan(len(splits.train[0]))
     config_lib.save(config, workdir / "config.json")
     dataid.save(workdir, data_record)
