@@ -36,11 +36,42 @@ def _import_tensorflow_quietly():
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line; `lazy_epilog`, a callable, is run only when help is shown."""
+    """Usage errors in one line, with a "did you mean" for an unknown flag near a known one;
+    abbreviated flags are refused (`--iteration` is not `--iterations`). `lazy_epilog`, a
+    callable, is run only when help is shown."""
 
     lazy_epilog = None
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _known_flags(self) -> list:
+        """This parser's flags, and those of the subcommand named on the command line."""
+        flags = list(self._option_string_actions)
+        argv = getattr(self, "_argv", [])
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, parser in action.choices.items():
+                    if name in argv:
+                        flags += parser._option_string_actions
+        return flags
+
     def error(self, message):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            from cifar_resnet.choices import closest
+            known = self._known_flags()
+            notes = []
+            for word in message[len(prefix):].split():
+                flag = word.split("=", 1)[0]
+                near = closest(flag, known) if flag.startswith("-") else None
+                notes.append(f"{word} (did you mean {near}?)" if near else word)
+            message = prefix + " ".join(notes)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     def format_help(self):
