@@ -143,11 +143,31 @@ def _train(args) -> int:
     _import_tensorflow_quietly()
     from cifar_resnet.run import train
     workdir = args.workdir or train.default_workdir(config)
+    _say_how_long(config, workdir)
     metrics = train.run_experiment(config, workdir)
     err = metrics.get("best_test_error")
     print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
           + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))
     return 0
+
+
+def _say_how_long(config, workdir) -> None:
+    """One line on stderr before a run of more than about 10 minutes: its estimated duration
+    (run/estimate.py). Never stops a run: an estimate that fails is left out."""
+    import json
+    import pathlib
+    try:
+        metrics = pathlib.Path(workdir) / "metrics.json"
+        if metrics.exists() and json.loads(metrics.read_text()).get("status") == "complete":
+            return  # returns at once
+        from cifar_resnet.run import cpu, distribute, estimate
+        gpu = distribute.gpu_count() > 0
+        precision, _ = cpu.resolve_precision(config.precision, config.mixed_precision, gpu=gpu)
+        said = estimate.line(config, workdir, precision, gpu=gpu)
+    except Exception:
+        return
+    if said:
+        print(said, file=sys.stderr)
 
 
 def _report(args) -> int:
