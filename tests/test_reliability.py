@@ -317,3 +317,36 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
         with pytest.raises(BlockingIOError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
+
+
+def test_a_finished_run_removes_its_lock_while_holding_it(tmp_path):
+    from cifar_resnet.run import files
+    with reliability.run_lock(tmp_path) as lock:
+        files.write_json(tmp_path / "metrics.json", {"status": "complete"})
+        assert lock.exists()
+    assert not lock.exists()
+    with reliability.run_lock(tmp_path / "") as lock:  # not finished: the file stays
+        (tmp_path / "metrics.json").unlink()
+    assert lock.exists()
+
+
+def test_a_lock_file_removed_before_its_flock_was_taken_is_not_held(tmp_path, monkeypatch):
+    """Issue #26: a finished run unlinks its .lock while holding it. A process that opened the
+    old file just before the removal, and flocks it just after, holds nothing: run_lock opens the
+    path again (else two processes would each hold "the" lock)."""
+    real_flock, taken = fcntl.flock, []
+
+    def flock_then_the_finished_run_removes_the_file(fd, operation):
+        real_flock(fd, operation)
+        taken.append(fd)
+        if len(taken) == 1:
+            os.unlink(tmp_path / ".lock")
+
+    monkeypatch.setattr(reliability.fcntl, "flock", flock_then_the_finished_run_removes_the_file)
+    with reliability.run_lock(tmp_path) as lock:
+        assert lock.exists() and len(taken) == 2  # the path opened and locked again
+        monkeypatch.setattr(reliability.fcntl, "flock", real_flock)
+        fd = os.open(lock, os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)

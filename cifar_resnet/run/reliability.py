@@ -265,19 +265,40 @@ def run_lock(workdir):
         RunLocked: another live process holds it; the message names its PID.
     """
     path = pathlib.Path(workdir) / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise RunLocked(f"{workdir} is in use by process {owner}; wait for it to finish or "
                             "use another --workdir") from None
+        # The lock counts only on the file the path names now: a finished run removes its
+        # .lock (below), so one opened before that removal is stale; open the path again.
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path
     finally:
+        # A finished run leaves no .lock: removed while still held (issue #26).
+        if _finished(workdir):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         os.close(fd)  # releases the lock
+
+
+def _finished(workdir) -> bool:
+    try:
+        return files.read_json(pathlib.Path(workdir) / "metrics.json").get("status") == "complete"
+    except (OSError, ValueError):
+        return False
 
 
 class SignalStop(keras.callbacks.Callback):
