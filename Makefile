@@ -27,7 +27,7 @@ help:
 	@echo '  test               every test (TEST_WORKERS=2)                              ~10-20 min'
 	@echo '  test-fast          all but the slow tests                                   ~5-10 min'
 	@echo '  test-notf          Keras on JAX, no TensorFlow (.venv-notf)                 ~3 min'
-	@echo '  notebooks          re-execute notebooks/ in place (OUT=DIR: copies there)   a few min'
+	@echo '  notebooks          re-execute notebooks/ (CIFAR_RESNET_RUNS=DIR: copies to OUT) a few min'
 	@echo '  clean-venv         remove .venv and .venv-notf                              seconds'
 	@echo ''
 	@echo 'Training one net (python -m cifar_resnet train)'
@@ -137,9 +137,11 @@ fast-recipe-torch: no-print-db setup
 	fast-recipe-torch full-repro full-repro-bg
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
-# its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it.
+# its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it
+# (relative to where make runs), and then the executed copies go to OUT (default DIR/notebooks)
+# unless IN_PLACE=1 asks to update the committed ones.
 notebooks: no-print-db setup
-	$(PY) notebooks/execute.py
+	$(PY) notebooks/execute.py $(if $(OUT),--out $(OUT)) $(if $(IN_PLACE),--in-place)
 
 .PHONY: notebooks
 
