@@ -52,14 +52,17 @@ def test_mean_and_sample_std_over_seeds_from_hand_made_metrics(tmp_path):
     assert row["best_val_error_mean"] == pytest.approx(12.0)
     assert row["status"] == ("2 complete; seed2 failed (loss is NaN or Inf); "
                              "seed3 incomplete (0 epochs)")
-    assert row["experiment"] == "handmade" and row["paper_error"] is None
+    # No experiment lists the run, but the net has a paper number (issue #26).
+    assert row["experiment"] == "handmade" and row["paper_error"] == 8.75
+    assert row["paper_source"] == "He 2015 Table 6"
 
     md, table = analysis.write_table([row], tmp_path / "out")
-    assert "| resnet20 | 0.27M |  |  | 11.00 ± 1.41 | 2 | 12.00 | 182 |" in md.read_text()
+    assert ("| resnet20 | 0.27M | 8.75 | He 2015 Table 6; after its own schedule (64,000 "
+            "iterations) | 11.00 ± 1.41 | 2 | 12.00 | 182 |") in md.read_text()
     assert "final model (the paper's protocol)" in md.read_text()
     with table.open() as f:
         [saved] = list(csv.DictReader(f))
-    assert float(saved["error_mean"]) == pytest.approx(11.0) and saved["paper_error"] == ""
+    assert float(saved["error_mean"]) == pytest.approx(11.0) and saved["paper_error"] == "8.75"
 
 
 def test_a_missing_or_empty_runs_dir_is_a_config_error(tmp_path):
@@ -239,3 +242,37 @@ def test_final_errors_csv_has_one_row_per_complete_net_in_percent(sweep, tmp_pat
     metrics = json.loads((sweep / "resnet8" / "seed0" / "metrics.json").read_text())
     assert by_net["resnet8"] == [f"{100 * metrics['final_train_error']:.2f}",
                                  f"{100 * metrics['final_test_error']:.2f}"]
+
+
+# Issue #26: a lone run's report is named after the run or its net, with the paper's number.
+
+def _lone_run(path, **cfg):
+    path.mkdir(parents=True)
+    files.write_json(path / "config.json", {"seed": 0, "version": 1, **cfg})
+    files.write_json(path / "metrics.json", {"status": "complete", "final_test_error": 0.6568,
+                                             "params": 272_474, "epochs": 1})
+
+
+@pytest.mark.parametrize("layout, experiment", [("runs/quick", "quick"),
+                                                ("runs/resnet20_v1/seed0", "resnet20_v1")])
+def test_a_lone_run_is_named_after_its_folder_or_net_never_the_checkout(layout, experiment,
+                                                                        tmp_path):
+    checkout = tmp_path / "cifar-resnet"
+    _lone_run(checkout / layout, depth=20)
+    [run] = analysis.find_runs(checkout / layout)
+    assert (run.experiment, run.net) == (experiment, "resnet20_v1")
+    assert "cifar-resnet" not in str(analysis.report_copy("runs", run))
+    [row] = analysis.results_table(checkout / layout)
+    assert row["paper_error"] == 8.75 and row["paper_source"] == "He 2015 Table 6"
+
+
+@pytest.mark.parametrize("cfg, error, source", [
+    ({"depth": 20, "plain": True}, None, None),  # plain nets: in the paper's figures only
+    ({"depth": 56}, 6.97, "He 2015 Table 6"),
+    ({"depth": 164, "version": 2}, 5.46, "He 2016 Table 3"),
+    ({"depth": 50}, None, None),
+    ({"depth": 20, "shortcut": "B"}, None, None),
+])
+def test_paper_numbers_are_found_by_the_net(cfg, error, source):
+    entry = analysis.paper_for_config({"version": 1, **cfg})
+    assert entry.get("error") == error and entry.get("source") == source
