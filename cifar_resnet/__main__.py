@@ -273,7 +273,8 @@ def main(argv=None) -> int:
         commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report}
         return commands[args.command](args)
     except KeyboardInterrupt as e:  # reliability.Interrupted carries 143 for SIGTERM
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        print("interrupted; rerun the same command to resume from the last finished epoch "
+              "(logging period; the iterations after it are trained again)", file=sys.stderr)
         return getattr(e, "exit_status", 130)
     except Exception as e:
         status = _exit_status(e)

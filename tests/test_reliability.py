@@ -135,7 +135,8 @@ def test_sigterm_stops_after_a_batch_exit_143_one_line_resumable(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     assert proc.stderr.read().strip().splitlines()[-1] == (
-        "interrupted; rerun the same command to resume")
+        "interrupted; rerun the same command to resume from the last finished epoch "
+        "(logging period; the iterations after it are trained again)")
     done = reliability.Checkpointer(tmp_path / "backup").resume_epoch()
     assert done >= 1 and _epochs(tmp_path) == list(range(done))  # nothing half-recorded
 

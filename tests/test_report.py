@@ -276,3 +276,44 @@ def test_a_lone_run_is_named_after_its_folder_or_net_never_the_checkout(layout, 
 def test_paper_numbers_are_found_by_the_net(cfg, error, source):
     entry = analysis.paper_for_config({"version": 1, **cfg})
     assert entry.get("error") == error and entry.get("source") == source
+
+
+# Issue #26: figures say what they are.
+
+CPU_REPRO = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "cpu-repro")
+
+
+def _texts(fig):
+    legends = [t.get_text() for ax in fig.axes if ax.get_legend()
+               for t in ax.get_legend().get_texts()]
+    return fig._suptitle.get_text() if fig._suptitle else "", legends
+
+
+def test_figure6_of_the_committed_report_says_schedule_precision_data_and_seeds(monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)  # cpu_repro's paper numbers
+    title, legends = _texts(plots.figure6(CPU_REPRO))
+    assert "7,820 iterations (20 epochs), batch 128" in title
+    assert "mixed_bfloat16" in title
+    assert "reconstructed CIFAR-10" in title and "all 50k training images" in title
+    assert "plain20, plain56: seed 0" in title
+    assert "resnet20, resnet56: mean of seeds 0, 1" in title
+    # The paper's 64k-iteration errors against a 7,820-iteration axis say so.
+    assert "resnet20 paper 8.75% after 64k it. (here 7,820 it.)" in legends
+    assert not [t for t in legends if "paper" in t and "64k" not in t]
+
+
+def test_error_vs_time_and_figure7_say_what_they_are(monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
+    title, legends = _texts(plots.error_vs_time(CPU_REPRO))
+    assert "7,820 iterations" in title and "mixed_bfloat16" in title
+    assert "resnet56 paper 6.97% after 64k it. (here 7,820 it.)" in legends
+    title7 = plots.figure7(CPU_REPRO)._suptitle.get_text()
+    assert "7,820 iterations" in title7 and "final models, seed 0" in title7
+
+
+def test_a_paper_line_at_the_papers_length_is_plain():
+    entry = {"error": 8.75, "source": "He 2015 Table 6"}
+    assert plots._paper_label("resnet20", entry, 64124) == "resnet20 paper (8.75%)"
+    assert "after 64k it. (here 100 it.)" in plots._paper_label("resnet20", entry, 100)
+    keras_entry = {"error": 7.84, "source": "Keras example"}
+    assert plots._paper_label("resnet20_v1", keras_entry, 100) == "resnet20_v1 paper (7.84%)"

@@ -267,8 +267,12 @@ def paper_for_config(cfg: dict) -> dict:
             **{k: v for k, v in cfg.items() if k in config_lib.FIELDS}))
     except (TypeError, ValueError):
         return {}
-    for name in PAPER_EXPERIMENTS:
-        exp = load_experiment(name)
+    from cifar_resnet.run import experiments
+    folders = list(dict.fromkeys([experiments.experiments_dir(),
+                                  experiments.builtin_experiments_dir()]))
+    candidates = [folder / f"{name}.py" for name in PAPER_EXPERIMENTS for folder in folders]
+    for path in candidates:
+        exp = load_experiment(str(path)) if path.is_file() else None
         if exp is None:
             continue
         for net, entry in exp.paper.items():
