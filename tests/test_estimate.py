@@ -46,17 +46,37 @@ def test_another_net_is_scaled_by_flops_and_says_so(tmp_path, no_committed):
     assert f"scaled by FLOPs x{scale:.2f}" in said
 
 
-@pytest.mark.parametrize("case", ["short", "other precision", "unfinished", "gpu", "synthetic"])
-def test_no_line_for_short_runs_or_without_a_rate(case, tmp_path, no_committed):
+@pytest.mark.parametrize("case", ["short", "synthetic", "short without a rate"])
+def test_no_line_for_short_runs(case, tmp_path, no_committed):
     runs = tmp_path / "runs"
-    _run(runs, "resnet20_v1", 400.0, depth=20,
-         status="partial" if case == "unfinished" else "complete")
-    fields = {"depth": 20, "iterations": 100 if case == "short" else 64000}
+    if case != "short without a rate":
+        _run(runs, "resnet20_v1", 400.0, depth=20)
+    fields = {"depth": 20, "iterations": 100 if case.startswith("short") else 64000}
     if case == "synthetic":
         fields["dataset"] = "synthetic"
     config = config_lib.resolve(None, fields)
+    assert estimate.line(config, runs / "x" / "seed0", "mixed_bfloat16", gpu=False) is None
+
+
+@pytest.mark.parametrize("case", ["other precision", "unfinished", "gpu"])
+def test_a_long_run_without_a_rate_still_says_its_length(case, tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    _run(runs, "resnet20_v1", 400.0, depth=20,
+         status="partial" if case == "unfinished" else "complete")
+    config = config_lib.resolve(None, {"depth": 20, "iterations": 64000})
     precision = "float32" if case == "other precision" else "mixed_bfloat16"
-    assert estimate.line(config, runs / "x" / "seed0", precision, gpu=case == "gpu") is None
+    workdir = tmp_path / "elsewhere" / "x" / "seed0" if case == "gpu" else runs / "x" / "seed0"
+    said = estimate.line(config, workdir, precision, gpu=case == "gpu")
+    assert said.endswith("likely hours on a CPU") and "64,000 iterations; no measured img/s" in said
+    assert "about" not in said
+
+
+def test_on_gpu_a_run_of_this_machine_gives_the_rate(tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    _run(runs, "resnet20_v1", 4000.0, depth=20, precision="mixed_float16")
+    config = config_lib.resolve(None, {"depth": 20, "iterations": 64000})
+    said = estimate.line(config, runs / "x" / "seed0", "mixed_float16", gpu=True)
+    assert "about 34 minutes" in said  # 8,192,000 images at 4,000 img/s
 
 
 def test_ten_minutes_is_the_threshold(tmp_path, no_committed):

@@ -19,6 +19,9 @@ from cifar_resnet.run import config as config_lib
 
 REPOSITORY_DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 SAY_ABOVE_SECONDS = 600  # runs shorter than about 10 minutes start without a word
+# Without a measured rate: a run of this many images or more gets a line all the same (10
+# minutes at 1,000 img/s, faster than any CPU measured here).
+UNKNOWN_RATE_ABOVE_IMAGES = 600_000
 _DEPTH = 5  # folders below a root searched for metrics.json (docs/<report>/runs/<exp>/<net>/seed<k>)
 
 
@@ -110,16 +113,23 @@ def line(config: config_lib.Config, workdir, precision: str, *, gpu: bool,
          num_train: Optional[int] = None, roots=None) -> Optional[str]:
     """The line to print before a run, or None (a short run, synthetic data, a GPU without a
     measured rate, or nothing measured at this precision)."""
-    if config.dataset == "synthetic" or (gpu and roots is None):
-        return None  # the committed rates are CPU ones
+    if config.dataset == "synthetic":
+        return None
     if num_train is None:
         num_train = round(50000 * (1 - config.resolved_val_fraction))
+    workdir_path = pathlib.Path(workdir)
+    if gpu and roots is None:  # the committed rates are CPU ones: only this machine's runs
+        roots = [workdir_path.parent.parent, workdir_path.parent]
     found = estimate(config, workdir, precision, num_train, roots=roots)
+    _, _, iterations = config.plan(num_train)
     if found is None:
-        return None
+        if iterations * config.batch_size < UNKNOWN_RATE_ABOVE_IMAGES:
+            return None
+        return (f"{workdir}: {iterations:,} iterations; no measured img/s of {precision} "
+                f"{'on GPU ' if gpu else ''}to estimate how long (a finished run of this net "
+                "beside it will give one): likely hours on a CPU")
     seconds, basis = found
     if seconds < SAY_ABOVE_SECONDS:
         return None
-    _, _, iterations = config.plan(num_train)
     return (f"{workdir}: {iterations:,} iterations, about {format_duration(seconds)} of training "
             f"(estimate: {basis}; evaluation passes not counted)")
