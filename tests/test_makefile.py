@@ -119,5 +119,5 @@ def test_setup_installs_the_package_editable(fake_venv):
     assert "pip install --quiet -r requirements.txt" in result.stdout
     lines = result.stdout.splitlines()
     requirements = next(i for i, l in enumerate(lines) if "-r requirements.txt" in l)
-    editable = next(i for i, l in enumerate(lines) if "--no-deps -e ." in l)
+    editable = next(i for i, l in enumerate(lines) if "--no-deps -e ." in l)  # after them
     assert editable > requirements

@@ -13,7 +13,7 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
   reported by name and the previous one used.
 - `BestCheckpoint`: the best model so far, written through `atomic_save`.
 - `run_lock`: `fcntl.flock` on `<workdir>/.lock`; the kernel drops it when its process dies, so a
-  crashed run never leaves a stale lock.
+  crashed run never leaves a stale lock. A finished run removes the file, still holding it.
 - `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`.
 - `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, before any epoch-end callback
   could record or back up the diverged state.
