@@ -140,6 +140,9 @@ def _config_from_args(args):
 
 def _train(args) -> int:
     config = _config_from_args(args)
+    if args.workdir:  # refused before the slow TensorFlow import (train checks it again)
+        from cifar_resnet.run import config as config_lib, files
+        files.refuse_foreign_dir(args.workdir, config_lib.ConfigError)
     _import_tensorflow_quietly()
     from cifar_resnet.run import train
     workdir = args.workdir or train.default_workdir(config)

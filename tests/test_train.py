@@ -400,6 +400,17 @@ def test_cli_foreign_workdir_is_one_line_exit_2(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+def test_cli_refuses_a_foreign_workdir_before_importing_tensorflow(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    code = ("import sys; from cifar_resnet.__main__ import main; "
+            f"rc = main(['train', '--workdir', {str(tmp_path)!r}]); "
+            "assert 'tensorflow' not in sys.modules, 'imported'; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "holds files but no run (notes.txt)" in result.stderr
+
+
 def test_a_workdir_with_only_a_runs_leftovers_is_used(tiny_config, tmp_path):
     """A run killed before config.json was written leaves a .lock (and sweep a train.log)."""
     (tmp_path / ".lock").write_text("12345\n")
