@@ -317,3 +317,17 @@ def test_a_paper_line_at_the_papers_length_is_plain():
     assert "after 64k it. (here 100 it.)" in plots._paper_label("resnet20", entry, 100)
     keras_entry = {"error": 7.84, "source": "Keras example"}
     assert plots._paper_label("resnet20_v1", keras_entry, 100) == "resnet20_v1 paper (7.84%)"
+
+
+def test_a_lone_runs_figures_draw_its_nets_paper_number(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
+    run = tmp_path / "cifar-resnet" / "runs" / "quick"
+    _lone_run(run, depth=20, batch_size=128, precision="float32")
+    row = {k: 0.7 for k in train.HISTORY_FIELDS}
+    row.update(epoch=0, iterations=100, wall_time=60.0)
+    (run / "history.csv").write_text(",".join(train.HISTORY_FIELDS) + "\n"
+                                     + ",".join(str(row[k]) for k in train.HISTORY_FIELDS) + "\n")
+    for fig in (plots.figure6(run), plots.error_vs_time(run)):
+        title, legends = _texts(fig)
+        assert "resnet20_v1 paper 8.75% after 64k it. (here 100 it.)" in legends
+        assert title.startswith("100 iterations") and "float32" in title

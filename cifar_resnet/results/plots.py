@@ -104,7 +104,9 @@ def describe_runs(runs, *, seeds: bool = True) -> str:
         cfg = run.config
         if cfg.get("epochs") and per_pass(run):
             return cfg["epochs"] * per_pass(run)
-        return cfg.get("iterations")
+        if cfg.get("iterations"):
+            return cfg["iterations"]
+        return int(run.history[-1]["iterations"]) if run.history else None
 
     lengths = values(length)
     parts = []
@@ -166,6 +168,18 @@ def _paper_label(net: str, entry: dict, axis_end: Optional[float]) -> str:
     return f"{net} paper ({error}%)"
 
 
+def _paper_numbers(experiment, runs) -> dict[str, dict]:
+    """Net -> the paper's entry: the experiment's PAPER, else (runs of no experiment) looked
+    up by each net's architecture (analysis.paper_for_config)."""
+    if experiment is not None:
+        return experiment.paper
+    found = {}
+    for run in runs:
+        if run.net not in found:
+            found[run.net] = analysis.paper_for_config(run.config)
+    return {net: entry for net, entry in found.items() if entry}
+
+
 def _save(fig: Figure, out_dir, stem: str) -> list[pathlib.Path]:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +220,7 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
     panels = {name: nets for name, nets in panels.items() if nets}
     if not panels:
         return None
-    paper = experiment.paper if experiment else {}
+    paper = _paper_numbers(experiment, runs)
     if ylim is None:
         shown = {n for nets in panels.values() for n in nets}
         worst = max(max(np.nanmax(curves[n]["train"]), np.nanmax(curves[n]["test"]),
@@ -324,7 +338,7 @@ def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
         return None
     experiment = analysis.load_experiment(experiment or runs[0].experiment,
                                           required=experiment is not None)
-    paper = experiment.paper if experiment else {}
+    paper = _paper_numbers(experiment, runs)
     colours = _colours(sorted({r.net for r in runs}, key=analysis.net_sort_key))
     fig = Figure(figsize=(5, 3.6), layout="constrained")
     ax = fig.subplots()
