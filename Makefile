@@ -1,53 +1,102 @@
-# Two commands do everything on a fresh machine: `make train` and `make test` create the
-# virtual environment (.venv) on first use. See README.md.
+# `make` alone prints the targets and what each costs (help); nothing trains unless its target
+# is named. `make setup` creates the virtual environment (.venv), with this package installed
+# in it (editable), so `.venv/bin/python -m cifar_resnet` works from any folder. See README.md.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+# The stamp follows requirements.txt and pyproject.toml (the editable install).
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help no-print-db
+# `make -p TARGET` prints make's database and would run TARGET too: the targets that train
+# depend on no-print-db, which refuses under -p (make's one-letter flags are MAKEFLAGS' first
+# word unless it starts with --).
+PRINT_DB := $(findstring p,$(filter-out --%,$(firstword $(MAKEFLAGS))))
+no-print-db:
+	@$(if $(PRINT_DB),echo "make: -p given: $(MAKECMDGOALS) not run (make -pn $(MAKECMDGOALS) prints the database and its commands)" >&2; exit 2,:)
+
+# Times: 2 CPU cores (this project's Intel Xeon with AMX, bf16), README "Experiments"; GPU-hours
+# are FLOP-scaled estimates. A sweep's ARGS=--dry-run lists its runs and trains nothing.
+help:
+	@echo 'make TARGET [VAR=VALUE ...]   (make alone: this list; make -n TARGET: its commands, run nothing)'
+	@echo ''
+	@echo 'Setup and checks'
+	@echo '  setup              .venv with requirements.txt + this package (editable)   ~1 min'
+	@echo '  smoke              tiny net, synthetic data: checks the install             < 1 min'
+	@echo '  test               every test (TEST_WORKERS=2)                              ~10-20 min'
+	@echo '  test-fast          all but the slow tests                                   ~5-10 min'
+	@echo '  test-notf          Keras on JAX, no TensorFlow (.venv-notf)                 ~3 min'
+	@echo '  notebooks          re-execute notebooks/ (CIFAR_RESNET_RUNS=DIR: copies to OUT) a few min'
+	@echo '  clean-venv         remove .venv and .venv-notf                              seconds'
+	@echo ''
+	@echo 'Training one net (python -m cifar_resnet train)'
+	@echo '  train              DEPTH=20 VERSION=1 [PLAIN=1] [SHORTCUT=A|B|C] [PRESET=...]'
+	@echo '                     [ITERATIONS=N | EPOCHS=N] [PRECISION=auto|float32|mixed_bfloat16|mixed_float16]'
+	@echo '                     [DATA_DIR=DIR] [DATASET=...] [WORKDIR=DIR] [SEED=k] [ARGS=...]'
+	@echo '                     default 64k iterations: ResNet-20 ~5-8 h on 2 CPU cores,'
+	@echo '                     ResNet-56 ~3x that; ITERATIONS=100: ~1 min'
+	@echo ''
+	@echo 'Paper experiments (sweeps; ARGS=--dry-run lists the runs)   [SEEDS=K JOBS=N DATA_DIR=DIR]'
+	@echo '  mini-repro         4 nets, 704 iterations, float32                          ~35 min CPU'
+	@echo '  fast-recipe        ResNet-20, 32 epochs, not the paper recipe               ~40-50 min CPU'
+	@echo '  fast-recipe-torch  the same in PyTorch (needs torch)                        not timed'
+	@echo '  cpu-repro          Figure 6 at 20/56 layers, 7,820 iterations, bf16         ~3.7 h CPU'
+	@echo '  full-repro         Figure 6 at 20/56 layers, 64k iterations (foreground)    ~28 h CPU bf16'
+	@echo '  full-repro-bg      the same in the background, from a pinned copy           ~28 h CPU bf16'
+	@echo '  keras-example      the Keras example: seven nets, its recipe                ~55 GPU-hours'
+	@echo '  v2                 He 2016: ResNet-110/164 v1 vs v2, ResNet-1001            ~90 GPU-hours'
+	@echo '  figure6            plain and residual 20..110, ResNet-1202                  ~145 GPU-hours'
+	@echo '  table6             ResNet-20..1202 v1, option A                             ~160 GPU-hours'
+	@echo ''
+	@echo 'Other'
+	@echo '  bench              training throughput vs PyTorch [QUICK=1]                 minutes'
+	@echo '  gpu-bundle         wheels + data for the GPU machine (.gpu-bundle)          minutes'
 
 # make train DEPTH=56 VERSION=2 [PLAIN=1] [SHORTCUT=A|B|C] [PRESET=paper|keras-example]
-#            [EPOCHS=N] [DATA_DIR=DIR] [DATASET=cifar10|synthetic] [SEED=k] [WORKDIR=DIR] [ARGS=...]
+#            [ITERATIONS=N | EPOCHS=N] [PRECISION=auto|float32|mixed_bfloat16|mixed_float16]
+#            [DATA_DIR=DIR] [DATASET=cifar10|synthetic] [SEED=k] [WORKDIR=DIR] [ARGS=...]
 DEPTH ?= 20
 VERSION ?= 1
 TRAIN_FLAGS = --depth $(DEPTH) --version $(VERSION) $(if $(PLAIN),--plain) \
 	$(if $(SHORTCUT),--shortcut $(SHORTCUT)) $(if $(PRESET),--preset $(PRESET)) \
+	$(if $(ITERATIONS),--iterations $(ITERATIONS)) $(if $(PRECISION),--precision $(PRECISION)) \
 	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
 	$(if $(DATASET),--dataset $(DATASET)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(WORKDIR),--workdir $(WORKDIR)) $(ARGS)
 
 # Paper experiments (experiments/*.py): make figure6 [SEEDS=K] [JOBS=N] [SHARD=i/N]
 #   [DATA_DIR=DIR] [RUNS_DIR=runs] [ARGS="--dry-run" | "--nets a,b" | "--set KEY=VALUE"].
-# `make -n figure6` lists the runs and their state: the `+` line runs even under -n (and make
-# applies a define's `+` to all its lines, so the training line is emptied under -n).
+# `make figure6 ARGS=--dry-run` lists the runs and their state and trains nothing. No recipe
+# line has make's `+` prefix: `make -n`, `-q` and `-p` run nothing (issue #26).
 SWEEP_FLAGS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS)) \
 	$(if $(SHARD),--shard $(SHARD)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
 	$(if $(RUNS_DIR),--runs-dir $(RUNS_DIR))
-DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+# A report after a sweep only when it trained (not after ARGS=--dry-run).
+DRY := $(findstring --dry-run,$(ARGS))
 define sweep
-	+@$(if $(DRY_RUN),if test -x $(PY); then $(PY) -m cifar_resnet sweep $(1) --dry-run \
-		$(SWEEP_FLAGS); else echo "make setup first to list the runs"; fi)
-	$(if $(DRY_RUN),,$(PY) -m cifar_resnet sweep $(1) $(SWEEP_FLAGS) $(ARGS))
+	$(PY) -m cifar_resnet sweep $(1) $(SWEEP_FLAGS) $(ARGS)
 endef
 
-table6 figure6 v2: setup
+table6 figure6 v2: no-print-db setup
 	$(call sweep,$@)
 
-keras-example: setup
+keras-example: no-print-db setup
 	$(call sweep,keras_example)
 
 # The CPU-scale reproduction (experiments/mini.py) on the project's copy of CIFAR-10.
 mini-repro: DATA_DIR ?= ../shared/data
-mini-repro: setup
+mini-repro: no-print-db setup
 	$(call sweep,mini)
-	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/mini --out docs/mini-repro
+	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/mini --out docs/mini-repro
 
 # Figure 6 at 20 and 56 layers on 2 CPU cores (experiments/cpu_repro.py): 4 nets, 7,820
 # iterations each, all 50k images, bf16; docs/cpu-repro is its report.
 cpu-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
-cpu-repro: setup
+cpu-repro: no-print-db setup
 	$(call sweep,cpu_repro)
-	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/cpu_repro --out docs/cpu-repro
-	$(PY) -c "from cifar_resnet import analysis; \
+	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/cpu_repro --out docs/cpu-repro
+	test -n "$(DRY)" || $(PY) -c "from cifar_resnet.results import analysis; \
 		analysis.write_final_errors('docs/cpu-repro', 'docs/cpu-repro/results.csv')"
 
 # The paper's full recipe (64k iterations) at 20 and 56 layers, plain and residual
@@ -56,41 +105,43 @@ cpu-repro: setup
 # `make full-repro-bg` starts or resumes it in the background from a pinned copy of the code
 # (experiments/run_pinned.sh; `bash experiments/run_pinned.sh status full_repro` says where it is).
 full-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
-full-repro: setup
+full-repro: no-print-db setup
 	$(call sweep,full_repro)
-	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/full_repro --out docs/full-repro
+	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/full_repro --out docs/full-repro
 
-full-repro-bg:
+full-repro-bg: no-print-db
 	DATA_DIR=$(abspath $(or $(DATA_DIR),../shared/data/cifar-10-python.tar.gz)) \
 		bash experiments/run_pinned.sh start full_repro
 
 # Time to accuracy on 2 CPU cores (experiments/fast.py): ResNet-20 towards the paper's 8.75%.
 fast-recipe: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
-fast-recipe: setup
+fast-recipe: no-print-db setup
 	$(call sweep,fast)
-	$(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/fast --out docs/fast
-	$(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
+	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/fast --out docs/fast
+	test -n "$(DRY)" || $(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
 		--head 1000 --out docs/fast
-	$(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
+	test -n "$(DRY)" || $(PY) -m cifar_resnet evaluate $(or $(RUNS_DIR),runs)/fast/resnet20/seed0 --checkpoint final \
 		--tta flip --head 1000 --out docs/fast
-	cp $(or $(RUNS_DIR),runs)/fast/resnet20/seed0/history.csv docs/fast/
+	test -n "$(DRY)" || cp $(or $(RUNS_DIR),runs)/fast/resnet20/seed0/history.csv docs/fast/
 
 # The same recipe in the independent PyTorch trainer (benchmarks/torch_train.py; needs torch,
 # the bench extra): is the ceiling the recipe and the data, or this project's code?
 fast-recipe-torch: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
-fast-recipe-torch: setup
+fast-recipe-torch: no-print-db setup
 	$(PY) -m benchmarks.torch_train --data $(DATA_DIR) --out $(or $(RUNS_DIR),runs)/torch-fast
-	mkdir -p docs/fast/torch
-	cp $(or $(RUNS_DIR),runs)/torch-fast/history.csv $(or $(RUNS_DIR),runs)/torch-fast/results.json \
+	test -n "$(DRY)" || mkdir -p docs/fast/torch
+	test -n "$(DRY)" || cp $(or $(RUNS_DIR),runs)/torch-fast/history.csv $(or $(RUNS_DIR),runs)/torch-fast/results.json \
 		docs/fast/torch/
 
 .PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
 	fast-recipe-torch full-repro full-repro-bg
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
-# its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it.
-notebooks: setup
-	$(PY) notebooks/execute.py
+# its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it
+# (relative to where make runs), and then the executed copies go to OUT (default DIR/notebooks)
+# unless IN_PLACE=1 asks to update the committed ones.
+notebooks: no-print-db setup
+	$(PY) notebooks/execute.py $(if $(OUT),--out $(OUT)) $(if $(IN_PLACE),--in-place)
 
 .PHONY: notebooks
 
@@ -100,13 +151,14 @@ $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
-train: setup
+train: no-print-db setup
 	$(PY) -m cifar_resnet train $(TRAIN_FLAGS)
 
 # A tiny net on synthetic data: checks the whole path in well under a minute.
-smoke: setup
+smoke: no-print-db setup
 	$(PY) -m cifar_resnet train --dataset synthetic --depth 8 --epochs 2 \
 		--set synthetic_train=512 --set synthetic_test=256 --workdir runs/smoke $(ARGS)
 

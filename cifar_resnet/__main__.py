@@ -36,11 +36,42 @@ def _import_tensorflow_quietly():
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line; `lazy_epilog`, a callable, is run only when help is shown."""
+    """Usage errors in one line, with a "did you mean" for an unknown flag near a known one;
+    abbreviated flags are refused (`--iteration` is not `--iterations`). `lazy_epilog`, a
+    callable, is run only when help is shown."""
 
     lazy_epilog = None
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _known_flags(self) -> list:
+        """This parser's flags, and those of the subcommand named on the command line."""
+        flags = list(self._option_string_actions)
+        argv = getattr(self, "_argv", [])
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, parser in action.choices.items():
+                    if name in argv:
+                        flags += parser._option_string_actions
+        return flags
+
     def error(self, message):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            from cifar_resnet.choices import closest
+            known = self._known_flags()
+            notes = []
+            for word in message[len(prefix):].split():
+                flag = word.split("=", 1)[0]
+                near = closest(flag, known) if flag.startswith("-") else None
+                notes.append(f"{word} (did you mean {near}?)" if near else word)
+            message = prefix + " ".join(notes)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     def format_help(self):
@@ -148,18 +179,37 @@ def _train(args) -> int:
     if metrics is not None:
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
     else:
-        files.check_writable(workdir)  # a read-only mount or a file in the way, before it too
-        holder = files.lock_holder(workdir)  # run_lock would refuse it, after the import
+        # Refused before the slow TensorFlow import (train checks them again): a folder of
+        # someone else's files, a read-only mount or a file in the way, a held lock.
+        if args.workdir:
+            files.refuse_foreign_dir(args.workdir, config_lib.ConfigError)
+        files.check_writable(workdir)
+        holder = files.lock_holder(workdir)
         if holder is not None:
             raise config_lib.ConfigError(f"{workdir} is in use by process {holder}; wait for it "
                                          "to finish or use another --workdir")
         _import_tensorflow_quietly()
+        _say_how_long(config, workdir)
         from cifar_resnet.run import train
         metrics = train.run_experiment(config, workdir)
     err = metrics.get("best_test_error")
     print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
           + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))
     return 0
+
+
+def _say_how_long(config, workdir) -> None:
+    """One line on stderr before a run of more than about 10 minutes: its estimated duration
+    (run/estimate.py). Never stops a run: an estimate that fails is left out."""
+    try:
+        from cifar_resnet.run import cpu, distribute, estimate
+        gpu = distribute.gpu_count() > 0
+        precision, _ = cpu.resolve_precision(config.precision, config.mixed_precision, gpu=gpu)
+        said = estimate.line(config, workdir, precision, gpu=gpu)
+    except Exception:
+        return
+    if said:
+        print(said, file=sys.stderr)
 
 
 def _report(args) -> int:
@@ -265,7 +315,8 @@ def main(argv=None) -> int:
         commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report}
         return commands[args.command](args)
     except KeyboardInterrupt as e:  # reliability.Interrupted carries 143 for SIGTERM
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        print("interrupted; rerun the same command to resume from the last finished epoch "
+              "(logging period; the iterations after it are trained again)", file=sys.stderr)
         return getattr(e, "exit_status", 130)
     except Exception as e:
         status = _exit_status(e)

@@ -1,12 +1,18 @@
-"""Executes the notebooks in place, keeping their outputs, so they render on GitHub.
+"""Executes the notebooks, keeping their outputs, so they render on GitHub.
 
-`make notebooks` runs it; `python notebooks/execute.py [NOTEBOOK ...]` executes some of them.
+`make notebooks` runs it; `python notebooks/execute.py [--out DIR | --in-place] [NOTEBOOK ...]`.
 Each notebook reads `RUNS`, its one parameter (default: the committed report in docs/;
-`$CIFAR_RESNET_RUNS` overrides it), with `notebooks/` as its working directory.
+`$CIFAR_RESNET_RUNS` overrides it, a relative path being taken from the folder this is run
+in), with `notebooks/` as its working directory.
+
+On the default RUNS the committed notebooks are updated in place. On other runs
+($CIFAR_RESNET_RUNS set) the executed copies go to `--out DIR` (default RUNS/notebooks), and the
+committed ones are left alone unless `--in-place` asks for them to be updated.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import pathlib
 import sys
@@ -34,12 +40,44 @@ def execute(path, timeout: int = 900):
     return nb
 
 
-def main(paths) -> int:
-    for path in paths or sorted(HERE.glob("*.ipynb")):
-        nbformat.write(execute(path), path)
-        print(f"executed {path}")
+def resolve_runs_variable(cwd=None):
+    """Makes a relative $CIFAR_RESNET_RUNS absolute from `cwd` (default: this process's folder,
+    the caller's), since the kernel runs in notebooks/; returns it, or None when unset."""
+    runs = os.environ.get("CIFAR_RESNET_RUNS")
+    if runs:
+        runs = str(pathlib.Path(cwd or os.getcwd(), os.path.expanduser(runs)).resolve())
+        if not pathlib.Path(runs).is_dir():
+            raise SystemExit(f"execute.py: error: CIFAR_RESNET_RUNS {runs!r} is not a folder "
+                             "(a folder of runs, or a report's folder)")
+        os.environ["CIFAR_RESNET_RUNS"] = runs
+    return runs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="notebooks/execute.py", allow_abbrev=False,
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                        help="default: every notebooks/*.ipynb")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", help="write the executed copies to this folder (default: in "
+                                     "place on the committed report, RUNS/notebooks on other "
+                                     "runs)")
+    where.add_argument("--in-place", action="store_true",
+                       help="update the committed notebooks even on other runs")
+    args = parser.parse_args(argv)
+    runs = resolve_runs_variable()
+    out = args.out
+    if out is None and runs and not args.in_place:
+        out = pathlib.Path(runs) / "notebooks"
+    if out is not None:
+        out = pathlib.Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+    for path in map(pathlib.Path, args.notebooks or sorted(HERE.glob("*.ipynb"))):
+        target = path if out is None else out / path.name
+        nbformat.write(execute(path), target)
+        print(f"executed {path}" + ("" if target == path else f" -> {target}"))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -86,3 +86,26 @@ def test_a_corrupt_archive_is_one_line_and_exit_2(make, says, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error: ") and str(archive) in err, err
     assert says in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--iteration", "20"], "--iteration (did you mean --iterations?)"),
+    (["train", "--dpeth", "20"], "--dpeth (did you mean --depth?)"),
+    (["train", "--data_dir=x"], "--data_dir=x (did you mean --data-dir?)"),
+    (["sweep", "table6", "--seed", "2"], "--seed (did you mean --seeds?)"),
+    (["evaluate", "run", "--tt", "flip"], "--tt (did you mean --tta?)"),
+])
+def test_an_abbreviated_or_misspelt_flag_is_refused_with_did_you_mean(argv, says, capsys):
+    """Issue #26: abbreviations are refused (`--iteration` is not a prefix of `--iterations`),
+    and an unknown flag gets the nearest known one, in one line, exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err
+
+
+def test_every_parser_refuses_abbreviations():
+    parser = build_parser()
+    assert not parser.allow_abbrev
+    assert all(not command.allow_abbrev for command in _subparsers(parser).values())

@@ -89,3 +89,73 @@ def test_notebook_draws_a_reports_runs(path, report_env):
     _shows_its_result(path.stem, outputs)
     assert EXPECTED[path.stem] in _text(outputs)
     assert os.environ["CIFAR_RESNET_RUNS"] == str(report_env)
+
+
+# Issue #26: a relative $CIFAR_RESNET_RUNS is the caller's; other runs' notebooks go elsewhere.
+
+def test_a_relative_runs_variable_is_taken_from_the_callers_folder(tmp_path, monkeypatch):
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    monkeypatch.setenv("CIFAR_RESNET_RUNS", "runs/mine")
+    assert execute.resolve_runs_variable(cwd=tmp_path) == str(tmp_path / "runs" / "mine")
+    assert os.environ["CIFAR_RESNET_RUNS"] == str(tmp_path / "runs" / "mine")  # for the kernel
+    monkeypatch.setenv("CIFAR_RESNET_RUNS", "runs/typo")
+    with pytest.raises(SystemExit, match=r"CIFAR_RESNET_RUNS '.*runs/typo' is not a folder"):
+        execute.resolve_runs_variable(cwd=tmp_path)
+
+
+def test_every_notebook_resolves_a_relative_runs_variable_from_pwd():
+    for path in NOTEBOOKS:
+        setup = nbformat.read(path, as_version=4).cells[1].source
+        assert 'RUNS = os.path.join(os.environ.get("PWD", os.getcwd()), RUNS)' in setup
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch):
+    """execute() without a kernel: the notebook as read, marked, so writes can be told apart."""
+    def run(path, timeout=900):
+        nb = nbformat.read(path, as_version=4)
+        nb.metadata["executed_on"] = os.environ.get("CIFAR_RESNET_RUNS", "default")
+        return nb
+    monkeypatch.setattr(execute, "execute", run)
+
+
+def test_on_other_runs_the_committed_notebooks_are_left_alone(tmp_path, monkeypatch,
+                                                              fake_kernel):
+    committed = {p: p.read_bytes() for p in NOTEBOOKS}
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIFAR_RESNET_RUNS", "runs")
+    assert execute.main([]) == 0
+    assert {p: p.read_bytes() for p in NOTEBOOKS} == committed
+    written = sorted(p.name for p in (runs / "notebooks").iterdir())
+    assert written == [p.name for p in NOTEBOOKS]
+    nb = nbformat.read(runs / "notebooks" / NOTEBOOKS[0].name, as_version=4)
+    assert nb.metadata["executed_on"] == str(runs)
+    assert execute.main(["--out", str(tmp_path / "elsewhere")]) == 0
+    assert len(list((tmp_path / "elsewhere").glob("*.ipynb"))) == 3
+
+
+def test_in_place_updates_the_notebooks_named(tmp_path, monkeypatch, fake_kernel):
+    copy = tmp_path / NOTEBOOKS[0].name
+    copy.write_bytes(NOTEBOOKS[0].read_bytes())
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setenv("CIFAR_RESNET_RUNS", str(tmp_path / "runs"))
+    assert execute.main(["--in-place", str(copy)]) == 0
+    assert nbformat.read(copy, as_version=4).metadata["executed_on"] == str(tmp_path / "runs")
+    assert not (tmp_path / "runs" / "notebooks").exists()
+
+
+@pytest.mark.slow
+def test_a_relative_runs_folder_executes_from_the_callers_folder(sweep, tmp_path):
+    """The whole path, through a kernel: CIFAR_RESNET_RUNS=report from tmp_path."""
+    import subprocess
+    import sys
+    plots.write_report(sweep, tmp_path / "report")
+    env = {**os.environ, "CIFAR_RESNET_RUNS": "report", "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, str(ROOT / "notebooks" / "execute.py"),
+                    str(ROOT / "notebooks" / "02_results_vs_paper.ipynb")], cwd=tmp_path,
+                   env=env, check=True, timeout=600, capture_output=True)
+    nb = nbformat.read(tmp_path / "report" / "notebooks" / "02_results_vs_paper.ipynb",
+                       as_version=4)
+    assert EXPECTED["02_results_vs_paper"] in _text(_outputs(nb))

@@ -135,7 +135,8 @@ def test_sigterm_stops_after_a_batch_exit_143_one_line_resumable(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     assert proc.stderr.read().strip().splitlines()[-1] == (
-        "interrupted; rerun the same command to resume")
+        "interrupted; rerun the same command to resume from the last finished epoch "
+        "(logging period; the iterations after it are trained again)")
     done = reliability.Checkpointer(tmp_path / "backup").resume_epoch()
     assert done >= 1 and _epochs(tmp_path) == list(range(done))  # nothing half-recorded
 
@@ -559,6 +560,39 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
     holder.wait()
     with reliability.run_lock(tmp_path) as lock:  # the dead process's lock file is taken over
         assert lock.read_text().strip() == str(os.getpid())
+        fd = os.open(lock, os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+
+
+def test_a_finished_run_removes_its_lock_while_holding_it(tmp_path):
+    from cifar_resnet.run import files
+    with reliability.run_lock(tmp_path) as lock:
+        files.write_json(tmp_path / "metrics.json", {"status": "complete"})
+        assert lock.exists()
+    assert not lock.exists()
+    with reliability.run_lock(tmp_path / "") as lock:  # not finished: the file stays
+        (tmp_path / "metrics.json").unlink()
+    assert lock.exists()
+
+
+def test_a_lock_file_removed_before_its_flock_was_taken_is_not_held(tmp_path, monkeypatch):
+    """Issue #26: a finished run unlinks its .lock while holding it. A process that opened the
+    old file just before the removal, and flocks it just after, holds nothing: run_lock opens the
+    path again (else two processes would each hold "the" lock)."""
+    real_flock, taken = fcntl.flock, []
+
+    def flock_then_the_finished_run_removes_the_file(fd, operation):
+        real_flock(fd, operation)
+        taken.append(fd)
+        if len(taken) == 1:
+            os.unlink(tmp_path / ".lock")
+
+    monkeypatch.setattr(reliability.fcntl, "flock", flock_then_the_finished_run_removes_the_file)
+    with reliability.run_lock(tmp_path) as lock:
+        assert lock.exists() and len(taken) == 2  # the path opened and locked again
+        monkeypatch.setattr(reliability.fcntl, "flock", real_flock)
         fd = os.open(lock, os.O_RDWR)
         with pytest.raises(BlockingIOError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -52,14 +52,17 @@ def test_mean_and_sample_std_over_seeds_from_hand_made_metrics(tmp_path):
     assert row["best_val_error_mean"] == pytest.approx(12.0)
     assert row["status"] == ("2 complete; seed2 failed (loss is NaN or Inf); "
                              "seed3 incomplete (0 epochs)")
-    assert row["experiment"] == "handmade" and row["paper_error"] is None
+    # No experiment lists the run, but the net has a paper number (issue #26).
+    assert row["experiment"] == "handmade" and row["paper_error"] == 8.75
+    assert row["paper_source"] == "He 2015 Table 6"
 
     md, table = analysis.write_table([row], tmp_path / "out")
-    assert "| resnet20 | 0.27M |  |  | 11.00 ± 1.41 | 2 | 12.00 | 182 |" in md.read_text()
+    assert ("| resnet20 | 0.27M | 8.75 | He 2015 Table 6; after its own schedule (64,000 "
+            "iterations) | 11.00 ± 1.41 | 2 | 12.00 | 182 |") in md.read_text()
     assert "final model (the paper's protocol)" in md.read_text()
     with table.open() as f:
         [saved] = list(csv.DictReader(f))
-    assert float(saved["error_mean"]) == pytest.approx(11.0) and saved["paper_error"] == ""
+    assert float(saved["error_mean"]) == pytest.approx(11.0) and saved["paper_error"] == "8.75"
 
 
 def test_a_missing_or_empty_runs_dir_is_a_config_error(tmp_path):
@@ -239,3 +242,92 @@ def test_final_errors_csv_has_one_row_per_complete_net_in_percent(sweep, tmp_pat
     metrics = json.loads((sweep / "resnet8" / "seed0" / "metrics.json").read_text())
     assert by_net["resnet8"] == [f"{100 * metrics['final_train_error']:.2f}",
                                  f"{100 * metrics['final_test_error']:.2f}"]
+
+
+# Issue #26: a lone run's report is named after the run or its net, with the paper's number.
+
+def _lone_run(path, **cfg):
+    path.mkdir(parents=True)
+    files.write_json(path / "config.json", {"seed": 0, "version": 1, **cfg})
+    files.write_json(path / "metrics.json", {"status": "complete", "final_test_error": 0.6568,
+                                             "params": 272_474, "epochs": 1})
+
+
+@pytest.mark.parametrize("layout, experiment", [("runs/quick", "quick"),
+                                                ("runs/resnet20_v1/seed0", "resnet20_v1")])
+def test_a_lone_run_is_named_after_its_folder_or_net_never_the_checkout(layout, experiment,
+                                                                        tmp_path):
+    checkout = tmp_path / "cifar-resnet"
+    _lone_run(checkout / layout, depth=20)
+    [run] = analysis.find_runs(checkout / layout)
+    assert (run.experiment, run.net) == (experiment, "resnet20_v1")
+    assert "cifar-resnet" not in str(analysis.report_copy("runs", run))
+    [row] = analysis.results_table(checkout / layout)
+    assert row["paper_error"] == 8.75 and row["paper_source"] == "He 2015 Table 6"
+
+
+@pytest.mark.parametrize("cfg, error, source", [
+    ({"depth": 20, "plain": True}, None, None),  # plain nets: in the paper's figures only
+    ({"depth": 56}, 6.97, "He 2015 Table 6"),
+    ({"depth": 164, "version": 2}, 5.46, "He 2016 Table 3"),
+    ({"depth": 50}, None, None),
+    ({"depth": 20, "shortcut": "B"}, None, None),
+])
+def test_paper_numbers_are_found_by_the_net(cfg, error, source):
+    entry = analysis.paper_for_config({"version": 1, **cfg})
+    assert entry.get("error") == error and entry.get("source") == source
+
+
+# Issue #26: figures say what they are.
+
+CPU_REPRO = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "cpu-repro")
+
+
+def _texts(fig):
+    legends = [t.get_text() for ax in fig.axes if ax.get_legend()
+               for t in ax.get_legend().get_texts()]
+    return fig._suptitle.get_text() if fig._suptitle else "", legends
+
+
+def test_figure6_of_the_committed_report_says_schedule_precision_data_and_seeds(monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)  # cpu_repro's paper numbers
+    title, legends = _texts(plots.figure6(CPU_REPRO))
+    assert "7,820 iterations (20 epochs), batch 128" in title
+    assert "mixed_bfloat16" in title
+    assert "reconstructed CIFAR-10" in title and "all 50k training images" in title
+    assert "plain20, plain56: seed 0" in title
+    assert "resnet20, resnet56: mean of seeds 0, 1" in title
+    # The paper's 64k-iteration errors against a 7,820-iteration axis say so.
+    assert "resnet20 paper 8.75% after 64k it. (here 7,820 it.)" in legends
+    assert not [t for t in legends if "paper" in t and "64k" not in t]
+
+
+def test_error_vs_time_and_figure7_say_what_they_are(monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
+    title, legends = _texts(plots.error_vs_time(CPU_REPRO))
+    assert "7,820 iterations" in title and "mixed_bfloat16" in title
+    assert "resnet56 paper 6.97% after 64k it. (here 7,820 it.)" in legends
+    title7 = plots.figure7(CPU_REPRO)._suptitle.get_text()
+    assert "7,820 iterations" in title7 and "final models, seed 0" in title7
+
+
+def test_a_paper_line_at_the_papers_length_is_plain():
+    entry = {"error": 8.75, "source": "He 2015 Table 6"}
+    assert plots._paper_label("resnet20", entry, 64124) == "resnet20 paper (8.75%)"
+    assert "after 64k it. (here 100 it.)" in plots._paper_label("resnet20", entry, 100)
+    keras_entry = {"error": 7.84, "source": "Keras example"}
+    assert plots._paper_label("resnet20_v1", keras_entry, 100) == "resnet20_v1 paper (7.84%)"
+
+
+def test_a_lone_runs_figures_draw_its_nets_paper_number(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
+    run = tmp_path / "cifar-resnet" / "runs" / "quick"
+    _lone_run(run, depth=20, batch_size=128, precision="float32")
+    row = {k: 0.7 for k in train.HISTORY_FIELDS}
+    row.update(epoch=0, iterations=100, wall_time=60.0)
+    (run / "history.csv").write_text(",".join(train.HISTORY_FIELDS) + "\n"
+                                     + ",".join(str(row[k]) for k in train.HISTORY_FIELDS) + "\n")
+    for fig in (plots.figure6(run), plots.error_vs_time(run)):
+        title, legends = _texts(fig)
+        assert "resnet20_v1 paper 8.75% after 64k it. (here 100 it.)" in legends
+        assert title.startswith("100 iterations") and "float32" in title

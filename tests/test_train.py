@@ -377,3 +377,65 @@ def test_images_per_sec_counts_training_batches_only(tiny_config, tmp_path):
     assert history[0]["epoch_time"] >= metrics["startup_time"]
     if cpu.steal_clock() is not None:  # Linux: the steal of the timed periods is recorded
         assert 0 <= metrics["cpu_steal"] <= 1
+
+
+# Issue #26: a foreign workdir, the lock of a finished run, the hint for another config.
+
+def test_a_workdir_with_files_but_no_run_is_refused_and_left_as_it_was(tiny_config, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(ConfigError, match=r"holds files but no run \(notes.txt, photos\); "
+                                          r"give an empty or new --workdir"):
+        train.run_experiment(tiny_config, tmp_path, verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "photos"]
+
+
+def test_cli_foreign_workdir_is_one_line_exit_2(tmp_path, capsys):
+    from cifar_resnet.__main__ import main
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["train", "--dataset", "synthetic", "--depth", "8", "--epochs", "1",
+                 "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds files but no run (notes.txt)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_cli_refuses_a_foreign_workdir_before_importing_tensorflow(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    code = ("import sys; from cifar_resnet.__main__ import main; "
+            f"rc = main(['train', '--workdir', {str(tmp_path)!r}]); "
+            "assert 'tensorflow' not in sys.modules, 'imported'; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "holds files but no run (notes.txt)" in result.stderr
+
+
+def test_a_workdir_with_only_a_runs_leftovers_is_used(tiny_config, tmp_path):
+    """A run killed before config.json was written leaves a .lock (and sweep a train.log)."""
+    (tmp_path / ".lock").write_text("12345\n")
+    (tmp_path / "train.log").write_text("")
+    assert train.run_experiment(tiny_config, tmp_path, verbose=0)["status"] == "complete"
+
+
+def test_a_finished_run_leaves_no_lock_and_an_interrupted_one_keeps_it(tiny_config, tmp_path):
+    done, stopped = tmp_path / "done", tmp_path / "stopped"
+    train.run_experiment(tiny_config, done, verbose=0)
+    assert not (done / ".lock").exists()
+    with pytest.raises(KeyboardInterrupt):
+        train.run_experiment(tiny_config, stopped, callbacks=[_Interrupt(1)], verbose=0)
+    assert (stopped / ".lock").exists()  # harmless: a lock counts only while its flock is held
+    train.run_experiment(tiny_config, stopped, verbose=0)
+    assert not (stopped / ".lock").exists()
+
+
+def test_extending_a_finished_run_says_where_to_write_instead(tiny_config, tmp_path):
+    run = tmp_path / "quick"
+    train.run_experiment(tiny_config, run, verbose=0)
+    with pytest.raises(ConfigError) as error:
+        train.run_experiment(dataclasses.replace(tiny_config, epochs=4), run, verbose=0)
+    message = str(error.value)
+    assert "another config (epochs: 2 -> 4)" in message
+    assert "this run is finished, and a finished run is not extended" in message
+    assert f"--workdir {tmp_path / 'quick-epochs4'}" in message
+    assert "\n" not in message

@@ -88,7 +88,10 @@ def _name_above(path: pathlib.Path, cfg: dict, known: dict) -> tuple[str, str]:
     exp = known[experiment]
     if exp is not None and net_folder.name in exp.nets:
         return experiment, net_folder.name
-    return experiment or net_folder.name, config_net_name(cfg)
+    # Not a sweep's run: named after the run's own folder (runs/quick), or its net's folder for
+    # runs/<net>/seed<k>; never after a folder further up (the checkout's, issue #26).
+    own = path.resolve().name
+    return (net_folder.name if re.fullmatch(r"seed\d+", own) else own), config_net_name(cfg)
 
 
 def find_runs(runs_dir) -> list[Run]:
@@ -212,6 +215,8 @@ def results_table(runs_dir, experiment=None) -> list[dict[str, Any]]:
         group = sorted(groups[key], key=lambda r: r.seed)
         exp = loaded[key[0]]
         paper = (exp.paper.get(key[1], {}) if exp else {})
+        if not paper and group and not (exp and key[1] in exp.nets):
+            paper = paper_for_config(group[0].config)  # a run of no experiment
         done = [r.metrics for r in group if r.status == "complete"]
         mean, std = _mean_std([100 * m["final_test_error"] for m in done]) if done else (None,
                                                                                          None)
@@ -229,6 +234,61 @@ def results_table(runs_dir, experiment=None) -> list[dict[str, Any]]:
                     else epochs[0] if epochs else None),
             status=_status(group)))
     return rows
+
+
+# Where a run outside any experiment finds its paper number, first match first: the papers'
+# own tables, then the experiments that quote them.
+PAPER_EXPERIMENTS = ("table6", "figure6", "v2", "v2_cifar100", "ablation_shortcuts",
+                     "ablation_activations", "keras_example")
+# What makes two configs the same net (not the schedule or the data's path).
+NET_FIELDS = ("version", "depth", "plain", "resolved_block", "shortcut", "preset", "dataset",
+              "label_mode", "unit", "shortcut_variant")
+
+
+def _net_identity(config: config_lib.Config) -> tuple:
+    from cifar_resnet.nets import architecture, presets
+    shortcut = config.shortcut
+    if shortcut is None:  # the default of the version, block and preset (architecture.py)
+        shortcut = (presets.model_options(config.preset)["shortcut"] if config.version == 1
+                    else architecture.V2_DEFAULT_SHORTCUTS.get(config.resolved_block))
+    return tuple(shortcut if f == "shortcut" else getattr(config, f) for f in NET_FIELDS)
+
+
+def paper_for_config(cfg: dict) -> dict:
+    """The paper's entry ({"error", "source", ...}) for the net of a config.json dict, looked up
+    among the experiments' nets (PAPER_EXPERIMENTS, in order); {} when no paper has the net.
+
+    The number is the paper's, for its own schedule (64k iterations for He 2015/2016); the
+    entry's note says so.
+    """
+    try:
+        identity = _net_identity(config_lib.Config(
+            **{k: v for k, v in cfg.items() if k in config_lib.FIELDS}))
+    except (TypeError, ValueError):
+        return {}
+    from cifar_resnet.run import experiments
+    folders = list(dict.fromkeys([experiments.experiments_dir(),
+                                  experiments.builtin_experiments_dir()]))
+    candidates = [folder / f"{name}.py" for name in PAPER_EXPERIMENTS for folder in folders]
+    for path in candidates:
+        exp = load_experiment(str(path)) if path.is_file() else None
+        if exp is None:
+            continue
+        for net, entry in exp.paper.items():
+            if entry.get("error") is None:
+                continue
+            try:
+                other = config_lib.resolve(None, {**exp.recipe, **exp.nets[net]})
+            except Exception:
+                continue
+            if _net_identity(other) == identity:
+                length = (f"{exp.recipe['iterations']:,} iterations"
+                          if "iterations" in exp.recipe else
+                          f"{exp.recipe['epochs']} epochs" if "epochs" in exp.recipe else None)
+                schedule = f"after its own schedule ({length})" if length else None
+                note = "; ".join(n for n in (entry.get("note"), schedule) if n)
+                return {**entry, "note": note}
+    return {}
 
 
 def _pm(mean, std):

@@ -62,6 +62,124 @@ def _curves(runs) -> Optional[dict[str, np.ndarray]]:
             "test": 100 * cols["test_error"].mean(0)}
 
 
+# Data identities (data.json's sha256 of the arrays) that have a name. This project's shared
+# copy is a reconstruction of CIFAR-10 in which 55,000 of the 60,000 images carry JPEG
+# quality-75 loss (README "Speed"); every committed figure was trained on it.
+KNOWN_DATA = {
+    "671a4007d25af5001d1e081e1b2cc9b759177743a1e7d3ccc8ce6e27916b2efa":
+        "reconstructed CIFAR-10 (55k of 60k images JPEG q75)",
+}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "synthetic": "synthetic data"}
+# The schedule behind the papers' numbers (He 2015 Table 6, He 2016): 64k iterations.
+PAPER_ITERATIONS = 64000
+
+
+def _seeds(seeds) -> str:
+    seeds = sorted(set(seeds))
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def describe_runs(runs, *, seeds: bool = True) -> str:
+    """What a figure of `runs` shows, for its subtitle: schedule length (iterations, epochs,
+    batch), precision, data and seeds per net (curves are means over the seeds named)."""
+    def values(get):
+        found = []
+        for run in runs:
+            value = get(run)
+            if value is not None and value not in found:
+                found.append(value)
+        return found
+
+    def per_pass(run):
+        cfg = run.config
+        frac = cfg.get("val_fraction") or 0.0
+        n = {"synthetic": cfg.get("synthetic_train")}.get(cfg.get("dataset"), 50000)
+        return math.ceil(round(n * (1 - frac)) / cfg.get("batch_size", 128)) if n else None
+
+    def length(run):
+        if run.metrics and run.metrics.get("iterations"):
+            return int(run.metrics["iterations"])
+        cfg = run.config
+        if cfg.get("epochs") and per_pass(run):
+            return cfg["epochs"] * per_pass(run)
+        if cfg.get("iterations"):
+            return cfg["iterations"]
+        return int(run.history[-1]["iterations"]) if run.history else None
+
+    lengths = values(length)
+    parts = []
+    if lengths:
+        text = " / ".join(f"{n:,}" for n in sorted(lengths)) + " iterations"
+        passes = values(lambda r: (length(r) / per_pass(r)) if per_pass(r) and length(r) else None)
+        if len(passes) == 1:
+            text += f" ({passes[0]:.3g} epochs)"
+        batches = values(lambda r: r.config.get("batch_size"))
+        if len(batches) == 1:
+            text += f", batch {batches[0]}"
+        parts.append(text)
+    precisions = values(lambda r: (r.metrics or {}).get("precision") or r.config.get("precision"))
+    parts.append(" / ".join(p for p in precisions if p != "auto") or "precision not recorded")
+    data = []
+    for run in runs:
+        record = None
+        try:
+            record = files.read_json(run.path / "data.json")
+        except (OSError, ValueError):
+            pass
+        name = DATASET_NAMES.get(run.config.get("dataset", "cifar10"), run.config.get("dataset"))
+        if record and record.get("sha256") in KNOWN_DATA:
+            name = KNOWN_DATA[record["sha256"]]
+        elif record and record.get("sha256"):
+            name += f" (data sha256:{record['sha256'][:8]})"
+        frac = run.config.get("val_fraction") or 0.0
+        if run.config.get("dataset") != "synthetic":
+            name += ", all 50k training images" if not frac else f", {1 - frac:.0%} of training"
+        if name not in data:
+            data.append(name)
+    parts.append("; ".join(data))
+    if seeds:
+        by_net: dict[str, list[int]] = {}
+        for run in runs:
+            if run.history:
+                by_net.setdefault(run.net, []).append(run.seed)
+        groups: dict[str, list[str]] = {}
+        for net, net_seeds in sorted(by_net.items(), key=lambda kv: analysis.net_sort_key(kv[0])):
+            groups.setdefault(_seeds(net_seeds), []).append(net)
+        def curve(seeds_text):
+            return seeds_text if seeds_text.startswith("seed ") else f"mean of {seeds_text}"
+        if len(groups) == 1:
+            parts.append(curve(next(iter(groups))))
+        elif groups:
+            parts.append("; ".join(f"{', '.join(v)}: {curve(k)}" for k, v in groups.items()))
+    # Two lines: the schedule and precision, then the data and seeds.
+    return " · ".join(parts[:2]) + "\n" + " · ".join(parts[2:])
+
+
+def _paper_label(net: str, entry: dict, axis_end: Optional[float]) -> str:
+    """A paper line's legend entry; says when the paper's number comes from a longer schedule
+    than the axis shows."""
+    error = entry["error"]
+    if str(entry.get("source", "")).startswith("He") and axis_end is not None \
+            and axis_end < PAPER_ITERATIONS:
+        return (f"{net} paper {error}% after {PAPER_ITERATIONS // 1000}k it. "
+                f"(here {int(axis_end):,} it.)")
+    return f"{net} paper ({error}%)"
+
+
+def _paper_numbers(experiment, runs) -> dict[str, dict]:
+    """Net -> the paper's entry: the experiment's PAPER, else (runs of no experiment) looked
+    up by each net's architecture (analysis.paper_for_config)."""
+    if experiment is not None:
+        return experiment.paper
+    found = {}
+    for run in runs:
+        if run.net not in found:
+            found[run.net] = analysis.paper_for_config(run.config)
+    return {net: entry for net, entry in found.items() if entry}
+
+
 def _save(fig: Figure, out_dir, stem: str) -> list[pathlib.Path]:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +220,7 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
     panels = {name: nets for name, nets in panels.items() if nets}
     if not panels:
         return None
-    paper = experiment.paper if experiment else {}
+    paper = _paper_numbers(experiment, runs)
     if ylim is None:
         shown = {n for nets in panels.values() for n in nets}
         worst = max(max(np.nanmax(curves[n]["train"]), np.nanmax(curves[n]["test"]),
@@ -112,7 +230,8 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
     fig = Figure(figsize=(4.5 * len(panels), 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     # The paper's x unit is 1e4 iterations; tiny runs (tests, smoke) would show only zeros.
-    scale = 1e4 if max(c["iterations"][-1] for c in curves.values()) >= 2000 else 1
+    axis_end = max(c["iterations"][-1] for c in curves.values())
+    scale = 1e4 if axis_end >= 2000 else 1
     for ax, (name, nets) in zip(axes, panels.items()):
         for net in nets:
             c = curves[net]
@@ -122,9 +241,9 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
                     markersize=3)
             ax.plot(x, c["test"], "-", color=colours[net], linewidth=2.2, marker=marker,
                     markersize=5, label=net)
-            if net in paper:
-                ax.axhline(paper[net]["error"], linestyle=":", linewidth=1.5,
-                           color=colours[net], label=f"{net} paper ({paper[net]['error']}%)")
+            if net in paper and paper[net].get("error") is not None:
+                ax.axhline(paper[net]["error"], linestyle=":", linewidth=1.5, color=colours[net],
+                           label=_paper_label(net, paper[net], axis_end))
         ax.set(xlabel="iter. (1e4)" if scale == 1e4 else "iter.", ylim=ylim, xlim=(0, None),
                title=name)
         ax.grid(alpha=0.3)
@@ -132,6 +251,7 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
                   + (", dotted: paper" if any(n in paper for n in nets) else ""),
                   title_fontsize="x-small")
     axes[0].set_ylabel("error (%)")
+    fig.suptitle(describe_runs([r for net in curves for r in by_net[net]]), fontsize="small")
     if out_dir is not None:
         _save(fig, out_dir, "figure6")
     return fig
@@ -182,7 +302,9 @@ def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
         top.plot(index, stds, **style)
         bottom.plot(index, np.sort(stds)[::-1], **style)
     fig.suptitle("Standard deviations (std) of layer responses on the CIFAR-10 test set\n"
-                 "(3x3 layers, after BN, before ReLU/addition; dashed: plain, solid: ResNet)",
+                 "(3x3 layers, after BN, before ReLU/addition; dashed: plain, solid: ResNet)\n"
+                 + describe_runs(list(chosen.values()), seeds=False)
+                 + f" · final models, {_seeds(r.seed for r in chosen.values())}",
                  fontsize="medium")
     top.set(title="original order", xlabel="layer index (original)",
             ylabel="std of layer response")
@@ -216,7 +338,7 @@ def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
         return None
     experiment = analysis.load_experiment(experiment or runs[0].experiment,
                                           required=experiment is not None)
-    paper = experiment.paper if experiment else {}
+    paper = _paper_numbers(experiment, runs)
     colours = _colours(sorted({r.net for r in runs}, key=analysis.net_sort_key))
     fig = Figure(figsize=(5, 3.6), layout="constrained")
     ax = fig.subplots()
@@ -225,13 +347,15 @@ def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
         error = [100 * row["test_error"] for row in run.history]
         ax.plot(minutes, error, "-o", markersize=2.5, color=colours[run.net],
                 label=f"{run.net} seed {run.seed}")
+    axis_end = max(row["iterations"] for run in runs for row in run.history)
     for net in colours:
-        if net in paper:
+        if net in paper and paper[net].get("error") is not None:
             ax.axhline(paper[net]["error"], linestyle=":", color=colours[net],
-                       label=f"{net} paper ({paper[net]['error']}%)")
+                       label=_paper_label(net, paper[net], axis_end))
     ax.set(xlabel="wall time (minutes)", ylabel="test error (%)", ylim=(0, None), xlim=(0, None))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(describe_runs(runs, seeds=False), fontsize="x-small")
     if out_dir is not None:
         _save(fig, out_dir, "error_vs_time")
     return fig

@@ -46,6 +46,12 @@ def experiments_dir() -> pathlib.Path:
     override = os.environ.get("CIFAR_RESNET_EXPERIMENTS")
     if override:
         return pathlib.Path(override)
+    return builtin_experiments_dir()
+
+
+def builtin_experiments_dir() -> pathlib.Path:
+    """The experiment files that come with the code (the papers' tables), whatever
+    `$CIFAR_RESNET_EXPERIMENTS` says."""
     package = pathlib.Path(__file__).parents[1]
     shipped = package / "experiment_files"
     return shipped if shipped.is_dir() else package.parent / "experiments"

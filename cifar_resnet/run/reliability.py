@@ -13,7 +13,7 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
   reported by name and the previous one used.
 - `BestCheckpoint`: the best model so far, written through `atomic_save`.
 - `run_lock`: `fcntl.flock` on `<workdir>/.lock`; the kernel drops it when its process dies, so a
-  crashed run never leaves a stale lock.
+  crashed run never leaves a stale lock. A finished run removes the file, still holding it.
 - `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`.
 - `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, and so does an epoch ending
   with a loss above MAX_LOSS or a non-finite weight, BatchNorm statistic or optimizer slot,
@@ -36,7 +36,7 @@ import threading
 
 import keras
 
-from cifar_resnet.run import files
+from cifar_resnet.run import files, rundir
 
 METADATA = "training_metadata.json"
 
@@ -387,22 +387,43 @@ def run_lock(workdir):
         RunLocked: another live process holds it; the message names its PID.
     """
     path = pathlib.Path(workdir) / ".lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise files.write_error(path, e) from None
-    try:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise files.write_error(path, e) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise RunLocked(f"{workdir} is in use by process {owner}; wait for it to finish or "
                             "use another --workdir") from None
+        # The lock counts only on the file the path names now: a finished run removes its
+        # .lock (below), so one opened before that removal is stale; open the path again.
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path
     finally:
+        # A finished run leaves no .lock: removed while still held (issue #26).
+        if _finished(workdir):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         os.close(fd)  # releases the lock
+
+
+def _finished(workdir) -> bool:
+    try:
+        return rundir.RunDir(workdir).complete()
+    except (OSError, ValueError):
+        return False
 
 
 class SignalStop(keras.callbacks.Callback):

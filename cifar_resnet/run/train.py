@@ -230,6 +230,7 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config
     """
     saved_path = workdir / "config.json"
     if not saved_path.exists():
+        files.refuse_foreign_dir(workdir, config_lib.ConfigError)
         return config_lib.for_run_dir(config)[0]
     saved = config_lib.load(saved_path).to_dict()
     if saved["precision"] in (None, "auto"):
@@ -247,7 +248,7 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
         raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
-                                     "use another --workdir, or the same settings to resume")
+                                     + files.another_config_hint(workdir, config, diff))
     if kept:
         print(f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its "
               "config.json (the default when it was made; today's is "

@@ -1,0 +1,135 @@
+"""How long a `train` run will take, said in one line before it starts (issue #26). No TensorFlow.
+
+The rate is a measured one where the code has it: a finished run of the same net and precision
+(its metrics.json `images_per_sec`), first among the runs beside the new one (this machine),
+else among the reports committed in docs/ (the machine named there). A net with no measurement
+of its own gets a measured net's rate scaled by their forward multiply-adds (counted here from
+the architecture: basic block 18·c²·HW, bottleneck 17·c²·HW, per block; the stages keep c²·HW
+constant). Small nets do not scale with FLOPs on a CPU, so that one is rougher, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+from typing import Optional
+
+from cifar_resnet.run import config as config_lib
+
+REPOSITORY_DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
+SAY_ABOVE_SECONDS = 600  # runs shorter than about 10 minutes start without a word
+# Without a measured rate: a run of this many images or more gets a line all the same (10
+# minutes at 1,000 img/s, faster than any CPU measured here).
+UNKNOWN_RATE_ABOVE_IMAGES = 600_000
+_DEPTH = 5  # folders below a root searched for metrics.json (docs/<report>/runs/<exp>/<net>/seed<k>)
+
+
+def relative_macs(config: config_lib.Config) -> float:
+    """Forward multiply-adds per image, in units of one stage-block of 3x3 convolutions at 16
+    channels on 32x32 (c²·HW = 262,144); the same for every stage of the CIFAR nets."""
+    if config.resolved_block == "bottleneck":
+        blocks = 3 * ((config.depth - 2) // 9)
+        return 1 + 17 * blocks
+    blocks = 3 * ((config.depth - 2) // 6)
+    return 1 + 18 * blocks
+
+
+def _measurements(roots) -> list[tuple[pathlib.Path, config_lib.Config, float, str]]:
+    """(run dir, config, images/s, cpu model) of every finished run under `roots`."""
+    found, seen = [], set()
+    for root in roots:
+        root = pathlib.Path(root)
+        if not root.is_dir():
+            continue
+        for depth in range(_DEPTH + 1):
+            for metrics_path in root.glob("/".join(["*"] * depth + ["metrics.json"])):
+                run = metrics_path.parent.resolve()
+                if run in seen:
+                    continue
+                seen.add(run)
+                try:
+                    metrics = json.loads(metrics_path.read_text())
+                    config = config_lib.load(run / "config.json")
+                except Exception:  # not a run of ours, or one from another version
+                    continue
+                rate = metrics.get("images_per_sec")
+                if metrics.get("status") == "complete" and rate:
+                    cpu = (metrics.get("cpu") or {}).get("model") or "an unnamed CPU"
+                    found.append((run, config, float(rate), cpu))
+    return found
+
+
+def _same(a: config_lib.Config, b: config_lib.Config, precision: str) -> bool:
+    return (a.net_name == b.net_name and a.resolved_block == b.resolved_block
+            and b.precision == precision)
+
+
+def estimate(config: config_lib.Config, workdir, precision: str, num_train: int,
+             roots=None) -> Optional[tuple[float, str]]:
+    """(seconds, what the estimate rests on) for training `config` (validation and test passes
+    not counted), or None when no measured rate of the precision is known."""
+    workdir = pathlib.Path(workdir)
+    local_roots = [workdir.parent.parent, workdir.parent] if roots is None else roots
+    _, _, iterations = config.plan(num_train)
+    images = iterations * config.batch_size
+    for where, roots_ in (("this machine's run", local_roots),
+                          ("the committed run", [REPOSITORY_DOCS] if roots is None else [])):
+        found = [m for m in _measurements(roots_) if m[1].precision == precision]
+        same = [m for m in found if _same(config, m[1], precision)]
+        if same:
+            rate = statistics.median(m[2] for m in same)
+            run, cpu = same[0][0], same[0][3]
+            runs = f"{where} {_short(run)}" if len(same) == 1 else \
+                f"the median of {len(same)} runs, e.g. {where} {_short(run)}"
+            basis = f"{config.net_name} {precision} at {rate:.0f} img/s measured by {runs} ({cpu})"
+            return images / rate, basis
+        if found:  # the nearest measured net, scaled by multiply-adds
+            run, other, rate, cpu = min(
+                found, key=lambda m: abs(relative_macs(m[1]) - relative_macs(config)))
+            scale = relative_macs(config) / relative_macs(other)
+            basis = (f"{other.net_name} {precision} at {rate:.0f} img/s measured by {where} "
+                     f"{_short(run)} ({cpu}), scaled by FLOPs x{scale:.2f} (rough on a CPU)")
+            return images * scale / rate, basis
+    return None
+
+
+def _short(run: pathlib.Path) -> str:
+    try:
+        return str(run.relative_to(pathlib.Path.cwd()))
+    except ValueError:
+        return str(run)
+
+
+def format_duration(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} minutes"
+    hours = minutes / 60
+    return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def line(config: config_lib.Config, workdir, precision: str, *, gpu: bool,
+         num_train: Optional[int] = None, roots=None) -> Optional[str]:
+    """The line to print before a run, or None (a short run, synthetic data, a GPU without a
+    measured rate, or nothing measured at this precision)."""
+    if config.dataset == "synthetic":
+        return None
+    if num_train is None:
+        num_train = round(50000 * (1 - config.resolved_val_fraction))
+    workdir_path = pathlib.Path(workdir)
+    if gpu and roots is None:  # the committed rates are CPU ones: only this machine's runs
+        roots = [workdir_path.parent.parent, workdir_path.parent]
+    found = estimate(config, workdir, precision, num_train, roots=roots)
+    _, _, iterations = config.plan(num_train)
+    if found is None:
+        if iterations * config.batch_size < UNKNOWN_RATE_ABOVE_IMAGES:
+            return None
+        return (f"{workdir}: {iterations:,} iterations; no measured img/s of {precision} "
+                f"{'on GPU ' if gpu else ''}to estimate how long (a finished run of this net "
+                "beside it will give one): likely hours on a CPU")
+    seconds, basis = found
+    if seconds < SAY_ABOVE_SECONDS:
+        return None
+    return (f"{workdir}: {iterations:,} iterations, about {format_duration(seconds)} of training "
+            f"(estimate: {basis}; evaluation passes not counted)")

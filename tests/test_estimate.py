@@ -1,0 +1,96 @@
+"""The duration said before a long `train` run (issue #26, run/estimate.py): from a measured
+rate of the same net and precision, this machine's runs first, else a FLOP-scaled one; nothing
+for short runs or when no rate is known. No TensorFlow."""
+
+import json
+
+import pytest
+
+from cifar_resnet.run import config as config_lib, estimate
+
+
+def _run(root, name, rate, precision="mixed_bfloat16", status="complete", **fields):
+    run = root / name / "seed0"
+    run.mkdir(parents=True)
+    config = config_lib.resolve(None, {"precision": precision, **fields})
+    config_lib.save(config, run / "config.json")
+    (run / "metrics.json").write_text(json.dumps(
+        {"status": status, "images_per_sec": rate, "cpu": {"model": "Test CPU"}}))
+    return run
+
+
+@pytest.fixture
+def no_committed(monkeypatch, tmp_path):
+    monkeypatch.setattr(estimate, "REPOSITORY_DOCS", tmp_path / "no-docs")
+
+
+def test_the_same_net_measured_on_this_machine(tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    _run(runs, "resnet20_v1", 400.0, depth=20)
+    config = config_lib.resolve(None, {"depth": 20, "iterations": 64000})
+    said = estimate.line(config, runs / "resnet20_v1" / "seed1", "mixed_bfloat16", gpu=False)
+    # 64,000 x 128 images at 400 img/s: 20,480 s, 5.7 hours.
+    assert "about 5.7 hours" in said and "estimate" in said
+    assert "resnet20_v1 mixed_bfloat16 at 400 img/s measured by this machine's run" in said
+    assert "64,000 iterations" in said
+
+
+def test_another_net_is_scaled_by_flops_and_says_so(tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    _run(runs, "resnet20_v1", 400.0, depth=20)
+    config = config_lib.resolve(None, {"depth": 56, "iterations": 64000})
+    said = estimate.line(config, runs / "resnet56_v1" / "seed0", "mixed_bfloat16", gpu=False)
+    scale = estimate.relative_macs(config) / estimate.relative_macs(
+        config_lib.resolve(None, {"depth": 20}))
+    assert 2.9 < scale < 3.1  # 27 blocks vs 9, plus the stem
+    assert f"scaled by FLOPs x{scale:.2f}" in said
+
+
+@pytest.mark.parametrize("case", ["short", "synthetic", "short without a rate"])
+def test_no_line_for_short_runs(case, tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    if case != "short without a rate":
+        _run(runs, "resnet20_v1", 400.0, depth=20)
+    fields = {"depth": 20, "iterations": 100 if case.startswith("short") else 64000}
+    if case == "synthetic":
+        fields["dataset"] = "synthetic"
+    config = config_lib.resolve(None, fields)
+    assert estimate.line(config, runs / "x" / "seed0", "mixed_bfloat16", gpu=False) is None
+
+
+@pytest.mark.parametrize("case", ["other precision", "unfinished", "gpu"])
+def test_a_long_run_without_a_rate_still_says_its_length(case, tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    _run(runs, "resnet20_v1", 400.0, depth=20,
+         status="partial" if case == "unfinished" else "complete")
+    config = config_lib.resolve(None, {"depth": 20, "iterations": 64000})
+    precision = "float32" if case == "other precision" else "mixed_bfloat16"
+    workdir = tmp_path / "elsewhere" / "x" / "seed0" if case == "gpu" else runs / "x" / "seed0"
+    said = estimate.line(config, workdir, precision, gpu=case == "gpu")
+    assert said.endswith("likely hours on a CPU") and "64,000 iterations; no measured img/s" in said
+    assert "about" not in said
+
+
+def test_on_gpu_a_run_of_this_machine_gives_the_rate(tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    _run(runs, "resnet20_v1", 4000.0, depth=20, precision="mixed_float16")
+    config = config_lib.resolve(None, {"depth": 20, "iterations": 64000})
+    said = estimate.line(config, runs / "x" / "seed0", "mixed_float16", gpu=True)
+    assert "about 34 minutes" in said  # 8,192,000 images at 4,000 img/s
+
+
+def test_ten_minutes_is_the_threshold(tmp_path, no_committed):
+    runs = tmp_path / "runs"
+    _run(runs, "resnet20_v1", 128.0, depth=20)  # one iteration a second
+    for iterations, says in ((590, False), (610, True)):
+        config = config_lib.resolve(None, {"depth": 20, "iterations": iterations})
+        said = estimate.line(config, runs / "x" / "seed0", "mixed_bfloat16", gpu=False)
+        assert (said is not None) == says
+
+
+def test_the_committed_cpu_repro_rates_are_found():
+    """docs/cpu-repro keeps metrics.json: a ResNet-56 bf16 run gets a line from it."""
+    config = config_lib.resolve(None, {"depth": 56})
+    said = estimate.line(config, "/nonexistent/runs/resnet56_v1/seed0", "mixed_bfloat16",
+                         gpu=False)
+    assert said and "the committed run" in said and "docs/cpu-repro" in said
