@@ -148,13 +148,13 @@ def _finished_run(config, workdir):
     import dataclasses
     import pathlib
     from cifar_resnet.data import dataid
-    from cifar_resnet.run import config as config_lib, files
+    from cifar_resnet.run import config as config_lib, files, rundir
     workdir = pathlib.Path(workdir)
     try:
-        metrics = files.read_json(workdir / "metrics.json")
+        metrics = files.read_json(rundir.RunDir(workdir).metrics)
         if not isinstance(metrics, dict) or metrics.get("status") != "complete":
             return None
-        saved = config_lib.load(workdir / "config.json")
+        saved = config_lib.load(rundir.RunDir(workdir).config)
     except (OSError, ValueError):  # ConfigError is a ValueError
         return None
     if config.precision in (None, "auto"):
@@ -173,7 +173,7 @@ def _finished_run(config, workdir):
 
 def _train(args) -> int:
     config = _config_from_args(args)
-    from cifar_resnet.run import config as config_lib, files
+    from cifar_resnet.run import config as config_lib, files, rundir
     workdir = args.workdir or config_lib.default_workdir(config)
     metrics = _finished_run(config, workdir)  # before the slow import: answers in well under 2 s
     if metrics is not None:
@@ -182,9 +182,9 @@ def _train(args) -> int:
         # Refused before the slow TensorFlow import (train checks them again): a folder of
         # someone else's files, a read-only mount or a file in the way, a held lock.
         if args.workdir:
-            files.refuse_foreign_dir(args.workdir, config_lib.ConfigError)
+            rundir.refuse_foreign_dir(args.workdir, config_lib.ConfigError)
         files.check_writable(workdir)
-        holder = files.lock_holder(workdir)
+        holder = rundir.lock_holder(workdir)
         if holder is not None:
             raise config_lib.ConfigError(f"{workdir} is in use by process {holder}; wait for it "
                                          "to finish or use another --workdir")

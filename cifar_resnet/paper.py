@@ -112,9 +112,3 @@ def entries(table: dict, nets, note: str | None = None) -> dict:
     return {net: dict(table[net], **({"note": note} if note else {}))
             for net in nets if net in table}
 
-
-def lookup(net: str) -> dict | None:
-    """The paper's entry for a CIFAR-10 net name of the paper's own nets ("resnet20",
-    "resnet110_v2"), from Table 6 or He 2016 Table 3; None for a net the papers give no
-    number for (e.g. the plain nets, whose errors are only curves in He 2015 Figure 6)."""
-    return TABLE6.get(net) or TABLE3_CIFAR10.get(net)

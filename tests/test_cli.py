@@ -5,7 +5,6 @@ import argparse
 import gzip
 import io
 import os
-import pathlib
 import pickle
 import tarfile
 

@@ -1,7 +1,6 @@
 """Runs are keyed by their data's content: the same CIFAR-10 by any route resumes, other data
 is refused naming both identities, and run directories from before data.json still resume."""
 
-import dataclasses
 import pathlib
 import pickle
 import tarfile

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cifar_resnet.nets import models, pretrained
+from cifar_resnet.run import files
 
 
 def _ship(monkeypatch, tmp_path, model, **settings):
@@ -11,7 +12,7 @@ def _ship(monkeypatch, tmp_path, model, **settings):
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
     path = tmp_path / f"{model.name}_cifar10.weights.h5"
     model.save_weights(path)
-    entry = dict(file=path.name, sha256=pretrained.sha256(path), shortcut="A", preset="paper",
+    entry = dict(file=path.name, sha256=files.sha256(path), shortcut="A", preset="paper",
                  num_classes=10, input_shape=(32, 32, 3), trained="a test", test_error=12.5)
     monkeypatch.setitem(pretrained.CIFAR10, model.name, {**entry, **settings})
     return path

@@ -24,7 +24,7 @@ import pytest
 
 from cifar_resnet import __main__ as cli
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import files, reliability, train
+from cifar_resnet.run import files, reliability, rundir, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run directories written by the code before resume used public Keras APIs (README.md there).
@@ -129,7 +129,7 @@ def test_sigkill_anywhere_then_rerun_completes_and_matches_an_unbroken_run(tmp_p
 def test_sigterm_stops_after_a_batch_exit_143_one_line_resumable(tmp_path):
     proc = _popen(_train_cmd(tmp_path, 200))
     deadline = time.monotonic() + 240
-    while not (tmp_path / "backup" / reliability.METADATA).exists():
+    while not (tmp_path / "backup" / rundir.METADATA).exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -301,7 +301,7 @@ def test_damaged_metadata_resumes_from_the_newest_checkpoint_file_and_says_so(
     config = dataclasses.replace(tiny_config, epochs=3)
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
-    meta = tmp_path / "backup" / reliability.METADATA
+    meta = tmp_path / "backup" / rundir.METADATA
     meta.write_bytes(damage)
     capsys.readouterr()
     ran = _EpochsRun()
@@ -321,7 +321,7 @@ def test_damaged_metadata_without_checkpoints_refuses_and_says_how_to_restart(ti
         train.run_experiment(config, tmp_path, callbacks=[_At(2, _interrupt)], verbose=0)
     for state in (tmp_path / "backup").glob("epoch*.weights.h5"):
         state.unlink()
-    (tmp_path / "backup" / reliability.METADATA).write_bytes(b"\0" * 10)
+    (tmp_path / "backup" / rundir.METADATA).write_bytes(b"\0" * 10)
     history = (tmp_path / "history.csv").read_text()
     with pytest.raises(reliability.ResumeError, match="holds no checkpoint; delete .*backup and "
                                                       ".*history.csv to restart this run from "

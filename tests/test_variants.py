@@ -7,11 +7,11 @@ from keras import layers
 
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.nets import layers as nets_layers
-from cifar_resnet.nets import models, variants
+from cifar_resnet.nets import architecture, models, variants
 from cifar_resnet.run import train
 
-UNITS = [u for u in variants.UNITS]
-SHORTCUTS = [v for v in variants.SHORTCUT_VARIANTS if v != "identity"]
+UNITS = [u for u in architecture.UNITS]
+SHORTCUTS = [v for v in architecture.SHORTCUT_VARIANTS if v != "identity"]
 UNIT_NAMES = [f"stage{s}_block1" for s in (1, 2, 3)]  # depth 8: one unit per stage
 
 

@@ -15,7 +15,6 @@ gets its `data.json` then.
 from __future__ import annotations
 
 import hashlib
-import pathlib
 from typing import Optional
 
 import numpy as np

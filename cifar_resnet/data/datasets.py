@@ -17,7 +17,6 @@ learnable stand-in for tests and smoke runs without the real data.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pathlib
 import pickle
@@ -28,6 +27,7 @@ from typing import Optional
 import numpy as np
 
 from cifar_resnet.choices import check_choice
+from cifar_resnet.run import files
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
@@ -213,14 +213,11 @@ def _download(url: str, part: pathlib.Path) -> None:
 def _accept_download(part: pathlib.Path, target: pathlib.Path,
                      release: Release = CIFAR10) -> pathlib.Path:
     """Moves a verified download to `target`; a mismatch is kept aside as `<target>.bad`."""
-    with open(part, "rb") as f:
-        digest = hashlib.sha256()
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != release.sha256:
+    digest = files.sha256(part)
+    if digest != release.sha256:
         bad = target.with_name(target.name + ".bad")
         os.replace(part, bad)
-        raise DataError(f"downloaded {release.url} has SHA-256 {digest.hexdigest()}, not the "
+        raise DataError(f"downloaded {release.url} has SHA-256 {digest}, not the "
                         f"official {release.sha256}; refused it and kept it as {bad}; retry, "
                         "or pass --data-dir to a copy you trust")
     os.replace(part, target)

@@ -14,10 +14,11 @@ it was trained with, and the test errors it gave (`evaluate`, all 10,000 test im
 
 from __future__ import annotations
 
-import hashlib
 import pathlib
 import sys
 from typing import Optional
+
+from cifar_resnet.run import files
 
 WEIGHTS_DIR = pathlib.Path(__file__).parent / "weights"
 
@@ -31,14 +32,6 @@ TABLES = {"cifar10": CIFAR10}
 
 class WeightsError(ValueError):
     """Shipped weights are missing, do not fit the net asked for, or fail their checksum."""
-
-
-def sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_weights_arg(weights) -> None:
@@ -89,7 +82,7 @@ def load(model, weights, *, shortcut: Optional[str], preset: str, num_classes: i
     path = WEIGHTS_DIR / entry["file"]
     if not path.is_file():
         raise WeightsError(f"{path} is missing from this installation of cifar_resnet")
-    digest = sha256(path)
+    digest = files.sha256(path)
     if digest != entry["sha256"]:
         raise WeightsError(f"{path}: SHA-256 {digest[:12]}... is not the shipped "
                            f"{entry['sha256'][:12]}...; reinstall cifar_resnet")

@@ -15,8 +15,7 @@ the shortcut side from Keras built-in layers only, so models save and load witho
 import keras
 from keras import layers
 
-from cifar_resnet.nets.architecture import (  # noqa: F401  (re-exported)
-    SHORTCUT_VARIANTS, UNITS, VARIANT_DEFAULTS, check_variant)
+from cifar_resnet.nets.architecture import VARIANT_DEFAULTS, check_variant
 
 # The tables and the validator are architecture's (no TensorFlow), re-exported here.
 DEFAULTS = VARIANT_DEFAULTS

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cifar_resnet.results import analysis
-from cifar_resnet.run import files
+from cifar_resnet.run import files, rundir
 from cifar_resnet.run.config import ConfigError
 
 PAPER_YLIM = 20  # % error, the top of Figure 6's axes
@@ -125,7 +125,7 @@ def describe_runs(runs, *, seeds: bool = True) -> str:
     for run in runs:
         record = None
         try:
-            record = files.read_json(run.path / "data.json")
+            record = files.read_json(rundir.RunDir(run.path).data)
         except (OSError, ValueError):
             pass
         name = DATASET_NAMES.get(run.config.get("dataset", "cifar10"), run.config.get("dataset"))

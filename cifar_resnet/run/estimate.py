@@ -16,6 +16,7 @@ import statistics
 from typing import Optional
 
 from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import rundir
 
 REPOSITORY_DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 SAY_ABOVE_SECONDS = 600  # runs shorter than about 10 minutes start without a word
@@ -43,14 +44,14 @@ def _measurements(roots) -> list[tuple[pathlib.Path, config_lib.Config, float, s
         if not root.is_dir():
             continue
         for depth in range(_DEPTH + 1):
-            for metrics_path in root.glob("/".join(["*"] * depth + ["metrics.json"])):
+            for metrics_path in root.glob("/".join(["*"] * depth + [rundir.METRICS])):
                 run = metrics_path.parent.resolve()
                 if run in seen:
                     continue
                 seen.add(run)
                 try:
                     metrics = json.loads(metrics_path.read_text())
-                    config = config_lib.load(run / "config.json")
+                    config = config_lib.load(rundir.RunDir(run).config)
                 except Exception:  # not a run of ours, or one from another version
                     continue
                 rate = metrics.get("images_per_sec")

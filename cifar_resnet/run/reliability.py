@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import math
 import os
 import pathlib
@@ -38,7 +37,6 @@ import keras
 
 from cifar_resnet.run import files, rundir
 
-METADATA = "training_metadata.json"
 
 
 class RunLocked(RuntimeError):
@@ -71,14 +69,6 @@ class Diverged(RuntimeError):
     def __init__(self, step: int, epoch: int, what: str = "loss is NaN or Inf"):
         super().__init__(f"{what} at iteration {step} (epoch {epoch + 1})")
         self.step, self.epoch = step, epoch
-
-
-def sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_dir(folder: pathlib.Path) -> None:
@@ -185,7 +175,7 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
             raise
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        digest = sha256(tmp)
+        digest = files.sha256(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as e:
@@ -304,7 +294,7 @@ class Checkpointer(keras.callbacks.Callback):
         previous = _read_metadata(self.backup_dir) or self._resume  # metadata unreadable
         if previous and previous.get("weights") != name:
             state["previous"] = {k: previous.get(k) for k in ("epoch", "weights", "sha256")}
-        files.write_json(self.backup_dir / METADATA, state)
+        files.write_json(self.backup_dir / rundir.METADATA, state)
         keep = {name, state.get("previous", {}).get("weights")}
         for old in self.backup_dir.glob("epoch*.weights.h5"):
             if old.name not in keep:
@@ -318,7 +308,7 @@ class Checkpointer(keras.callbacks.Callback):
 
 def _read_metadata(backup_dir: pathlib.Path) -> dict | None:
     try:
-        meta = files.read_json(backup_dir / METADATA)
+        meta = files.read_json(backup_dir / rundir.METADATA)
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
@@ -336,7 +326,7 @@ def _newest_file_state(backup_dir: pathlib.Path, problem: str) -> dict:
         number = path.name.removeprefix("epoch").removesuffix(".weights.h5")
         if number.isdigit():
             found.append((int(number), path))
-    meta_path = backup_dir / METADATA
+    meta_path = backup_dir / rundir.METADATA
     if not found:
         raise ResumeError(f"{meta_path} {problem} and {backup_dir} holds no checkpoint; delete "
                           f"{backup_dir} and {backup_dir.parent / 'history.csv'} to restart "
@@ -346,11 +336,11 @@ def _newest_file_state(backup_dir: pathlib.Path, problem: str) -> dict:
           f"(epoch {epoch}), complete by its atomic rename but without a checksum to verify",
           file=sys.stderr)
     # Its checksum from now on, so that the next save keeps it as the previous state.
-    return {"epoch": epoch, "weights": path.name, "sha256": sha256(path)}
+    return {"epoch": epoch, "weights": path.name, "sha256": files.sha256(path)}
 
 
 def _good_state(backup_dir: pathlib.Path) -> dict | None:
-    meta_path = backup_dir / METADATA
+    meta_path = backup_dir / rundir.METADATA
     meta = _read_metadata(backup_dir)
     if meta is None:
         if not meta_path.exists():
@@ -367,7 +357,7 @@ def _good_state(backup_dir: pathlib.Path) -> dict | None:
         path = backup_dir / state["weights"]
         if not path.is_file():
             problem = "is missing"
-        elif sha256(path) != state.get("sha256"):
+        elif files.sha256(path) != state.get("sha256"):
             problem = "is corrupt or truncated (checksum mismatch)"
         else:
             if state is not meta:
@@ -386,7 +376,7 @@ def run_lock(workdir):
     Raises:
         RunLocked: another live process holds it; the message names its PID.
     """
-    path = pathlib.Path(workdir) / ".lock"
+    path = rundir.RunDir(workdir).lock
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

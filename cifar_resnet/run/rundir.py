@@ -23,7 +23,9 @@ Importing this module imports neither TensorFlow nor Keras.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 import pathlib
 from typing import Optional
 
@@ -85,3 +87,71 @@ class RunDir:
     def started(self) -> bool:
         """Whether a run was begun here: its config, history or backup exists."""
         return self.config.exists() or self.history.exists() or self.backup.exists()
+
+
+def lock_holder(workdir) -> "int | None":
+    """The PID of the live process holding `workdir`'s run lock, or None when nobody holds it.
+
+    The lock is the `flock` that `run_lock` takes, which the kernel releases when its process
+    dies however it ends; so a `.lock` file left by a killed run whose PID now belongs to an
+    unrelated process does not count as held (a PID check alone would).
+    """
+    path = RunDir(workdir).lock
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").split()
+            return int(text[0]) if text and text[0].isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+# What a run directory of ours holds (train.py, evaluate.py, the layer responses); a folder with
+# anything else and no config.json is not ours.
+RUN_DIR_ENTRIES = frozenset({LOCK, CONFIG, DATA, BACKUP, HISTORY, METRICS, TENSORBOARD, FINAL,
+                             BEST, EVAL, LAYER_RESPONSES, TRAIN_LOG})
+
+
+def _ours(name: str) -> bool:
+    """An entry a run writes, or the temporary file of an atomic write (.NAME.*.tmp*)."""
+    return name in RUN_DIR_ENTRIES or (name.startswith(".") and ".tmp" in name)
+
+
+def refuse_foreign_dir(workdir, error: type) -> None:
+    """Raises `error` (one line) when `workdir` holds files but no run of ours (no config.json
+    and an entry a run does not write): a run would mix its files into the user's."""
+    workdir = pathlib.Path(workdir)
+    if not workdir.is_dir() or RunDir(workdir).config.exists():
+        return
+    foreign = sorted(p.name for p in workdir.iterdir() if not _ours(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise error(f"{workdir} holds files but no run ({shown}); give an empty or new "
+                    "--workdir (a run directory holds only the run's own files)")
+
+
+def another_config_hint(workdir, config, diff) -> str:
+    """The end of the "another config" refusal: how to resume, or where to write instead.
+
+    A finished run is not extended in place: its learning-rate milestones are fractions of its
+    length, so more iterations make another run, trained from the start in another folder.
+    """
+    workdir = pathlib.Path(workdir)
+    finished = RunDir(workdir).complete()
+    suffix = "-".join(f"{k.replace('_', '-')}{getattr(config, k)}" for k in diff[:2])
+    suffix = "".join(c if c.isalnum() or c in "-." else "_" for c in suffix)
+    elsewhere = workdir.parent / f"{workdir.name}-{suffix}"
+    length = {"iterations", "epochs"} & set(diff)
+    if finished and length:
+        return (f"this run is finished, and a finished run is not extended (its learning-rate "
+                f"milestones are fractions of its length): train the new length in another "
+                f"folder, e.g. --workdir {elsewhere}")
+    return f"use another --workdir (e.g. {elsewhere}), or the same settings to resume"

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 import yaml
 
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import experiments, files
+from cifar_resnet.run import experiments, files, rundir
 from cifar_resnet.nets import presets
 from cifar_resnet.run.config import ConfigError
 
@@ -126,7 +126,7 @@ def status(run: PlannedRun) -> tuple[str, str]:
     finished), pending, or failed."""
     if run.config is None:
         return "failed", f"invalid settings: {run.error}"
-    metrics_path = run.workdir / "metrics.json"
+    metrics_path = rundir.RunDir(run.workdir).metrics
     if metrics_path.exists():
         try:
             metrics = files.read_json(metrics_path)
@@ -138,12 +138,12 @@ def status(run: PlannedRun) -> tuple[str, str]:
             return "done", f"test error {100 * metrics['final_test_error']:.2f}%"
         if metrics.get("status") == "failed":
             return "failed", metrics.get("reason", "see metrics.json")
-    history = run.workdir / "history.csv"
+    history = rundir.RunDir(run.workdir).history
     epochs = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
-    pid = files.lock_holder(run.workdir)
+    pid = rundir.lock_holder(run.workdir)
     if pid is not None:
         return "running", f"process {pid}, {epochs} epoch(s) recorded"
-    if epochs or (run.workdir / "config.json").exists() or (run.workdir / "backup").exists():
+    if epochs or rundir.RunDir(run.workdir).started():
         return "partial", f"{epochs} epoch(s) recorded"
     return "pending", ""
 
@@ -195,7 +195,7 @@ def _train_in_process(run: PlannedRun) -> Optional[str]:
 def _train_subprocess(run: PlannedRun) -> Optional[str]:
     """Trains `run` with `python -m cifar_resnet train`, output to `<workdir>/train.log`."""
     run.workdir.mkdir(parents=True, exist_ok=True)
-    log_path = run.workdir / "train.log"
+    log_path = rundir.RunDir(run.workdir).train_log
     package_root = str(pathlib.Path(__file__).parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}

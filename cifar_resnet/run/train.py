@@ -38,7 +38,7 @@ import keras
 import numpy as np
 
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import cpu, distribute, files, losses
+from cifar_resnet.run import cpu, distribute, files, losses, rundir
 from cifar_resnet.data import dataid, datasets, device_input
 from cifar_resnet.nets import models
 from cifar_resnet.run import reliability, schedules
@@ -228,9 +228,9 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config
     only in the precision it started in. Fields left None (config.RUN_DIR_DEFAULTS) take the
     saved values, so the command that made a run before a default changed still resumes it.
     """
-    saved_path = workdir / "config.json"
+    saved_path = rundir.RunDir(workdir).config
     if not saved_path.exists():
-        files.refuse_foreign_dir(workdir, config_lib.ConfigError)
+        rundir.refuse_foreign_dir(workdir, config_lib.ConfigError)
         return config_lib.for_run_dir(config)[0]
     saved = config_lib.load(saved_path).to_dict()
     if saved["precision"] in (None, "auto"):
@@ -248,7 +248,7 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
         raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
-                                     + files.another_config_hint(workdir, config, diff))
+                                     + rundir.another_config_hint(workdir, config, diff))
     if kept:
         print(f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its "
               "config.json (the default when it was made; today's is "
@@ -355,7 +355,7 @@ def _finished_metrics(workdir: pathlib.Path) -> dict | None:
     Raises:
         TrainingError: metrics.json is unreadable and the run has no backup to resume from.
     """
-    path = workdir / "metrics.json"
+    path = rundir.RunDir(workdir).metrics
     if not path.exists():
         return None
     try:
@@ -364,7 +364,7 @@ def _finished_metrics(workdir: pathlib.Path) -> dict | None:
             raise ValueError(f"a {type(metrics).__name__}, not a mapping")
     except (OSError, ValueError) as e:
         reason = " ".join(str(e).split())[:120]
-        if (workdir / "backup" / reliability.METADATA).exists():
+        if (rundir.RunDir(workdir).backup / rundir.METADATA).exists():
             print(f"warning: {path} is unreadable ({reason}); the run has a backup, so it "
                   "resumes from its last checkpoint and rewrites the file at the end",
                   file=sys.stderr)
@@ -378,7 +378,7 @@ def _finished_metrics(workdir: pathlib.Path) -> dict | None:
 def _run(config, workdir, placement, callbacks, verbose) -> dict:
     """run_experiment in `workdir` (the run directory or a worker's scratch copy)."""
     started = time.perf_counter()  # setup_time: data loading and model building
-    metrics_path = workdir / "metrics.json"
+    metrics_path = rundir.RunDir(workdir).metrics
     complete = _finished_metrics(workdir) is not None
     if complete and dataid.same_source(config, workdir):  # no need to read the data again
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
@@ -446,13 +446,13 @@ def _device_trainer(net: keras.Model, splits, config) -> keras.Model:
 def _train_locked(config, workdir, splits, data_record, input_path, callbacks, verbose,
                   started) -> dict:
     """The writing part of run_experiment, under the run-directory lock."""
-    metrics_path = workdir / "metrics.json"
+    metrics_path = rundir.RunDir(workdir).metrics
     if (finished := _finished_metrics(workdir)) is not None:
         return finished  # finished by another process meanwhile
     steps_per_epoch, epochs, planned = config.plan(len(splits.train[0]))
-    config_lib.save(config, workdir / "config.json")
+    config_lib.save(config, rundir.RunDir(workdir).config)
     dataid.save(workdir, data_record)
-    checkpointer = reliability.Checkpointer(workdir / "backup")
+    checkpointer = reliability.Checkpointer(rundir.RunDir(workdir).backup)
     epochs_done = checkpointer.resume_epoch()
 
     # Data passes (keyed by pass, so a resumed run sees the same batches) need not coincide
@@ -475,7 +475,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
     model.optimizer.learning_rate = lr_fn(0)
     checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
 
-    done = _trim_history(workdir / "history.csv", epochs_done)
+    done = _trim_history(rundir.RunDir(workdir).history, epochs_done)
     best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])), default=None)
     recorder = EpochRecorder(test_ds, steps_per_epoch, elapsed=done[-1]["wall_time"] if done else 0,
                              started=started)
@@ -485,11 +485,11 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
     cbs = [stop, step, recorder, reliability.DivergenceStop(steps_per_epoch), *plateau]
     if val_ds is not None:
         cbs.append(reliability.BestCheckpoint(
-            workdir / "best.keras", monitor="val_accuracy", mode="max",
+            rundir.RunDir(workdir).best, monitor="val_accuracy", mode="max",
             best=None if best_val is None else 1.0 - best_val))
-    cbs.append(HistoryWriter(workdir / "history.csv"))
+    cbs.append(HistoryWriter(rundir.RunDir(workdir).history))
     if device_input.tensorflow_installed():  # Keras writes TensorBoard logs with tf.summary
-        cbs.append(keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False))
+        cbs.append(keras.callbacks.TensorBoard(str(rundir.RunDir(workdir).tensorboard), write_graph=False))
     cbs += [*callbacks,
             # Last, so an epoch is backed up only once everything above has recorded it.
             checkpointer]
@@ -504,7 +504,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
             model.fit(train_ds, epochs=epochs, initial_epoch=epochs_done,
                       steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
                       verbose=verbose, shuffle=False)
-        reliability.atomic_save(model, workdir / "final.keras")
+        reliability.atomic_save(model, rundir.RunDir(workdir).final)
     except reliability.Diverged as e:
         files.write_json(metrics_path, {"status": "failed", "reason": str(e), "step": e.step,
                                         "epoch": e.epoch + 1, "finished_epochs": e.epoch})
@@ -513,7 +513,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
     except reliability.CheckpointWriteError as e:
         raise TrainingError(str(e)) from e
 
-    history = read_history(workdir / "history.csv")
+    history = read_history(rundir.RunDir(workdir).history)
     metrics = run_metrics(history, count_params(model), config.batch_size * steps_per_epoch,
                           config.iterations_per_pass(len(splits.train[0])),
                           recorder.train_times, recorder.train_steals)
