@@ -11,6 +11,7 @@ from cifar_resnet.run import cpu
 from benchmarks import bench
 
 
+@pytest.mark.slow
 def test_bench_tiny_run_writes_json_and_table(tmp_path):
     # Few processes keep this fast; the torch worker shares the same protocol and code path.
     impls = ["keras", "keras:noaug:onednn=0", "pipeline"]
@@ -157,6 +158,7 @@ def _losses(config, images, labels, steps=6):
     return np.array([float(model.train_on_batch(images, labels)[0]) for _ in range(steps)])
 
 
+@pytest.mark.slow
 def test_xla_and_bf16_follow_default_loss_trajectory(tiny_config):
     import dataclasses
     from cifar_resnet.data import datasets

@@ -146,6 +146,7 @@ def test_download_is_verified_against_the_official_sha256(no_env, monkeypatch):
     assert (cache / (datasets.CIFAR100.archive + ".bad")).exists()
 
 
+@pytest.mark.slow
 def test_cifar100_trains_and_evaluates_with_100_classes(tmp_path):
     from cifar_resnet.results import evaluate
     from cifar_resnet.run import train

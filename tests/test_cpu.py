@@ -99,6 +99,7 @@ def _child(before="", **env):
     return out, [line for line in result.stderr.splitlines() if "cifar_resnet" in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("user, expected", [(None, "1"), ("0", "0"), ("1", "1")])
 def test_import_turns_onednn_on_unless_the_user_chose(user, expected):
     out, warnings = _child(**({"TF_ENABLE_ONEDNN_OPTS": user} if user else {}))
@@ -109,6 +110,7 @@ def test_import_turns_onednn_on_unless_the_user_chose(user, expected):
     assert warnings == []
 
 
+@pytest.mark.slow
 def test_tensorflow_imported_first_warns_once_in_one_line():
     out, warnings = _child(before="import tensorflow")
     assert out["variable"] == "None"  # too late to apply: not recorded as if it had

@@ -62,6 +62,7 @@ def _config(data_dir, epochs=2):
         data_dir=None if data_dir is None else str(data_dir)))
 
 
+@pytest.mark.slow
 def test_the_same_data_by_any_route_resumes_and_is_then_complete(places, tmp_path, monkeypatch):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -87,6 +88,7 @@ def test_the_same_data_by_any_route_resumes_and_is_then_complete(places, tmp_pat
     assert (run / "history.csv").read_text() == history
 
 
+@pytest.mark.slow
 def test_other_data_is_refused_naming_both_identities(places, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -109,6 +111,7 @@ def test_other_data_is_refused_naming_both_identities(places, tmp_path):
         assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_a_run_from_before_data_json_resumes_and_records_its_data(places, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

@@ -160,6 +160,7 @@ def test_resolve_pipeline():
             di.resolve_pipeline("tfdata")
 
 
+@pytest.mark.slow
 def test_trainer_trains_the_net_and_saves_it_plain(tmp_path):
     from cifar_resnet.nets import models
     rng = np.random.default_rng(0)

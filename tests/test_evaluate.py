@@ -37,6 +37,7 @@ def _reference_probs(run, checkpoint, images, flip=False):
     return model.predict(x.astype("float32"), verbose=0)
 
 
+@pytest.mark.slow
 def test_outputs_are_written_and_consistent(run):
     report = evaluate.evaluate(run, checkpoint="final")
     for kind, suffix in (("json", ".json"), ("confusion", "-confusion.png"),
@@ -68,6 +69,7 @@ def test_outputs_are_written_and_consistent(run):
                                                       reverse=True)
 
 
+@pytest.mark.slow
 def test_flip_tta_averages_the_mirror_and_reports_its_effect(run):
     report = evaluate.evaluate(run, checkpoint="best", tta="flip")
     plain = evaluate.evaluate(run, checkpoint="best")
@@ -90,6 +92,7 @@ def test_val_split_is_the_held_out_tail(run, tmp_path):
     assert (tmp_path / "val-best.json").exists()
 
 
+@pytest.mark.slow
 def test_auto_checkpoint_is_best_with_a_split_and_final_without(run, tmp_path, capsys):
     with_split = evaluate.evaluate(run, out=tmp_path / "a")  # checkpoint="auto", the default
     assert with_split["checkpoint"] == "best" and "validation split" in with_split["checkpoint_rule"]
@@ -133,6 +136,7 @@ def test_missing_checkpoint_names_the_alternative(run, tmp_path):
         evaluate.evaluate(tmp_path, checkpoint="best")
 
 
+@pytest.mark.slow
 def test_head_reports_the_first_images_error_with_its_standard_error(run, tmp_path, capsys):
     report = evaluate.evaluate(run, checkpoint="final", head=50, out=tmp_path)
     (images, labels) = datasets.make_synthetic(256, 128)[1]

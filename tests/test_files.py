@@ -35,6 +35,7 @@ def test_atomic_text_follows_the_umask(tmp_path):
         assert _mode(path) == expected == _mode(plain)
 
 
+@pytest.mark.slow
 def test_run_eval_and_report_files_are_0644_under_umask_022(umask_022, tiny_config, tmp_path):
     run = tmp_path / "runs" / "resnet8" / "seed0"
     train.run_experiment(tiny_config, run, verbose=0)

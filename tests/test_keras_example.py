@@ -191,6 +191,7 @@ def test_a_resumed_run_starts_from_the_schedule_not_from_a_cut_rate():
     np.testing.assert_allclose(rates.rates, [[1e-4, 1e-4]], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_runner_trains_the_keras_example_preset(tmp_path):
     from cifar_resnet.run import train
     config = config_lib.resolve(overrides=dict(

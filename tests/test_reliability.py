@@ -141,6 +141,7 @@ def test_sigterm_stops_after_a_batch_exit_143_one_line_resumable(tmp_path):
     assert done >= 1 and _epochs(tmp_path) == list(range(done))  # nothing half-recorded
 
 
+@pytest.mark.slow
 def test_sigint_in_process_raises_interrupted_then_the_rerun_completes(tiny_config, tmp_path):
     sigint = _At(1, lambda model: os.kill(os.getpid(), signal.SIGINT), batch=1)
     # Python's default_int_handler, or SIG_IGN where the process started with SIGINT ignored
@@ -159,6 +160,7 @@ def test_sigint_in_process_raises_interrupted_then_the_rerun_completes(tiny_conf
 # Atomic, checksummed checkpoints; a corrupt latest one falls back to the previous.
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_previous_checkpoint_and_a_corrupt_latest_falls_back(
         tiny_config, tmp_path, monkeypatch, capsys):
     config = dataclasses.replace(tiny_config, epochs=3)
@@ -314,6 +316,7 @@ def test_damaged_metadata_resumes_from_the_newest_checkpoint_file_and_says_so(
     assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
 
 
+@pytest.mark.slow
 def test_damaged_metadata_without_checkpoints_refuses_and_says_how_to_restart(tiny_config,
                                                                               tmp_path):
     config = dataclasses.replace(tiny_config, epochs=3)
@@ -363,6 +366,7 @@ def test_damaged_history_row_or_metrics_json_one_line_naming_the_file(tiny_confi
         train.run_experiment(config, tmp_path, verbose=0)
 
 
+@pytest.mark.slow
 def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):
     complete = keras.saving.load_model(EARLIER / "complete" / "final.keras")
     assert complete.name == "resnet8_v1" and int(complete.optimizer.iterations) == 4
@@ -408,6 +412,7 @@ def test_best_checkpoint_saves_only_improvements_over_the_resumed_best(tmp_path,
 # 5. NaN / Inf loss.
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_with_the_step_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
     def poison(model):
         kernel = model.get_layer("stem_conv").kernel
@@ -427,6 +432,7 @@ def test_nan_loss_fails_with_the_step_and_keeps_the_last_good_checkpoint(tiny_co
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+@pytest.mark.slow
 def test_cli_nan_loss_exits_1_with_one_line(tmp_path, capsys):
     rc = cli.main(_train_cmd(tmp_path, 1, "--lr", "1e30", "--set", "momentum=0"))
     err = capsys.readouterr().err.strip().splitlines()
@@ -440,6 +446,7 @@ def _poison_bn_variance(model):
     layer.moving_variance.assign(np.full(layer.moving_variance.shape, np.inf, "float32"))
 
 
+@pytest.mark.slow
 def test_non_finite_weights_after_the_last_batch_stop_before_the_checkpoint(tiny_config,
                                                                            tmp_path):
     """Issue #25: the last batch's update lands after its loss is logged; an inf BatchNorm
@@ -513,6 +520,7 @@ NO_TF = ("import sys\n"
          "sys.exit(status)\n")
 
 
+@pytest.mark.slow
 def test_a_finished_run_answers_without_tensorflow(tmp_path, capsys):
     """Issue #25: rerunning a finished run took 13.6 s (TensorFlow imported, data read)."""
     assert cli.main(_train_cmd(tmp_path, 1)) == 0
@@ -528,6 +536,7 @@ def test_a_finished_run_answers_without_tensorflow(tmp_path, capsys):
 # 6. Run-directory lock.
 
 
+@pytest.mark.slow
 def test_second_process_on_a_run_directory_is_refused(tiny_config, tmp_path, capsys):
     with reliability.run_lock(tmp_path):
         with pytest.raises(reliability.RunLocked, match=f"in use by process {os.getpid()}"):

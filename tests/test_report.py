@@ -14,6 +14,7 @@ from cifar_resnet.nets import models
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.__main__ import main
 
+@pytest.mark.slow
 def test_table_of_a_sweep_has_a_row_per_net_with_only_complete_runs_averaged(sweep):
     rows = analysis.results_table(sweep)
     assert [r["net"] for r in rows] == ["plain8", "resnet8", "resnet14"]  # experiment order
@@ -177,6 +178,7 @@ def _snapshot(folder):
     return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_report_cli_writes_table_figures_and_a_readable_copy_only_to_out(sweep, tmp_path, capsys):
     before = _snapshot(sweep)
     assert main(["report", str(sweep), "--out", str(tmp_path)]) == 0
@@ -205,6 +207,7 @@ def test_report_cli_writes_table_figures_and_a_readable_copy_only_to_out(sweep, 
             == files.read_json(copy / rundir.LAYER_RESPONSES))
 
 
+@pytest.mark.slow
 def test_report_of_a_run_or_a_net_names_the_net_and_writes_beside_it(sweep, tmp_path, capsys):
     import shutil
     run = sweep / "resnet8" / "seed0"

@@ -57,6 +57,7 @@ def test_experiments_quote_the_papers_numbers_from_paper_py(name):
         assert set(experiment.paper) == set(experiment.nets) & set(paper.TABLE6)
 
 
+@pytest.mark.slow
 def test_table6_entries_match_the_nets_built():
     """Table 6's parameter counts, to the paper's precision, are the built nets' (v1, option A);
     ResNet-1202 is left out (19.4M parameters: slow to build in a test)."""
@@ -181,6 +182,7 @@ def _experiment_file(tmp_path, nets):
     return path
 
 
+@pytest.mark.slow
 def test_a_sweep_trains_then_skips_finished_runs(tmp_path):
     path = _experiment_file(tmp_path, {"resnet8": dict(depth=8), "plain8": dict(depth=8,
                                                                                  plain=True)})
@@ -196,6 +198,7 @@ def test_a_sweep_trains_then_skips_finished_runs(tmp_path):
     assert [r.workdir.joinpath("history.csv").read_text() for r in runs] == histories
 
 
+@pytest.mark.slow
 def test_failed_runs_do_not_stop_the_others(tmp_path, capsys):
     missing = tmp_path / "no-data-here"
     path = _experiment_file(tmp_path, {

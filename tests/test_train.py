@@ -54,6 +54,7 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     assert best(x).shape == (64, 10)
 
 
+@pytest.mark.slow
 def test_by_default_a_run_trains_on_every_image_and_keeps_only_the_final_model(tiny_config,
                                                                                 tmp_path):
     config = dataclasses.replace(tiny_config, val_fraction=None)  # not given: the default
@@ -67,6 +68,7 @@ def test_by_default_a_run_trains_on_every_image_and_keeps_only_the_final_model(t
     assert not {"best_val_epoch", "best_val_error", "best_test_error"} & set(metrics)
 
 
+@pytest.mark.slow
 def test_a_run_dir_made_when_the_split_was_the_default_resumes_with_it(tiny_config, tmp_path,
                                                                         capsys):
     # The run directory of the default command before 50k became the default: its config.json
@@ -88,6 +90,7 @@ def test_a_run_dir_made_when_the_split_was_the_default_resumes_with_it(tiny_conf
         train.run_experiment(dataclasses.replace(config, val_fraction=0.0), tmp_path, verbose=0)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_every_epoch_once(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, epochs=3)
     with pytest.raises(KeyboardInterrupt):
@@ -102,6 +105,7 @@ def test_interrupted_run_resumes_with_every_epoch_once(tiny_config, tmp_path):
     assert metrics["epochs"] == 3 and metrics["iterations"] == 12
 
 
+@pytest.mark.slow
 def test_rows_written_after_the_last_backup_are_dropped_on_resume(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, epochs=3)
     with pytest.raises(KeyboardInterrupt):
@@ -113,6 +117,7 @@ def test_rows_written_after_the_last_backup_are_dropped_on_resume(tiny_config, t
     assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_a_complete_run_is_not_redone(tiny_config, tmp_path):
     first = train.run_experiment(tiny_config, tmp_path, verbose=0)
     before = (tmp_path / "history.csv").read_text()
@@ -120,6 +125,7 @@ def test_a_complete_run_is_not_redone(tiny_config, tmp_path):
     assert (tmp_path / "history.csv").read_text() == before
 
 
+@pytest.mark.slow
 def test_another_config_in_the_same_workdir_is_refused(tiny_config, tmp_path):
     train.run_experiment(tiny_config, tmp_path, verbose=0)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
@@ -141,6 +147,7 @@ def test_batch_larger_than_the_data_writes_nothing(tiny_config, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_and_marks_it_failed(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, lr=1e30, momentum=0.0)
     with pytest.raises(train.TrainingError, match="diverged"):
@@ -185,6 +192,7 @@ def test_fast_recipe_options_reach_the_optimizer_loss_and_regularizers(tiny_conf
     assert float(model.loss(labels, probs)) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_run_with_the_fast_recipe_options_trains_and_its_model_loads(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, label_smoothing=0.1, nesterov=True,
                                  weight_decay_on="kernels", lr_schedule="cosine", val_fraction=0.0)
@@ -230,6 +238,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_and_resumes(tmp_path):
     import pathlib
     root = pathlib.Path(__file__).resolve().parents[1]
@@ -251,6 +260,7 @@ def test_cli_trains_and_resumes(tmp_path):
     assert "keeps val_fraction=0.1" in old.stderr
 
 
+@pytest.mark.slow
 def test_a_tiny_net_learns_real_cifar10_in_one_short_epoch(real_data, tmp_path):
     # 150 iterations: one short epoch (19,200 images).
     config = config_lib.resolve(overrides=dict(depth=8, iterations=150, data_dir=str(real_data)))
@@ -258,6 +268,7 @@ def test_a_tiny_net_learns_real_cifar10_in_one_short_epoch(real_data, tmp_path):
     assert metrics["final_test_error"] < 0.75  # chance is 0.90
 
 
+@pytest.mark.slow
 def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_config, tmp_path):
     # 4 iterations per pass over the data, logged every 3: periods end mid-pass.
     config = dataclasses.replace(tiny_config, epochs=2, log_every=3)
@@ -278,6 +289,7 @@ def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_co
 # Precision: resolved before config.json is written, recorded, and kept across resumes.
 
 
+@pytest.mark.slow
 def test_config_and_metrics_state_the_precision_and_the_cpu(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: True)
     config = dataclasses.replace(tiny_config, epochs=1, mixed_precision=True)
@@ -292,6 +304,7 @@ def test_config_and_metrics_state_the_precision_and_the_cpu(tiny_config, tmp_pat
         "TF_ENABLE_ONEDNN_OPTS")
 
 
+@pytest.mark.slow
 def test_auto_on_a_cpu_without_bf16_trains_float32_and_says_why(tiny_config, tmp_path,
                                                                   monkeypatch, capsys):
     monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: False)
@@ -322,6 +335,7 @@ def test_resume_on_a_cpu_without_bf16_is_refused_not_changed(saved_precision, ti
     assert (tmp_path / "config.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_an_old_run_dir_without_the_precision_field_resumes(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, epochs=2)
     with pytest.raises(KeyboardInterrupt):
@@ -359,6 +373,7 @@ class _SlowValidation(keras.callbacks.Callback):
         time.sleep(self.seconds)
 
 
+@pytest.mark.slow
 def test_images_per_sec_counts_training_batches_only(tiny_config, tmp_path):
     import time
     config = dataclasses.replace(tiny_config, epochs=4)
@@ -411,6 +426,7 @@ def test_cli_refuses_a_foreign_workdir_before_importing_tensorflow(tmp_path):
     assert "holds files but no run (notes.txt)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_workdir_with_only_a_runs_leftovers_is_used(tiny_config, tmp_path):
     """A run killed before config.json was written leaves a .lock (and sweep a train.log)."""
     (tmp_path / ".lock").write_text("12345\n")
@@ -418,6 +434,7 @@ def test_a_workdir_with_only_a_runs_leftovers_is_used(tiny_config, tmp_path):
     assert train.run_experiment(tiny_config, tmp_path, verbose=0)["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_finished_run_leaves_no_lock_and_an_interrupted_one_keeps_it(tiny_config, tmp_path):
     done, stopped = tmp_path / "done", tmp_path / "stopped"
     train.run_experiment(tiny_config, done, verbose=0)
@@ -429,6 +446,7 @@ def test_a_finished_run_leaves_no_lock_and_an_interrupted_one_keeps_it(tiny_conf
     assert not (stopped / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_says_where_to_write_instead(tiny_config, tmp_path):
     run = tmp_path / "quick"
     train.run_experiment(tiny_config, run, verbose=0)
