@@ -236,7 +236,7 @@ COMPILE_RE = re.compile(r"(?:Compiling|Finished XLA compilation of) (?:jit\()?"
                         r"multi_test_steps|test_step)\b")
 
 
-def train_command(name, depth, plain, runs_dir, data_dir, smoke) -> list[str]:
+def train_command(name, depth, plain, runs_dir, data_dir, smoke, log_every=None) -> list[str]:
     cmd = [sys.executable, "-m", "cifar_resnet", "train", "--depth", str(depth),
            "--data-dir", str(data_dir), "--workdir", str(runs_dir / name),
            "--set", "input_pipeline=device", "--set", "val_fraction=0"]
@@ -244,15 +244,18 @@ def train_command(name, depth, plain, runs_dir, data_dir, smoke) -> list[str]:
         cmd += ["--set", field.replace("=500", "=100").replace("=30", "=2") if smoke else field]
     cmd += ["--plain"] if plain else []
     cmd += ["--iterations", "16", "--set", "log_every=8"] if smoke else []
+    cmd += ["--set", f"log_every={log_every}"] if log_every and not smoke else []
     return cmd
 
 
-def count_compiles(log_path) -> dict:
+def count_compiles(log_path, start=0) -> dict:
     """{"train": n, "eval": n}: the XLA compiles of the training and evaluation steps that the
-    run's log records (JAX_LOG_COMPILES=1; both log lines of one compile count once)."""
+    run's log records from byte `start` on (this call's part; JAX_LOG_COMPILES=1)."""
     counts = {"train": 0, "eval": 0}
     try:
-        text = pathlib.Path(log_path).read_text(errors="replace")
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
     except OSError:
         return counts
     for line in text.splitlines():
@@ -288,15 +291,17 @@ def child_status(returncode) -> str:
     return f"exit {returncode}"
 
 
-def train_all(runs_dir, data_dir, env, nets, deadline_s, smoke, on_change=None) -> dict:
+def train_all(runs_dir, data_dir, env, nets, deadline_s, smoke, on_change=None,
+              log_every=None) -> dict:
     env = {**env, "JAX_LOG_COMPILES": "1"}
     if len(nets) > 1:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # several processes share the GPU
-    procs, logs, status = {}, {}, {}
+    procs, logs, status, starts = {}, {}, {}, {}
     for name, (depth, plain) in nets.items():
-        cmd = train_command(name, depth, plain, runs_dir, data_dir, smoke)
+        cmd = train_command(name, depth, plain, runs_dir, data_dir, smoke, log_every)
         (runs_dir / name).mkdir(parents=True, exist_ok=True)
         logs[name] = open(runs_dir / f"{name}.log", "a")
+        starts[name] = logs[name].tell()  # a resumed run's log goes on; count this call's
         procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logs[name],
                                        stderr=logs[name])
         status[name] = "running"
@@ -322,7 +327,7 @@ def train_all(runs_dir, data_dir, env, nets, deadline_s, smoke, on_change=None) 
             logs[name].close()
         for name in procs:
             status[name] = {"status": status[name],
-                            "compiles": count_compiles(runs_dir / f"{name}.log")}
+                            "compiles": count_compiles(runs_dir / f"{name}.log", starts[name])}
         on_change and on_change(status)
     return status
 
@@ -438,6 +443,9 @@ def main(argv=None) -> int:
                    help="continue the runs an earlier call packed into DIR (its OUTDIR)")
     p.add_argument("--nets", default=None,
                    help=f"comma-separated, of {', '.join(NETS)} (default resnet20 alone)")
+    p.add_argument("--log-every", type=int, metavar="N",
+                   help="iterations per history row, test evaluation and checkpoint (default "
+                   "one pass, 390; the CPU rehearsal uses fewer); the same in every call of a run")
     p.add_argument("--throughput", action="store_true",
                    help="measure the throughput table after training, as time allows")
     p.add_argument("--bundle", type=pathlib.Path,
@@ -521,7 +529,7 @@ def main(argv=None) -> int:
                 save()
             try:
                 summary["training"] = train_all(runs_dir, data_dir, env, nets, max(budget, 5),
-                                                args.smoke, on_change)
+                                                args.smoke, on_change, args.log_every)
             finally:
                 summary["metrics"] = {}
                 for run in sorted(p for p in runs_dir.iterdir() if p.is_dir()):

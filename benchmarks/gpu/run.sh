@@ -7,6 +7,7 @@
 #   --resume              continue the runs in --work (the same, still-warm machine)
 #   --nets=a,b            resnet20 (default), plain20, plain56, resnet56
 #   --throughput          the throughput table after training, as time allows
+#   --log-every=N         iterations per history row/test evaluation/checkpoint (default a pass)
 #   --smoke               toy size on a CPU, its own bundle
 #   --work=DIR --bundle=DIR
 # Needs `make gpu-bundle` first (carried as .gpu-bundle). Exit status: 0 when the call packed
@@ -22,7 +23,7 @@ for a in "$@"; do
     --resume|--throughput) args+=("$a") ;;
     --resume-from) want_dir=1 ;;
     --total=*) total=${a#--total=} ;;
-    --resume-from=*|--nets=*|--work=*|--bundle=*) args+=("$a") ;;
+    --resume-from=*|--nets=*|--work=*|--bundle=*|--log-every=*) args+=("$a") ;;
     -*) echo "unknown option $a; allowed: --total=S, --resume-from DIR, --resume, --nets=LIST," \
              "--throughput, --smoke, --work=DIR, --bundle=DIR" >&2; exit 2 ;;
     *) out=$a ;;
