@@ -25,9 +25,11 @@ import sys
 
 from benchmarks.gpu import compact_cifar
 
-# The versions tested here with JAX (requirements-notf.txt); keras needs nothing else missing
-# on the GPU machine (absl-py, numpy, rich, h5py, ml-dtypes, packaging are there).
-WHEELS = ("keras==3.15.1", "namex==0.1.0", "optree==0.20.0")
+# The versions tested here with JAX (requirements-notf.txt). The GPU machine has absl-py,
+# numpy, rich, h5py, ml-dtypes, packaging; not PyYAML, which cifar_resnet/run/config.py imports
+# (the CPU rehearsal found it), and typing_extensions (optree's) only through torch.
+WHEELS = ("keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "PyYAML==6.0.3",
+          "typing_extensions==4.16.0")
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_27_x86_64",
              "manylinux_2_28_x86_64")
 LIMIT_MIB = 55
