@@ -59,6 +59,7 @@ class Deadline(Exception):
 
 
 def _deadline(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the stop and the pack go on
     raise Deadline()
 
 
@@ -270,13 +271,17 @@ def stop_children(procs: dict, grace_s: float = STOP_GRACE_S) -> None:
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    end = time.time() + grace_s
+    end, pending = time.time() + grace_s, None
     for proc in procs.values():
         try:
             proc.wait(timeout=max(0.0, end - time.time()))
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, Deadline) as e:
+            if isinstance(e, Deadline):  # SIGTERM to us meanwhile: no more waiting
+                pending, end = e, 0.0
             proc.kill()
             proc.wait()
+    if pending is not None:
+        raise pending
 
 
 def child_status(returncode) -> str:
@@ -357,24 +362,36 @@ def partial_metrics(run: pathlib.Path) -> dict | None:
 
 
 def exact_test_errors(runs_dir, data_dir, env, timeout) -> dict:
-    """Final test error on all test images and on the 1,000 exact ones (rows 0-999)."""
+    """Test error on all test images and on the 1,000 exact ones (rows 0-999) of each run's
+    final model, or of its last checkpoint (marked partial, with its iterations)."""
     code = """
 import json, pathlib, sys
 import keras, numpy as np
 from cifar_resnet.run import config as config_lib, train
 from cifar_resnet.data import device_input
 from cifar_resnet.nets import models
+from cifar_resnet.run import reliability
 out = {}
-for run in sorted(pathlib.Path(sys.argv[1]).iterdir()):
-    if not (run / "final.keras").exists():
+for run in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_dir()):
+    if not (run / "config.json").exists():
         continue
     cfg = config_lib.load(run / "config.json")
     splits = train.load_splits(cfg, sys.argv[2])
     x, y = splits.test
-    net = keras.saving.load_model(run / "final.keras")
+    row = {}
+    if (run / "final.keras").exists():
+        net = keras.saving.load_model(run / "final.keras")
+    else:  # cut short: its last checkpoint, as the runner would resume it
+        net = train.build_model(cfg)
+        trainer = train._device_trainer(net, splits, cfg)
+        epochs = reliability.Checkpointer(run / "backup").restore(trainer)
+        if not epochs:
+            continue
+        steps = cfg.plan(len(splits.train[0]))[0]
+        row = {"partial": True, "iterations": epochs * steps}
     pred = net.predict(device_input.NormalizedImages(x, mean=splits.mean, std=splits.std,
                                                      batch_size=500), verbose=0).argmax(1)
-    out[run.name] = {"test_error": float((pred != y).mean()),
+    out[run.name] = {**row, "test_error": float((pred != y).mean()),
                      "exact_1000_test_error": float((pred[:1000] != y[:1000]).mean())}
 print(json.dumps(out))
 """

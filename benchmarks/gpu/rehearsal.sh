@@ -18,7 +18,7 @@ if [ ! -f .gpu-bundle/manifest.json ]; then
 fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY312" -m venv "$VENV"
-  # What the GPU machine has (its jax has CUDA; this one is the CPU build of the same version);
+  # What the GPU machine has (its jax has CUDA; this one is the CPU build of the same version).
   "$VENV/bin/pip" install -q "jax[cpu]==0.11.2" "jaxlib==0.11.2" "numpy==2.5.2" h5py rich \
     absl-py ml_dtypes packaging pillow || exit 2
 fi
