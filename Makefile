@@ -149,8 +149,8 @@ gpu-bundle: setup
 
 # The GPU call rehearsed on this CPU with the GPU machine's versions (Python 3.12 from pyenv,
 # jax/jaxlib 0.11.2 CPU, numpy 2.5.2, keras from the bundle, no TensorFlow, in /tmp): call 1 cut
-# by SIGTERM at CUT s, call 2 resumes from its OUTDIR (benchmarks/gpu/rehearsal.sh; ~11 min).
-# make gpu-rehearsal [CUT=300] [TOTAL2=300] [LOG_EVERY=30]
+# by SIGTERM at CUT s, call 2 resumes from its OUTDIR (benchmarks/gpu/rehearsal.sh; ~13 min).
+# make gpu-rehearsal [CUT=300] [TOTAL2=420] [LOG_EVERY=30]
 .PHONY: gpu-rehearsal
 gpu-rehearsal: $(if $(wildcard .gpu-bundle/manifest.json),,gpu-bundle)
 	$(if $(CUT),CUT=$(CUT)) $(if $(TOTAL2),TOTAL2=$(TOTAL2)) \

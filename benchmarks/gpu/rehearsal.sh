@@ -5,14 +5,14 @@
 # seconds (any moment you choose); call 2, on a fresh work folder as on a fresh machine,
 # continues from call 1's OUTDIR (--resume-from). rehearsal_check.py then checks the exit
 # statuses, the packed summary, partial metrics, checkpoints, the compile counts and the resume.
-#   CUT=300 TOTAL1=540 TOTAL2=300 LOG_EVERY=30 benchmarks/gpu/rehearsal.sh
+#   CUT=300 TOTAL1=540 TOTAL2=420 LOG_EVERY=30 benchmarks/gpu/rehearsal.sh
 # LOG_EVERY: iterations per checkpoint and test evaluation (a pass, 390, takes minutes here).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY312=${PY312:-/root/.pyenv/versions/3.12.1/bin/python}
 VENV=${REHEARSAL_VENV:-/tmp/gpu-rehearsal-venv}
 DIR=${REHEARSAL_DIR:-/tmp/gpu-rehearsal}
-CUT=${CUT:-300} TOTAL1=${TOTAL1:-540} TOTAL2=${TOTAL2:-300} LOG_EVERY=${LOG_EVERY:-30}
+CUT=${CUT:-300} TOTAL1=${TOTAL1:-540} TOTAL2=${TOTAL2:-420} LOG_EVERY=${LOG_EVERY:-30}
 if [ ! -f .gpu-bundle/manifest.json ]; then
   echo "no .gpu-bundle: run make gpu-bundle first" >&2; exit 2
 fi
