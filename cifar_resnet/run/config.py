@@ -133,7 +133,8 @@ class Config:
     #                                 (50,000 = 390 x 128 + 80: 390 iterations a pass, 80 images
     #                                 a pass left out, a different 80 each pass), so the training
     #                                 step has one shape (one XLA compile). The planned
-    #                                 iterations (64k) stay; they are 164.1 passes, not 163.7.
+    #                                 iterations and milestones (64k; 32k, 48k) stay; whole
+    #                                 passes make it 165 x 390 = 64,350 (default 164 x 391).
     eval_batch_size: Optional[int] = None  # device input path: evaluation batch; None:
     #                                 batch_size. One that divides the test set (10,000: 125,
     #                                 200, 250, 500, 1000) gives one eval shape, one compile.
