@@ -199,6 +199,15 @@ test-notf: .venv-notf/.installed
 gpu-bundle: setup
 	$(PY) -m benchmarks.gpu.bundle --out .gpu-bundle $(if $(DATA_DIR),--data $(DATA_DIR))
 
+# The GPU call rehearsed on this CPU with the GPU machine's versions (Python 3.12 from pyenv,
+# jax/jaxlib 0.11.2 CPU, numpy 2.5.2, keras from the bundle, no TensorFlow, in /tmp): call 1 cut
+# by SIGTERM at CUT s, call 2 resumes from its OUTDIR (benchmarks/gpu/rehearsal.sh; ~13 min).
+# make gpu-rehearsal [CUT=300] [TOTAL2=420] [LOG_EVERY=30]
+.PHONY: gpu-rehearsal
+gpu-rehearsal: $(if $(wildcard .gpu-bundle/manifest.json),,gpu-bundle)
+	$(if $(CUT),CUT=$(CUT)) $(if $(TOTAL2),TOTAL2=$(TOTAL2)) \
+		$(if $(LOG_EVERY),LOG_EVERY=$(LOG_EVERY)) benchmarks/gpu/rehearsal.sh
+
 # Side-by-side training throughput vs the PyTorch reference (needs the bench extra: torch).
 # make bench [QUICK=1] [NETS=resnet20_v1,...] [IMPLS=keras,torch,keras:noaug,...] [DATA_DIR=...]
 .PHONY: bench

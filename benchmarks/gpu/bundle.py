@@ -10,7 +10,8 @@ travels. The bundle holds:
     manifest.json       what is in it, sizes, and the measured extra loss of the re-encoding
 
 Usage: python -m benchmarks.gpu.bundle [--out .gpu-bundle] [--data PATH] [--smoke]
-`--smoke` writes a small bundle of synthetic images and no wheels, for the CPU smoke test.
+`--smoke` writes a small bundle of synthetic images, for the CPU smoke test, with the same wheels
+for the running Python when pip can fetch them (else none: the installed keras is used).
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ import sys
 
 from benchmarks.gpu import compact_cifar
 
-# The versions tested here with JAX (requirements-notf.txt); keras needs nothing else missing
-# on the GPU machine (absl-py, numpy, rich, h5py, ml-dtypes, packaging are there).
-WHEELS = ("keras==3.15.1", "namex==0.1.0", "optree==0.20.0")
+# The versions tested here with JAX (requirements-notf.txt). The GPU machine has absl-py,
+# numpy, rich, h5py, ml-dtypes, packaging; not PyYAML, which cifar_resnet/run/config.py imports
+# (the CPU rehearsal found it), and typing_extensions (optree's) only through torch.
+WHEELS = ("keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "PyYAML==6.0.3",
+          "typing_extensions==4.16.0")
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_27_x86_64",
              "manylinux_2_28_x86_64")
 LIMIT_MIB = 55
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[3] / "shared/data/cifar-10-python.tar.gz"
 
 
-def download_wheels(folder: pathlib.Path) -> list[str]:
-    """Fetches WHEELS for CPython 3.12 on manylinux x86-64 (pip, no dependencies)."""
+def download_wheels(folder: pathlib.Path, python_version="3.12") -> list[str]:
+    """Fetches WHEELS for CPython `python_version` on manylinux x86-64 (pip, no dependencies)."""
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-           "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
+           "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
            *(f"--platform={p}" for p in PLATFORMS), "-d", str(folder), *WHEELS]
     subprocess.run(cmd, check=True)
     return sorted(p.name for p in folder.glob("*.whl"))
@@ -57,7 +60,14 @@ def make(out, data=None, smoke=False) -> dict:
     if smoke:
         train, test = data_lib.make_synthetic(600, 200, seed=0)
         report = compact_cifar.encode(train, test, out / "cifar10.npz", exact=(40, 10))
-        wheels = []
+        try:  # the real wheels, for the Python that runs the smoke call
+            wheels = download_wheels(out / "wheels", "%d.%d" % sys.version_info[:2])
+        except (subprocess.CalledProcessError, OSError) as e:
+            print(f"smoke bundle: no wheels ({e}); the installed keras is used",
+                  file=sys.stderr)
+            for old in out.glob("wheels/*.whl"):
+                old.unlink()
+            wheels = []
     else:
         source = data or os.environ.get("CIFAR10_DIR") or DEFAULT_DATA
         train, test = data_lib.load_cifar10(source, download=False)

@@ -177,16 +177,21 @@ class TrainBatches(keras.utils.PyDataset):
         start: First global batch (a resumed run's first).
         stop: One past the last global batch.
         augment: False: every image gets `centred_params` (no crop, no flip).
+        drop_remainder: each pass has `len(x) // batch_size` batches, all full: the last
+            `len(x) % batch_size` images of each pass's permutation are left out (one
+            training-step shape, one compile).
     """
 
-    def __init__(self, x, y, *, batch_size, seed, start, stop, augment=True):
+    def __init__(self, x, y, *, batch_size, seed, start, stop, augment=True,
+                 drop_remainder=False):
         super().__init__(workers=1, use_multiprocessing=False)
         if not 0 <= start < stop:
             raise ValueError(f"need 0 <= start < stop; got start={start}, stop={stop}")
         self.x, self.y = x, np.asarray(y)
         self.batch_size, self.seed, self.augment = batch_size, seed, augment
         self.start, self.stop = start, stop
-        self.per_pass = math.ceil(len(x) / batch_size)
+        self.per_pass = (len(x) // batch_size if drop_remainder and len(x) >= batch_size
+                         else math.ceil(len(x) / batch_size))
 
     def __len__(self):
         return self.stop - self.start

@@ -143,6 +143,15 @@ class Config:
     #                                 the hardware (cpu.resolve_precision). A run directory's
     #                                 config.json holds the policy its run used.
     steps_per_execution: int = 1
+    drop_remainder: bool = False   # device input path only: drop each pass's last partial batch
+    #                                 (50,000 = 390 x 128 + 80: 390 iterations a pass, 80 images
+    #                                 a pass left out, a different 80 each pass), so the training
+    #                                 step has one shape (one XLA compile). The planned
+    #                                 iterations and milestones (64k; 32k, 48k) stay; whole
+    #                                 passes make it 165 x 390 = 64,350 (default 164 x 391).
+    eval_batch_size: Optional[int] = None  # device input path: evaluation batch; None:
+    #                                 batch_size. One that divides the test set (10,000: 125,
+    #                                 200, 250, 500, 1000) gives one eval shape, one compile.
     log_every: Optional[int] = None  # iterations per history row (and evaluation); None: one
     #                                  epoch. Short runs use it for curves with more points.
     deterministic: bool = False    # TF op determinism: a resumed run matches an unbroken
@@ -224,7 +233,7 @@ class Config:
         for name in ("batch_size", "steps_per_execution", "synthetic_train", "synthetic_test"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("epochs", "iterations", "log_every"):
+        for name in ("epochs", "iterations", "log_every", "eval_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1; got {value}")
@@ -301,7 +310,10 @@ class Config:
         return total - round(self.resolved_val_fraction * total)
 
     def iterations_per_pass(self, num_train: int) -> int:
-        """Iterations of one pass over `num_train` images (the last batch may be partial)."""
+        """Iterations of one pass over `num_train` images (the last batch may be partial, or
+        is dropped with `drop_remainder`)."""
+        if self.drop_remainder and num_train >= self.batch_size:
+            return num_train // self.batch_size
         return math.ceil(num_train / self.batch_size)
 
     def plan(self, num_train: int) -> tuple[int, int, int]:

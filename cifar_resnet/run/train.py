@@ -459,6 +459,9 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
     # with logging periods (log_every): start inside the pass where the backup stopped.
     first = min(epochs_done, epochs - 1) * steps_per_epoch
     if input_path == "tfdata":
+        if config.drop_remainder or config.eval_batch_size:
+            raise config_lib.ConfigError("drop_remainder and eval_batch_size apply to "
+                                         "input_pipeline 'device' only")
         train_ds, val_ds, test_ds = _tfdata_inputs(config, splits, first,
                                                    epochs * steps_per_epoch)
         model = build_model(config)
@@ -466,10 +469,12 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
         train_ds = device_input.TrainBatches(*splits.train, batch_size=config.batch_size,
                                              seed=config.seed, start=first,
                                              stop=epochs * steps_per_epoch,
-                                             augment=config.augment)
-        val_ds = (device_input.EvalBatches(*splits.val, batch_size=config.batch_size)
+                                             augment=config.augment,
+                                             drop_remainder=config.drop_remainder)
+        eval_batch = config.eval_batch_size or config.batch_size
+        val_ds = (device_input.EvalBatches(*splits.val, batch_size=eval_batch)
                   if splits.val else None)
-        test_ds = device_input.EvalBatches(*splits.test, batch_size=config.batch_size)
+        test_ds = device_input.EvalBatches(*splits.test, batch_size=eval_batch)
         model = _device_trainer(build_model(config), splits, config)
     lr_fn = schedules.learning_rate(config, planned)
     model.optimizer.learning_rate = lr_fn(0)
