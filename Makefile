@@ -52,6 +52,7 @@ help:
 	@echo 'Other'
 	@echo '  bench              training throughput vs PyTorch [QUICK=1]                 minutes'
 	@echo '  gpu-bundle         wheels + data for the GPU machine (.gpu-bundle)          minutes'
+	@echo '  gpu-rehearsal      the GPU call cut short, then resumed, on this CPU        ~13 min'
 
 # make train DEPTH=56 VERSION=2 [PLAIN=1] [SHORTCUT=A|B|C] [PRESET=paper|keras-example]
 #            [ITERATIONS=N | EPOCHS=N] [PRECISION=auto|float32|mixed_bfloat16|mixed_float16]
