@@ -164,10 +164,7 @@ def _finished_run(config, workdir):
            if k not in config_lib.NOT_IDENTITY) or not dataid.same_source(config, workdir):
         return None
     if kept:  # as train._check_resumable says it
-        print(f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its "
-              "config.json (the default when it was made; today's is "
-              f"{', '.join(f'{k}={config_lib.RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})",
-              file=sys.stderr)
+        print(config_lib.kept_note(workdir, kept), file=sys.stderr)
     return metrics
 
 

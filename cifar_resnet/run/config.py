@@ -429,6 +429,13 @@ def _check_types(config: Config) -> None:
             setattr(config, name, float(value))
 
 
+def kept_note(workdir, kept) -> str:
+    """The line that says which RUN_DIR_DEFAULTS a run directory keeps (`for_run_dir`'s `kept`)."""
+    return (f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its config.json "
+            "(the default when it was made; today's is "
+            f"{', '.join(f'{k}={RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})")
+
+
 def for_run_dir(config: Config, saved: Optional[dict[str, Any]] = None) -> tuple[Config, list]:
     """Fills the RUN_DIR_DEFAULTS fields left None: from `saved`, else with their defaults.
 

@@ -403,17 +403,10 @@ def run_lock(workdir):
         yield path
     finally:
         # A finished run leaves no .lock: removed while still held (issue #26).
-        if _finished(workdir):
+        if rundir.RunDir(workdir).complete():
             with contextlib.suppress(OSError):
                 os.unlink(path)
         os.close(fd)  # releases the lock
-
-
-def _finished(workdir) -> bool:
-    try:
-        return rundir.RunDir(workdir).complete()
-    except (OSError, ValueError):
-        return False
 
 
 class SignalStop(keras.callbacks.Callback):

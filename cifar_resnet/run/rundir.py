@@ -80,9 +80,12 @@ class RunDir:
         return json.loads(self.metrics.read_text()) if self.metrics.exists() else None
 
     def complete(self) -> bool:
-        """Whether the run finished (metrics.json says "complete")."""
-        metrics = self.read_metrics()
-        return bool(metrics) and metrics.get("status") == "complete"
+        """Whether the run finished (metrics.json says "complete"); False when it is unreadable."""
+        try:
+            metrics = self.read_metrics()
+        except (OSError, ValueError):
+            return False
+        return isinstance(metrics, dict) and metrics.get("status") == "complete"
 
     def started(self) -> bool:
         """Whether a run was begun here: its config, history or backup exists."""

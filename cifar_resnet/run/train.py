@@ -250,10 +250,7 @@ def _check_resumable(config: config_lib.Config, workdir: pathlib.Path) -> config
         raise config_lib.ConfigError(f"{workdir} holds a run with another config ({changes}); "
                                      + rundir.another_config_hint(workdir, config, diff))
     if kept:
-        print(f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its "
-              "config.json (the default when it was made; today's is "
-              f"{', '.join(f'{k}={config_lib.RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})",
-              file=sys.stderr)
+        print(config_lib.kept_note(workdir, kept), file=sys.stderr)
     return config
 
 
