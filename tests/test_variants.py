@@ -44,7 +44,7 @@ def test_each_variant_builds_and_trains_a_step(kw):
 
 
 def test_defaults_are_unchanged():
-    explicit = models.resnet_v1(depth=20, **{k: v for k, v in variants.DEFAULTS.items()})
+    explicit = models.resnet_v1(depth=20, **{k: v for k, v in architecture.VARIANT_DEFAULTS.items()})
     default = models.resnet_v1(depth=20)
     assert train.count_params(explicit) == 269_722  # He 2015 ResNet-20, as test_models pins
     assert [l.name for l in explicit.layers] == [l.name for l in default.layers]

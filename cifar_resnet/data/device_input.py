@@ -28,8 +28,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from cifar_resnet.run.config import PIPELINES
+from cifar_resnet.choices import check_choice
 from cifar_resnet.data.datasets import PAD  # 4 pixels of padding per side (He 2015 sec 4.2)
+from cifar_resnet.run.config import PIPELINES
 
 
 class PipelineError(ValueError):
@@ -53,9 +54,7 @@ def resolve_pipeline(name: str) -> str:
     Raises:
         PipelineError: `name` is unknown, or "tfdata" is asked for without TensorFlow.
     """
-    if name not in PIPELINES:
-        raise PipelineError(f"input_pipeline {name!r} is not one of "
-                            f"{', '.join(map(repr, PIPELINES))}")
+    check_choice("input_pipeline", name, PIPELINES, PipelineError)
     if name == "auto":
         return "tfdata" if keras.backend.backend() == "tensorflow" else "device"
     if name == "tfdata" and not tensorflow_installed():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from cifar_resnet.choices import check_choice
 from cifar_resnet.data.datasets import PAD
 
 
@@ -161,9 +162,7 @@ def make_dataset(x, y, *, batch_size, mean, std, training, augment=True, seed=0,
     Returns:
         A dataset of `(float32 (B, 32, 32, 3) images, int64 (B,) labels)`.
     """
-    if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"augmentation {augmentation!r} is not one of "
-                         f"{', '.join(map(repr, AUGMENTATIONS))}")
+    check_choice("augmentation", augmentation, AUGMENTATIONS)
     std = np.asarray(std, np.float32)
     scale = tf.constant(1 / (255 * std))
     shift = tf.constant(np.asarray(mean, np.float32) / std)

@@ -15,11 +15,7 @@ the shortcut side from Keras built-in layers only, so models save and load witho
 import keras
 from keras import layers
 
-from cifar_resnet.nets.architecture import VARIANT_DEFAULTS, check_variant
-
-# The tables and the validator are architecture's (no TensorFlow), re-exported here.
-DEFAULTS = VARIANT_DEFAULTS
-check = check_variant
+from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
 
 
 def combine(x, shortcut, residual, *, variant, filters, strides,

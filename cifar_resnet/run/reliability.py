@@ -35,6 +35,7 @@ import threading
 
 import keras
 
+from cifar_resnet.choices import check_choice
 from cifar_resnet.run import files, rundir
 
 
@@ -206,8 +207,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     def __init__(self, path, monitor: str = "val_accuracy", mode: str = "max",
                  best: float | None = None):
         super().__init__()
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode {mode!r} is not 'max' or 'min'")
+        check_choice("mode", mode, ("max", "min"))
         self.path, self.monitor, self.mode, self.best = pathlib.Path(path), monitor, mode, best
 
     def on_epoch_end(self, epoch, logs=None):
