@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import torch_resnet
+from cifar_resnet.run import config as config_lib  # no TensorFlow
 
 # The recipe is the experiment file's, read here rather than copied (tests check the reading
 # against the config the Keras sweep builds from the same file).
@@ -51,17 +52,17 @@ NUM_TRAIN = 50_000
 
 
 def fast_recipe(path=RECIPE_FILE) -> dict:
-    """The `fast` experiment's RECIPE in this trainer's terms (the project's defaults where the
-    file leaves a value out: momentum 0.9, no Nesterov, decay on all, no smoothing)."""
-    r = runpy.run_path(str(path))["RECIPE"]
-    steps = math.ceil(NUM_TRAIN / r["batch_size"])
-    return dict(epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"],
-                warmup_iterations=r.get("warmup_iterations", 0), warmup_lr=r["warmup_lr"],
-                schedule=r["lr_schedule"], momentum=r.get("momentum", 0.9),
-                nesterov=r.get("nesterov", False), weight_decay=r["weight_decay"],
-                decay_on=r.get("weight_decay_on") or "all",
-                label_smoothing=r.get("label_smoothing", 0.0),
-                eval_every=max(1, r.get("log_every", steps) // steps))
+    """The `fast` experiment's RECIPE in this trainer's terms, resolved as the Keras sweep
+    resolves it (the project's defaults where the file leaves a value out, and its iteration
+    counts given in passes converted with its batch size)."""
+    c = config_lib.resolve(overrides=runpy.run_path(str(path))["RECIPE"])
+    steps = c.iterations_per_pass(NUM_TRAIN)
+    return dict(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
+                warmup_iterations=c.resolved_warmup, warmup_lr=c.warmup_lr,
+                schedule=c.lr_schedule, momentum=c.momentum, nesterov=c.nesterov,
+                weight_decay=c.weight_decay, decay_on=c.weight_decay_on or "all",
+                label_smoothing=c.label_smoothing,
+                eval_every=max(1, (c.log_every or steps) // steps))
 
 
 def load_cifar10(archive):

@@ -27,7 +27,7 @@ RECIPE = dict(
     batch_size=128,           # images per SGD iteration (paper: 128)
     lr=0.1,                   # base learning rate (paper: 0.1)
     epochs=20,                # epochs of 50k images = 7,820 iterations (paper: 64k)
-    log_every=391,            # iterations per history row and test evaluation: 20 points
+    log_every="1 pass",       # a history row and test evaluation every 391 iterations: 20 points
     lr_milestones=(0.5, 0.75),  # fractions of the 7,820 iterations: 3,910 and 5,865
     lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on (paper: /10, /100)
     val_fraction=0.0,         # all 50k training images (paper, Table 6)

@@ -25,7 +25,7 @@ RECIPE = dict(
     batch_size=128,           # images per SGD iteration (paper: 128)
     lr=0.1,                   # base learning rate (paper: 0.1)
     epochs=2,                 # epochs of 45k images = 704 iterations (paper: 64k iterations)
-    log_every=176,            # iterations per history row and val/test evaluation: 4 points
+    log_every="0.5 passes",   # a history row and val/test evaluation every 176 iterations: 4
     lr_milestones=(0.5, 0.75),  # fractions of the 704 iterations: 352 and 528 (paper: 32k, 48k)
     lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on (paper: /10, /100)
     val_fraction=0.1,         # 45k/5k train/val split, kept so docs/mini-repro stays what it

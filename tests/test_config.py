@@ -32,6 +32,40 @@ def test_plan_of_the_paper_on_50k_and_on_the_45k_split():
     assert Config(epochs=3).plan(45000) == (352, 3, 1056)
 
 
+@pytest.mark.parametrize("settings, log_every, warmup", [
+    ({}, 782, 196),                                  # 391 iterations a pass on 50k at batch 128
+    ({"val_fraction": 0.1}, 704, 176),               # 352 a pass on the 45k split
+    ({"batch_size": 256}, 392, 98),                 # 196 a pass
+    ({"drop_remainder": True}, 780, 195),            # 390 whole batches a pass
+    ({"dataset": "synthetic", "synthetic_train": 1000, "batch_size": 100}, 20, 5),
+])
+def test_iteration_counts_given_in_passes_are_converted_with_the_batch_and_split(
+        settings, log_every, warmup, tmp_path):
+    config = config_lib.resolve(overrides={**settings, "log_every": "2 passes",
+                                           "warmup_iterations": "0.5 passes"})
+    assert config.log_every == log_every and config.warmup_iterations == warmup
+    config_lib.save(config, tmp_path / "config.json")  # config.json holds iterations
+    assert json.loads((tmp_path / "config.json").read_text())["log_every"] == log_every
+    assert config_lib.load(tmp_path / "config.json") == config
+
+
+@pytest.mark.parametrize("value", ["2 epochs", "0 passes", "-1 pass", "passes", "2"])
+def test_a_bad_number_of_passes_is_refused_in_one_line(value):
+    with pytest.raises(ConfigError, match=r"^log_every must be an int \(iterations\) or a "
+                                          r"positive number of passes such as '2 passes'; got"):
+        config_lib.resolve(overrides={"log_every": value})
+
+
+def test_the_experiments_passes_resolve_to_the_iterations_their_runs_were_made_with():
+    """Their committed run directories (docs/) were made with these counts; a change would make
+    each of them "another config" on resume."""
+    from cifar_resnet.run import experiments
+    fast = experiments.run_config("fast", "resnet20", 0)
+    assert (fast.warmup_iterations, fast.log_every) == (391, 782)
+    assert experiments.run_config("cpu_repro", "resnet20", 0).log_every == 391
+    assert experiments.run_config("mini", "resnet20", 0).log_every == 176
+
+
 def test_a_run_dir_made_under_the_old_default_keeps_its_split_unless_one_is_given():
     old = {"val_fraction": 0.1}
     default = config_lib.resolve()

@@ -128,4 +128,6 @@ def test_the_recipe_is_the_fast_experiments_as_the_sweep_builds_it():
         schedule=config.lr_schedule, momentum=config.momentum, nesterov=config.nesterov,
         weight_decay=config.weight_decay, decay_on=config.weight_decay_on or "all",
         label_smoothing=config.label_smoothing, eval_every=config.log_every // steps)
+    # The file's "1 pass" warm-up and "2 passes" logging period, at batch 128 on 50k images.
+    assert (recipe["warmup_iterations"], recipe["eval_every"]) == (391, 2)
     assert config.val_fraction == 0.0 and config.depth == 20 and config.shortcut == "A"

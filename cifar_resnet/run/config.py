@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import re
 from typing import Any, Optional
 
 import yaml
@@ -53,6 +54,12 @@ _MAX_DEPTH_MEMORY = {"basic": ("19.4M", 20.6), "bottleneck": ("10.2M", 35.8)}  #
 # them (train._check_resumable).
 NOT_IDENTITY = ("data_dir", "allow_any_depth")
 SEED_RANGE = (0, 2**32 - 1)  # numpy's and Keras' seeds
+# Iteration counts that a recipe may give in passes over the training images ("2 passes",
+# "1 pass", "0.5 passes"): converted once, in `resolve`, with the batch size and split of that
+# config, so config.json holds iterations and a recipe stays right under another batch size or
+# split. An "epoch" is always a pass; `log_every` is the logging period, in iterations.
+PASS_FIELDS = ("log_every", "warmup_iterations")
+_PASSES = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*pass(?:es)?\s*$")
 
 
 class ConfigError(ValueError):
@@ -124,9 +131,11 @@ class Config:
     #                                 rise, then a half cosine to 0; schedules.py).
     lr_milestones: tuple = (0.5, 0.75)  # fractions of the planned iterations (paper: 32k, 48k).
     lr_factors: tuple = (0.1, 0.01)     # lr multiplier from each milestone on.
-    warmup_iterations: Optional[int] = None  # None: 400 at depth >= 110 (paper), else 0.
+    warmup_iterations: Optional[int] = None  # None: 400 at depth >= 110 (paper), else 0;
+    #                                 or in passes, e.g. "1 pass" (PASS_FIELDS).
     warmup_lr: float = 0.01        # paper: 0.01 until training error < 80%.
-    plateau_patience: Optional[int] = None  # epochs; None: no ReduceLROnPlateau.
+    plateau_patience: Optional[int] = None  # logging periods (evaluations); None: no
+    #                                 ReduceLROnPlateau.
     plateau_factor: float = math.sqrt(0.1)
     plateau_min_lr: float = 0.5e-6
     plateau_survives_schedule: bool = True  # False: the schedule sets its rate afresh at every
@@ -152,8 +161,9 @@ class Config:
     eval_batch_size: Optional[int] = None  # device input path: evaluation batch; None:
     #                                 batch_size. One that divides the test set (10,000: 125,
     #                                 200, 250, 500, 1000) gives one eval shape, one compile.
-    log_every: Optional[int] = None  # iterations per history row (and evaluation); None: one
-    #                                  epoch. Short runs use it for curves with more points.
+    log_every: Optional[int] = None  # the logging period: iterations per history row (and
+    #                                  evaluation); None: one pass; or in passes, e.g.
+    #                                  "2 passes" (PASS_FIELDS). Short runs log more often.
     deterministic: bool = False    # TF op determinism: a resumed run matches an unbroken
     #                                 one bit for bit (docs/reliability.md has the cost).
     strategy: str = "auto"         # "auto" | "one" | "mirrored" | "multiworker" (distribute.py);
@@ -317,13 +327,14 @@ class Config:
         return math.ceil(num_train / self.batch_size)
 
     def plan(self, num_train: int) -> tuple[int, int, int]:
-        """Returns (steps_per_epoch, epochs, planned_iterations) for `num_train` images.
+        """Returns (steps_per_period, periods, planned_iterations) for `num_train` images.
 
-        A Keras "epoch" here is one logging period: a pass over the data, or `log_every`
-        iterations. Training runs whole periods, so it may pass `iterations` by less than one:
-        the paper's 64k on all 50k images at batch 128 (391 iterations per epoch, the last of
-        80 images) is 164 epochs, 64,124 iterations; on the 45k split (352 per epoch) 182
-        epochs, 64,064. The schedule's milestones are fractions of `iterations` (32k, 48k).
+        A logging period is `log_every` iterations, one pass by default; Keras' `fit` calls it
+        an "epoch" (its `steps_per_epoch` and `epochs` are these periods), and history.csv's
+        `epoch` column counts them. Training runs whole periods, so it may pass `iterations` by
+        less than one: the paper's 64k on all 50k images at batch 128 (391 iterations per pass,
+        the last of 80 images) is 164 periods, 64,124 iterations; on the 45k split (352 per
+        pass) 182, 64,064. The schedule's milestones are fractions of `iterations` (32k, 48k).
         """
         steps = self.iterations_per_pass(num_train)
         total = self.epochs * steps if self.epochs is not None else self.iterations
@@ -398,11 +409,21 @@ def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = No
     settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
     preset = settings.get("preset", Config.preset)
     values = {**presets.recipe(preset, ConfigError), **settings}
+    passes = {k: values[k] for k in PASS_FIELDS if isinstance(values.get(k), str)}
     try:
-        config = Config(**values)
+        config = Config(**{**values, **dict.fromkeys(passes)})
     except TypeError as e:
         raise ConfigError(str(e)) from None
     _check_types(config)
+    if not passes:
+        return config.validate()
+    per_pass = config.validate().iterations_per_pass(config.registry_num_train())
+    for name, text in passes.items():
+        match = _PASSES.match(text)
+        if not match or float(match[1]) <= 0:
+            raise ConfigError(f"{name} must be an int (iterations) or a positive number of "
+                              f"passes such as '2 passes'; got {text!r}")
+        setattr(config, name, max(1, round(float(match[1]) * per_pass)))
     return config.validate()
 
 
