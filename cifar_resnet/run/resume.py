@@ -20,8 +20,9 @@ unbroken run, bit for bit (issue #26).
 - The resume: the input starts at iteration i (the caller builds `train_ds` from
   `Checkpointer.resume_iteration`); a first `model.fit` runs the remaining steps - r iterations
   of period k, and puts the accumulators back in `on_epoch_begin` (callbacks run after
-  `reset_metrics`; one evaluation step before creates the accuracy metric's variables, which
-  Keras makes at a step's first run); a second runs periods k+1... on `train_ds.skip(steps - r)` (tf.data, and
+  `reset_metrics`; where Keras has not yet made the accuracy metric's variables, as on
+  TensorFlow without a strategy until a step runs, one evaluation step makes them first); a
+  second runs periods k+1... on `train_ds.skip(steps - r)` (tf.data, and
   `device_input.TrainBatches.skip`): Keras' epoch iterator keeps one iterator per `fit` call.
   Both calls share one `CallbackList` that sees one training: `on_train_begin` once (so
   ReduceLROnPlateau, StepSchedule and EpochRecorder keep their state), `on_train_end` once.
@@ -73,7 +74,7 @@ def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_
     saver = None
     if stop is not None and checkpointer is not None:
         saver = _SaveOnSignal(stop, checkpointer, steps_per_epoch, initial_epoch, offset,
-                              callbacks, state if offset else None)
+                              callbacks, state if offset else None, train_ds)
         callbacks.append(saver)  # last: after every other callback has seen the batch
     cb_list = _OneTraining(callbacks, add_history=True, add_progbar=verbose != 0,
                            verbose=verbose, epochs=epochs, steps=steps_per_epoch, model=model)
@@ -82,12 +83,6 @@ def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_
             saved = state.get("callbacks", {}).get(type(callback).__name__)
             if saved is not None and hasattr(callback, "resume_from"):
                 callback.resume_from(saved)
-    saved = state.get("metrics") if offset else None
-    if saved and not set(saved) <= {v.path for v in _metric_variables(model)}:
-        # Keras creates the compiled metrics' variables (accuracy) when a step first runs: one
-        # evaluation step creates them, without changing any weight, so that the first period
-        # can start from the saved values.
-        model.evaluate(train_ds, steps=1, verbose=0)
     if stop is not None:
         stop.checks = saver is None
     try:
@@ -148,14 +143,16 @@ class _SaveOnSignal(keras.callbacks.Callback):
         offset: iterations of `first_epoch` done before (a mid-period resume), else 0.
         callbacks: the fit's callbacks, asked for their `interrupt_state()`.
         state: the mid-period state resumed from, or None.
+        train_ds: the fit's training batches (one evaluation step on them makes the metrics'
+            variables where Keras has not yet).
     """
 
     def __init__(self, stop, checkpointer, steps_per_epoch, first_epoch, offset, callbacks,
-                 state):
+                 state, train_ds):
         super().__init__()
         self.stop, self.checkpointer, self.steps = stop, checkpointer, steps_per_epoch
         self.first_epoch, self.offset, self.callbacks = first_epoch, offset, callbacks
-        self.state = state
+        self.state, self.train_ds = state, train_ds
         self.epoch = first_epoch
         self.start = first_epoch * steps_per_epoch + offset
 
@@ -166,6 +163,12 @@ class _SaveOnSignal(keras.callbacks.Callback):
             saved = self.state.get("metrics")
             if saved is not None:
                 variables = {v.path: v for v in _metric_variables(self.model)}
+                if not set(saved) <= set(variables):
+                    # TensorFlow without a strategy makes the compiled metrics' variables
+                    # (accuracy) when a step first runs (JAX before the first period): one
+                    # evaluation step makes them without changing any weight.
+                    self.model.evaluate(self.train_ds, steps=1, verbose=0)
+                    variables = {v.path: v for v in _metric_variables(self.model)}
                 if set(saved) != set(variables):
                     raise reliability.ResumeError(
                         f"the checkpoint in {self.checkpointer.backup_dir} holds the metrics "
@@ -182,6 +185,9 @@ class _SaveOnSignal(keras.callbacks.Callback):
         done = self.start + batch + 1
         if done % self.steps == 0:
             return  # the period's last batch: let it end; the next beginning raises
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()  # JAX keeps the state outside the variables between period ends
         metrics = {v.path: np.asarray(keras.ops.convert_to_numpy(v)).tolist()
                    for v in _metric_variables(self.model)}
         states = {type(c).__name__: c.interrupt_state() for c in self.callbacks
