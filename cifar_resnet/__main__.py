@@ -312,8 +312,11 @@ def main(argv=None) -> int:
         commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report}
         return commands[args.command](args)
     except KeyboardInterrupt as e:  # reliability.Interrupted carries 143 for SIGTERM
-        print("interrupted; rerun the same command to resume from the last finished epoch "
-              "(logging period; the iterations after it are trained again)", file=sys.stderr)
+        iteration = getattr(e, "iteration", None)  # its saved state's (resume.py)
+        print("interrupted; rerun the same command to resume from "
+              + (f"iteration {iteration}" if iteration is not None else
+                 "the last finished epoch (logging period; the iterations after it are trained "
+                 "again)"), file=sys.stderr)
         return getattr(e, "exit_status", 130)
     except Exception as e:
         status = _exit_status(e)

@@ -384,11 +384,13 @@ for run in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_dir()):
     else:  # cut short: its last checkpoint, as the runner would resume it
         net = train.build_model(cfg)
         trainer = train._device_trainer(net, splits, cfg)
-        epochs = reliability.Checkpointer(run / "backup").restore(trainer)
-        if not epochs:
+        backup = reliability.Checkpointer(run / "backup")
+        backup.restore(trainer)
+        # A SIGTERM saves the state at its iteration (run/resume.py), inside a pass too.
+        done = backup.resume_iteration(cfg.plan(len(splits.train[0]))[0])
+        if not done:
             continue
-        steps = cfg.plan(len(splits.train[0]))[0]
-        row = {"partial": True, "iterations": epochs * steps}
+        row = {"partial": True, "iterations": done}
     pred = net.predict(device_input.NormalizedImages(x, mean=splits.mean, std=splits.std,
                                                      batch_size=500), verbose=0).argmax(1)
     out[run.name] = {**row, "test_error": float((pred != y).mean()),

@@ -20,6 +20,7 @@ Config field `input_pipeline` chooses: "tfdata", "device", or "auto" (`resolve_p
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import math
@@ -194,6 +195,14 @@ class TrainBatches(keras.utils.PyDataset):
 
     def __len__(self):
         return self.stop - self.start
+
+    def skip(self, count: int) -> "TrainBatches":
+        """The same batches from `count` later on, as `tf.data.Dataset.skip` (resume.fit)."""
+        out = copy.copy(self)
+        out.start = self.start + count
+        if not 0 <= out.start < out.stop:
+            raise ValueError(f"need 0 <= start < stop; got start={out.start}, stop={out.stop}")
+        return out
 
     @functools.lru_cache(maxsize=2)
     def pass_plan(self, p: int) -> tuple[np.ndarray, np.ndarray]:

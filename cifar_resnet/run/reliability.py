@@ -14,7 +14,9 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
 - `BestCheckpoint`: the best model so far, written through `atomic_save`.
 - `run_lock`: `fcntl.flock` on `<workdir>/.lock`; the kernel drops it when its process dies, so a
   crashed run never leaves a stale lock. A finished run removes the file, still holding it.
-- `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`.
+- `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`; under
+  `resume.fit` the state at that iteration is saved first (a mid-period state), and the rerun
+  continues from it.
 - `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, and so does an epoch ending
   with a loss above MAX_LOSS or a non-finite weight, BatchNorm statistic or optimizer slot,
   before any epoch-end callback could record or back up the diverged state.
@@ -54,11 +56,12 @@ class ResumeError(RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped training after a batch; the run is resumable."""
+    """SIGINT or SIGTERM stopped training after a batch; the run is resumable, from
+    `iteration` where known (the iterations its saved state has done)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, iteration: int | None = None):
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        self.signum, self.iteration = signum, iteration
         self.exit_status = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
@@ -233,6 +236,11 @@ class Checkpointer(keras.callbacks.Callback):
     The files are those the `BackupAndRestore` subclass of earlier versions wrote, so their
     run directories resume too (tests/fixtures/keras3.15-v1-depth8).
 
+    A signal stops training between period ends; `resume.fit` then saves a mid-period state
+    through `save(k, iterations=i, ...)`: `epoch{k}-iter{i}.weights.h5`, and the metadata gains
+    "iterations" (and what `resume.fit` needs to continue the period: its metric accumulators).
+    Metadata without "iterations" (period ends, and every earlier version) means k periods.
+
     Args:
         backup_dir: the folder of the states; `remove()` deletes it once the run is recorded.
     """
@@ -258,6 +266,13 @@ class Checkpointer(keras.callbacks.Callback):
         state = self.resume_state()
         return state["epoch"] if state else 0
 
+    def resume_iteration(self, steps_per_epoch: int) -> int:
+        """Iterations the resume state has done (0 without one): where the input resumes."""
+        state = self.resume_state()
+        if not state:
+            return 0
+        return state.get("iterations", state["epoch"] * steps_per_epoch)
+
     def restore(self, model: keras.Model) -> int:
         """Loads the resume state into the compiled `model`; returns `resume_epoch()`.
 
@@ -282,18 +297,29 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.save(epoch + 1)
 
-    def save(self, epochs_done: int) -> None:
+    def save(self, epochs_done: int, iterations: int | None = None, **extra) -> None:
         """Writes the state after `epochs_done` epochs, then points the metadata to it.
+
+        Args:
+            epochs_done: periods finished.
+            iterations: a mid-period state (the signal path, `resume.fit`): the iterations done,
+                within period `epochs_done`; None at a period's end.
+            extra: more JSON fields of a mid-period state (its metric accumulators).
 
         Raises:
             CheckpointWriteError: the write failed; the previous state is intact.
         """
-        name = f"epoch{epochs_done}.weights.h5"
+        name = (f"epoch{epochs_done}.weights.h5" if iterations is None
+                else f"epoch{epochs_done}-iter{iterations}.weights.h5")
         digest = atomic_save(self.model, self.backup_dir / name, weights_only=True)
         state = {"epoch": epochs_done, "weights": name, "sha256": digest}
+        if iterations is not None:
+            state.update(iterations=iterations, **extra)
         previous = _read_metadata(self.backup_dir) or self._resume  # metadata unreadable
         if previous and previous.get("weights") != name:
-            state["previous"] = {k: previous.get(k) for k in ("epoch", "weights", "sha256")}
+            # Whole (a mid-period state needs its iterations and accumulators), less its own
+            # previous.
+            state["previous"] = {k: v for k, v in previous.items() if k != "previous"}
         files.write_json(self.backup_dir / rundir.METADATA, state)
         keep = {name, state.get("previous", {}).get("weights")}
         for old in self.backup_dir.glob("epoch*.weights.h5"):
@@ -413,14 +439,18 @@ class SignalStop(keras.callbacks.Callback):
     """Turns SIGINT/SIGTERM into `Interrupted` at the end of the current batch.
 
     Raising (rather than `model.stop_training`) skips the epoch-end callbacks, so the half-done
-    epoch is neither recorded nor backed up: the run resumes from the last finished epoch. A
-    second signal acts at once (the previous handler is back after the first). Use as a context
-    manager around `fit`, so the handlers are restored however training ends.
+    epoch is neither recorded nor backed up. Alone, the run then resumes from the last finished
+    epoch; under `resume.fit` (train.py), which sets `checks` to False and acts on `signum`
+    itself after the other callbacks, the state at the current iteration is saved first and the
+    run resumes from there. A second signal acts at once (the previous handler is back after
+    the first). Use as a context manager around `fit`, so the handlers are restored however
+    training ends.
     """
 
     def __init__(self):
         super().__init__()
         self.signum = None
+        self.checks = True  # False: only record the signal; a later callback acts on it
         self._previous = {}
 
     def __enter__(self):
@@ -442,7 +472,7 @@ class SignalStop(keras.callbacks.Callback):
         self._restore()
 
     def _check(self, *args, **kwargs):
-        if self.signum is not None:
+        if self.signum is not None and self.checks:
             raise Interrupted(self.signum)
 
     on_train_batch_end = on_epoch_begin = _check
@@ -484,15 +514,27 @@ class DivergenceStop(keras.callbacks.Callback):
     def __init__(self, steps_per_epoch: int):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
-        self.epoch = 0
+        self.epoch = self._epoch_start = 0
+        self._started = False
+
+    def on_train_begin(self, logs=None):
+        self._started = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self._epoch_start = epoch * self.steps_per_epoch
+        if not self._started:
+            # The first period of a fit may be the rest of one (resume.fit): its batches count
+            # from the restored iteration.
+            self._started = True
+            optimizer = getattr(self.model, "optimizer", None)
+            if optimizer is not None:
+                self._epoch_start = int(keras.ops.convert_to_numpy(optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise Diverged(self.epoch * self.steps_per_epoch + batch + 1, self.epoch)
+            raise Diverged(self._epoch_start + batch + 1, self.epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         step = (epoch + 1) * self.steps_per_epoch

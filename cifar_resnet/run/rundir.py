@@ -10,7 +10,8 @@ it, results/ reads it back):
     final.keras      the model at the end of training
     metrics.json     written at the end (or with status "failed" when training diverged)
     backup/          resume state (run/reliability.Checkpointer): training_metadata.json and
-                     the weights and optimizer state of the last finished period
+                     the weights and optimizer state of the last finished period (or of the
+                     iteration a signal stopped at: run/resume.py)
     tensorboard/     TensorBoard logs
     .lock            the run lock: an flock held while a process trains here (run/files.py)
     train.log        a sweep's subprocess output (sweep --jobs N)

@@ -18,8 +18,9 @@ The run directory is the unit of work. It holds:
     data.json       the identity of the data (SHA-256 of its content; dataid.py) and its path
     backup/         resume state (reliability.Checkpointer); removed at the end
     tensorboard/    TensorBoard logs
-Rerunning the same command on the same directory resumes from the last finished epoch, and
-returns at once when the run is complete. The data is part of a run by content, not by path: the
+Rerunning the same command on the same directory resumes from the last finished epoch (or, after
+SIGINT/SIGTERM, from the iteration it stopped at: resume.py), and returns at once when the run is
+complete. The data is part of a run by content, not by path: the
 same CIFAR-10 read from another place resumes, other data is refused (dataid.py).
 """
 
@@ -41,7 +42,7 @@ from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import cpu, distribute, files, losses, rundir
 from cifar_resnet.data import dataid, datasets, device_input
 from cifar_resnet.nets import models
-from cifar_resnet.run import reliability, schedules
+from cifar_resnet.run import reliability, resume, schedules
 from cifar_resnet.run.callbacks import lr_callbacks
 
 HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
@@ -129,6 +130,12 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
+
+    def interrupt_state(self) -> dict:  # kept in a mid-period state (resume.py)
+        return {"wall_time": self.elapsed + time.perf_counter() - self.start}
+
+    def resume_from(self, state: dict) -> None:
+        self.elapsed = state["wall_time"]
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
@@ -325,7 +332,7 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
         reliability.ResumeError: the resume state cannot be read; the message says how to
             restart. Nothing is changed.
         RunLocked: another process is training in `workdir`.
-        Interrupted: SIGINT or SIGTERM; the run resumes from its last finished epoch.
+        Interrupted: SIGINT or SIGTERM; the run resumes from the iteration it names.
     """
     workdir = pathlib.Path(workdir)
     config.validate()
@@ -454,7 +461,7 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
 
     # Data passes (keyed by pass, so a resumed run sees the same batches) need not coincide
     # with logging periods (log_every): start inside the pass where the backup stopped.
-    first = min(epochs_done, epochs - 1) * steps_per_epoch
+    first = min(checkpointer.resume_iteration(steps_per_epoch), (epochs - 1) * steps_per_epoch)
     if input_path == "tfdata":
         if config.drop_remainder or config.eval_batch_size:
             raise config_lib.ConfigError("drop_remainder and eval_batch_size apply to "
@@ -503,9 +510,9 @@ def _train_locked(config, workdir, splits, data_record, input_path, callbacks, v
                                              if epochs_done else ""), file=sys.stderr)
     try:
         with stop:
-            model.fit(train_ds, epochs=epochs, initial_epoch=epochs_done,
-                      steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
-                      verbose=verbose, shuffle=False)
+            resume.fit(model, train_ds, epochs=epochs, initial_epoch=epochs_done,
+                       steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
+                       verbose=verbose, shuffle=False)
         reliability.atomic_save(model, rundir.RunDir(workdir).final)
     except reliability.Diverged as e:
         files.write_json(metrics_path, {"status": "failed", "reason": str(e), "step": e.step,
