@@ -148,14 +148,14 @@ def _finished_run(config, workdir):
     import dataclasses
     import pathlib
     from cifar_resnet.data import dataid
-    from cifar_resnet.run import config as config_lib, files, rundir
+    from cifar_resnet.run import config as config_lib, rundir
     workdir = pathlib.Path(workdir)
-    try:
-        metrics = files.read_json(rundir.RunDir(workdir).metrics)
-        if not isinstance(metrics, dict) or metrics.get("status") != "complete":
+    try:  # an unreadable metrics.json or config.json: train decides
+        metrics = rundir.finished_metrics(workdir)
+        if metrics is None:
             return None
         saved = config_lib.load(rundir.RunDir(workdir).config)
-    except (OSError, ValueError):  # ConfigError is a ValueError
+    except (OSError, ValueError):  # MetricsUnreadable and ConfigError are ValueErrors
         return None
     if config.precision in (None, "auto"):
         config = dataclasses.replace(config, precision=saved.precision)
@@ -163,7 +163,7 @@ def _finished_run(config, workdir):
     if any(getattr(config, k) != v for k, v in saved.to_dict().items()
            if k not in config_lib.NOT_IDENTITY) or not dataid.same_source(config, workdir):
         return None
-    if kept:  # as train._check_resumable says it
+    if kept:  # as config.for_workdir says it
         print(config_lib.kept_note(workdir, kept), file=sys.stderr)
     return metrics
 
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
 _ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
            ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1),
-           ("cifar_resnet.run.files", "WriteError", 1),
+           ("cifar_resnet.run.rundir", "HistoryError", 1), ("cifar_resnet.run.files", "WriteError", 1),
            ("cifar_resnet.run.reliability", "ResumeError", 1))
 
 
