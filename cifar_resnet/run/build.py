@@ -1,14 +1,18 @@
-"""The net of a config, built under its precision policy and compiled for training.
+"""What a run trains: the net of a config, built under its precision policy and compiled, and
+its inputs.
 
 He et al. 2015, sec 4.2: SGD with momentum 0.9 and weight decay 1e-4 (`config.weight_decay`,
 an L2 penalty of half that on the weights, whose gradient is the decay), the softmax
 cross-entropy loss; nets/models.py builds the net itself. Precision, XLA and steps per execution
-are this machine's choices, not the paper's (cpu.py, distribute.py).
+are this machine's choices, not the paper's (cpu.py, distribute.py). The inputs are the paper's
+augmentation (4-pixel pad, 32x32 crop, horizontal flip) on tf.data (data/pipeline.py) or inside
+the compiled step (data/device_input.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 
 import keras
@@ -74,3 +78,27 @@ def device_trainer(net: keras.Model, splits, config: config_lib.Config) -> keras
     compiled as build_model compiled it."""
     return compiled(device_input.AugmentedTrainer(net, splits.mean, splits.std), config,
                     net.optimizer, net.loss)
+
+
+def inputs(config: config_lib.Config, splits, input_path: str, first: int, stop: int) -> tuple:
+    """(train, val, test) for `input_path` ("tfdata" or "device"); train holds global batches
+    first..stop-1. Data passes are keyed by pass, so a resumed run sees the same batches; they
+    need not coincide with logging periods (log_every), so `first` may fall inside one."""
+    if input_path == "tfdata":
+        from cifar_resnet.data import pipeline  # imports TensorFlow
+        make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
+        per_pass = config.iterations_per_pass(len(splits.train[0]))
+        train_ds = pipeline.make_dataset(
+            *splits.train, training=True, augment=config.augment, seed=config.seed,
+            augmentation=config.augmentation, **make,
+            epochs=(first // per_pass, math.ceil(stop / per_pass))).skip(first % per_pass)
+        val_ds = (pipeline.make_dataset(*splits.val, training=False, **make) if splits.val
+                  else None)
+        return train_ds, val_ds, pipeline.make_dataset(*splits.test, training=False, **make)
+    # device_input: uint8 batches, augmented inside the compiled step (device_trainer)
+    train_ds = device_input.TrainBatches(
+        *splits.train, batch_size=config.batch_size, seed=config.seed, start=first, stop=stop,
+        augment=config.augment, drop_remainder=config.drop_remainder)
+    eval_batch = config.eval_batch_size or config.batch_size
+    val_ds = device_input.EvalBatches(*splits.val, batch_size=eval_batch) if splits.val else None
+    return train_ds, val_ds, device_input.EvalBatches(*splits.test, batch_size=eval_batch)

@@ -1,34 +1,25 @@
-"""The experiment runner: `run_experiment(config, workdir)` trains one net into one run directory.
+"""Training one net into one run directory: `train_and_evaluate(config, workdir)`.
 
 The recipe is He et al. 2015, section 4.2 (SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
 divided by 10 at 32k and 48k iterations, 64k iterations, pad-4 crop and flip, all 50k training
-images; the 45k/5k train/val split with `val_fraction=0.1`); `config.py` holds it and the
-keras-example preset.
+images; the 45k/5k train/val split with `val_fraction=0.1`); `config.py` holds it.
 
-The run directory is the unit of work. It holds:
-    config.json     the resolved config, written before the first step
-    history.csv     one row per epoch (or log_every iterations): lr, train/val/test loss and
-                    error, wall time
-    best.keras      the model with the best validation accuracy so far (only with a
-                    validation split, val_fraction > 0)
-    final.keras     the model at the end of training
-    metrics.json    written at the end: final test error (and, with a validation split, the
-                    best-by-validation epoch and errors), params, images/s of the training
-                    batches, start-up cost, precision, CPU, ...
-    data.json       the identity of the data (SHA-256 of its content; dataid.py) and its path
-    backup/         resume state (reliability.Checkpointer); removed at the end
-    tensorboard/    TensorBoard logs
-Rerunning the same command on the same directory resumes from the last finished epoch, and
-returns at once when the run is complete. The data is part of a run by content, not by path: the
-same CIFAR-10 read from another place resumes, other data is refused (dataid.py).
+A run goes in a straight line: `prepare` resolves everything once into a `Plan` (the config
+validated, its precision resolved and reconciled with the run directory's config.json, the
+placement, the input path, the data and its identity, the iteration plan and the schedule);
+then lock -> build -> restore -> fit -> write metrics.json. The run directory's files are
+rundir.py's. Rerunning the same command resumes from the last finished period and returns at
+once when the run is complete; the data is part of a run by content, not by path (dataid.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import sys
 import time
+from typing import Any, Callable, Optional
 
 import keras
 
@@ -38,37 +29,34 @@ from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import metrics as metrics_lib
 from cifar_resnet.run.callbacks import EpochRecorder, HistoryWriter, lr_callbacks
 
+
 class TrainingError(RuntimeError):
     """Training diverged or otherwise failed; metrics.json records why."""
 
 
-def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=None) -> dict:
-    """Trains `config`'s net into `workdir`, resuming whatever is there; returns metrics.json.
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A run resolved once (`prepare`). With `finished` set the run is complete, and only
+    `config`, `workdir` and `placement` are."""
 
-    Args:
-        config: a validated Config. Under `config.strategy`, `batch_size` is the global batch
-            (split over the replicas) and `lr` is used as given: scale it with the batch.
-        workdir: the run directory (created if missing).
-        callbacks: extra Keras callbacks (e.g. for notebooks or tests).
-        verbose: Keras verbosity; default a progress bar on a terminal, else a line per epoch.
+    config: config_lib.Config  # validated, precision resolved, reconciled with config.json
+    workdir: pathlib.Path
+    placement: Any  # distribute.Placement
+    started: float  # time.perf_counter() at the start: setup_time counts from it
+    finished: Optional[dict] = None  # metrics.json of the complete run: nothing to do
+    input_path: str = ""  # "tfdata" or "device" (device_input.resolve_pipeline)
+    splits: Optional[datasets.Splits] = None
+    data_record: Optional[dict] = None  # data.json (dataid.describe)
+    steps_per_period: int = 0  # iterations of one logging period (an epoch of history.csv)
+    periods: int = 0
+    iterations: int = 0  # planned, for the schedule
+    lr_fn: Optional[Callable[[int], float]] = None  # 0-based iteration -> learning rate
 
-    Returns:
-        The metrics dict, also written to `workdir/metrics.json`.
 
-    Raises:
-        ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
-        DataError: the dataset cannot be found or read. Nothing is written.
-        TrainingError: training diverged (a NaN/Inf loss, an epoch's loss above
-            reliability.MAX_LOSS, or non-finite weights at an epoch's end; metrics.json says
-            so, with the step), a checkpoint could not be written (the previous one is intact),
-            or metrics.json of a finished run is unreadable.
-        rundir.HistoryError: a history.csv row is damaged. Nothing is changed.
-        files.WriteError: another file of the run could not be written; one line naming it.
-        reliability.ResumeError: the resume state cannot be read; the message says how to
-            restart. Nothing is changed.
-        RunLocked: another process is training in `workdir`.
-        Interrupted: SIGINT or SIGTERM; the run resumes from its last finished epoch.
-    """
+def prepare(config: config_lib.Config, workdir, splits=None) -> Plan:
+    """`config`'s run in `workdir`, resolved once; refuses what cannot run (ConfigError,
+    DataError). `splits` (from datasets.load_splits for this config) saves reading the data."""
+    started = time.perf_counter()
     workdir = pathlib.Path(workdir)
     config.validate()
     # Resolved before config.json is written or compared, so that it states the policy used.
@@ -79,10 +67,48 @@ def run_experiment(config: config_lib.Config, workdir, *, callbacks=(), verbose=
     if placement.num_replicas > 1:
         print(f"{workdir}: {placement.name} strategy, global batch {config.batch_size} over "
               f"{placement.num_replicas} replicas, lr {config.lr} (not rescaled)", file=sys.stderr)
-    if not placement.is_chief:  # only the chief writes the run directory (distribute.py)
-        with distribute.scratch_copy(workdir) as scratch:
-            return _run(config, scratch, placement, callbacks, verbose)
-    return _run(config, workdir, placement, callbacks, verbose)
+    plan = Plan(config, workdir, placement, started)
+    finished = _finished_metrics(workdir)
+    if finished is not None and dataid.same_source(config, workdir):  # no need to read the data
+        print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
+        return dataclasses.replace(plan, finished=finished)
+    try:
+        input_path = device_input.resolve_pipeline(config.input_pipeline)
+    except device_input.PipelineError as e:
+        raise config_lib.ConfigError(str(e)) from None
+    if input_path == "device" and config.augment and config.augmentation != "crop_flip":
+        raise config_lib.ConfigError(
+            f"augmentation {config.augmentation!r} runs on the tf.data input pipeline only; "
+            "the device pipeline does 'crop_flip' (use input_pipeline 'tfdata')")
+    if input_path == "tfdata" and (config.drop_remainder or config.eval_batch_size):
+        raise config_lib.ConfigError("drop_remainder and eval_batch_size apply to "
+                                     "input_pipeline 'device' only")
+    if splits is None:
+        splits = datasets.load_splits(config)
+    elif splits.key != datasets.splits_key(config):
+        raise ValueError(f"splits loaded for {splits.key}, not for this run's "
+                         f"{datasets.splits_key(config)} (datasets.load_splits(config))")
+    data_record = dataid.describe(config, splits, dataid.source_of(config))
+    try:
+        dataid.check(workdir, data_record)
+    except dataid.DataMismatch as e:
+        raise config_lib.ConfigError(str(e)) from None
+    if finished is not None:
+        print(f"{workdir}: already complete (same data, {dataid.short(data_record['sha256'])}); "
+              "nothing to do", file=sys.stderr)
+        return dataclasses.replace(plan, finished=finished)
+    num_train = len(splits.train[0])
+    if config.batch_size > num_train:
+        raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
+                                     f"{num_train} training images")
+    steps_per_period, periods, iterations = config.plan(num_train)
+    try:  # a schedule that does not fit the planned iterations (linear warm-up too long)
+        lr_fn = schedules.learning_rate(config, iterations)
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from None
+    return dataclasses.replace(plan, input_path=input_path, splits=splits,
+                               data_record=data_record, steps_per_period=steps_per_period,
+                               periods=periods, iterations=iterations, lr_fn=lr_fn)
 
 
 def _finished_metrics(workdir: pathlib.Path) -> dict | None:
@@ -102,150 +128,134 @@ def _finished_metrics(workdir: pathlib.Path) -> dict | None:
                             f"delete {e.path.name} to train this run again from zero") from None
 
 
-def _run(config, workdir, placement, callbacks, verbose) -> dict:
-    """run_experiment in `workdir` (the run directory or a worker's scratch copy)."""
-    started = time.perf_counter()  # setup_time: data loading and model building
-    metrics_path = rundir.RunDir(workdir).metrics
-    complete = _finished_metrics(workdir) is not None
-    if complete and dataid.same_source(config, workdir):  # no need to read the data again
-        print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
-        return files.read_json(metrics_path)
+def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callbacks=(),
+                       verbose=None) -> dict:
+    """Trains `config`'s net into `workdir`, resuming whatever is there; returns metrics.json.
 
-    try:
-        input_path = device_input.resolve_pipeline(config.input_pipeline)
-    except device_input.PipelineError as e:
-        raise config_lib.ConfigError(str(e)) from None
-    if input_path == "device" and config.augment and config.augmentation != "crop_flip":
-        raise config_lib.ConfigError(
-            f"augmentation {config.augmentation!r} runs on the tf.data input pipeline only; "
-            "the device pipeline does 'crop_flip' (use input_pipeline 'tfdata')")
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        tf.config.experimental.enable_op_determinism()  # process-wide; cannot be undone
-    splits = datasets.load_splits(config)
-    data_record = dataid.describe(config, splits, dataid.source_of(config))
-    try:
-        dataid.check(workdir, data_record)
-    except dataid.DataMismatch as e:
-        raise config_lib.ConfigError(str(e)) from None
-    if complete:
-        print(f"{workdir}: already complete (same data, {dataid.short(data_record['sha256'])}); "
-              "nothing to do", file=sys.stderr)
-        return files.read_json(metrics_path)
-    num_train = len(splits.train[0])
-    if config.batch_size > num_train:
-        raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
-                                     f"{num_train} training images")
-    try:  # a schedule that does not fit the planned iterations (linear warm-up too long)
-        schedules.learning_rate(config, config.plan(num_train)[2])
-    except ValueError as e:
-        raise config_lib.ConfigError(str(e)) from None
+    Args:
+        config: a validated Config. Under `config.strategy`, `batch_size` is the global batch
+            (split over the replicas) and `lr` is used as given: scale it with the batch.
+        workdir: the run directory (created if missing).
+        splits: the data, from datasets.load_splits(config) (the command line reads it before
+            TensorFlow); default: read here, unless the run is complete.
+        callbacks: extra Keras callbacks (e.g. for notebooks or tests).
+        verbose: Keras verbosity; default a progress bar on a terminal, else a line per epoch.
+
+    Returns:
+        The metrics dict, also written to `workdir/metrics.json`.
+
+    Raises:
+        ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
+        DataError: the dataset cannot be found or read. Nothing is written.
+        ValueError: `splits` were loaded for other settings than this run's.
+        TrainingError: training diverged (a NaN/Inf loss, an epoch's loss above
+            reliability.MAX_LOSS, or non-finite weights at an epoch's end; metrics.json says
+            so, with the step), a checkpoint could not be written (the previous one is intact),
+            or metrics.json of a finished run is unreadable.
+        rundir.HistoryError: a history.csv row is damaged. Nothing is changed.
+        files.WriteError: another file of the run could not be written; one line naming it.
+        reliability.ResumeError: the resume state cannot be read; the message says how to
+            restart. Nothing is changed.
+        RunLocked: another process is training in `workdir`.
+        Interrupted: SIGINT or SIGTERM; the run resumes from its last finished epoch.
+    """
+    plan = prepare(config, workdir, splits)
+    if plan.finished is not None:
+        return plan.finished
+    if not plan.placement.is_chief:  # only the chief writes the run directory (distribute.py)
+        with distribute.scratch_copy(plan.workdir) as scratch:
+            return _train(dataclasses.replace(plan, workdir=scratch), callbacks, verbose)
+    return _train(plan, callbacks, verbose)
+
+
+run_experiment = train_and_evaluate  # the public name (cifar_resnet.run_experiment)
+
+
+def _train(plan: Plan, callbacks, verbose) -> dict:
+    """Lock -> build -> restore -> fit -> write, in `plan.workdir` (the run directory, or a
+    non-chief worker's scratch copy)."""
+    config, workdir, run = plan.config, plan.workdir, rundir.RunDir(plan.workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise files.write_error(workdir, e) from None
-    with reliability.run_lock(workdir), placement.scope():
-        return _train_locked(config, workdir, splits, data_record, input_path, callbacks,
-                             verbose, started)
+    with reliability.run_lock(workdir), plan.placement.scope():
+        if (finished := _finished_metrics(workdir)) is not None:
+            return finished  # finished by another process meanwhile
+        config_lib.save(config, run.config)
+        dataid.save(workdir, plan.data_record)
+        checkpointer = reliability.Checkpointer(run.backup)
+        epochs_done = checkpointer.resume_epoch()
+        model, train_ds, val_ds, test_ds = _build(plan, epochs_done)
+        checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
+        done = rundir.trim_history(run.history, epochs_done)
+        recorder = EpochRecorder(test_ds, plan.steps_per_period, started=plan.started,
+                                 elapsed=done[-1]["wall_time"] if done else 0)
+        print(f"{workdir}: {model.name}, {metrics_lib.count_params(model):,} params, "
+              f"{plan.periods} epochs of {plan.steps_per_period} iterations"
+              + (f", resuming after epoch {epochs_done}" if epochs_done else ""), file=sys.stderr)
+        best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])),
+                       default=None)
+        try:
+            _fit(plan, model, train_ds, val_ds, epochs_done, best_val, recorder, checkpointer,
+                 callbacks, verbose)
+            reliability.atomic_save(model, run.final)
+        except reliability.Diverged as e:
+            files.write_json(run.metrics, {"status": "failed", "reason": str(e), "step": e.step,
+                                           "epoch": e.epoch + 1, "finished_epochs": e.epoch})
+            raise TrainingError(f"{workdir}: training diverged: {e}; the checkpoint of the last "
+                                f"finished epoch is kept; see {run.metrics}") from None
+        except reliability.CheckpointWriteError as e:
+            raise TrainingError(str(e)) from e
+        metrics = metrics_lib.run_metrics(
+            rundir.read_history(run.history), metrics_lib.count_params(model),
+            config.batch_size * plan.steps_per_period,
+            config.iterations_per_pass(len(plan.splits.train[0])), recorder.train_times,
+            recorder.train_steals)
+        metrics.update(precision=config.precision, cpu=cpu.describe(),
+                       setup_time=recorder.setup_time, input_pipeline=plan.input_path,
+                       code=metrics_lib.code_version())
+        files.write_json(run.metrics, metrics)
+        checkpointer.remove()  # only now: a kill before this resumes from the last epoch's state
+        return metrics
 
 
-def _tfdata_inputs(config, splits, first, stop):
-    """(train, val, test) tf.data datasets; train holds global batches first..stop-1."""
-    from cifar_resnet.data import pipeline  # imports TensorFlow
-    make = dict(batch_size=config.batch_size, mean=splits.mean, std=splits.std)
-    per_pass = config.iterations_per_pass(len(splits.train[0]))
-    train_ds = pipeline.make_dataset(*splits.train, training=True, augment=config.augment,
-                                     augmentation=config.augmentation, seed=config.seed, **make,
-                                     epochs=(first // per_pass, math.ceil(stop / per_pass)))
-    train_ds = train_ds.skip(first % per_pass)
-    val_ds = (pipeline.make_dataset(*splits.val, training=False, **make) if splits.val
-              else None)
-    return train_ds, val_ds, pipeline.make_dataset(*splits.test, training=False, **make)
+def _build(plan: Plan, epochs_done: int) -> tuple:
+    """(model, train, val, test): the compiled net, and the inputs from where the backup stopped."""
+    config, splits = plan.config, plan.splits
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()  # process-wide; cannot be undone
+    first = min(epochs_done, plan.periods - 1) * plan.steps_per_period  # where the backup stopped
+    data = build.inputs(config, splits, plan.input_path, first,
+                        plan.periods * plan.steps_per_period)
+    model = build.build_model(config)
+    if plan.input_path == "device":  # augmentation inside the compiled step
+        model = build.device_trainer(model, splits, config)
+    model.optimizer.learning_rate = plan.lr_fn(0)
+    return (model, *data)
 
 
-def _train_locked(config, workdir, splits, data_record, input_path, callbacks, verbose,
-                  started) -> dict:
-    """The writing part of run_experiment, under the run-directory lock."""
-    metrics_path = rundir.RunDir(workdir).metrics
-    if (finished := _finished_metrics(workdir)) is not None:
-        return finished  # finished by another process meanwhile
-    steps_per_epoch, epochs, planned = config.plan(len(splits.train[0]))
-    config_lib.save(config, rundir.RunDir(workdir).config)
-    dataid.save(workdir, data_record)
-    checkpointer = reliability.Checkpointer(rundir.RunDir(workdir).backup)
-    epochs_done = checkpointer.resume_epoch()
-
-    # Data passes (keyed by pass, so a resumed run sees the same batches) need not coincide
-    # with logging periods (log_every): start inside the pass where the backup stopped.
-    first = min(epochs_done, epochs - 1) * steps_per_epoch
-    if input_path == "tfdata":
-        if config.drop_remainder or config.eval_batch_size:
-            raise config_lib.ConfigError("drop_remainder and eval_batch_size apply to "
-                                         "input_pipeline 'device' only")
-        train_ds, val_ds, test_ds = _tfdata_inputs(config, splits, first,
-                                                   epochs * steps_per_epoch)
-        model = build.build_model(config)
-    else:  # device_input: uint8 batches, augmentation inside the compiled step
-        train_ds = device_input.TrainBatches(*splits.train, batch_size=config.batch_size,
-                                             seed=config.seed, start=first,
-                                             stop=epochs * steps_per_epoch,
-                                             augment=config.augment,
-                                             drop_remainder=config.drop_remainder)
-        eval_batch = config.eval_batch_size or config.batch_size
-        val_ds = (device_input.EvalBatches(*splits.val, batch_size=eval_batch)
-                  if splits.val else None)
-        test_ds = device_input.EvalBatches(*splits.test, batch_size=eval_batch)
-        model = build.device_trainer(build.build_model(config), splits, config)
-    lr_fn = schedules.learning_rate(config, planned)
-    model.optimizer.learning_rate = lr_fn(0)
-    checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
-
-    done = rundir.trim_history(rundir.RunDir(workdir).history, epochs_done)
-    best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])), default=None)
-    recorder = EpochRecorder(test_ds, steps_per_epoch, elapsed=done[-1]["wall_time"] if done else 0,
-                             started=started)
-
+def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, checkpointer,
+         callbacks, verbose) -> None:
+    """The callbacks in their order, and `model.fit` from `epochs_done` to the plan's end."""
+    run = rundir.RunDir(plan.workdir)
     stop = reliability.SignalStop()
-    step, *plateau = lr_callbacks(config, lr_fn, "val_loss" if val_ds else "loss")
-    cbs = [stop, step, recorder, reliability.DivergenceStop(steps_per_epoch), *plateau]
+    step, *plateau = lr_callbacks(plan.config, plan.lr_fn, "val_loss" if val_ds else "loss")
+    cbs = [stop, step, recorder, reliability.DivergenceStop(plan.steps_per_period), *plateau]
     if val_ds is not None:
         cbs.append(reliability.BestCheckpoint(
-            rundir.RunDir(workdir).best, monitor="val_accuracy", mode="max",
+            run.best, monitor="val_accuracy", mode="max",
             best=None if best_val is None else 1.0 - best_val))
-    cbs.append(HistoryWriter(rundir.RunDir(workdir).history))
+    cbs.append(HistoryWriter(run.history))
     if device_input.tensorflow_installed():  # Keras writes TensorBoard logs with tf.summary
-        cbs.append(keras.callbacks.TensorBoard(str(rundir.RunDir(workdir).tensorboard), write_graph=False))
-    cbs += [*callbacks,
-            # Last, so an epoch is backed up only once everything above has recorded it.
-            checkpointer]
+        cbs.append(keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False))
+    # The Checkpointer last, so a period is backed up only once everything above recorded it.
+    cbs += [*callbacks, checkpointer]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-
-    print(f"{workdir}: {model.name}, {metrics_lib.count_params(model):,} params, {epochs} epochs of "
-          f"{steps_per_epoch} iterations" + (f", resuming after epoch {epochs_done}"
-                                             if epochs_done else ""), file=sys.stderr)
-    try:
-        with stop:
-            model.fit(train_ds, epochs=epochs, initial_epoch=epochs_done,
-                      steps_per_epoch=steps_per_epoch, validation_data=val_ds, callbacks=cbs,
-                      verbose=verbose, shuffle=False)
-        reliability.atomic_save(model, rundir.RunDir(workdir).final)
-    except reliability.Diverged as e:
-        files.write_json(metrics_path, {"status": "failed", "reason": str(e), "step": e.step,
-                                        "epoch": e.epoch + 1, "finished_epochs": e.epoch})
-        raise TrainingError(f"{workdir}: training diverged: {e}; the checkpoint of the last "
-                            f"finished epoch is kept; see {metrics_path}") from None
-    except reliability.CheckpointWriteError as e:
-        raise TrainingError(str(e)) from e
-
-    history = rundir.read_history(rundir.RunDir(workdir).history)
-    metrics = metrics_lib.run_metrics(history, metrics_lib.count_params(model), config.batch_size * steps_per_epoch,
-                          config.iterations_per_pass(len(splits.train[0])),
-                          recorder.train_times, recorder.train_steals)
-    metrics.update(precision=config.precision, cpu=cpu.describe(),
-                   setup_time=recorder.setup_time,
-                   input_pipeline=input_path, code=metrics_lib.code_version())
-    files.write_json(metrics_path, metrics)
-    checkpointer.remove()  # only now: a kill before this resumes from the last epoch's state
-    return metrics
+    with stop:
+        model.fit(train_ds, epochs=plan.periods, initial_epoch=epochs_done,
+                  steps_per_epoch=plan.steps_per_period, validation_data=val_ds, callbacks=cbs,
+                  verbose=verbose, shuffle=False)
