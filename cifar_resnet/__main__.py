@@ -4,9 +4,9 @@ A thin layer over the library: it parses flags into a Config (config.resolve), a
 library's errors onto one line and an exit status (2: bad input, 1: training failed,
 130 or 143: interrupted by SIGINT or SIGTERM; rerun the same command to resume).
 
-Flags, config files and experiment files are validated before TensorFlow is imported (config,
-architecture, presets and datasets import none), so bad input is refused at once; `sweep
---dry-run` never imports it.
+Flags, config files, experiment files and `train`'s data files are checked before TensorFlow is
+imported (config, architecture, presets and datasets import none), so bad input is refused at
+once; `sweep --dry-run` never imports it.
 """
 
 from __future__ import annotations
@@ -185,14 +185,28 @@ def _train(args) -> int:
         if holder is not None:
             raise config_lib.ConfigError(f"{workdir} is in use by process {holder}; wait for it "
                                          "to finish or use another --workdir")
+        splits = _load_splits(config, workdir)  # a bad data file is refused before TensorFlow
         _import_tensorflow_quietly()
         _say_how_long(config, workdir)
         from cifar_resnet.run import train
-        metrics = train.run_experiment(config, workdir)
+        metrics = train.train_and_evaluate(config, workdir, splits=splits)
     err = metrics.get("best_test_error")
     print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
           + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))
     return 0
+
+
+def _load_splits(config, workdir):
+    """The run's data (datasets.load_splits), read without TensorFlow, for the settings the run
+    in `workdir` keeps from its config.json (config.for_run_dir, as training applies them)."""
+    from cifar_resnet.data import datasets
+    from cifar_resnet.run import config as config_lib, rundir
+    saved = None
+    try:
+        saved = config_lib.load(rundir.RunDir(workdir).config).to_dict()
+    except (OSError, ValueError):  # none yet, or unreadable: training refuses the latter
+        pass
+    return datasets.load_splits(config_lib.for_run_dir(config, saved)[0])
 
 
 def _say_how_long(config, workdir) -> None:
