@@ -19,11 +19,11 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from cifar_resnet.run import config as config_lib
 from cifar_resnet.data import datasets, device_input
-from cifar_resnet.run import files, rundir
 from cifar_resnet.nets import architecture
 from cifar_resnet.nets import models  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import files, rundir
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
                 "paper_source", "paper_note", "n", "error_mean", "error_std",

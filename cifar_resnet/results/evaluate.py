@@ -2,7 +2,7 @@
 
 Beyond the papers: He et al. 2015 (sec. 4.2) report one number per net, the test error of the
 model trained with the CIFAR-10 recipe. `evaluate` rebuilds the evaluated split exactly as the
-run saw it (`config.json` -> `datasets.load_dataset`, the training split's mean/std) and writes, into
+run saw it (`config.json` -> `datasets.load_splits`, the training split's mean/std) and writes, into
 RUN_DIR/eval/ (or `out`), for `{split}-{checkpoint}[-flip]`:
 
     .json            error, per-class accuracy, confusion matrix, most confidently wrong images
@@ -22,12 +22,11 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.data import datasets, device_input
-from cifar_resnet.run import files, rundir
-from cifar_resnet.nets import layers  # noqa: F401  (layers:
-#                                         registers the custom layers load_model needs)
 from cifar_resnet.choices import check_choice
+from cifar_resnet.data import datasets, device_input
+from cifar_resnet.nets import layers  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import files, rundir
 from cifar_resnet.run.config import EVAL_CHECKPOINTS as CHECKPOINTS
 from cifar_resnet.run.config import EVAL_SPLITS as SPLITS
 from cifar_resnet.run.config import EVAL_TTAS as TTAS
