@@ -2,7 +2,7 @@
 
 Times the full training step (input pipeline with He et al. 2015 sec 4.2 augmentation, forward,
 backward, SGD update) in images per second, batch 128, for:
-  keras          our default path: `pipeline.make_dataset` + `train.build_model(config)` + `Model.fit`,
+  keras          our default path: `pipeline.make_dataset` + `build.build_model(config)` + `Model.fit`,
                  float32
   keras-bf16     the same in mixed_bfloat16 (`precision="mixed_bfloat16"`, on any CPU or GPU)
   keras-example  the `keras-example` preset (its model and Adam), at batch 128
@@ -159,7 +159,7 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
     import keras
     import tensorflow as tf
     from cifar_resnet.data import pipeline
-    from cifar_resnet.run import train
+    from cifar_resnet.run import build
 
     if "intra" in options:
         tf.config.threading.set_intra_op_parallelism_threads(options["intra"])
@@ -197,7 +197,7 @@ def _keras_worker(base, options, depth, version, batch_size, arrays, conn):
         def on_epoch_end(self, epoch, logs=None):
             _report(conn, self.started, steps * batch_size)
 
-    model = train.build_model(config)
+    model = build.build_model(config)
     _ready(conn, **info)
     epochs, steps = conn.recv()
     if not config.augment:  # in memory: the warm-up epoch fills the cache, then reads only

@@ -1,6 +1,6 @@
 """Where the time of one training step goes: TensorFlow ops by thread time (issue #4).
 
-Trains our net (`train.build_model`, the `paper` preset) on random images for a few steps under
+Trains our net (`build.build_model`, the `paper` preset) on random images for a few steps under
 the TensorFlow profiler, then reads the trace (`*.xplane.pb`) and prints the kernel types that
 took the most time, per step, summed over TensorFlow's compute threads. With two threads busy, the
 sum is up to twice the wall time of the step.
@@ -49,14 +49,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import numpy as np
-    from cifar_resnet.run import config as config_lib, train  # first: oneDNN's default (cpu.py)
+    from cifar_resnet.run import build, config as config_lib  # first: oneDNN's default (cpu.py)
     import tensorflow as tf
 
     config = config_lib.resolve(overrides=dict(depth=args.depth, version=args.version,
                                                batch_size=args.batch_size,
                                                precision="mixed_bfloat16" if args.bf16
                                                else "float32"))
-    model = train.build_model(config)
+    model = build.build_model(config)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, args.batch_size)

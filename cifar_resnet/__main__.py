@@ -4,9 +4,9 @@ A thin layer over the library: it parses flags into a Config (config.resolve), a
 library's errors onto one line and an exit status (2: bad input, 1: training failed,
 130 or 143: interrupted by SIGINT or SIGTERM; rerun the same command to resume).
 
-Flags, config files and experiment files are validated before TensorFlow is imported (config,
-architecture, presets and datasets import none), so bad input is refused at once; `sweep
---dry-run` never imports it.
+Flags, config files, experiment files and `train`'s data files are checked before TensorFlow is
+imported (config, architecture, presets and datasets import none), so bad input is refused at
+once; `sweep --dry-run` never imports it.
 """
 
 from __future__ import annotations
@@ -148,14 +148,14 @@ def _finished_run(config, workdir):
     import dataclasses
     import pathlib
     from cifar_resnet.data import dataid
-    from cifar_resnet.run import config as config_lib, files, rundir
+    from cifar_resnet.run import config as config_lib, rundir
     workdir = pathlib.Path(workdir)
-    try:
-        metrics = files.read_json(rundir.RunDir(workdir).metrics)
-        if not isinstance(metrics, dict) or metrics.get("status") != "complete":
+    try:  # an unreadable metrics.json or config.json: train decides
+        metrics = rundir.finished_metrics(workdir)
+        if metrics is None:
             return None
         saved = config_lib.load(rundir.RunDir(workdir).config)
-    except (OSError, ValueError):  # ConfigError is a ValueError
+    except (OSError, ValueError):  # MetricsUnreadable and ConfigError are ValueErrors
         return None
     if config.precision in (None, "auto"):
         config = dataclasses.replace(config, precision=saved.precision)
@@ -163,7 +163,7 @@ def _finished_run(config, workdir):
     if any(getattr(config, k) != v for k, v in saved.to_dict().items()
            if k not in config_lib.NOT_IDENTITY) or not dataid.same_source(config, workdir):
         return None
-    if kept:  # as train._check_resumable says it
+    if kept:  # as config.for_workdir says it
         print(config_lib.kept_note(workdir, kept), file=sys.stderr)
     return metrics
 
@@ -185,14 +185,28 @@ def _train(args) -> int:
         if holder is not None:
             raise config_lib.ConfigError(f"{workdir} is in use by process {holder}; wait for it "
                                          "to finish or use another --workdir")
+        splits = _load_splits(config, workdir)  # a bad data file is refused before TensorFlow
         _import_tensorflow_quietly()
         _say_how_long(config, workdir)
         from cifar_resnet.run import train
-        metrics = train.run_experiment(config, workdir)
+        metrics = train.train_and_evaluate(config, workdir, splits=splits)
     err = metrics.get("best_test_error")
     print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
           + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))
     return 0
+
+
+def _load_splits(config, workdir):
+    """The run's data (datasets.load_splits), read without TensorFlow, for the settings the run
+    in `workdir` keeps from its config.json (config.for_run_dir, as training applies them)."""
+    from cifar_resnet.data import datasets
+    from cifar_resnet.run import config as config_lib, rundir
+    saved = None
+    try:
+        saved = config_lib.load(rundir.RunDir(workdir).config).to_dict()
+    except (OSError, ValueError):  # none yet, or unreadable: training refuses the latter
+        pass
+    return datasets.load_splits(config_lib.for_run_dir(config, saved)[0])
 
 
 def _say_how_long(config, workdir) -> None:
@@ -331,7 +345,7 @@ def main(argv=None) -> int:
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
 _ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
            ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1),
-           ("cifar_resnet.run.files", "WriteError", 1),
+           ("cifar_resnet.run.rundir", "HistoryError", 1), ("cifar_resnet.run.files", "WriteError", 1),
            ("cifar_resnet.run.reliability", "ResumeError", 1))
 
 

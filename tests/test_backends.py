@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from cifar_resnet.nets import models
-from cifar_resnet.run import train
+from cifar_resnet.run import metrics as metrics_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT = 300
@@ -24,13 +24,14 @@ SCRIPT = """
     import json, sys
     import keras, numpy as np
     from cifar_resnet.run import config as config_lib, distribute, train
+    from cifar_resnet.run import metrics as metrics_lib
     from cifar_resnet.nets import models
 
     backend, strategy, workdir = sys.argv[1:4]
     out = dict(backend=keras.backend.backend(), devices=len(keras.distribution.list_devices())
                if backend == "jax" else None)  # keras.distribution: JAX only
-    out["params"] = [train.count_params(models.build_model(1, 20)),
-                     train.count_params(models.build_model(2, 11))]
+    out["params"] = [metrics_lib.count_params(models.build_model(1, 20)),
+                     metrics_lib.count_params(models.build_model(2, 11))]
     cfg = config_lib.resolve(overrides=dict(
         dataset="synthetic", depth=8, epochs=1, batch_size=64, synthetic_train=280,
         synthetic_test=128, strategy=strategy))
@@ -69,11 +70,11 @@ def test_backend_runs_models_and_runner(backend, strategy, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["backend"] == backend
-    expected = [train.count_params(models.build_model(1, 20)),
-                train.count_params(models.build_model(2, 11))]
+    expected = [metrics_lib.count_params(models.build_model(1, 20)),
+                metrics_lib.count_params(models.build_model(2, 11))]
     assert expected[0] == 269_722  # He 2015 Table 6: ResNet-20, 0.27M
     assert r["params"] == expected
-    assert r["status"] == "complete" and r["params_run"] == 75_290 == train.count_params(
+    assert r["status"] == "complete" and r["params_run"] == 75_290 == metrics_lib.count_params(
         models.build_model(1, 8))
     assert 0 <= r["test_error"] <= 1
     assert r["max_pred_diff"] == 0.0 and r["pred_sum"] == pytest.approx(8.0, rel=1e-4)

@@ -108,18 +108,18 @@ def test_bench_rejects_bad_impl_with_exit_2(tmp_path, capsys):
 
 
 def _keras_resnet20():
-    from cifar_resnet.run import config as config_lib, train
-    return train.build_model(config_lib.resolve(overrides=dict(depth=20)))
+    from cifar_resnet.run import build, config as config_lib
+    return build.build_model(config_lib.resolve(overrides=dict(depth=20)))
 
 
 def test_torch_reference_matches_option_a_resnet20():
     torch = pytest.importorskip("torch")
     from benchmarks import torch_resnet
-    from cifar_resnet.run import train
+    from cifar_resnet.run import metrics as metrics_lib
 
     net = torch_resnet.CifarResNet(20, 1)
     model = _keras_resnet20()
-    assert torch_resnet.count_params(net) == train.count_params(model) == 269_722
+    assert torch_resnet.count_params(net) == metrics_lib.count_params(model) == 269_722
     # Same weights in the same order, up to layout: Keras kernels are (kh, kw, in, out) and
     # (in, out), PyTorch's (out, in, kh, kw) and (out, in).
     to_torch = {4: (3, 2, 0, 1), 2: (1, 0), 1: (0,)}
@@ -152,9 +152,9 @@ def test_torch_augment_is_crop_and_flip_of_padded_image():
 
 def _losses(config, images, labels, steps=6):
     import keras
-    from cifar_resnet.run import train
+    from cifar_resnet.run import build
     keras.utils.set_random_seed(0)
-    model = train.build_model(config)
+    model = build.build_model(config)
     return np.array([float(model.train_on_batch(images, labels)[0]) for _ in range(steps)])
 
 

@@ -167,4 +167,4 @@ def test_cifar100_trains_and_evaluates_with_100_classes(tmp_path):
     assert set(report["per_class_accuracy"]) == set(datasets.CIFAR100_FINE_NAMES)
     saved = json.loads((workdir / "eval" / "test-final.json").read_text())
     assert saved["error"] == report["error"]
-    assert train.default_workdir(config).parent.name == "resnet8_v1-cifar100"
+    assert config_lib.default_workdir(config).parent.name == "resnet8_v1-cifar100"

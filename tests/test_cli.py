@@ -1,11 +1,15 @@
 """The command line as a new user meets it: help for every flag, the experiments registry in
-`sweep --help`, and one line with exit status 2 for any corrupt CIFAR-10 archive."""
+`sweep --help`, and one line with exit status 2 for any corrupt CIFAR-10 archive, refused
+before TensorFlow is imported."""
 
 import argparse
 import gzip
 import io
 import os
+import pathlib
 import pickle
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -85,6 +89,40 @@ def test_a_corrupt_archive_is_one_line_and_exit_2(make, says, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error: ") and str(archive) in err, err
     assert says in err, err
     assert not (tmp_path / "run").exists()
+
+
+# Runs the CLI with TensorFlow and Keras made unimportable: an import of either fails the run.
+NO_TF_CLI = ("import sys\n"
+             "class Refuse:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name.split('.')[0] in ('tensorflow', 'keras'):\n"
+             "            raise ImportError(f'{name} imported before the data was checked')\n"
+             "sys.meta_path.insert(0, Refuse())\n"
+             "from cifar_resnet.__main__ import main\n"
+             "sys.exit(main(sys.argv[1:]))\n")
+
+
+@pytest.mark.parametrize("make, says", [
+    (None, "CIFAR-10 not found"),
+    (lambda p: p.write_bytes(os.urandom(4096)), "not a tar archive"),
+    (_garbage_member_archive, "not a readable CIFAR-10 batch"),
+], ids=["missing", "random-bytes", "garbage-members"])
+def test_a_bad_data_file_is_refused_before_tensorflow_is_imported(make, says, tmp_path):
+    """Issue #25: data-file refusals come before TensorFlow loads (the CLI reads the data first)."""
+    archive = tmp_path / datasets.ARCHIVE_NAME
+    if make is not None:
+        make(archive)
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TF_CLI, "train", "--data-dir", str(archive), "--depth", "8",
+         "--iterations", "1", "--workdir", str(workdir)],
+        cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True,
+        timeout=120)
+    err = result.stderr
+    assert result.returncode == 2, err  # DataError: bad input, as in-process above
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(archive) in err, err
+    assert says in err and "imported before" not in err, err
+    assert not workdir.exists()
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -89,7 +89,7 @@ MIRRORED = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
-    from cifar_resnet.run import config as config_lib, distribute, train
+    from cifar_resnet.run import build, config as config_lib, distribute, rundir, train
 
     tiny = dict(TINY)
     cfg = config_lib.resolve(overrides=dict(tiny, epochs=2, strategy="mirrored"))
@@ -97,10 +97,10 @@ MIRRORED = """
     x = rng.normal(size=(64, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, 64)
 
-    one = train.build_model(cfg)  # default strategy: one device
+    one = build.build_model(cfg)  # default strategy: one device
     placement = distribute.placement("mirrored")
     with placement.scope():
-        two = train.build_model(cfg)
+        two = build.build_model(cfg)
     two.set_weights(one.get_weights())
     result = dict(replicas=placement.num_replicas,
                   strategy=type(two.distribute_strategy).__name__,
@@ -144,7 +144,7 @@ MIRRORED = """
     metrics = train.run_experiment(cfg, workdir, callbacks=[Seen()], verbose=0)
     result.update(resumed_epochs=Seen.epochs, resumed_strategies=Seen.strategies,
                   status=metrics["status"], epochs=metrics["epochs"],
-                  history_epochs=[r["epoch"] for r in train.read_history(f"{workdir}/history.csv")])
+                  history_epochs=[r["epoch"] for r in rundir.read_history(f"{workdir}/history.csv")])
     print(json.dumps(result))
 """
 
@@ -219,5 +219,5 @@ def test_two_workers_on_localhost(tmp_path):
 
 
 def train_history(run):
-    from cifar_resnet.run import train
-    return train.read_history(run / "history.csv")
+    from cifar_resnet.run import rundir
+    return rundir.read_history(run / "history.csv")

@@ -39,7 +39,7 @@ BLOCK = """
 SCRIPT = BLOCK + """
     import json, os, pathlib, signal, sys
     import keras, numpy as np
-    from cifar_resnet.run import config as config_lib, train, reliability
+    from cifar_resnet.run import config as config_lib, reliability, rundir, train
     from cifar_resnet.__main__ import main
 
     base = pathlib.Path(sys.argv[1])
@@ -60,14 +60,14 @@ SCRIPT = BLOCK + """
         out["stopped"] = False
     except reliability.Interrupted:
         out["stopped"] = True
-    out["rows_after_stop"] = len(train.read_history(base / "cut" / "history.csv"))
+    out["rows_after_stop"] = len(rundir.read_history(base / "cut" / "history.csv"))
     resumed = train.run_experiment(cfg, base / "cut", verbose=0)
     a = keras.saving.load_model(whole_dir / "final.keras")
     b = keras.saving.load_model(base / "cut" / "final.keras")
     out["resume_max_weight_diff"] = max(float(np.abs(np.asarray(u) - np.asarray(v)).max())
                                         for u, v in zip(a.get_weights(), b.get_weights()))
-    out["history_equal"] = ([r["loss"] for r in train.read_history(whole_dir / "history.csv")]
-                            == [r["loss"] for r in train.read_history(base / "cut" / "history.csv")])
+    out["history_equal"] = ([r["loss"] for r in rundir.read_history(whole_dir / "history.csv")]
+                            == [r["loss"] for r in rundir.read_history(base / "cut" / "history.csv")])
     out["metrics"] = {k: whole[k] for k in ("status", "input_pipeline", "iterations", "params")}
     out["versions"] = whole["versions"]
     out["files"] = sorted(p.name for p in (whole_dir).iterdir())

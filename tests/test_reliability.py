@@ -25,7 +25,7 @@ import pytest
 
 from cifar_resnet import __main__ as cli
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import files, reliability, rundir, train
+from cifar_resnet.run import build, files, reliability, rundir, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run directories written by the code before resume used public Keras APIs (README.md there).
@@ -62,7 +62,7 @@ def _popen(args, env=None, code=None):
 
 
 def _epochs(workdir):
-    return [int(r["epoch"]) for r in train.read_history(workdir / "history.csv")]
+    return [int(r["epoch"]) for r in rundir.read_history(workdir / "history.csv")]
 
 
 class _At(keras.callbacks.Callback):
@@ -285,7 +285,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_a_corrupt_latest_falls_back
     monkeypatch.undo()
     backup = reliability.Checkpointer(tmp_path / "backup")
     assert backup.resume_epoch() == 2  # verified by its checksum
-    model = train.build_model(config)
+    model = build.build_model(config)
     model.optimizer.build(model.trainable_variables)
     latest = tmp_path / "backup" / "epoch2.weights.h5"
     model.load_weights(latest)
@@ -449,7 +449,7 @@ def test_damaged_history_row_or_metrics_json_one_line_naming_the_file(tiny_confi
     path = tmp_path / "history.csv"
     good = path.read_text()
     path.write_text(good + "garbage,row\n")
-    with pytest.raises(train.HistoryError, match=f"{path}: line 4 is not a history row .*fix "
+    with pytest.raises(rundir.HistoryError, match=f"{path}: line 4 is not a history row .*fix "
                                                  "or delete that line"):
         train.run_experiment(config, tmp_path, verbose=0)
     assert path.read_text() == good + "garbage,row\n"  # not rewritten
@@ -532,7 +532,7 @@ def test_nan_loss_fails_with_the_step_and_keeps_the_last_good_checkpoint(tiny_co
     assert _epochs(tmp_path) == [0]
     backup = reliability.Checkpointer(tmp_path / "backup")
     assert backup.resume_epoch() == 1
-    model = train.build_model(config)
+    model = build.build_model(config)
     model.optimizer.build(model.trainable_variables)
     model.load_weights(tmp_path / "backup" / backup.resume_state()["weights"])
     assert all(np.isfinite(w).all() for w in model.get_weights())
@@ -568,7 +568,7 @@ def test_non_finite_weights_after_the_last_batch_stop_before_the_checkpoint(tiny
     assert _epochs(tmp_path) == [0] and not (tmp_path / "final.keras").exists()
     backup = reliability.Checkpointer(tmp_path / "backup")
     assert backup.resume_epoch() == 1  # the last finite state is the resume point
-    model = train.build_model(config)
+    model = build.build_model(config)
     model.optimizer.build(model.trainable_variables)
     model.load_weights(tmp_path / "backup" / backup.resume_state()["weights"])
     assert not reliability.non_finite_variables(model)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cifar_resnet.results import analysis, plots
-from cifar_resnet.run import files, rundir, train
+from cifar_resnet.run import files, rundir
 from cifar_resnet.nets import models
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.__main__ import main
@@ -142,7 +142,7 @@ def _handmade_history(root, net, errors):
     path = root / net / "seed0"
     path.mkdir(parents=True)
     files.write_json(path / "config.json", {"seed": 0, "version": 1, "depth": 20})
-    rows = [",".join(train.HISTORY_FIELDS)]
+    rows = [",".join(rundir.HISTORY_FIELDS)]
     for i, (train_error, test_error) in enumerate(errors):
         rows.append(f"{i},{100 * (i + 1)},0.1,1.0,{train_error},,,1.0,{test_error},1.0,{i + 1.0}")
     (path / "history.csv").write_text("\n".join(rows) + "\n")
@@ -326,10 +326,10 @@ def test_a_lone_runs_figures_draw_its_nets_paper_number(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
     run = tmp_path / "cifar-resnet" / "runs" / "quick"
     _lone_run(run, depth=20, batch_size=128, precision="float32")
-    row = {k: 0.7 for k in train.HISTORY_FIELDS}
+    row = {k: 0.7 for k in rundir.HISTORY_FIELDS}
     row.update(epoch=0, iterations=100, wall_time=60.0)
-    (run / "history.csv").write_text(",".join(train.HISTORY_FIELDS) + "\n"
-                                     + ",".join(str(row[k]) for k in train.HISTORY_FIELDS) + "\n")
+    (run / "history.csv").write_text(",".join(rundir.HISTORY_FIELDS) + "\n"
+                                     + ",".join(str(row[k]) for k in rundir.HISTORY_FIELDS) + "\n")
     for fig in (plots.figure6(run), plots.error_vs_time(run)):
         title, legends = _texts(fig)
         assert "resnet20_v1 paper 8.75% after 64k it. (here 100 it.)" in legends

@@ -9,7 +9,7 @@ import pytest
 from cifar_resnet import __main__ as cli
 from cifar_resnet import paper
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import experiments, files, reliability, sweep, train
+from cifar_resnet.run import experiments, files, reliability, rundir, sweep
 from cifar_resnet.run.config import ConfigError
 
 ALL_NETS = [(name, net) for name in experiments.list_experiments()
@@ -62,7 +62,7 @@ def test_table6_entries_match_the_nets_built():
     """Table 6's parameter counts, to the paper's precision, are the built nets' (v1, option A);
     ResNet-1202 is left out (19.4M parameters: slow to build in a test)."""
     from cifar_resnet.nets import models
-    from cifar_resnet.run import train
+    from cifar_resnet.run import metrics as metrics_lib
     table6 = experiments.load_experiment("table6")
     assert table6.paper == paper.TABLE6
     for net, entry in paper.TABLE6.items():
@@ -70,7 +70,7 @@ def test_table6_entries_match_the_nets_built():
         assert net == f"resnet{depth}"
         if depth > 110:
             continue
-        millions = train.count_params(models.resnet_v1((32, 32, 3), depth)) / 1e6
+        millions = metrics_lib.count_params(models.resnet_v1((32, 32, 3), depth)) / 1e6
         decimals = len(entry["params"].rstrip("M").split(".")[1])
         assert f"{millions:.{decimals}f}M" == entry["params"], (net, millions)
     assert paper.TABLE6["resnet110"]["mean"] > paper.TABLE6["resnet110"]["error"]  # best of 5
@@ -134,7 +134,7 @@ def test_status_reads_the_run_directory(tmp_path):
     run = sweep.plan("table6", runs_dir=tmp_path, nets=["resnet20"])[0]
     assert sweep.status(run)[0] == "pending"
     run.workdir.mkdir(parents=True)
-    run.workdir.joinpath("history.csv").write_text(",".join(train.HISTORY_FIELDS) + "\n0,1\n")
+    run.workdir.joinpath("history.csv").write_text(",".join(rundir.HISTORY_FIELDS) + "\n0,1\n")
     assert sweep.status(run) == ("partial", "1 epoch(s) recorded")
     with reliability.run_lock(run.workdir):  # held: as by a live training process
         assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 epoch(s) recorded")

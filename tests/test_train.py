@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import cpu, train
+from cifar_resnet.run import build, cpu, rundir, train
 from cifar_resnet.data import datasets, pipeline
 from cifar_resnet.run.config import ConfigError
 
@@ -35,7 +35,7 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     # config.json states the precision the run used (tiny_config asks for "auto").
     assert config_lib.load(tmp_path / "config.json") == dataclasses.replace(
         tiny_config, precision="float32")
-    history = train.read_history(tmp_path / "history.csv")
+    history = rundir.read_history(tmp_path / "history.csv")
     assert [r["epoch"] for r in history] == [0, 1]
     assert [r["iterations"] for r in history] == [4, 8]  # 230 training images, batch 64
     assert all(0 <= r[k] <= 1 for r in history for k in ("error", "val_error", "test_error"))
@@ -61,7 +61,7 @@ def test_by_default_a_run_trains_on_every_image_and_keeps_only_the_final_model(t
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert config_lib.load(tmp_path / "config.json").val_fraction == 0.0
     assert (tmp_path / "final.keras").exists() and not (tmp_path / "best.keras").exists()
-    history = train.read_history(tmp_path / "history.csv")
+    history = rundir.read_history(tmp_path / "history.csv")
     assert [r["iterations"] for r in history] == [4, 8]  # all 256 images, batch 64
     assert all(np.isnan(r["val_error"]) for r in history)
     assert metrics["final_test_error"] == history[-1]["test_error"]
@@ -82,7 +82,7 @@ def test_a_run_dir_made_when_the_split_was_the_default_resumes_with_it(tiny_conf
     metrics = train.run_experiment(dataclasses.replace(config, val_fraction=None), tmp_path,
                                    verbose=0)
     assert "keeps val_fraction=0.1 from its config.json" in capsys.readouterr().err
-    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1, 2]
+    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1, 2]
     assert metrics["iterations"] == 12 and "best_test_error" in metrics  # 230 images, as before
     assert config_lib.load(tmp_path / "config.json").val_fraction == 0.1
     # Asking for all images explicitly is another run, refused as before.
@@ -95,10 +95,10 @@ def test_interrupted_run_resumes_with_every_epoch_once(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, epochs=3)
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(config, tmp_path, callbacks=[_Interrupt(2)], verbose=0)
-    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1]
+    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
     assert not (tmp_path / "metrics.json").exists()
     metrics = train.run_experiment(config, tmp_path, verbose=0)
-    history = train.read_history(tmp_path / "history.csv")
+    history = rundir.read_history(tmp_path / "history.csv")
     assert [r["epoch"] for r in history] == [0, 1, 2]
     assert [r["iterations"] for r in history] == [4, 8, 12]
     assert history[2]["wall_time"] > history[1]["wall_time"]
@@ -114,7 +114,7 @@ def test_rows_written_after_the_last_backup_are_dropped_on_resume(tiny_config, t
     meta = tmp_path / "backup" / "training_metadata.json"
     meta.write_text(json.dumps({"epoch": 1, "batch": 0}))
     train.run_experiment(config, tmp_path, verbose=0)
-    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1, 2]
+    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1, 2]
 
 
 @pytest.mark.slow
@@ -172,7 +172,7 @@ def test_paper_weight_decay_flows_through_momentum():
 
 def test_fast_recipe_options_reach_the_optimizer_loss_and_regularizers(tiny_config):
     def regularized(config):
-        model = train.build_model(config)
+        model = build.build_model(config)
         return model, {w.path.split("/")[-1] for layer in model.layers
                        for attr, w in (("gamma_regularizer", getattr(layer, "gamma", None)),
                                        ("kernel_regularizer", getattr(layer, "kernel", None)))
@@ -198,7 +198,7 @@ def test_a_run_with_the_fast_recipe_options_trains_and_its_model_loads(tiny_conf
                                  weight_decay_on="kernels", lr_schedule="cosine", val_fraction=0.0)
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert metrics["status"] == "complete"
-    history = train.read_history(tmp_path / "history.csv")
+    history = rundir.read_history(tmp_path / "history.csv")
     # The rate of the epoch's last iteration (7 of 8): the half cosine, near its end.
     assert history[1]["lr"] == pytest.approx(0.1 * (1 + np.cos(np.pi * 7 / 8)) / 2, rel=1e-5)
     final = keras.saving.load_model(tmp_path / "final.keras")  # compiled, with its loss
@@ -274,12 +274,12 @@ def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_co
     config = dataclasses.replace(tiny_config, epochs=2, log_every=3)
     metrics = train.run_experiment(config, tmp_path / "a", verbose=0)
     assert metrics["epochs"] == 2.25  # passes over the data (9 of 4 iterations), not periods
-    history = train.read_history(tmp_path / "a" / "history.csv")
+    history = rundir.read_history(tmp_path / "a" / "history.csv")
     assert [r["iterations"] for r in history] == [3, 6, 9]
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(config, tmp_path / "b", callbacks=[_Interrupt(1)], verbose=0)
     train.run_experiment(config, tmp_path / "b", verbose=0)  # resumes at iteration 3 of 8
-    assert [r["iterations"] for r in train.read_history(tmp_path / "b" / "history.csv")] == [3, 6, 9]
+    assert [r["iterations"] for r in rundir.read_history(tmp_path / "b" / "history.csv")] == [3, 6, 9]
     a, b = (keras.saving.load_model(tmp_path / d / "final.keras") for d in "ab")
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
@@ -344,7 +344,7 @@ def test_an_old_run_dir_without_the_precision_field_resumes(tiny_config, tmp_pat
     del saved["precision"]  # as written before the field existed
     (tmp_path / "config.json").write_text(json.dumps(saved))
     metrics = train.run_experiment(config, tmp_path, verbose=0)
-    assert [r["epoch"] for r in train.read_history(tmp_path / "history.csv")] == [0, 1]
+    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
     assert metrics["precision"] == "float32"
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "float32"
 
@@ -380,7 +380,7 @@ def test_images_per_sec_counts_training_batches_only(tiny_config, tmp_path):
     start = time.perf_counter()
     metrics = train.run_experiment(config, tmp_path, callbacks=[_SlowValidation(0.5)], verbose=0)
     elapsed = time.perf_counter() - start
-    history = train.read_history(tmp_path / "history.csv")
+    history = rundir.read_history(tmp_path / "history.csv")
     images = config.batch_size * 4  # 4 iterations per epoch
     # Every epoch after the first spent at least 0.5 s validating beyond its training batches;
     # a rate that counted the validation pass would be at most images / median(epoch_time).

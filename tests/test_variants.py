@@ -8,7 +8,8 @@ from keras import layers
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.nets import layers as nets_layers
 from cifar_resnet.nets import architecture, models, variants
-from cifar_resnet.run import train
+from cifar_resnet.run import build as build_lib
+from cifar_resnet.run import metrics as metrics_lib
 
 UNITS = [u for u in architecture.UNITS]
 SHORTCUTS = [v for v in architecture.SHORTCUT_VARIANTS if v != "identity"]
@@ -46,7 +47,7 @@ def test_each_variant_builds_and_trains_a_step(kw):
 def test_defaults_are_unchanged():
     explicit = models.resnet_v1(depth=20, **{k: v for k, v in architecture.VARIANT_DEFAULTS.items()})
     default = models.resnet_v1(depth=20)
-    assert train.count_params(explicit) == 269_722  # He 2015 ResNet-20, as test_models pins
+    assert metrics_lib.count_params(explicit) == 269_722  # He 2015 ResNet-20, as test_models pins
     assert [l.name for l in explicit.layers] == [l.name for l in default.layers]
     assert explicit.name == "resnet20_v1"
     assert config_lib.resolve(overrides=dict(depth=20)).variant_kwargs() == {}
@@ -56,7 +57,7 @@ def test_defaults_are_unchanged():
 def test_activation_placements_reuse_the_same_components(unit):
     # [2] Fig. 4: "All these units consist of the same components - only the orders differ".
     model, original = build(unit=unit), build()
-    assert train.count_params(model) == train.count_params(original)
+    assert metrics_lib.count_params(model) == metrics_lib.count_params(original)
     assert model.name == f"resnet8_v1_{unit}"
 
 
@@ -93,14 +94,14 @@ def test_full_preactivation_is_the_v2_net():
     v2 = models.resnet_v2(depth=8, block="basic")
     assert model.name == v2.name == "resnet8_v2_basic"
     assert [l.name for l in model.layers] == [l.name for l in v2.layers]
-    assert train.count_params(model) == train.count_params(v2)
+    assert metrics_lib.count_params(model) == metrics_lib.count_params(v2)
 
 
 @pytest.mark.parametrize("variant, exclusive", [("exclusive_gating", True),
                                                 ("shortcut_only_gating", False)])
 def test_gated_variants_carry_gates_with_the_given_bias(variant, exclusive):
     model = build(shortcut_variant=variant, gate_bias_init=-3.0)
-    plain_params = train.count_params(build())
+    plain_params = metrics_lib.count_params(build())
     gate_params = 0
     for u, (c_in, c_out) in zip(UNIT_NAMES, [(16, 16), (16, 32), (32, 64)]):
         gate = model.get_layer(f"{u}_gate")
@@ -112,7 +113,7 @@ def test_gated_variants_carry_gates_with_the_given_bias(variant, exclusive):
         assert f"{u}_carry" in consumers(model, f"{u}_gate")
         has_residual_gate = f"{u}_residual_gated" in [l.name for l in model.layers]
         assert has_residual_gate == exclusive
-    assert train.count_params(model) == plain_params + gate_params
+    assert metrics_lib.count_params(model) == plain_params + gate_params
 
 
 def _combine_on_constants(variant, **kw):
@@ -153,7 +154,7 @@ def test_conv1x1_projects_every_unit_like_option_c():
     assert [l.name for l in model.layers if l.name.endswith("_shortcut_conv")] == [
         f"{u}_shortcut_conv" for u in UNIT_NAMES]
     assert not any(isinstance(l, nets_layers.ZeroPadShortcut) for l in model.layers)
-    assert train.count_params(model) == train.count_params(build(shortcut="C"))
+    assert metrics_lib.count_params(model) == metrics_lib.count_params(build(shortcut="C"))
 
 
 def test_scaling_multiplies_both_paths_by_half():
@@ -207,6 +208,6 @@ def test_config_variant_reaches_the_model():
     config = config_lib.resolve(overrides=dict(
         depth=8, shortcut_variant="shortcut_only_gating", gate_bias_init=-4.0))
     assert config.net_name == "resnet8_v1_shortcut_only_gating"
-    model = train.build_model(config)
+    model = build_lib.build_model(config)
     np.testing.assert_array_equal(model.get_layer("stage1_block1_gate").get_weights()[1],
                                   np.full(16, -4.0, "float32"))

@@ -133,12 +133,12 @@ def keras_throughput(depth: int, precision: str, steps: int, warmup: int) -> flo
     current backend; run in a child process (the backend is chosen per process)."""
     import keras
     import numpy as np
-    from cifar_resnet.run import config as config_lib, train
     from cifar_resnet.data import device_input
+    from cifar_resnet.run import build, config as config_lib
 
     cfg = config_lib.resolve(overrides=dict(depth=depth, dataset="synthetic", epochs=1,
                                             input_pipeline="device", precision=precision))
-    net = train.build_model(cfg)
+    net = build.build_model(cfg)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (128 * 8, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, len(x))
@@ -150,7 +150,7 @@ def keras_throughput(depth: int, precision: str, steps: int, warmup: int) -> flo
                 float(logs["loss"])  # waits for the device
                 self.start = time.perf_counter()
 
-    trainer = train._device_trainer(net, types.SimpleNamespace(mean=mean, std=std), cfg)
+    trainer = build.device_trainer(net, types.SimpleNamespace(mean=mean, std=std), cfg)
     clock = Clock()
     trainer.fit(device_input.TrainBatches(x, y, batch_size=128, seed=0, start=0,
                                           stop=warmup + steps),
@@ -367,23 +367,23 @@ def exact_test_errors(runs_dir, data_dir, env, timeout) -> dict:
     code = """
 import json, pathlib, sys
 import keras, numpy as np
-from cifar_resnet.run import config as config_lib, train
-from cifar_resnet.data import device_input
+from cifar_resnet.data import datasets, device_input
 from cifar_resnet.nets import models
-from cifar_resnet.run import reliability
+from cifar_resnet.run import build, reliability
+from cifar_resnet.run import config as config_lib
 out = {}
 for run in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_dir()):
     if not (run / "config.json").exists():
         continue
     cfg = config_lib.load(run / "config.json")
-    splits = train.load_splits(cfg, sys.argv[2])
+    splits = datasets.load_splits(cfg, sys.argv[2])
     x, y = splits.test
     row = {}
     if (run / "final.keras").exists():
         net = keras.saving.load_model(run / "final.keras")
     else:  # cut short: its last checkpoint, as the runner would resume it
-        net = train.build_model(cfg)
-        trainer = train._device_trainer(net, splits, cfg)
+        net = build.build_model(cfg)
+        trainer = build.device_trainer(net, splits, cfg)
         backup = reliability.Checkpointer(run / "backup")
         backup.restore(trainer)
         # A SIGTERM saves the state at its iteration (run/resume.py), inside a pass too.

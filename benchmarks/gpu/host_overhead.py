@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
     from cifar_resnet.data import device_input
-    from cifar_resnet.run import config as config_lib, reliability, train
+    from cifar_resnet.run import build, config as config_lib, reliability
 
     n = args.batch * args.steps
     rng = np.random.default_rng(0)
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         cfg = config_lib.resolve(overrides=dict(
             depth=args.depth, dataset="synthetic", batch_size=args.batch, iterations=args.steps,
             input_pipeline="device", precision="float32", steps_per_execution=spe))
-        return train._device_trainer(train.build_model(cfg), splits, cfg)
+        return build.device_trainer(build.build_model(cfg), splits, cfg)
 
     def batches():
         return device_input.TrainBatches(x, y, batch_size=args.batch, seed=0, start=0,

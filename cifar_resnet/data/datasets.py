@@ -628,6 +628,7 @@ class Splits:
         mean: Normalization mean, computed on `train` only.
         std: Normalization std, computed on `train` only.
         num_classes: Number of classes.
+        key: The settings `load_splits` read them for (`splits_key`), or None.
     """
 
     train: tuple
@@ -636,6 +637,7 @@ class Splits:
     mean: np.ndarray
     std: np.ndarray
     num_classes: int
+    key: Optional[tuple] = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -719,3 +721,26 @@ def load_dataset(name, data_dir=None, *, val_fraction, normalization="pixel_mean
     train, val = split_validation(*train, val_size=round(val_fraction * len(train[0])))
     mean, std = compute_normalization(train[0], normalization)
     return Splits(train, val, test, mean, std, num_classes)
+
+
+def splits_key(config) -> tuple:
+    """The settings of a `config.Config` that decide its splits (where the files are read from
+    does not: the data's content is checked by dataid.py)."""
+    return (config.dataset, config.resolved_val_fraction, config.normalization,
+            config.synthetic_train, config.synthetic_test, config.seed, config.label_mode)
+
+
+def load_splits(config, data_dir=None) -> Splits:
+    """The data of a `config.Config`'s run: its splits and training-set statistics, the same
+    every time. Reads no TensorFlow, so the command line refuses a bad data file before that
+    slow import.
+
+    Training, `evaluate` and `analysis` all rebuild a run's data through this one call.
+    `data_dir` replaces `config.data_dir` (e.g. a path made relative to another folder).
+    """
+    splits = load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
+                          val_fraction=config.resolved_val_fraction,
+                          normalization=config.normalization,
+                          synthetic_size=(config.synthetic_train, config.synthetic_test),
+                          seed=config.seed, label_mode=config.label_mode)
+    return dataclasses.replace(splits, key=splits_key(config))

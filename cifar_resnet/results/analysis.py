@@ -19,11 +19,11 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.data import device_input
-from cifar_resnet.run import files, rundir, train
+from cifar_resnet.data import datasets, device_input
 from cifar_resnet.nets import architecture
 from cifar_resnet.nets import models  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import files, rundir
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
                 "paper_source", "paper_note", "n", "error_mean", "error_std",
@@ -42,7 +42,7 @@ class Run:
         path: the run directory.
         config: config.json as a dict.
         metrics: metrics.json as a dict, None while the run has not ended.
-        history: history.csv rows (`train.read_history`), [] before the first epoch ends.
+        history: history.csv rows (`rundir.read_history`), [] before the first epoch ends.
     """
 
     experiment: str
@@ -129,7 +129,7 @@ def find_runs(runs_dir) -> list[Run]:
             seed=int(match[1]) if match else cfg.get("seed", 0),
             path=path, config=cfg,
             metrics=files.read_json(metrics_path) if metrics_path.exists() else None,
-            history=train.read_history(history_path) if history_path.exists() else []))
+            history=rundir.read_history(history_path) if history_path.exists() else []))
     if not runs:
         raise config_lib.ConfigError(f"no run directories (with config.json) under {root}")
     return runs
@@ -470,7 +470,7 @@ def make_test_dataset(cfg: dict, batch_size: int = 250):
     if data_dir and not pathlib.Path(data_dir).expanduser().exists():
         root_relative = pathlib.Path(__file__).resolve().parents[2] / data_dir
         data_dir = str(root_relative) if root_relative.exists() else data_dir
-    splits = train.load_splits(config, data_dir)
+    splits = datasets.load_splits(config, data_dir)
     if keras.backend.backend() != "tensorflow":  # batches of (images,), numpy-normalized
         return device_input.NormalizedImages(splits.test[0], mean=splits.mean, std=splits.std,
                                              batch_size=batch_size)

@@ -2,7 +2,7 @@
 
 Beyond the papers: He et al. 2015 (sec. 4.2) report one number per net, the test error of the
 model trained with the CIFAR-10 recipe. `evaluate` rebuilds the evaluated split exactly as the
-run saw it (`config.json` -> `datasets.load_dataset`, the training split's mean/std) and writes, into
+run saw it (`config.json` -> `datasets.load_splits`, the training split's mean/std) and writes, into
 RUN_DIR/eval/ (or `out`), for `{split}-{checkpoint}[-flip]`:
 
     .json            error, per-class accuracy, confusion matrix, most confidently wrong images
@@ -22,12 +22,11 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.data import datasets, device_input
-from cifar_resnet.run import files, rundir, train
-from cifar_resnet.nets import layers  # noqa: F401  (layers:
-#                                         registers the custom layers load_model needs)
 from cifar_resnet.choices import check_choice
+from cifar_resnet.data import datasets, device_input
+from cifar_resnet.nets import layers  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import files, rundir
 from cifar_resnet.run.config import EVAL_CHECKPOINTS as CHECKPOINTS
 from cifar_resnet.run.config import EVAL_SPLITS as SPLITS
 from cifar_resnet.run.config import EVAL_TTAS as TTAS
@@ -143,7 +142,7 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     """Evaluates a run's checkpoint on a split and writes the JSON and PNG reports.
 
     Args:
-        run_dir: A run directory of `train.run_experiment` (config.json and a checkpoint).
+        run_dir: A run directory of `train.train_and_evaluate` (config.json and a checkpoint).
         checkpoint: "best" (best validation accuracy), "final", or "auto": "best" when the
             run held out a validation split (val_fraction > 0), else "final" (the paper's
             protocol, the only model a run on all 50k images has). The report's
@@ -184,7 +183,7 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
         other = "final" if checkpoint == "best" else "best"
         raise EvaluationError(f"{model_path} not found (training unfinished, or no validation "
                               f"split for 'best'); try --checkpoint {other}")
-    splits = train.load_splits(config)
+    splits = datasets.load_splits(config)
     chosen = splits.test if split == "test" else splits.val
     if chosen is None:
         raise EvaluationError(f"{run_dir} was trained with val_fraction=0: no 'val' split")

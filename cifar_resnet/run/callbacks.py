@@ -1,7 +1,13 @@
-"""The learning-rate callback: `StepSchedule` applies a `schedules` function before every batch.
+"""The training loop's own callbacks: the per-batch learning rate, and the record of each period.
 
-It is a callback rather than a `keras.optimizers.schedules.LearningRateSchedule` because
-`ReduceLROnPlateau` can only lower a plain variable learning rate; and unlike
+`EpochRecorder` adds what He et al. 2015 plot (Figures 1 and 6: training and test error against
+iterations) to each logging period's logs, with the times of its training batches;
+`HistoryWriter` appends those logs to history.csv (rundir.HISTORY_FIELDS). The crash-safety
+callbacks (signals, divergence, checkpoints) are reliability.py's.
+
+`StepSchedule` applies a `schedules` function before every batch. It is a callback rather than
+a `keras.optimizers.schedules.LearningRateSchedule` because `ReduceLROnPlateau` can only lower a
+plain variable learning rate; and unlike
 `keras.callbacks.LearningRateScheduler`, which overwrites the rate every epoch and so silently
 undoes every plateau reduction, it keeps those reductions as a multiplier on the schedule. The
 Keras example itself used `LearningRateScheduler` after
@@ -14,8 +20,12 @@ that; `lr_callbacks` builds the pair from a config.
 from __future__ import annotations
 
 import math
+import pathlib
+import time
 
 import keras
+
+from cifar_resnet.run import cpu, files, rundir
 
 
 class StepSchedule(keras.callbacks.Callback):
@@ -104,3 +114,78 @@ def lr_callbacks(config, schedule, monitor):
             monitor=monitor, factor=config.plateau_factor, patience=config.plateau_patience,
             min_lr=config.plateau_min_lr))
     return callbacks
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Adds test loss/error, errors, iterations and times to each epoch's logs.
+
+    The paper's figures plot training and test error against iterations; Keras reports accuracy,
+    so errors (1 - accuracy) are derived here, before HistoryWriter and the checkpoints see them.
+
+    It also times the training batches of each epoch alone (`train_times`: from the start of its
+    first batch to the end of its last, so without the validation and test passes), and the
+    set-up before the first batch (`setup_time`, from `started`, a `time.perf_counter()` value).
+    """
+
+    def __init__(self, test_ds, steps_per_epoch, elapsed=0.0, started=None):
+        super().__init__()
+        self.test_ds = test_ds
+        self.steps_per_epoch = steps_per_epoch
+        self.elapsed = elapsed  # wall time of earlier sessions of this run
+        self.started = started
+        self.train_times = []
+        self.train_steals = []  # share of CPU time the hypervisor took during them
+        self.setup_time = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def interrupt_state(self) -> dict:  # kept in a mid-period state (resume.py)
+        return {"wall_time": self.elapsed + time.perf_counter() - self.start}
+
+    def resume_from(self, state: dict) -> None:
+        self.elapsed = state["wall_time"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+        self.batches_start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.batches_start is None:
+            self.steal_start = cpu.steal_clock()
+            self.batches_start = time.perf_counter()
+            if self.setup_time is None and self.started is not None:
+                self.setup_time = self.batches_start - self.started
+
+    def on_train_batch_end(self, batch, logs=None):
+        # The logs reach callbacks as Python numbers, so the step has finished by now.
+        self.batches_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        epoch_time = time.perf_counter() - self.epoch_start
+        self.train_times.append(self.batches_end - self.batches_start)
+        self.train_steals.append(cpu.steal_fraction(self.steal_start, cpu.steal_clock()))
+        test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=0)
+        logs.update(test_loss=test_loss, test_accuracy=test_acc,
+                    iterations=(epoch + 1) * self.steps_per_epoch, epoch_time=epoch_time,
+                    wall_time=self.elapsed + time.perf_counter() - self.start)
+        for prefix in ("", "val_", "test_"):
+            if prefix + "accuracy" in logs:
+                logs[prefix + "error"] = 1.0 - float(logs[prefix + "accuracy"])
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Appends a row of rundir.HISTORY_FIELDS per epoch to a CSV file, so runs with and without
+    validation read alike. The file is replaced atomically (it is small), so a crash leaves the
+    old or the new file, never a torn row."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        fields = rundir.HISTORY_FIELDS
+        old = self.path.read_text() if self.path.exists() else ",".join(fields) + "\n"
+        row = [epoch] + [logs.get(k, "") for k in fields[1:]]
+        files.atomic_write_text(self.path, old + ",".join(map(str, row)) + "\n")

@@ -16,15 +16,16 @@ import json
 import math
 import pathlib
 import re
+import sys
 from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet.nets import architecture, presets
-from cifar_resnet.run import cpu, files, schedules
-from cifar_resnet.data import datasets
-from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
 from cifar_resnet.choices import check_choice, closest
+from cifar_resnet.data import datasets
+from cifar_resnet.nets import architecture, presets
+from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
+from cifar_resnet.run import cpu, files, rundir, schedules
 
 
 # Input pipelines (device_input.py): "auto" is tfdata under the TensorFlow backend, else device.
@@ -51,7 +52,7 @@ WEIGHT_DECAY_ON = {"all": True, "kernels": False}
 MAX_DEPTH = {"basic": 1202, "bottleneck": 1001}
 _MAX_DEPTH_MEMORY = {"basic": ("19.4M", 20.6), "bottleneck": ("10.2M", 35.8)}  # params, GB
 # Fields that do not define a run (a rerun may change them): a resumed run is not compared on
-# them (train._check_resumable).
+# them (for_workdir).
 NOT_IDENTITY = ("data_dir", "allow_any_depth")
 SEED_RANGE = (0, 2**32 - 1)  # numpy's and Keras' seeds
 # Iteration counts that a recipe may give in passes over the training images ("2 passes",
@@ -476,6 +477,41 @@ def for_run_dir(config: Config, saved: Optional[dict[str, Any]] = None) -> tuple
             if values[name] != default:
                 kept.append((name, values[name]))
     return dataclasses.replace(config, **values), kept
+
+
+def for_workdir(config: Config, workdir, *, gpu: bool) -> Config:
+    """`config` as this run directory's run; refuses a `workdir` that holds a run of another
+    config, or of another precision.
+
+    `config.precision` is resolved. A config.json from before the `precision` field gets the
+    policy the code of that time used (cpu.legacy_precision; `gpu`: whether this machine trains
+    on one), so that an old run resumes here only in the precision it started in. Fields left None (config.RUN_DIR_DEFAULTS) take the
+    saved values, so the command that made a run before a default changed still resumes it.
+    """
+    workdir = pathlib.Path(workdir)
+    saved_path = rundir.RunDir(workdir).config
+    if not saved_path.exists():
+        rundir.refuse_foreign_dir(workdir, ConfigError)
+        return for_run_dir(config)[0]
+    saved = load(saved_path).to_dict()
+    if saved["precision"] in (None, "auto"):
+        saved["precision"] = cpu.legacy_precision(saved["mixed_precision"], gpu=gpu)
+    if saved["precision"] != config.precision:
+        raise ConfigError(
+            f"{workdir} holds a run trained in {saved['precision']}, but this run would train in "
+            f"{config.precision}; pass --precision {saved['precision']} to resume it, or use "
+            "another --workdir")
+    config, kept = for_run_dir(config, saved)
+    # Where the data was read from is not the run's identity; its content is (dataid.check).
+    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v
+            and k not in NOT_IDENTITY]
+    if diff:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
+        raise ConfigError(f"{workdir} holds a run with another config ({changes}); "
+                          + rundir.another_config_hint(workdir, config, diff))
+    if kept:
+        print(kept_note(workdir, kept), file=sys.stderr)
+    return config
 
 
 def default_workdir(config: Config, root="runs") -> pathlib.Path:

@@ -18,17 +18,23 @@ it, results/ reads it back):
     layer_responses.json  Figure 7's per-layer responses (results/analysis.py)
     eval/            `evaluate`'s outputs
 
-Importing this module imports neither TensorFlow nor Keras.
+It also reads and writes the run's small files: history.csv (`read_history`, `trim_history`,
+whose rows `callbacks.HistoryWriter` appends) and metrics.json (`read_metrics`,
+`finished_metrics`: the one reader, for training, the command line and sweeps). Importing this
+module imports neither TensorFlow nor Keras.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import fcntl
-import json
+import math
 import os
 import pathlib
 from typing import Optional
+
+from cifar_resnet.run import files
 
 CONFIG = "config.json"
 DATA = "data.json"
@@ -76,21 +82,104 @@ class RunDir:
         """`best` or `final`: the path of that saved model."""
         return {"best": self.best, "final": self.final}[name]
 
-    def read_metrics(self) -> Optional[dict]:
-        """metrics.json's content, or None when the run has not written it."""
-        return json.loads(self.metrics.read_text()) if self.metrics.exists() else None
-
     def complete(self) -> bool:
         """Whether the run finished (metrics.json says "complete"); False when it is unreadable."""
         try:
-            metrics = self.read_metrics()
-        except (OSError, ValueError):
+            return finished_metrics(self.path) is not None
+        except MetricsUnreadable:
             return False
-        return isinstance(metrics, dict) and metrics.get("status") == "complete"
 
     def started(self) -> bool:
         """Whether a run was begun here: its config, history or backup exists."""
         return self.config.exists() or self.history.exists() or self.backup.exists()
+
+
+# history.csv: one row per logging period (callbacks.HistoryWriter appends them).
+HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
+                  "test_loss", "test_error", "epoch_time", "wall_time")
+
+
+class HistoryError(RuntimeError):
+    """A history.csv row cannot be read; the message (one line) names the file, the line and
+    what to do. Nothing was changed."""
+
+
+def read_history(path) -> list[dict]:
+    """Rows of a history.csv as dicts of floats (empty cells become NaN).
+
+    Raises:
+        HistoryError: a row is not numbers with a whole epoch number (a damaged file).
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    rows, line = [], 1
+    try:
+        with path.open(newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), 2):
+                if None in row:
+                    raise ValueError(f"{len(row[None])} field(s) too many")
+                parsed = {k: float(v) if v not in ("", None) else math.nan
+                          for k, v in row.items()}
+                if not float(parsed.get("epoch", math.nan)).is_integer():
+                    raise ValueError("no whole epoch number")
+                rows.append(parsed)
+    except (ValueError, TypeError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+        reason = " ".join(str(e).split())[:120]
+        raise HistoryError(f"{path}: line {line} is not a history row ({reason}); fix or delete "
+                           "that line and rerun the same command: training resumes from its "
+                           "last checkpoint (the curves then miss that row)") from None
+    return rows
+
+
+def trim_history(path, epochs_done: int) -> list[dict]:
+    """Drops rows of epochs the backup does not hold (written after the last backup); returns
+    the rows kept. A damaged row is refused (HistoryError) before anything is rewritten."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    read_history(path)
+    header, *rows = path.read_text().splitlines(keepends=True)
+    keep = [line for line in rows if line.strip() and int(line.split(",", 1)[0]) < epochs_done]
+    if len(keep) != len(rows):
+        files.atomic_write_text(path, header + "".join(keep))
+    return read_history(path)
+
+
+class MetricsUnreadable(ValueError):
+    """metrics.json exists but is not a readable JSON mapping. `path` is the file, `cause` the
+    error (a TypeError for JSON that is not a mapping) and `reason` one line saying why."""
+
+    def __init__(self, path: pathlib.Path, cause: Exception):
+        self.path, self.cause = path, cause
+        self.reason = " ".join(str(cause).split())[:120]
+        super().__init__(f"{path} is unreadable ({self.reason})")
+
+
+def read_metrics(workdir) -> Optional[dict]:
+    """metrics.json of the run in `workdir` (complete or failed), or None when it has none.
+
+    Raises:
+        MetricsUnreadable: the file exists but is not a JSON mapping (what to do about that is
+            the caller's: training resumes or refuses, a sweep's status warns).
+    """
+    path = RunDir(workdir).metrics
+    if not path.exists():
+        return None
+    try:
+        metrics = files.read_json(path)
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise MetricsUnreadable(path, e) from None
+    if not isinstance(metrics, dict):
+        raise MetricsUnreadable(path, TypeError(f"a {type(metrics).__name__}, not a mapping"))
+    return metrics
+
+
+def finished_metrics(workdir) -> Optional[dict]:
+    """metrics.json of a finished run (status "complete"), or None for a run still to train
+    (none yet, or it failed). Raises MetricsUnreadable as `read_metrics`."""
+    metrics = read_metrics(workdir)
+    return metrics if metrics is not None and metrics.get("status") == "complete" else None
 
 
 def lock_holder(workdir) -> "int | None":

@@ -21,9 +21,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import experiments, files, rundir
 from cifar_resnet.nets import presets
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import experiments, rundir
 from cifar_resnet.run.config import ConfigError
 
 STATES = ("done", "running", "partial", "pending", "failed")
@@ -126,18 +126,15 @@ def status(run: PlannedRun) -> tuple[str, str]:
     finished), pending, or failed."""
     if run.config is None:
         return "failed", f"invalid settings: {run.error}"
-    metrics_path = rundir.RunDir(run.workdir).metrics
-    if metrics_path.exists():
-        try:
-            metrics = files.read_json(metrics_path)
-            metrics.get("status")
-        except (OSError, ValueError, AttributeError) as e:  # damaged: training decides (train.py)
-            metrics = {}
-            print(f"warning: {metrics_path} is unreadable ({type(e).__name__})", file=sys.stderr)
-        if metrics.get("status") == "complete":
-            return "done", f"test error {100 * metrics['final_test_error']:.2f}%"
-        if metrics.get("status") == "failed":
-            return "failed", metrics.get("reason", "see metrics.json")
+    try:
+        metrics = rundir.read_metrics(run.workdir) or {}
+    except rundir.MetricsUnreadable as e:  # damaged: training decides (train.py)
+        metrics = {}
+        print(f"warning: {e.path} is unreadable ({type(e.cause).__name__})", file=sys.stderr)
+    if metrics.get("status") == "complete":
+        return "done", f"test error {100 * metrics['final_test_error']:.2f}%"
+    if metrics.get("status") == "failed":
+        return "failed", metrics.get("reason", f"see {rundir.METRICS}")
     history = rundir.RunDir(run.workdir).history
     epochs = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
     pid = rundir.lock_holder(run.workdir)

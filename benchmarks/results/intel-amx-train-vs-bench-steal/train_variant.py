@@ -7,6 +7,7 @@ from cifar_resnet.__main__ import _import_tensorflow_quietly
 _import_tensorflow_quietly()
 import keras
 from cifar_resnet.run import config as config_lib, train
+from cifar_resnet.run import metrics as metrics_lib
 orig_fit = keras.Model.fit
 def fit(self, *a, callbacks=None, **kw):
     kept = [c for c in callbacks if type(c).__name__ not in drop]
@@ -15,12 +16,12 @@ def fit(self, *a, callbacks=None, **kw):
         kw["validation_data"] = None
     return orig_fit(self, *a, callbacks=kept, **kw)
 keras.Model.fit = fit
-orig_metrics = train.run_metrics
+orig_metrics = metrics_lib.run_metrics
 def run_metrics(history, params, images, times=(), steals=()):  # each timed epoch's rate, steal
     for t, st in zip(times, steals):
         print(f"EPOCH {images / t:.0f} img/s steal {st if st is None else round(100 * st, 1)}%")
     return orig_metrics(history, params, images, times, steals)
-train.run_metrics = run_metrics
+metrics_lib.run_metrics = run_metrics
 cfg = config_lib.resolve(overrides=dict(depth=20, version=1, dataset="synthetic", synthetic_train=10240,
                                         synthetic_test=512, epochs=int(os.environ.get("EPOCHS", 4)), precision="mixed_bfloat16"))
 m = train.run_experiment(cfg, workdir, verbose=verbose)
