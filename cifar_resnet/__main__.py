@@ -115,13 +115,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--seed", type=int, help="seed of the initialization, shuffling and augmentation "
                                    "(default 0); runs land in runs/<net>/seed<k>")
     flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
-    flag("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-         help="what --precision auto picks: float16 on GPU, bfloat16 on a CPU with native bf16 "
-              "(avx512_bf16 or AMX), float32 on a CPU without (it says so)")
     from cifar_resnet.run import config as config_lib, cpu  # neither imports TensorFlow
     flag("--precision", choices=("auto", *cpu.PRECISIONS),
-         help="Keras dtype policy; auto (default): from --mixed-precision and the hardware. "
-              "config.json records the one used; a resumed run keeps it")
+         help="Keras dtype policy: float32 (default, the paper's), mixed_bfloat16, "
+              "mixed_float16, or auto: float16 on GPU, bfloat16 on a CPU with native bf16 "
+              "(avx512_bf16 or AMX), float32 on a CPU without (it says so). config.json records "
+              "the one used; a resumed run keeps it")
     flag("--strategy", choices=config_lib.STRATEGIES,
          help="auto (default: mirrored if >1 GPU), one, mirrored (local GPUs), multiworker "
               "(TF_CONFIG); --batch-size is the global batch, --lr is not rescaled")
@@ -157,7 +156,7 @@ def _finished_run(config, workdir):
         saved = config_lib.load(rundir.RunDir(workdir).config)
     except (OSError, ValueError):  # MetricsUnreadable and ConfigError are ValueErrors
         return None
-    if config.precision in (None, "auto"):
+    if config.precision == "auto":
         config = dataclasses.replace(config, precision=saved.precision)
     config, kept = config_lib.for_run_dir(config, saved.to_dict())
     if any(getattr(config, k) != v for k, v in saved.to_dict().items()
@@ -215,7 +214,7 @@ def _say_how_long(config, workdir) -> None:
     try:
         from cifar_resnet.run import cpu, distribute, estimate
         gpu = distribute.gpu_count() > 0
-        precision, _ = cpu.resolve_precision(config.precision, config.mixed_precision, gpu=gpu)
+        precision, _ = cpu.resolve_precision(config.precision, gpu=gpu)
         said = estimate.line(config, workdir, precision, gpu=gpu)
     except Exception:
         return

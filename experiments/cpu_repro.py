@@ -9,7 +9,7 @@ flip, all 50,000 training images (no validation split, as in the paper's Table 6
 20 epochs = 7,820 iterations instead of 64k (3,910 at lr 0.1). Test errors after 7,820
 iterations are far from Table 6's; the comparisons between the four nets are what this shows.
 
-bfloat16 (`mixed_precision=True`) because the machine it was sized on has native bf16
+bfloat16 (`precision="auto"`) because the machine it was sized on has native bf16
 (avx512_bf16 and AMX); on a CPU without it, precision "auto" trains in float32 instead and says
 so (cifar_resnet/run/cpu.py), and each run's config.json records the precision used.
 
@@ -31,7 +31,7 @@ RECIPE = dict(
     lr_milestones=(0.5, 0.75),  # fractions of the 7,820 iterations: 3,910 and 5,865
     lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on (paper: /10, /100)
     val_fraction=0.0,         # all 50k training images (paper, Table 6)
-    mixed_precision=True,     # bfloat16: native on the machine this was sized on
+    precision="auto",         # bfloat16: native on the machine this was sized on
 )
 
 # Residual nets first: the half of the figure that needs the most iterations to show.

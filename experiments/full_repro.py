@@ -7,7 +7,7 @@ divided by 10 at 32k and 48k iterations, 64k iterations (164 passes of 391 = 64,
 crop and flip, all 50,000 training images, a test evaluation after every pass.
 
 Precision: bfloat16 where the CPU has it natively (avx512_bf16 or AMX), float32 elsewhere
-(`mixed_precision=True`, precision "auto"); each run's config.json states the policy it used,
+(`precision="auto"`); each run's config.json states the policy it used,
 and a run resumes only in that policy. `deterministic=True` so that a run resumed across many
 sessions trains bit for bit as an unbroken one would.
 """
@@ -25,7 +25,7 @@ RECIPE = dict(
     lr_milestones=(0.5, 0.75),  # fractions of the iterations: 32k and 48k (paper)
     lr_factors=(0.1, 0.01),   # lr multipliers from each milestone on
     val_fraction=0.0,         # all 50k training images (paper, Table 6)
-    mixed_precision=True,     # bfloat16 where native, else float32 (config.json says which)
+    precision="auto",         # bfloat16 where native, else float32 (config.json says which)
     deterministic=True,       # resumes bit for bit across sessions
 )
 

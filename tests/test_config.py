@@ -56,6 +56,35 @@ def test_a_bad_number_of_passes_is_refused_in_one_line(value):
         config_lib.resolve(overrides={"log_every": value})
 
 
+@pytest.mark.parametrize("legacy, precision", [
+    ({"mixed_precision": True}, "auto"),
+    ({"mixed_precision": False}, "float32"),
+    ({"mixed_precision": True, "precision": None}, "auto"),      # config.json before #13
+    ({"mixed_precision": False, "precision": "auto"}, "float32"),  # auto followed the flag
+    ({"mixed_precision": True, "precision": "mixed_bfloat16"}, "mixed_bfloat16"),
+    ({"mixed_precision": False, "precision": "mixed_float16"}, "mixed_float16"),
+])
+def test_mixed_precision_of_earlier_versions_is_read_as_precision(legacy, precision, tmp_path):
+    """`mixed_precision` merged into `precision`: old config.json files, config files and
+    `--set` still load, to the policy they meant."""
+    path = tmp_path / "config.json"
+    fields = {k: v for k, v in Config().to_dict().items() if k != "precision"}
+    path.write_text(json.dumps({**fields, **legacy}))
+    assert config_lib.load(path).precision == precision
+    overrides = dict(config_lib.parse_override(f"{k}={json.dumps(v)}") for k, v in legacy.items())
+    assert config_lib.resolve(overrides=overrides).precision == precision
+    assert "mixed_precision" not in config_lib.FIELDS
+
+
+def test_the_precision_a_run_directory_was_trained_in():
+    assert config_lib.saved_precision({"precision": "mixed_bfloat16"}, gpu=False) == \
+        "mixed_bfloat16"
+    # Before the precision field: the code of that time used bf16 on any CPU, fp16 on a GPU.
+    assert config_lib.saved_precision({"mixed_precision": True}, gpu=False) == "mixed_bfloat16"
+    assert config_lib.saved_precision({"mixed_precision": True}, gpu=True) == "mixed_float16"
+    assert config_lib.saved_precision({"mixed_precision": False}, gpu=True) == "float32"
+
+
 def test_the_experiments_passes_resolve_to_the_iterations_their_runs_were_made_with():
     """Their committed run directories (docs/) were made with these counts; a change would make
     each of them "another config" on resume."""

@@ -45,16 +45,15 @@ def test_native_bf16_and_tensorflow_default_onednn(flags, bf16, tf_default):
     assert cpu.tensorflow_default_onednn(flags) is (tf_default and sys.platform == "linux")
 
 
-@pytest.mark.parametrize("precision, mixed, gpu, native, expected, noted", [
-    (None, False, False, True, "float32", False),
-    (None, True, True, False, "mixed_float16", False),       # a GPU: CPU flags do not matter
-    ("auto", True, False, True, "mixed_bfloat16", False),
-    (None, True, False, False, "float32", True),             # bf16 emulated: float32, said once
-    ("mixed_bfloat16", False, False, False, "mixed_bfloat16", False),  # asked for: as given
-    ("float32", True, True, True, "float32", False),
+@pytest.mark.parametrize("precision, gpu, native, expected, noted", [
+    ("auto", True, False, "mixed_float16", False),      # a GPU: CPU flags do not matter
+    ("auto", False, True, "mixed_bfloat16", False),
+    ("auto", False, False, "float32", True),            # bf16 emulated: float32, said once
+    ("mixed_bfloat16", False, False, "mixed_bfloat16", False),  # asked for: as given
+    ("float32", True, True, "float32", False),
 ])
-def test_resolve_precision(precision, mixed, gpu, native, expected, noted):
-    policy, note = cpu.resolve_precision(precision, mixed, gpu=gpu, native_bf16=native)
+def test_resolve_precision(precision, gpu, native, expected, noted):
+    policy, note = cpu.resolve_precision(precision, gpu=gpu, native_bf16=native)
     assert policy == expected
     assert (note is not None) is noted
     if noted:
@@ -63,7 +62,7 @@ def test_resolve_precision(precision, mixed, gpu, native, expected, noted):
 
 def test_resolve_precision_rejects_unknown_names():
     with pytest.raises(ValueError, match="precision 'bf16' is not one of 'auto', 'float32'"):
-        cpu.resolve_precision("bf16", True, gpu=False)
+        cpu.resolve_precision("bf16", gpu=False)
 
 
 def test_describe_records_flags_and_onednn():

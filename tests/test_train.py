@@ -32,7 +32,7 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     for name in ("config.json", "history.csv", "metrics.json", "best.keras", "final.keras"):
         assert (tmp_path / name).exists(), name
     assert not (tmp_path / "backup").exists()  # removed once training completes
-    # config.json states the precision the run used (tiny_config asks for "auto").
+    # config.json states the precision the run used.
     assert config_lib.load(tmp_path / "config.json") == dataclasses.replace(
         tiny_config, precision="float32")
     history = rundir.read_history(tmp_path / "history.csv")
@@ -292,7 +292,7 @@ def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_co
 @pytest.mark.slow
 def test_config_and_metrics_state_the_precision_and_the_cpu(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: True)
-    config = dataclasses.replace(tiny_config, epochs=1, mixed_precision=True)
+    config = dataclasses.replace(tiny_config, epochs=1, precision="auto")
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "mixed_bfloat16"
     assert metrics["precision"] == "mixed_bfloat16"
@@ -308,7 +308,7 @@ def test_config_and_metrics_state_the_precision_and_the_cpu(tiny_config, tmp_pat
 def test_auto_on_a_cpu_without_bf16_trains_float32_and_says_why(tiny_config, tmp_path,
                                                                   monkeypatch, capsys):
     monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: False)
-    config = dataclasses.replace(tiny_config, epochs=1, mixed_precision=True)
+    config = dataclasses.replace(tiny_config, epochs=1, precision="auto")
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert metrics["precision"] == "float32"
     assert config_lib.load(tmp_path / "config.json").precision == "float32"
@@ -321,8 +321,10 @@ def test_resume_on_a_cpu_without_bf16_is_refused_not_changed(saved_precision, ti
                                                              tmp_path, monkeypatch):
     # A bf16 run (from before the precision field: None, or recorded) moves to a CPU without
     # native bf16, where "auto" would pick float32.
-    config = dataclasses.replace(tiny_config, mixed_precision=True)
-    saved = dataclasses.replace(config, precision=saved_precision).to_dict()
+    config = dataclasses.replace(tiny_config, precision="auto")
+    # As written before `precision` and `mixed_precision` merged (with the field, or before it).
+    saved = {**dataclasses.replace(config, precision=saved_precision).to_dict(),
+             "mixed_precision": True}
     if saved_precision is None:
         del saved["precision"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
@@ -342,6 +344,7 @@ def test_an_old_run_dir_without_the_precision_field_resumes(tiny_config, tmp_pat
         train.run_experiment(config, tmp_path, callbacks=[_Interrupt(1)], verbose=0)
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["precision"]  # as written before the field existed
+    saved["mixed_precision"] = False
     (tmp_path / "config.json").write_text(json.dumps(saved))
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]

@@ -26,12 +26,11 @@ from cifar_resnet.run import cpu, distribute, losses
 def resolve_precision(config: config_lib.Config) -> config_lib.Config:
     """`config` with `precision` set to the dtype policy this machine uses for it.
 
-    None/"auto" becomes float32, mixed_float16 (GPU) or mixed_bfloat16 (CPU with native bf16),
-    following `mixed_precision` (cpu.resolve_precision); a CPU without native bf16 gets float32
-    and one line on stderr saying why.
+    "auto" becomes mixed_float16 (GPU) or mixed_bfloat16 (CPU with native bf16)
+    (cpu.resolve_precision); a CPU without native bf16 gets float32 and one line on stderr
+    saying why.
     """
-    precision, note = cpu.resolve_precision(config.precision, config.mixed_precision,
-                                            gpu=distribute.gpu_count() > 0)
+    precision, note = cpu.resolve_precision(config.precision, gpu=distribute.gpu_count() > 0)
     if note:
         print(note, file=sys.stderr)
     return dataclasses.replace(config, precision=precision)
@@ -41,7 +40,7 @@ def build_model(config: config_lib.Config) -> keras.Model:
     """The net of `config` under its precision policy, compiled with its optimizer, loss and
     accuracy metric."""
     policy = keras.mixed_precision.dtype_policy()
-    if config.precision in (None, "auto"):
+    if config.precision == "auto":
         config = resolve_precision(config)
     try:
         keras.mixed_precision.set_dtype_policy(config.precision)

@@ -146,12 +146,11 @@ class Config:
     # Run.
     seed: int = 0
     jit_compile: bool = False      # XLA; worth it on GPU.
-    mixed_precision: bool = False  # what precision "auto" follows: float16 on GPU, bfloat16
-    #                                 on a CPU with native bf16, float32 on a CPU without.
-    precision: Optional[str] = None  # Keras dtype policy: "float32" | "mixed_bfloat16" |
-    #                                 "mixed_float16"; None or "auto": from mixed_precision and
-    #                                 the hardware (cpu.resolve_precision). A run directory's
-    #                                 config.json holds the policy its run used.
+    precision: str = "float32"     # Keras dtype policy: "float32" (paper) | "mixed_bfloat16" |
+    #                                 "mixed_float16" | "auto": mixed where the hardware computes
+    #                                 it natively (float16 on a GPU, bfloat16 on a CPU with
+    #                                 avx512_bf16 or AMX), else float32 (cpu.resolve_precision).
+    #                                 A run directory's config.json holds the policy its run used.
     steps_per_execution: int = 1
     drop_remainder: bool = False   # device input path only: drop each pass's last partial batch
     #                                 (50,000 = 390 x 128 + 80: 390 iterations a pass, 80 images
@@ -227,7 +226,7 @@ class Config:
                               ("optimizer", OPTIMIZERS), ("lr_schedule", schedules.SCHEDULES),
                               ("augmentation", AUGMENTATIONS),
                               ("strategy", STRATEGIES), ("input_pipeline", PIPELINES),
-                              ("precision", (None, "auto", *cpu.PRECISIONS)),
+                              ("precision", ("auto", *cpu.PRECISIONS)),
                               ("weight_decay_on", (None, *WEIGHT_DECAY_ON))):
             check_choice(name, getattr(self, name), allowed, ConfigError)
         check_choice("label_mode", self.label_mode, datasets.DATASETS[self.dataset].label_modes,
@@ -354,6 +353,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 # default.
 RUN_DIR_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0}
 
+# Settings of earlier versions, still read (config.json files, config files, `--set`) and turned
+# into today's fields by `_upgrade`: `mixed_precision` was what precision None/"auto" followed
+# (True: "auto"; False: float32), before the two merged into `precision`.
+LEGACY_FIELDS = ("mixed_precision",)
+
 # The options of `evaluate` (evaluate.py), here so that the CLI offers them without TensorFlow.
 EVAL_CHECKPOINTS = ("auto", "best", "final")  # auto: best with a validation split, else final
 EVAL_SPLITS = ("test", "val")
@@ -362,7 +366,7 @@ EVAL_TTAS = (None, "flip")
 
 def _unknown_keys(keys) -> str:
     """`"depht (did you mean 'depth'?)"`: unknown setting names, each with its nearest field."""
-    near = {k: closest(k, FIELDS) for k in keys}
+    near = {k: closest(k, FIELDS) for k in keys}  # suggests today's fields only
     return ", ".join(f"{k} (did you mean {near[k]!r}?)" if near[k] else k for k in keys)
 
 
@@ -378,7 +382,7 @@ def read_file(path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings")
-    unknown = sorted(set(data) - set(FIELDS))
+    unknown = sorted(set(data) - set(FIELDS) - set(LEGACY_FIELDS))
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {_unknown_keys(unknown)}")
     return data
@@ -390,7 +394,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip().replace("-", "_")
     if not sep:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE with KEY one of the config fields")
-    if key not in FIELDS:
+    if key not in FIELDS and key not in LEGACY_FIELDS:
         raise ConfigError(f"--set {text!r}: unknown key {_unknown_keys([key])}; expected "
                           f"KEY=VALUE with KEY one of {', '.join(FIELDS)}")
     return key, yaml.safe_load(raw)
@@ -408,6 +412,7 @@ def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = No
     """
     settings = read_file(file) if file else {}
     settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = _upgrade(settings)
     preset = settings.get("preset", Config.preset)
     values = {**presets.recipe(preset, ConfigError), **settings}
     passes = {k: values[k] for k in PASS_FIELDS if isinstance(values.get(k), str)}
@@ -426,6 +431,27 @@ def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = No
                               f"passes such as '2 passes'; got {text!r}")
         setattr(config, name, max(1, round(float(match[1]) * per_pass)))
     return config.validate()
+
+
+def _upgrade(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with LEGACY_FIELDS turned into today's fields (a policy named in `precision`
+    wins over `mixed_precision`, as it always did)."""
+    settings = dict(settings)
+    if "mixed_precision" in settings:
+        mixed = settings.pop("mixed_precision")
+        if settings.get("precision") in (None, "auto"):
+            settings["precision"] = "auto" if mixed else "float32"
+    return settings
+
+
+def saved_precision(saved: dict[str, Any], *, gpu: bool) -> str:
+    """The policy of a run directory's config.json (as read, before `_upgrade`). One from before
+    the `precision` field gets the policy the code of that time used (cpu.legacy_precision:
+    bfloat16 on any CPU, float16 on a GPU, with mixed_precision set; `gpu`: whether this machine
+    trains on one), so that an old run resumes only in the precision it started in."""
+    if saved.get("precision") in (None, "auto"):
+        return cpu.legacy_precision(bool(saved.get("mixed_precision")), gpu=gpu)
+    return saved["precision"]
 
 
 def _check_types(config: Config) -> None:
@@ -483,19 +509,17 @@ def for_workdir(config: Config, workdir, *, gpu: bool) -> Config:
     """`config` as this run directory's run; refuses a `workdir` that holds a run of another
     config, or of another precision.
 
-    `config.precision` is resolved. A config.json from before the `precision` field gets the
-    policy the code of that time used (cpu.legacy_precision; `gpu`: whether this machine trains
-    on one), so that an old run resumes here only in the precision it started in. Fields left None (config.RUN_DIR_DEFAULTS) take the
-    saved values, so the command that made a run before a default changed still resumes it.
+    `config.precision` is resolved; the saved one is read by `saved_precision` (`gpu`: whether
+    this machine trains on one). Fields left None (config.RUN_DIR_DEFAULTS) take the saved values,
+    so the command that made a run before a default changed still resumes it.
     """
     workdir = pathlib.Path(workdir)
     saved_path = rundir.RunDir(workdir).config
     if not saved_path.exists():
         rundir.refuse_foreign_dir(workdir, ConfigError)
         return for_run_dir(config)[0]
-    saved = load(saved_path).to_dict()
-    if saved["precision"] in (None, "auto"):
-        saved["precision"] = cpu.legacy_precision(saved["mixed_precision"], gpu=gpu)
+    saved = {**load(saved_path).to_dict(),
+             "precision": saved_precision(files.read_json(saved_path), gpu=gpu)}
     if saved["precision"] != config.precision:
         raise ConfigError(
             f"{workdir} holds a run trained in {saved['precision']}, but this run would train in "

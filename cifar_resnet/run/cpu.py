@@ -17,8 +17,8 @@ user set it, so every CPU gets the oneDNN path; `TENSORFLOW_DEFAULT_FEATURES` mi
 that metrics.json can say whether this changed anything.
 
 Precision. `resolve_precision` turns the config's `precision` (a Keras dtype-policy name, or
-None/"auto") into the policy a run uses. "auto" follows `mixed_precision`: float16 on a GPU;
-on a CPU bfloat16 only where the CPU computes it natively (avx512_bf16 or AMX-BF16). Elsewhere
+"auto") into the policy a run uses. "auto" is mixed precision where the hardware computes it
+natively: float16 on a GPU; on a CPU bfloat16 only where the CPU computes it natively (avx512_bf16 or AMX-BF16). Elsewhere
 bfloat16 is emulated by converting to and from float32 around float32 arithmetic, so it adds work
 instead of saving it, and "auto" picks float32 with one printed line. That choice follows issue
 13's report from an AVX2 Zen 3 machine; it was not measured in this project, whose machines have
@@ -33,6 +33,8 @@ import platform
 import re
 import sys
 from typing import Optional
+
+from cifar_resnet.choices import check_choice
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 # Keras dtype policies a run may use; None or "auto" derive one (resolve_precision).
@@ -154,14 +156,14 @@ def describe() -> dict:
     }
 
 
-def resolve_precision(precision: Optional[str], mixed_precision: bool, *, gpu: bool,
+def resolve_precision(precision: str, *, gpu: bool,
                       native_bf16: Optional[bool] = None) -> tuple[str, Optional[str]]:
     """The dtype policy a run uses, and a one-line note where "auto" passed over bfloat16.
 
     Args:
-        precision: "float32", "mixed_bfloat16", "mixed_float16" (used as given), or None/"auto".
-        mixed_precision: what "auto" follows: False gives float32; True gives mixed_float16 on a
-            GPU, mixed_bfloat16 on a CPU with native bf16, float32 on a CPU without.
+        precision: "float32", "mixed_bfloat16", "mixed_float16" (used as given), or "auto":
+            mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bf16, float32 on a CPU
+            without.
         gpu: whether the run trains on GPUs.
         native_bf16: the CPU's bf16 ability; None reads it from this machine.
 
@@ -171,13 +173,9 @@ def resolve_precision(precision: Optional[str], mixed_precision: bool, *, gpu: b
     Raises:
         ValueError: `precision` is not one of the names above.
     """
-    if precision not in (None, "auto", *PRECISIONS):
-        raise ValueError(f"precision {precision!r} is not one of "
-                         f"{', '.join(map(repr, ('auto', *PRECISIONS)))}")
-    if precision not in (None, "auto"):
+    check_choice("precision", precision, ("auto", *PRECISIONS))
+    if precision != "auto":
         return precision, None
-    if not mixed_precision:
-        return "float32", None
     if gpu:
         return "mixed_float16", None
     if has_native_bf16() if native_bf16 is None else native_bf16:
