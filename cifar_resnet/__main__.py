@@ -115,12 +115,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--seed", type=int, help="seed of the initialization, shuffling and augmentation "
                                    "(default 0); runs land in runs/<net>/seed<k>")
     flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
-    from cifar_resnet.run import config as config_lib, cpu  # neither imports TensorFlow
+    from cifar_resnet.run import config as config_lib, cpu, rundir  # none imports TensorFlow
     flag("--precision", choices=("auto", *cpu.PRECISIONS),
          help="Keras dtype policy: float32 (default, the paper's), mixed_bfloat16, "
               "mixed_float16, or auto: float16 on GPU, bfloat16 on a CPU with native bf16 "
-              "(avx512_bf16 or AMX), float32 on a CPU without (it says so). config.json records "
-              "the one used; a resumed run keeps it")
+              "(avx512_bf16 or AMX), float32 on a CPU without (it says so). "
+              f"{rundir.CONFIG} records the one used; a resumed run keeps it")
     flag("--strategy", choices=config_lib.STRATEGIES,
          help="auto (default: mirrored if >1 GPU), one, mirrored (local GPUs), multiworker "
               "(TF_CONFIG); --batch-size is the global batch, --lr is not rescaled")
@@ -234,9 +234,9 @@ def _report(args) -> int:
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
-    from cifar_resnet.run import config as config_lib  # no TensorFlow
+    from cifar_resnet.run import config as config_lib, rundir  # no TensorFlow
     flag = p.add_argument
-    flag("run_dir", metavar="RUN_DIR", help="a run directory (config.json and a checkpoint)")
+    flag("run_dir", metavar="RUN_DIR", help=f"a run directory ({rundir.CONFIG} and a checkpoint)")
     flag("--checkpoint", default="auto", choices=config_lib.EVAL_CHECKPOINTS,
          help="best: best validation accuracy; final: the last epoch; auto (default): best "
               "if the run has a validation split, else final")

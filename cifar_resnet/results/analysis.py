@@ -131,7 +131,7 @@ def find_runs(runs_dir) -> list[Run]:
             metrics=files.read_json(metrics_path) if metrics_path.exists() else None,
             history=rundir.read_history(history_path) if history_path.exists() else []))
     if not runs:
-        raise config_lib.ConfigError(f"no run directories (with config.json) under {root}")
+        raise config_lib.ConfigError(f"no run directories (with {rundir.CONFIG}) under {root}")
     return runs
 
 

@@ -170,7 +170,7 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
         raise EvaluationError(f"head {head!r} is not a positive number of images")
     run_dir = pathlib.Path(run_dir)
     if not rundir.RunDir(run_dir).config.is_file():
-        raise EvaluationError(f"{run_dir} is not a run directory (no config.json)")
+        raise EvaluationError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
     config = config_lib.load(rundir.RunDir(run_dir).config)
     rule = "as asked"
     if checkpoint == "auto":

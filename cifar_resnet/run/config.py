@@ -479,7 +479,7 @@ def _check_types(config: Config) -> None:
 
 def kept_note(workdir, kept) -> str:
     """The line that says which RUN_DIR_DEFAULTS a run directory keeps (`for_run_dir`'s `kept`)."""
-    return (f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its config.json "
+    return (f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its {rundir.CONFIG} "
             "(the default when it was made; today's is "
             f"{', '.join(f'{k}={RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})")
 

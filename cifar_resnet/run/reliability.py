@@ -290,7 +290,7 @@ class Checkpointer(keras.callbacks.Callback):
         except Exception as e:  # h5py and Keras raise many types for a damaged file
             reason = " ".join(str(e).split())[:200] or type(e).__name__
             raise ResumeError(f"cannot load checkpoint {path} ({reason}); delete "
-                              f"{self.backup_dir} and {self.backup_dir.parent / 'history.csv'} "
+                              f"{self.backup_dir} and {rundir.RunDir(self.backup_dir.parent).history} "
                               "to restart this run from zero") from None
         return state["epoch"]
 
@@ -355,7 +355,7 @@ def _newest_file_state(backup_dir: pathlib.Path, problem: str) -> dict:
     meta_path = backup_dir / rundir.METADATA
     if not found:
         raise ResumeError(f"{meta_path} {problem} and {backup_dir} holds no checkpoint; delete "
-                          f"{backup_dir} and {backup_dir.parent / 'history.csv'} to restart "
+                          f"{backup_dir} and {rundir.RunDir(backup_dir.parent).history} to restart "
                           "this run from zero")
     epoch, path = max(found)
     print(f"warning: {meta_path} {problem}; resuming from the newest checkpoint file {path} "

@@ -33,7 +33,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cifar_resnet.run import reliability
+from cifar_resnet.run import reliability, rundir
 
 
 def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_per_epoch: int,
@@ -70,7 +70,7 @@ def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_
             f"the checkpoint {checkpointer.backup_dir / state['weights']} is at iteration "
             f"{done}, not within period {initial_epoch + 1} of {steps_per_epoch} iterations; "
             f"delete {checkpointer.backup_dir} and "
-            f"{checkpointer.backup_dir.parent / 'history.csv'} to restart this run from zero")
+            f"{rundir.RunDir(checkpointer.backup_dir.parent).history} to restart this run from zero")
     saver = None
     if stop is not None and checkpointer is not None:
         saver = _SaveOnSignal(stop, checkpointer, steps_per_epoch, initial_epoch, offset,

@@ -125,7 +125,7 @@ def _finished_metrics(workdir: pathlib.Path) -> dict | None:
                   file=sys.stderr)
             return None
         raise TrainingError(f"{e.path} is unreadable ({e.reason}) and the run has no backup "
-                            "left (it finished); its history.csv and final.keras are intact; "
+                            f"left (it finished); its {rundir.HISTORY} and {rundir.FINAL} are intact; "
                             f"delete {e.path.name} to train this run again from zero") from None
 
 
