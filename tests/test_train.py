@@ -460,3 +460,17 @@ def test_extending_a_finished_run_says_where_to_write_instead(tiny_config, tmp_p
     assert "this run is finished, and a finished run is not extended" in message
     assert f"--workdir {tmp_path / 'quick-epochs4'}" in message
     assert "\n" not in message
+
+
+def test_startup_time_is_measured_only_from_a_whole_first_period():
+    """A session resumed where a signal stopped it begins with a short period: comparing it
+    with whole ones would give a start-up cost that is too low, even negative (issue #26)."""
+    from cifar_resnet.run import metrics as metrics_lib
+    nan = float("nan")
+    history = [dict(epoch=e, iterations=4 * (e + 1), error=0.5, test_error=0.6, val_error=nan,
+                    wall_time=10.0 * (e + 1)) for e in range(3)]
+    times = [5.0, 2.0, 2.5]
+    whole = metrics_lib.run_metrics(history, 10, 256, 4, times)
+    assert whole["startup_time"] == 3.0 and whole["images_per_sec"] == 256 / 2.5
+    short = metrics_lib.run_metrics(history, 10, 256, 4, [0.5, 2.0, 2.5], first_partial=True)
+    assert short["startup_time"] is None and short["images_per_sec"] == 256 / 2.5

@@ -136,6 +136,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.train_times = []
         self.train_steals = []  # share of CPU time the hypervisor took during them
         self.setup_time = None
+        self.resumed_mid_period = False
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
@@ -145,6 +146,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def resume_from(self, state: dict) -> None:
         self.elapsed = state["wall_time"]
+        self.resumed_mid_period = True  # this session's first period is short
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()

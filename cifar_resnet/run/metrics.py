@@ -59,7 +59,7 @@ def _passes(iterations: int, per_pass: int) -> float:
 
 
 def run_metrics(history, params, images_per_epoch, iterations_per_pass, train_times=(),
-                train_steals=()) -> dict:
+                train_steals=(), first_partial=False) -> dict:
     """The metrics.json content from the history rows of a finished run.
 
     Args:
@@ -70,6 +70,8 @@ def run_metrics(history, params, images_per_epoch, iterations_per_pass, train_ti
         train_times: seconds of each period of this session spent in training batches alone.
         train_steals: the share of CPU time stolen by the hypervisor in each of those (None
             where unknown); a virtual machine's steal slows a rate without any fault of ours.
+        first_partial: this session began inside a period (resumed where a signal stopped it),
+            so its first period is short and the start-up cost is not measured (None).
     """
     last = history[-1]
     has_val = any(not math.isnan(r["val_error"]) for r in history)
@@ -98,7 +100,7 @@ def run_metrics(history, params, images_per_epoch, iterations_per_pass, train_ti
         "images_per_sec": images_per_epoch / median if median else None,
         # Against the fastest later period: a later one slowed by the machine (other jobs,
         # steal) would otherwise hide the start-up cost, even make it negative.
-        "startup_time": train_times[0] - steady[0] if steady else None,
+        "startup_time": train_times[0] - steady[0] if steady and not first_partial else None,
         # Largest over the periods the rate is the median of: above a few percent, the rate is
         # the machine's, not the code's.
         "cpu_steal": max((v for v in train_steals[1:] if v is not None), default=None),

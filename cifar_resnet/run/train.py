@@ -213,7 +213,7 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
             rundir.read_history(run.history), metrics_lib.count_params(model),
             config.batch_size * plan.steps_per_period,
             config.iterations_per_pass(len(plan.splits.train[0])), recorder.train_times,
-            recorder.train_steals)
+            recorder.train_steals, first_partial=recorder.resumed_mid_period)
         metrics.update(precision=config.precision, cpu=cpu.describe(),
                        setup_time=recorder.setup_time, input_pipeline=plan.input_path,
                        code=metrics_lib.code_version())
