@@ -194,7 +194,8 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
         recorder = EpochRecorder(test_ds, plan.steps_per_period, started=plan.started,
                                  elapsed=done[-1]["wall_time"] if done else 0)
         print(f"{workdir}: {model.name}, {metrics_lib.count_params(model):,} params, "
-              f"{plan.periods} epochs of {plan.steps_per_period} iterations"
+              f"{plan.periods * plan.steps_per_period:,} iterations, a history row every "
+              f"{plan.steps_per_period}"
               + (f", resuming at iteration {first}" if first else ""), file=sys.stderr)
         best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])),
                        default=None)
