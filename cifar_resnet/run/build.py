@@ -79,6 +79,23 @@ def device_trainer(net: keras.Model, splits, config: config_lib.Config) -> keras
                     net.optimizer, net.loss)
 
 
+def input_path(config: config_lib.Config) -> str:
+    """The input pipeline `config` trains through here, "tfdata" or "device"
+    (device_input.resolve_pipeline); ConfigError where its settings need the other one."""
+    try:
+        path = device_input.resolve_pipeline(config.input_pipeline)
+    except device_input.PipelineError as e:
+        raise config_lib.ConfigError(str(e)) from None
+    if path == "device" and config.augment and config.augmentation != "crop_flip":
+        raise config_lib.ConfigError(
+            f"augmentation {config.augmentation!r} runs on the tf.data input pipeline only; "
+            "the device pipeline does 'crop_flip' (use input_pipeline 'tfdata')")
+    if path == "tfdata" and (config.drop_remainder or config.eval_batch_size):
+        raise config_lib.ConfigError("drop_remainder and eval_batch_size apply to "
+                                     "input_pipeline 'device' only")
+    return path
+
+
 def inputs(config: config_lib.Config, splits, input_path: str, first: int, stop: int) -> tuple:
     """(train, val, test) for `input_path` ("tfdata" or "device"); train holds global batches
     first..stop-1. Data passes are keyed by pass, so a resumed run sees the same batches; they

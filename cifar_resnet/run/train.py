@@ -45,7 +45,7 @@ class Plan:
     placement: Any  # distribute.Placement
     started: float  # time.perf_counter() at the start: setup_time counts from it
     finished: Optional[dict] = None  # metrics.json of the complete run: nothing to do
-    input_path: str = ""  # "tfdata" or "device" (device_input.resolve_pipeline)
+    input_path: str = ""  # "tfdata" or "device" (build.input_path)
     splits: Optional[datasets.Splits] = None
     data_record: Optional[dict] = None  # data.json (dataid.describe)
     steps_per_period: int = 0  # iterations of one logging period (an epoch of history.csv)
@@ -73,17 +73,7 @@ def prepare(config: config_lib.Config, workdir, splits=None) -> Plan:
     if finished is not None and dataid.same_source(config, workdir):  # no need to read the data
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
         return dataclasses.replace(plan, finished=finished)
-    try:
-        input_path = device_input.resolve_pipeline(config.input_pipeline)
-    except device_input.PipelineError as e:
-        raise config_lib.ConfigError(str(e)) from None
-    if input_path == "device" and config.augment and config.augmentation != "crop_flip":
-        raise config_lib.ConfigError(
-            f"augmentation {config.augmentation!r} runs on the tf.data input pipeline only; "
-            "the device pipeline does 'crop_flip' (use input_pipeline 'tfdata')")
-    if input_path == "tfdata" and (config.drop_remainder or config.eval_batch_size):
-        raise config_lib.ConfigError("drop_remainder and eval_batch_size apply to "
-                                     "input_pipeline 'device' only")
+    input_path = build.input_path(config)
     if splits is None:
         splits = datasets.load_splits(config)
     elif splits.key != datasets.splits_key(config):
