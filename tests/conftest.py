@@ -1,3 +1,4 @@
+import collections
 import os
 import pathlib
 
@@ -10,6 +11,16 @@ import cifar_resnet  # noqa: E402,F401
 import pytest
 
 REAL_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-10-python.tar.gz"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with the most slow tests first. Under pytest-xdist's `--dist loadfile` (make test)
+    each file is one unit of work, handed out in collection order; alphabetical order left a
+    heavy file for last, with one process idle while the other finished it. Heaviest first
+    (longest-processing-time first) keeps both busy. The sort is stable: within a file, and
+    among files of equal weight, the order stays."""
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture
