@@ -118,7 +118,6 @@ def find_runs(runs_dir) -> list[Run]:
         parts = path.relative_to(root).parts
         cfg = files.read_json(config_path)
         match = re.fullmatch(r"seed(\d+)", path.name)
-        metrics_path, history_path = rundir.RunDir(path).metrics, rundir.RunDir(path).history
         if len(parts) >= 2:
             experiment = parts[-3] if len(parts) >= 3 else root.resolve().name
             net = parts[-2]
@@ -128,8 +127,8 @@ def find_runs(runs_dir) -> list[Run]:
             experiment=experiment, net=net,
             seed=int(match[1]) if match else cfg.get("seed", 0),
             path=path, config=cfg,
-            metrics=files.read_json(metrics_path) if metrics_path.exists() else None,
-            history=rundir.read_history(history_path) if history_path.exists() else []))
+            metrics=rundir.read_metrics(path),  # None while the run has not ended
+            history=rundir.read_history(rundir.RunDir(path).history)))  # [] before a period ends
     if not runs:
         raise config_lib.ConfigError(f"no run directories (with {rundir.CONFIG}) under {root}")
     return runs

@@ -183,7 +183,8 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
         done = rundir.trim_history(run.history, epochs_done)
         recorder = EpochRecorder(test_ds, plan.steps_per_period, started=plan.started,
                                  elapsed=done[-1]["wall_time"] if done else 0)
-        print(f"{workdir}: {model.name}, {metrics_lib.count_params(model):,} params, "
+        params = metrics_lib.count_params(model)
+        print(f"{workdir}: {model.name}, {params:,} params, "
               f"{plan.periods * plan.steps_per_period:,} iterations, a history row every "
               f"{plan.steps_per_period}"
               + (f", resuming at iteration {first}" if first else ""), file=sys.stderr)
@@ -201,7 +202,7 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
         except reliability.CheckpointWriteError as e:
             raise TrainingError(str(e)) from e
         metrics = metrics_lib.run_metrics(
-            rundir.read_history(run.history), metrics_lib.count_params(model),
+            rundir.read_history(run.history), params,
             config.batch_size * plan.steps_per_period,
             config.iterations_per_pass(len(plan.splits.train[0])), recorder.train_times,
             recorder.train_steals, first_partial=recorder.resumed_mid_period)
