@@ -97,8 +97,6 @@ cpu-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
 cpu-repro: no-print-db setup
 	$(call sweep,cpu_repro)
 	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/cpu_repro --out docs/cpu-repro
-	test -n "$(DRY)" || $(PY) -c "from cifar_resnet.results import analysis; \
-		analysis.write_final_errors('docs/cpu-repro', 'docs/cpu-repro/results.csv')"
 
 # The paper's full recipe (64k iterations) at 20 and 56 layers, plain and residual
 # (experiments/full_repro.py, issue #22): about 28 hours of a 2-core CPU with native bf16, twice
@@ -108,7 +106,7 @@ cpu-repro: no-print-db setup
 full-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
 full-repro: no-print-db setup
 	$(call sweep,full_repro)
-	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/full_repro --out docs/full-repro
+	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/full_repro --out docs/full-repro --evaluate
 
 full-repro-bg: no-print-db
 	DATA_DIR=$(abspath $(or $(DATA_DIR),../shared/data/cifar-10-python.tar.gz)) \

@@ -225,7 +225,8 @@ def _say_how_long(config, workdir) -> None:
 def _report(args) -> int:
     _import_tensorflow_quietly()
     from cifar_resnet.results import plots
-    report = plots.write_report(args.runs_dir, args.out, experiment=args.experiment)
+    report = plots.write_report(args.runs_dir, args.out, experiment=args.experiment,
+                                evaluate=args.evaluate)
     print(report["markdown"], end="")
     for note in report["skipped"]:
         print(f"skipped {note}", file=sys.stderr)
@@ -264,6 +265,19 @@ def _evaluate(args) -> int:
         h = r["head"]
         print(f"  first {h['num_images']} images: error {100 * h['error']:.2f}% "
               f"(standard error {100 * h['std_error']:.2f} points)")
+    return 0
+
+
+def _export(args) -> int:
+    _import_tensorflow_quietly()
+    from cifar_resnet.results import export
+    # ExportError is a ConfigError: one line, exit 2.
+    exported = export.export_weights(args.run_dir, args.out)
+    entry = exported["entry"]
+    print(f"{args.run_dir}: wrote {exported['path']} (SHA-256 {entry['sha256']}); test error "
+          f"{entry['test_error']:.2f}%, first 1,000 images {entry['exact1000_error']:.2f}%; "
+          f"load it with weights=\"{exported['path']}\"", file=sys.stderr)
+    print(export.format_entry(exported))
     return 0
 
 
@@ -311,18 +325,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a sweep's folder (e.g. runs/table6), a net's folder, one run "
                              "directory, or an earlier report's folder")
     report.add_argument("--out", help="output folder (default report/<name> beside RUNS_DIR, "
-                                      "e.g. runs/report/table6); nothing is written elsewhere")
+                                      "e.g. runs/report/table6); nothing is written elsewhere "
+                                      "but with --evaluate")
+    report.add_argument("--evaluate", action="store_true",
+                        help="first evaluate each complete run's final model on the test set "
+                             "(as evaluate --checkpoint final --head 1000, with and without "
+                             "--tta flip) into the run's eval/, for results.csv's exact-1000 "
+                             "and TTA errors")
     report.add_argument("--experiment", help="experiment name or file for the paper's numbers "
                                              "and panels (default: RUNS_DIR's name)")
     _add_evaluate_flags(sub.add_parser(
         "evaluate", help="error, per-class accuracy, confusion matrix of a trained run"))
+    export = sub.add_parser("export", help="a finished run's final weights as a float32 "
+                                           ".weights.h5 file, and its pretrained entry")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run directory whose training is "
+                                                           "complete")
+    export.add_argument("--out", help="a .weights.h5 path, or a folder for "
+                                      "<net>_<dataset>.weights.h5 (default RUN_DIR; "
+                                      "cifar_resnet/nets/weights to ship it)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report}
+        commands = {"evaluate": _evaluate, "train": _train, "sweep": _sweep, "report": _report,
+                    "export": _export}
         return commands[args.command](args)
     except KeyboardInterrupt as e:  # reliability.Interrupted carries 143 for SIGTERM
         iteration = getattr(e, "iteration", None)  # its saved state's (resume.py)

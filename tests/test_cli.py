@@ -28,7 +28,7 @@ def _subparsers(parser):
 def test_every_flag_of_every_command_has_help():
     parser = build_parser()
     commands = _subparsers(parser)
-    assert sorted(commands) == ["evaluate", "report", "sweep", "train"]
+    assert sorted(commands) == ["evaluate", "export", "report", "sweep", "train"]
     missing = [f"{name} {action.option_strings or action.dest}"
                for name, command in commands.items() for action in command._actions
                if not (action.help or "").strip()]

@@ -186,8 +186,8 @@ def test_report_cli_writes_table_figures_and_a_readable_copy_only_to_out(sweep, 
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("| net | params | paper error (%)")
     assert "| resnet8 |" in out and out == (tmp_path / "results.md").read_text()
-    for name in ("results.csv", "figure6.png", "figure6.pdf", "figure7.png", "figure7.pdf",
-                 "error_vs_time.png", "error_vs_time.pdf", "report.json"):
+    for name in ("results.csv", "table.csv", "figure6.png", "figure6.pdf", "figure7.png",
+                 "figure7.pdf", "error_vs_time.png", "error_vs_time.pdf", "report.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "figure6.png").read_bytes()[:4] == b"\x89PNG"
     copy = tmp_path / "runs" / "figtest" / "resnet8" / "seed0"
@@ -239,12 +239,53 @@ def test_report_cli_rejects_a_bad_runs_dir_in_one_line(tmp_path, capsys):
 def test_final_errors_csv_has_one_row_per_complete_net_in_percent(sweep, tmp_path):
     path = analysis.write_final_errors(sweep, tmp_path / "results.csv")
     header, *rows = path.read_text().splitlines()
-    assert header == "net,train_error,test_error"
+    assert header == ("net,train_error,test_error,exact1000_error,exact1000_std_error,"
+                      "tta_error")
     by_net = {r.split(",")[0]: r.split(",")[1:] for r in rows}
     assert sorted(by_net) == ["plain8", "resnet8"]  # plain8 seed1 is not complete
     metrics = json.loads((sweep / "resnet8" / "seed0" / "metrics.json").read_text())
+    # Without the final evaluations (`report --evaluate`) their columns are empty.
     assert by_net["resnet8"] == [f"{100 * metrics['final_train_error']:.2f}",
-                                 f"{100 * metrics['final_test_error']:.2f}"]
+                                 f"{100 * metrics['final_test_error']:.2f}", "", "", ""]
+
+
+@pytest.mark.slow
+def test_report_evaluate_fills_results_csv_from_the_final_models(sweep, tmp_path, monkeypatch,
+                                                                capsys):
+    import shutil
+    runs = tmp_path / "figtest"
+    shutil.copytree(sweep, runs)  # --evaluate writes into the runs' eval/
+    # The synthetic test split has 128 images; its first 100 stand for the exact 1,000.
+    monkeypatch.setattr(analysis, "EXACT_TEST_IMAGES", 100)
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--out", str(out), "--evaluate"]) == 0
+    capsys.readouterr()
+    with (out / "results.csv").open() as f:
+        rows = {r["net"]: r for r in csv.DictReader(f)}
+    assert sorted(rows) == ["plain8", "resnet8"]
+    run = rundir.RunDir(runs / "resnet8" / "seed0")
+    plain = files.read_json(run.evaluation("test", "final"))
+    flip = files.read_json(run.evaluation("test", "final", "flip"))
+    metrics = files.read_json(run.metrics)
+    row = rows["resnet8"]
+    # The evaluation rebuilds the test split as training saw it: the same final error.
+    assert plain["error"] == pytest.approx(metrics["final_test_error"], abs=1e-6)
+    assert float(row["test_error"]) == pytest.approx(100 * plain["error"], abs=0.005)
+    assert float(row["exact1000_error"]) == pytest.approx(100 * plain["head"]["error"], abs=0.005)
+    assert plain["head"]["num_images"] == 100
+    e = plain["head"]["error"]
+    assert float(row["exact1000_std_error"]) == pytest.approx(100 * (e * (1 - e) / 100) ** 0.5,
+                                                              abs=0.005)
+    assert float(row["tta_error"]) == pytest.approx(100 * flip["error"], abs=0.005)
+    assert flip["error_without_tta"] == plain["error"]
+    # The report keeps the evaluations, so results.csv reads back from the report alone.
+    copy = rundir.RunDir(out / "runs" / "figtest" / "resnet8" / "seed0")
+    assert files.read_json(copy.evaluation("test", "final", "flip")) == flip
+    again = analysis.write_final_errors(out, tmp_path / "again.csv")
+    assert again.read_text() == (out / "results.csv").read_text()
+    # The raw table of results.md is table.csv.
+    with (out / "table.csv").open() as f:
+        assert [r["net"] for r in csv.DictReader(f)] == ["plain8", "resnet8", "resnet14"]
 
 
 # Issue #26: a lone run's report is named after the run or its net, with the paper's number.

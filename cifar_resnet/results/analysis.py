@@ -325,38 +325,85 @@ def format_markdown(rows: list[dict]) -> str:
 
 
 def write_table(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:
-    """Writes `results.md` (format_markdown) and `results.csv` (raw values) into `out_dir`.
+    """Writes `results.md` (format_markdown) and `table.csv` (its raw values) into `out_dir`.
 
     Returns:
-        The paths of results.md and results.csv.
+        The paths of results.md and table.csv.
     """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md, table = out / "results.md", out / "results.csv"
+    md, table = out / "results.md", out / "table.csv"
     files.atomic_write_text(md, format_markdown(rows))
-    with table.open("w", newline="") as f:
-        writer = csv.DictWriter(f, TABLE_FIELDS)
-        writer.writeheader()
-        writer.writerows({k: "" if r[k] is None else r[k] for k in TABLE_FIELDS} for r in rows)
+    _write_csv(table, TABLE_FIELDS, rows)
     return md, table
 
 
-def write_final_errors(runs_dir, path) -> pathlib.Path:
-    """Writes `net,train_error,test_error`: each net's final errors in %, mean over its seeds.
+def _write_csv(path, fields, rows) -> None:
+    import io
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if r[k] is None else r[k] for k in fields} for r in rows)
+    files.atomic_write_text(path, text.getvalue())
 
-    The short form of a reproduction's result (docs/cpu-repro/results.csv); complete runs only.
+
+# results.csv: each net's final errors in %, the short form of a reproduction's result.
+FINAL_FIELDS = ("net", "train_error", "test_error", "exact1000_error", "exact1000_std_error",
+                "tta_error")
+EXACT_TEST_IMAGES = 1000  # test_batch rows 0-999: exact in the shared copy (data/README.md)
+
+
+def _final_evaluations(run: Run) -> Optional[dict]:
+    """The final model's test errors in % from the run's evaluations (`report --evaluate`):
+    the exact 1,000 and flip TTA; None unless both reports exist and cover those."""
+    paths = {k: rundir.RunDir(run.path).evaluation(*spec)
+             for k, spec in rundir.FINAL_EVALUATIONS.items()}
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    plain, flip = (files.read_json(paths[k]) for k in ("plain", "flip"))
+    head = plain.get("head") or {}
+    if head.get("num_images") != EXACT_TEST_IMAGES or "error" not in flip:
+        return None
+    return {"exact1000_error": 100 * head["error"], "tta_error": 100 * flip["error"]}
+
+
+def final_errors(runs_dir) -> list[dict]:
+    """Rows of FINAL_FIELDS, one per net with a complete run, in the experiment's order.
+
+    train_error and test_error are the final model's (metrics.json), in %, the mean over the
+    net's complete seeds. exact1000_error and tta_error come from its final evaluations
+    (`evaluate --checkpoint final --head 1000`, and `--tta flip`; `report --evaluate` writes
+    them), the mean over seeds when every complete seed has them, else None;
+    exact1000_std_error is the binomial standard error of one run's error on 1,000 images,
+    sqrt(e (1 - e) / 1000), at that mean.
     """
-    errors: dict[str, list[tuple[float, float]]] = {}
-    for run in find_runs(runs_dir):
-        if run.metrics and run.metrics.get("status") == "complete":
-            errors.setdefault(run.net, []).append(
-                (run.metrics["final_train_error"], run.metrics["final_test_error"]))
-    lines = ["net,train_error,test_error"]
-    for net in sorted(errors):
-        train, test = (100 * float(np.mean(v)) for v in zip(*errors[net]))
-        lines.append(f"{net},{train:.2f},{test:.2f}")
+    runs = find_runs(runs_dir)
+    by_net: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.status == "complete":
+            by_net.setdefault(run.net, []).append(run)
+    rows = []
+    for net in sorted(by_net, key=net_sort_key):
+        done = by_net[net]
+        row = dict.fromkeys(FINAL_FIELDS)
+        row.update(net=net, **{k: 100 * float(np.mean([r.metrics[f"final_{k}"] for r in done]))
+                               for k in ("train_error", "test_error")})
+        evaluations = [_final_evaluations(r) for r in done]
+        if all(evaluations):
+            row.update({k: float(np.mean([e[k] for e in evaluations]))
+                        for k in ("exact1000_error", "tta_error")})
+            e = row["exact1000_error"] / 100
+            row["exact1000_std_error"] = 100 * float(np.sqrt(e * (1 - e) / EXACT_TEST_IMAGES))
+        rows.append(row)
+    return rows
+
+
+def write_final_errors(runs_dir, path) -> pathlib.Path:
+    """Writes `final_errors(runs_dir)` as CSV, in % to 2 decimals, to `path` (a report's
+    results.csv); returns it."""
     path = pathlib.Path(path)
-    files.atomic_write_text(path, "\n".join(lines) + "\n")
+    _write_csv(path, FINAL_FIELDS, [{k: v if not isinstance(v, float) else f"{v:.2f}"
+                                     for k, v in row.items()} for row in final_errors(runs_dir)])
     return path
 
 
@@ -485,15 +532,19 @@ def report_copy(runs_root, run: Run) -> pathlib.Path:
 
 
 def copy_run(run: Run, target) -> pathlib.Path:
-    """Copies a run's small files (rundir.REPORT_FILES; not its checkpoints) to `target`; returns it."""
+    """Copies a run's small files (rundir.REPORT_FILES and its final evaluations' JSON; not its
+    checkpoints) to `target`; returns it."""
     import shutil
 
     target = pathlib.Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    for name in rundir.REPORT_FILES:
-        source = run.path / name
-        if source.exists() and source.resolve() != (target / name).resolve():
-            shutil.copyfile(source, target / name)  # a plain open(): the umask's mode
+    pairs = [(run.path / name, target / name) for name in rundir.REPORT_FILES]
+    pairs += [(rundir.RunDir(run.path).evaluation(*spec), rundir.RunDir(target).evaluation(*spec))
+              for spec in rundir.FINAL_EVALUATIONS.values()]
+    for source, copy in pairs:
+        if source.exists() and source.resolve() != copy.resolve():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, copy)  # a plain open(): the umask's mode
     return target
 
 

@@ -44,21 +44,23 @@ def predict(model, images, *, mean, std, batch_size=256, tta=None) -> np.ndarray
     """Class probabilities of uint8 `images`, normalized like training; `tta="flip"` averages
     the probabilities of each image and its horizontal mirror."""
     _choice("tta", tta, TTAS)
+    probs = _probs(model, images, mean=mean, std=std, batch_size=batch_size, flip=False)
+    if tta == "flip":
+        probs = (probs + _probs(model, images, mean=mean, std=std, batch_size=batch_size,
+                                flip=True)) / 2
+    return probs
+
+
+def _probs(model, images, *, mean, std, batch_size, flip: bool) -> np.ndarray:
+    """The model's probabilities of the normalized images, each mirrored when `flip`."""
     if keras.backend.backend() != "tensorflow":  # no TensorFlow needed: normalize with numpy
-        batches = lambda flip: device_input.NormalizedImages(
-            images, mean=mean, std=std, batch_size=batch_size, flip=flip)
-        probs = model.predict(batches(False), verbose=0)
-        if tta == "flip":
-            probs = (probs + model.predict(batches(True), verbose=0)) / 2
-        return probs
+        return model.predict(device_input.NormalizedImages(
+            images, mean=mean, std=std, batch_size=batch_size, flip=flip), verbose=0)
     import tensorflow as tf
     from cifar_resnet.data import pipeline
     ds = pipeline.make_dataset(images, np.zeros(len(images), np.int64), batch_size=batch_size,
                                mean=mean, std=std, training=False).map(lambda x, _: x)
-    probs = model.predict(ds, verbose=0)
-    if tta == "flip":
-        probs = (probs + model.predict(ds.map(lambda x: tf.reverse(x, axis=[2])), verbose=0)) / 2
-    return probs
+    return model.predict(ds.map(lambda x: tf.reverse(x, axis=[2])) if flip else ds, verbose=0)
 
 
 def classification_summary(labels, probs, class_names, *, top_wrong=16) -> dict:
@@ -168,17 +170,17 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     _choice("tta", tta, TTAS)
     if head is not None and (isinstance(head, bool) or not isinstance(head, int) or head < 1):
         raise EvaluationError(f"head {head!r} is not a positive number of images")
-    run_dir = pathlib.Path(run_dir)
-    if not rundir.RunDir(run_dir).config.is_file():
+    run_dir, run = pathlib.Path(run_dir), rundir.RunDir(run_dir)
+    if not run.config.is_file():
         raise EvaluationError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
-    config = config_lib.load(rundir.RunDir(run_dir).config)
+    config = config_lib.load(run.config)
     rule = "as asked"
     if checkpoint == "auto":
         has_val = config.resolved_val_fraction > 0
         checkpoint = "best" if has_val else "final"
         rule = ("auto: the run has a validation split" if has_val
                 else "auto: no validation split, so no best checkpoint")
-    model_path = rundir.RunDir(run_dir).checkpoint(checkpoint)
+    model_path = run.checkpoint(checkpoint)
     if not model_path.is_file():
         other = "final" if checkpoint == "best" else "best"
         raise EvaluationError(f"{model_path} not found (training unfinished, or no validation "
@@ -191,24 +193,23 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     names = datasets.DATASETS[config.dataset].class_names[config.label_mode]
 
     model = keras.saving.load_model(model_path, compile=False)
-    kw = dict(mean=splits.mean, std=splits.std)
-    probs = predict(model, images, **kw)
+    kw = dict(mean=splits.mean, std=splits.std, batch_size=256)
+    probs = _probs(model, images, **kw, flip=False)
     report = {"run_dir": str(run_dir), "checkpoint": checkpoint, "checkpoint_rule": rule,
               "split": split, "tta": tta}
-    if tta:
+    if tta:  # the flip's own pass only: its mean with the plain one is predict(tta="flip")
         plain_error = float(np.mean(probs.argmax(axis=1) != labels))
-        probs = predict(model, images, tta=tta, **kw)
+        probs = (probs + _probs(model, images, **kw, flip=True)) / 2
     report.update(classification_summary(labels, probs, names, top_wrong=top_wrong))
     if head is not None:
         report["head"] = head_error(labels, probs, head)
     if tta:
         report.update(error_without_tta=plain_error, tta_effect=report["error"] - plain_error)
 
-    out = pathlib.Path(out) if out else rundir.RunDir(run_dir).eval
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "-".join([split, checkpoint] + ([tta] if tta else []))
-    report["files"] = {kind: str(out / f"{stem}{suffix}") for kind, suffix in (
-        ("json", ".json"), ("confusion", "-confusion.png"), ("wrong", "-wrong.png"))}
+    report["files"] = {kind: str(run.evaluation(split, checkpoint, tta, suffix, out))
+                       for kind, suffix in (("json", ".json"), ("confusion", "-confusion.png"),
+                                            ("wrong", "-wrong.png"))}
+    pathlib.Path(report["files"]["json"]).parent.mkdir(parents=True, exist_ok=True)
     plot_confusion(report, report["files"]["confusion"])
     plot_wrong(report, images, report["files"]["wrong"])
     files.write_json(report["files"]["json"], report)

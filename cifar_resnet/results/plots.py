@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cifar_resnet.results import analysis
+from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.run import files, rundir
 from cifar_resnet.run.config import ConfigError
 
@@ -371,20 +372,25 @@ def default_report_dir(runs_dir) -> pathlib.Path:
     return source.parent / "report" / source.name
 
 
-def write_report(runs_dir, out_dir=None, experiment=None) -> dict:
-    """The table (results.md, results.csv), Figures 6 and 7 and test error against wall time
-    (PNG, PDF) of a sweep, a net's folder or one run, and a self-contained copy of its data.
+def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = False) -> dict:
+    """The table (results.md, table.csv), each net's final errors (results.csv), Figures 6 and
+    7 and test error against wall time (PNG, PDF) of a sweep, a net's folder or one run, and a
+    self-contained copy of its data.
 
-    Writes only into `out_dir`: besides the table and figures, `runs/<experiment>/<net>/
-    seed<k>/` holds each run's config.json, metrics.json, history.csv, data.json and the layer
-    responses of Figure 7 (not the checkpoints), so the report folder can be committed and read
-    again by `report` and the notebooks. `report.json` marks the folder as a report.
+    Writes only into `out_dir` (and, with `evaluate`, each complete run's eval/): besides the
+    table and figures, `runs/<experiment>/<net>/seed<k>/` holds each run's config.json,
+    metrics.json, history.csv, data.json, the layer responses of Figure 7 and its final
+    evaluations (not the checkpoints), so the report folder can be committed and read again by
+    `report` and the notebooks. `report.json` marks the folder as a report.
 
     Args:
         runs_dir: the sweep's folder, e.g. `runs/figure6`; a net's folder; a run directory;
             or a report's folder (to redraw it).
         out_dir: default `default_report_dir(runs_dir)`, beside the input.
         experiment: an Experiment or its name; default the folder's name, if it is one.
+        evaluate: first evaluate each complete run's final model on the test set, as
+            `evaluate --checkpoint final --head 1000`, with and without `--tta flip`, into the
+            run's eval/; results.csv then has the exact-1,000 and the flip-TTA errors.
 
     Returns:
         {"markdown": the table, "files": paths written, "skipped": notes on figures without
@@ -401,8 +407,15 @@ def write_report(runs_dir, out_dir=None, experiment=None) -> dict:
             raise ConfigError(
                 f"--out {out} lies inside the run directory {run.path}; choose a folder outside "
                 "it (default: report/ beside the input)")
+    if evaluate:
+        for run in runs:
+            if run.status == "complete" and rundir.RunDir(run.path).final.is_file():
+                for split, checkpoint, tta in rundir.FINAL_EVALUATIONS.values():
+                    evaluate_lib.evaluate(run.path, checkpoint=checkpoint, split=split, tta=tta,
+                                          head=analysis.EXACT_TEST_IMAGES)
     rows = analysis.results_table(runs_dir, experiment)
     written, skipped = list(analysis.write_table(rows, out)), []
+    written.append(analysis.write_final_errors(runs_dir, out / "results.csv"))
     copies = out / "runs"
     for run in runs:
         analysis.copy_run(run, analysis.report_copy(copies, run))

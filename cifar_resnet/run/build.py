@@ -36,9 +36,8 @@ def resolve_precision(config: config_lib.Config) -> config_lib.Config:
     return dataclasses.replace(config, precision=precision)
 
 
-def build_model(config: config_lib.Config) -> keras.Model:
-    """The net of `config` under its precision policy, compiled with its optimizer, loss and
-    accuracy metric."""
+def build_net(config: config_lib.Config) -> keras.Model:
+    """The net of `config` under its precision policy, not compiled."""
     policy = keras.mixed_precision.dtype_policy()
     if config.precision == "auto":
         config = resolve_precision(config)
@@ -54,6 +53,13 @@ def build_model(config: config_lib.Config) -> keras.Model:
             l2=config.weight_decay / 2)  # L2(l2) has gradient 2*l2*w = wd*w (paper semantics)
     finally:
         keras.mixed_precision.set_dtype_policy(policy)
+    return model
+
+
+def build_model(config: config_lib.Config) -> keras.Model:
+    """The net of `config` under its precision policy, compiled with its optimizer, loss and
+    accuracy metric."""
+    model = build_net(config)
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(config.lr, momentum=config.momentum,
                                          nesterov=config.nesterov)

@@ -16,7 +16,9 @@ it, results/ reads it back):
     .lock            the run lock: an flock held while a process trains here (run/files.py)
     train.log        a sweep's subprocess output (sweep --jobs N)
     layer_responses.json  Figure 7's per-layer responses (results/analysis.py)
-    eval/            `evaluate`'s outputs
+    eval/            `evaluate`'s outputs: `{split}-{checkpoint}[-{tta}].json` and its figures
+                     (`RunDir.evaluation`); a report copies the final model's test reports
+                     (FINAL_EVALUATIONS)
 
 It also reads and writes the run's small files: history.csv (`read_history`, `trim_history`,
 whose rows `callbacks.HistoryWriter` appends) and metrics.json (`read_metrics`,
@@ -52,6 +54,9 @@ EVAL = "eval"
 
 # The small files a report copies (results/analysis.py): everything but the checkpoints.
 REPORT_FILES = (CONFIG, METRICS, HISTORY, DATA, LAYER_RESPONSES)
+# The final model's test evaluations that a report copies and its results.csv reads
+# (results/analysis.write_final_errors): without and with flip test-time augmentation.
+FINAL_EVALUATIONS = {"plain": ("test", "final", None), "flip": ("test", "final", "flip")}
 # What a multi-worker scratch copy starts from to resume (run/distribute.py).
 RESUME_FILES = (CONFIG, HISTORY, METRICS, BACKUP)
 
@@ -81,6 +86,13 @@ class RunDir:
     def checkpoint(self, name: str) -> pathlib.Path:
         """`best` or `final`: the path of that saved model."""
         return {"best": self.best, "final": self.final}[name]
+
+    def evaluation(self, split: str, checkpoint: str, tta: Optional[str] = None,
+                   suffix: str = ".json", folder=None) -> pathlib.Path:
+        """`eval/{split}-{checkpoint}[-{tta}]{suffix}`: an `evaluate` report (or, with suffix
+        "-confusion.png" or "-wrong.png", its figures); in `folder` instead of eval/ if given."""
+        stem = "-".join([split, checkpoint] + ([tta] if tta else []))
+        return pathlib.Path(folder if folder is not None else self.eval) / f"{stem}{suffix}"
 
     def complete(self) -> bool:
         """Whether the run finished (metrics.json says "complete"); False when it is unreadable."""

@@ -1,0 +1,106 @@
+"""A finished run's final weights as a float32 `.weights.h5` file: the form `weights=` loads
+(`resnet_v1(depth=20, weights="path/to/file.weights.h5")`) and `nets/pretrained.CIFAR10` ships.
+
+He et al. 2015 (sec. 4.2) report the test error of the model at the end of training; that model
+(final.keras) is the one exported. Its variables are float32 whatever the run's precision policy
+(mixed precision keeps float32 master weights), so the file loads into a net built in float32.
+`export_weights` also returns the `pretrained.CIFAR10` entry for the file: its SHA-256, the
+settings the net was built with, and the test errors its final evaluations gave.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import keras
+import numpy as np
+
+from cifar_resnet.nets import architecture, presets
+from cifar_resnet.results import analysis
+from cifar_resnet.results import evaluate as evaluate_lib
+from cifar_resnet.run import build
+from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import files, rundir
+
+
+class ExportError(config_lib.ConfigError):
+    """The run cannot be exported; the message is one line saying why and what to do."""
+
+
+def export_weights(run_dir, out=None) -> dict:
+    """Writes a complete run's final weights to a `.weights.h5` file and describes it.
+
+    The file is checked before it is described: a net built afresh from the run's config in
+    float32 loads it and must then hold exactly the trained model's variables.
+
+    Args:
+        run_dir: a run directory whose training is complete (metrics.json, final.keras).
+        out: a `.weights.h5` path, or a folder for `<net>_<dataset>.weights.h5` (the shipped
+            files' names); default the run directory.
+
+    Returns:
+        {"net": the model's name, "path": the file written, "entry": its `pretrained.CIFAR10`
+        entry}. The entry holds file (the name), sha256, shortcut, preset, num_classes,
+        input_shape, normalization, trained (iterations, precision, code), and the final
+        model's test_error, exact1000_error and tta_error in % (tta_error None without a flip
+        evaluation). The plain evaluation (`evaluate --checkpoint final --head 1000`) is made
+        into the run's eval/ when it is missing.
+
+    Raises:
+        ExportError: the run is not complete, lacks final.keras, or `out` is not a
+            `.weights.h5` path or a folder.
+    """
+    run = rundir.RunDir(run_dir)
+    if not run.config.is_file():
+        raise ExportError(f"{run.path} is not a run directory (no {rundir.CONFIG})")
+    metrics = rundir.finished_metrics(run.path)
+    if metrics is None or not run.final.is_file():
+        raise ExportError(f"{run.path} has not finished training (no complete {rundir.METRICS} "
+                          f"and {rundir.FINAL}); rerun its train command to finish it")
+    config = config_lib.load(run.config)
+    trained = keras.saving.load_model(run.final, compile=False)
+    path = pathlib.Path(out) if out is not None else run.path
+    if not path.name.endswith(".weights.h5"):
+        if path.exists() and not path.is_dir():
+            raise ExportError(f"--out {path}: expected a .weights.h5 path or a folder")
+        path = path / f"{trained.name}_{config.dataset}.weights.h5"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trained.save_weights(path)
+
+    fresh = build.build_net(dataclasses.replace(config, precision="float32"))
+    fresh.load_weights(path)
+    mismatched = [a.path for a, b in zip(trained.weights, fresh.weights)
+                  if a.path != b.path or not np.array_equal(a.numpy(), b.numpy())]
+    if mismatched or len(trained.weights) != len(fresh.weights):
+        raise ExportError(f"{path}: a net built from {run.config} does not load it unchanged "
+                          f"({', '.join(mismatched[:3]) or 'a different number of weights'})")
+
+    evaluations = {k: run.evaluation(*spec) for k, spec in rundir.FINAL_EVALUATIONS.items()}
+    plain = files.read_json(evaluations["plain"]) if evaluations["plain"].is_file() else {}
+    if (plain.get("head") or {}).get("num_images") != analysis.EXACT_TEST_IMAGES:
+        split, checkpoint, tta = rundir.FINAL_EVALUATIONS["plain"]
+        plain = evaluate_lib.evaluate(run.path, checkpoint=checkpoint, split=split, tta=tta,
+                                      head=analysis.EXACT_TEST_IMAGES)
+    flip = files.read_json(evaluations["flip"]) if evaluations["flip"].is_file() else None
+    shortcut, _ = architecture.resolve_cifar(config.version, config.depth, config.resolved_block,
+                                             config.shortcut,
+                                             presets.model_options(config.preset, {}))
+    commit = (metrics.get("code") or {}).get("commit")
+    return {"net": trained.name, "path": path, "entry": {
+        "file": path.name, "sha256": files.sha256(path),
+        "shortcut": shortcut, "preset": config.preset, "num_classes": config.num_classes,
+        "input_shape": tuple(trained.input_shape[1:]), "normalization": config.normalization,
+        "trained": (f"{metrics['iterations']:,} iterations at batch {config.batch_size}, "
+                    f"{metrics.get('precision', config.precision)}"
+                    + (f", code {commit[:7]}" if commit else "")),
+        "test_error": round(100 * plain["error"], 2),
+        "exact1000_error": round(100 * plain["head"]["error"], 2),
+        "tta_error": round(100 * flip["error"], 2) if flip else None,
+    }}
+
+
+def format_entry(exported: dict) -> str:
+    """An `export_weights` result as the Python source of its `pretrained.CIFAR10` item."""
+    fields = "".join(f"        {k}={v!r},\n" for k, v in exported["entry"].items())
+    return f"    {exported['net']!r}: dict(\n{fields}    ),"

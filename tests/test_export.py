@@ -1,0 +1,78 @@
+"""`export`: a finished run's final weights as a shippable float32 .weights.h5 (results/export.py)."""
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_resnet.__main__ import main
+from cifar_resnet.nets import models, pretrained
+from cifar_resnet.results import analysis, export
+from cifar_resnet.run import files, rundir
+
+
+@pytest.fixture
+def run(sweep, tmp_path, monkeypatch):
+    """A copy of the tiny sweep's finished resnet8 run (export writes into its eval/); the
+    synthetic test split has 128 images, so its first 100 stand for the exact 1,000."""
+    monkeypatch.setattr(analysis, "EXACT_TEST_IMAGES", 100)
+    return shutil.copytree(sweep / "resnet8" / "seed0", tmp_path / "resnet8")
+
+
+@pytest.mark.slow
+def test_exported_weights_load_through_the_public_api_and_ship_by_name(run, tmp_path, monkeypatch,
+                                                                       capsys):
+    weights_dir = tmp_path / "weights"
+    assert main(["export", str(run), "--out", str(weights_dir)]) == 0
+    captured = capsys.readouterr()
+    path = weights_dir / "resnet8_v1_synthetic.weights.h5"
+    assert f"wrote {path}" in captured.err and path.is_file()
+
+    # The printed entry is Python source for pretrained.CIFAR10.
+    table = eval("{" + captured.out + "}", {})
+    entry = table["resnet8_v1"]
+    assert entry["sha256"] == files.sha256(path) and entry["file"] == path.name
+    assert (entry["shortcut"], entry["preset"], entry["num_classes"], entry["input_shape"]) == (
+        "A", "paper", 10, (32, 32, 3))
+    plain = files.read_json(rundir.RunDir(run).evaluation("test", "final"))
+    metrics = files.read_json(rundir.RunDir(run).metrics)
+    assert entry["test_error"] == round(100 * plain["error"], 2)
+    assert entry["test_error"] == pytest.approx(100 * metrics["final_test_error"], abs=0.01)
+    assert entry["exact1000_error"] == round(100 * plain["head"]["error"], 2)
+    assert entry["tta_error"] is None  # no flip evaluation was made
+    assert entry["trained"].startswith(f"{metrics['iterations']:,} iterations at batch 64, "
+                                       "float32")
+
+    # The file gives the trained model's predictions, by path and shipped by name.
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    want = keras.saving.load_model(rundir.RunDir(run).final, compile=False).predict(x, verbose=0)
+    by_path = models.resnet_v1(depth=8, weights=str(path)).predict(x, verbose=0)
+    np.testing.assert_array_equal(by_path, want)
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", weights_dir)
+    monkeypatch.setitem(pretrained.CIFAR10, "resnet8_v1", entry)
+    shipped = models.resnet_v1(depth=8, weights="cifar10")
+    np.testing.assert_array_equal(shipped.predict(x, verbose=0), want)
+    assert f"test error {entry['test_error']:.2f}%" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_export_names_the_file_of_a_path_and_reads_an_existing_flip_evaluation(run, tmp_path):
+    main(["evaluate", str(run), "--checkpoint", "final", "--tta", "flip"])
+    out = tmp_path / "mine.weights.h5"
+    exported = export.export_weights(run, out)
+    flip = files.read_json(rundir.RunDir(run).evaluation("test", "final", "flip"))
+    assert exported["path"] == out and out.is_file()
+    assert exported["entry"]["tta_error"] == round(100 * flip["error"], 2)
+
+
+def test_export_refuses_an_unfinished_run_in_one_line_and_writes_nothing(tmp_path, sweep, capsys):
+    unfinished = shutil.copytree(sweep / "plain8" / "seed1", tmp_path / "unfinished")
+    before = sorted(p.name for p in unfinished.iterdir())
+    assert main(["export", str(unfinished), "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has not finished training" in err
+    assert sorted(p.name for p in unfinished.iterdir()) == before
+    assert not (tmp_path / "w").exists()
+    assert main(["export", str(tmp_path / "nothing")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
