@@ -274,9 +274,11 @@ def _export(args) -> int:
     # ExportError is a ConfigError: one line, exit 2.
     exported = export.export_weights(args.run_dir, args.out)
     entry = exported["entry"]
+    exact = (f", first 1,000 images {entry['exact1000_error']:.2f}%"
+             if entry["exact1000_error"] is not None else "")
     print(f"{args.run_dir}: wrote {exported['path']} (SHA-256 {entry['sha256']}); test error "
-          f"{entry['test_error']:.2f}%, first 1,000 images {entry['exact1000_error']:.2f}%; "
-          f"load it with weights=\"{exported['path']}\"", file=sys.stderr)
+          f"{entry['test_error']:.2f}%{exact}; load it with weights=\"{exported['path']}\"",
+          file=sys.stderr)
     print(export.format_entry(exported))
     return 0
 

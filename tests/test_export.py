@@ -57,13 +57,20 @@ def test_exported_weights_load_through_the_public_api_and_ship_by_name(run, tmp_
 
 
 @pytest.mark.slow
-def test_export_names_the_file_of_a_path_and_reads_an_existing_flip_evaluation(run, tmp_path):
+def test_export_names_the_file_of_a_path_and_reads_an_existing_flip_evaluation(run, tmp_path,
+                                                                              monkeypatch):
     main(["evaluate", str(run), "--checkpoint", "final", "--tta", "flip"])
+    # The real count: the 128 synthetic test images hold no "first 1,000".
+    monkeypatch.setattr(analysis, "EXACT_TEST_IMAGES", 1000)
     out = tmp_path / "mine.weights.h5"
     exported = export.export_weights(run, out)
     flip = files.read_json(rundir.RunDir(run).evaluation("test", "final", "flip"))
     assert exported["path"] == out and out.is_file()
     assert exported["entry"]["tta_error"] == round(100 * flip["error"], 2)
+    assert exported["entry"]["exact1000_error"] is None
+    [row] = analysis.final_errors(run)
+    assert row["exact1000_error"] is None and row["exact1000_std_error"] is None
+    assert row["tta_error"] == pytest.approx(100 * flip["error"])
 
 
 def test_export_refuses_an_unfinished_run_in_one_line_and_writes_nothing(tmp_path, sweep, capsys):

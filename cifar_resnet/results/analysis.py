@@ -353,18 +353,24 @@ FINAL_FIELDS = ("net", "train_error", "test_error", "exact1000_error", "exact100
 EXACT_TEST_IMAGES = 1000  # test_batch rows 0-999: exact in the shared copy (data/README.md)
 
 
-def _final_evaluations(run: Run) -> Optional[dict]:
+def exact_head(dataset: str, synthetic_test: int) -> Optional[int]:
+    """`evaluate`'s `head` for the exact test images: EXACT_TEST_IMAGES, or None for a
+    synthetic test split smaller than that (CIFAR's have 10,000 images)."""
+    return None if dataset == "synthetic" and synthetic_test < EXACT_TEST_IMAGES else (
+        EXACT_TEST_IMAGES)
+
+
+def _final_evaluations(run: Run) -> dict:
     """The final model's test errors in % from the run's evaluations (`report --evaluate`):
-    the exact 1,000 and flip TTA; None unless both reports exist and cover those."""
-    paths = {k: rundir.RunDir(run.path).evaluation(*spec)
-             for k, spec in rundir.FINAL_EVALUATIONS.items()}
-    if not all(p.is_file() for p in paths.values()):
-        return None
-    plain, flip = (files.read_json(paths[k]) for k in ("plain", "flip"))
-    head = plain.get("head") or {}
-    if head.get("num_images") != EXACT_TEST_IMAGES or "error" not in flip:
-        return None
-    return {"exact1000_error": 100 * head["error"], "tta_error": 100 * flip["error"]}
+    exact1000_error (with `head` 1000) and tta_error (flip), each None where not made."""
+    found = {}
+    for key, spec in rundir.FINAL_EVALUATIONS.items():
+        path = rundir.RunDir(run.path).evaluation(*spec)
+        found[key] = files.read_json(path) if path.is_file() else {}
+    head = found["plain"].get("head") or {}
+    return {"exact1000_error": (100 * head["error"] if head.get("num_images") ==
+                                EXACT_TEST_IMAGES else None),
+            "tta_error": 100 * found["flip"]["error"] if "error" in found["flip"] else None}
 
 
 def final_errors(runs_dir) -> list[dict]:
@@ -377,9 +383,8 @@ def final_errors(runs_dir) -> list[dict]:
     exact1000_std_error is the binomial standard error of one run's error on 1,000 images,
     sqrt(e (1 - e) / 1000), at that mean.
     """
-    runs = find_runs(runs_dir)
     by_net: dict[str, list[Run]] = {}
-    for run in runs:
+    for run in find_runs(runs_dir):
         if run.status == "complete":
             by_net.setdefault(run.net, []).append(run)
     rows = []
@@ -389,9 +394,11 @@ def final_errors(runs_dir) -> list[dict]:
         row.update(net=net, **{k: 100 * float(np.mean([r.metrics[f"final_{k}"] for r in done]))
                                for k in ("train_error", "test_error")})
         evaluations = [_final_evaluations(r) for r in done]
-        if all(evaluations):
-            row.update({k: float(np.mean([e[k] for e in evaluations]))
-                        for k in ("exact1000_error", "tta_error")})
+        for key in ("exact1000_error", "tta_error"):
+            values = [e[key] for e in evaluations]
+            if None not in values:
+                row[key] = float(np.mean(values))
+        if row["exact1000_error"] is not None:
             e = row["exact1000_error"] / 100
             row["exact1000_std_error"] = 100 * float(np.sqrt(e * (1 - e) / EXACT_TEST_IMAGES))
         rows.append(row)

@@ -43,8 +43,8 @@ def export_weights(run_dir, out=None) -> dict:
         {"net": the model's name, "path": the file written, "entry": its `pretrained.CIFAR10`
         entry}. The entry holds file (the name), sha256, shortcut, preset, num_classes,
         input_shape, normalization, trained (iterations, precision, code), and the final
-        model's test_error, exact1000_error and tta_error in % (tta_error None without a flip
-        evaluation). The plain evaluation (`evaluate --checkpoint final --head 1000`) is made
+        model's test_error, exact1000_error and tta_error in % (exact1000_error None for a
+        synthetic test split under 1,000 images, tta_error None without a flip evaluation). The plain evaluation (`evaluate --checkpoint final --head 1000`) is made
         into the run's eval/ when it is missing.
 
     Raises:
@@ -77,11 +77,12 @@ def export_weights(run_dir, out=None) -> dict:
                           f"({', '.join(mismatched[:3]) or 'a different number of weights'})")
 
     evaluations = {k: run.evaluation(*spec) for k, spec in rundir.FINAL_EVALUATIONS.items()}
+    head = analysis.exact_head(config.dataset, config.synthetic_test)
     plain = files.read_json(evaluations["plain"]) if evaluations["plain"].is_file() else {}
-    if (plain.get("head") or {}).get("num_images") != analysis.EXACT_TEST_IMAGES:
+    if not plain or (plain.get("head") or {}).get("num_images") != head:
         split, checkpoint, tta = rundir.FINAL_EVALUATIONS["plain"]
         plain = evaluate_lib.evaluate(run.path, checkpoint=checkpoint, split=split, tta=tta,
-                                      head=analysis.EXACT_TEST_IMAGES)
+                                      head=head)
     flip = files.read_json(evaluations["flip"]) if evaluations["flip"].is_file() else None
     shortcut, _ = architecture.resolve_cifar(config.version, config.depth, config.resolved_block,
                                              config.shortcut,
@@ -95,7 +96,7 @@ def export_weights(run_dir, out=None) -> dict:
                     f"{metrics.get('precision', config.precision)}"
                     + (f", code {commit[:7]}" if commit else "")),
         "test_error": round(100 * plain["error"], 2),
-        "exact1000_error": round(100 * plain["head"]["error"], 2),
+        "exact1000_error": round(100 * plain["head"]["error"], 2) if head else None,
         "tta_error": round(100 * flip["error"], 2) if flip else None,
     }}
 
