@@ -7,7 +7,12 @@ the paper's recipe (64k iterations, `make full-repro`, docs/full-repro); `weight
 `.weights.h5` files in `cifar_resnet/nets/weights/`, each checked against its SHA-256 before it is
 loaded.
 
-A net gets an entry in `CIFAR10` when its run has finished: the file, its checksum, the settings
+The nets take images as they were trained on them (`run.config.normalization`, the paper's
+"pixel_mean"): `x / 255` minus the per-pixel mean image of the 50,000 training images,
+`data.datasets.compute_normalization(x_train)`; see `tests/test_pretrained.py`.
+
+A net gets an entry in `CIFAR10` when its run has finished (`python -m cifar_resnet export
+RUN_DIR --out cifar_resnet/nets/weights` writes the file and prints the entry): the file, its checksum, the settings
 it was trained with, and the test errors it gave (`evaluate`, all 10,000 test images and the
 1,000 exact ones of the project's data; docs/full-repro has the runs).
 """
