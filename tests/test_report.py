@@ -254,7 +254,9 @@ def test_report_evaluate_fills_results_csv_from_the_final_models(sweep, tmp_path
                                                                 capsys):
     import shutil
     runs = tmp_path / "figtest"
-    shutil.copytree(sweep, runs)  # --evaluate writes into the runs' eval/
+    # One net's folder (--evaluate writes into its runs' eval/); seed1 of plain8 is unfinished.
+    shutil.copytree(sweep / "resnet8", runs / "resnet8")
+    shutil.copytree(sweep / "plain8" / "seed1", runs / "plain8" / "seed1")
     # The synthetic test split has 128 images; its first 100 stand for the exact 1,000.
     monkeypatch.setattr(analysis, "EXACT_TEST_IMAGES", 100)
     out = tmp_path / "report"
@@ -262,7 +264,8 @@ def test_report_evaluate_fills_results_csv_from_the_final_models(sweep, tmp_path
     capsys.readouterr()
     with (out / "results.csv").open() as f:
         rows = {r["net"]: r for r in csv.DictReader(f)}
-    assert sorted(rows) == ["plain8", "resnet8"]
+    assert sorted(rows) == ["resnet8"]  # complete runs only
+    assert not (runs / "plain8" / "seed1" / rundir.EVAL).exists()
     run = rundir.RunDir(runs / "resnet8" / "seed0")
     plain = files.read_json(run.evaluation("test", "final"))
     flip = files.read_json(run.evaluation("test", "final", "flip"))
@@ -286,6 +289,7 @@ def test_report_evaluate_fills_results_csv_from_the_final_models(sweep, tmp_path
     # The raw table of results.md is table.csv.
     with (out / "table.csv").open() as f:
         assert [r["net"] for r in csv.DictReader(f)] == ["plain8", "resnet8", "resnet14"]
+    assert (out / "results.md").read_text().count("| resnet8 |") == 1
 
 
 # Issue #26: a lone run's report is named after the run or its net, with the paper's number.
