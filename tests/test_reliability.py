@@ -146,7 +146,7 @@ def test_read_only_mount_is_refused_in_one_line_before_tensorflow(small_tmpfs, t
                                 capture_output=True, text=True, timeout=120)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1, result.stderr
-        assert lines[0].startswith(f"error: cannot ") and message in lines[0], lines
+        assert lines[0].startswith("error: cannot ") and message in lines[0], lines
 
 
 def test_library_on_a_read_only_mount_raises_write_error_naming_the_folder(small_tmpfs,
