@@ -1,4 +1,4 @@
-"""`export`: a finished run's final weights as a shippable float32 .weights.h5 (results/export.py)."""
+"""`export`: a finished run's final weights as a float32 .weights.h5 file (results/export.py)."""
 
 import shutil
 
@@ -83,3 +83,12 @@ def test_export_refuses_an_unfinished_run_in_one_line_and_writes_nothing(tmp_pat
     assert not (tmp_path / "w").exists()
     assert main(["export", str(tmp_path / "nothing")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_export_refuses_an_unreadable_metrics_json_in_one_line(tmp_path, sweep, capsys):
+    damaged = shutil.copytree(sweep / "resnet8" / "seed0", tmp_path / "damaged")
+    (damaged / rundir.METRICS).write_text("{not json")
+    assert main(["export", str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metrics.json is unreadable" in err
+    assert not list(damaged.glob("*.weights.h5"))

@@ -11,10 +11,10 @@ The nets take images as they were trained on them (`run.config.normalization`, t
 "pixel_mean"): `x / 255` minus the per-pixel mean image of the 50,000 training images,
 `data.datasets.compute_normalization(x_train)`; see `tests/test_pretrained.py`.
 
-A net gets an entry in `CIFAR10` when its run has finished (`python -m cifar_resnet export
-RUN_DIR --out cifar_resnet/nets/weights` writes the file and prints the entry): the file, its checksum, the settings
+A net gets an entry in `CIFAR10` when its run has finished: the file, its checksum, the settings
 it was trained with, and the test errors it gave (`evaluate`, all 10,000 test images and the
-1,000 exact ones of the project's data; docs/full-repro has the runs).
+1,000 exact ones of the project's data; docs/full-repro has the runs). `python -m cifar_resnet
+export RUN_DIR --out cifar_resnet/nets/weights` writes the file and prints the entry.
 """
 
 from __future__ import annotations

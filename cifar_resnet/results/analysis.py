@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import pathlib
 import re
 from typing import Any, Optional
@@ -339,7 +340,6 @@ def write_table(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def _write_csv(path, fields, rows) -> None:
-    import io
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fields, lineterminator="\n")
     writer.writeheader()

@@ -44,8 +44,9 @@ def export_weights(run_dir, out=None) -> dict:
         entry}. The entry holds file (the name), sha256, shortcut, preset, num_classes,
         input_shape, normalization, trained (iterations, precision, code), and the final
         model's test_error, exact1000_error and tta_error in % (exact1000_error None for a
-        synthetic test split under 1,000 images, tta_error None without a flip evaluation). The plain evaluation (`evaluate --checkpoint final --head 1000`) is made
-        into the run's eval/ when it is missing.
+        synthetic test split under 1,000 images, tta_error None without a flip evaluation).
+        The plain evaluation (`evaluate --checkpoint final --head 1000`) is made into the
+        run's eval/ when it is missing.
 
     Raises:
         ExportError: the run is not complete, lacks final.keras, or `out` is not a
@@ -54,7 +55,10 @@ def export_weights(run_dir, out=None) -> dict:
     run = rundir.RunDir(run_dir)
     if not run.config.is_file():
         raise ExportError(f"{run.path} is not a run directory (no {rundir.CONFIG})")
-    metrics = rundir.finished_metrics(run.path)
+    try:
+        metrics = rundir.finished_metrics(run.path)
+    except rundir.MetricsUnreadable as e:
+        raise ExportError(f"{e}; rerun its train command to rewrite it") from None
     if metrics is None or not run.final.is_file():
         raise ExportError(f"{run.path} has not finished training (no complete {rundir.METRICS} "
                           f"and {rundir.FINAL}); rerun its train command to finish it")
@@ -73,6 +77,7 @@ def export_weights(run_dir, out=None) -> dict:
     mismatched = [a.path for a, b in zip(trained.weights, fresh.weights)
                   if a.path != b.path or not np.array_equal(a.numpy(), b.numpy())]
     if mismatched or len(trained.weights) != len(fresh.weights):
+        path.unlink()
         raise ExportError(f"{path}: a net built from {run.config} does not load it unchanged "
                           f"({', '.join(mismatched[:3]) or 'a different number of weights'})")
 
