@@ -59,8 +59,11 @@ start)
   ;;
 status)
   alive && echo "running: process $(cat "$pidfile")" || echo "not running"
-  cd "$home/code" && "$home/venv/bin/python" -m cifar_resnet sweep "$experiment" \
-    --runs-dir "$home/runs" --data-dir "$data" --dry-run
+  # This checkout's code where it is set up (it says how long a run has to go), else the pinned
+  # one's: both read the same run directories.
+  if [ -x "$repo/.venv/bin/python" ]; then py=$repo/.venv/bin/python; cd "$repo"
+  else py=$home/venv/bin/python; cd "$home/code"; fi
+  "$py" -m cifar_resnet sweep "$experiment" --runs-dir "$home/runs" --data-dir "$data" --dry-run
   ;;
 pause|cont|stop)
   alive || { echo "not running"; exit 0; }

@@ -135,9 +135,12 @@ def test_status_reads_the_run_directory(tmp_path):
     assert sweep.status(run)[0] == "pending"
     run.workdir.mkdir(parents=True)
     run.workdir.joinpath("history.csv").write_text(",".join(rundir.HISTORY_FIELDS) + "\n0,1\n")
-    assert sweep.status(run) == ("partial", "1 epoch(s) recorded")
+    # Table 6's recipe: 64k iterations on all 50k images = 164 passes of 391 (the last pass
+    # whole). One row has no pace yet (its wall_time is empty).
+    assert sweep.status(run) == ("partial", "1 of 164 epoch(s), 1 of 64,124 iterations")
     with reliability.run_lock(run.workdir):  # held: as by a live training process
-        assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 epoch(s) recorded")
+        assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 of 164 epoch(s), "
+                                                "1 of 64,124 iterations")
         assert sweep.run_sweep([run]).running == [run]  # not trained a second time
     # Released: the file still names a live process (this one), as a killed run's stale lock
     # names whatever process has its PID now; the run is resumable, not "running".
@@ -147,6 +150,27 @@ def test_status_reads_the_run_directory(tmp_path):
     assert sweep.status(run) == ("failed", "loss is NaN")
     files.write_json(run.workdir / "metrics.json", {"status": "complete", "final_test_error": 0.1})
     assert sweep.status(run) == ("done", "test error 10.00%")
+
+
+def test_status_of_a_run_under_way_says_how_long_the_rest_takes_at_its_recent_pace(tmp_path):
+    run = sweep.plan("table6", runs_dir=tmp_path, nets=["resnet20"])[0]
+    run.workdir.mkdir(parents=True)
+    # Epochs of 100, 100, 160, 170, 180, 900 (a busy one) and 175 s (wall_time counts time in
+    # the process only): the median of the last five is 175 s.
+    walls = [100, 200, 360, 530, 710, 1610, 1785]
+    rows = [{"epoch": e, "iterations": 391 * (e + 1), "wall_time": w}
+            for e, w in enumerate(walls)]
+    with run.workdir.joinpath("history.csv").open("w") as f:
+        f.write(",".join(rundir.HISTORY_FIELDS) + "\n")
+        for r in rows:
+            f.write(",".join(str(r.get(k, "")) for k in rundir.HISTORY_FIELDS) + "\n")
+    state, detail = sweep.status(run)
+    # 157 epochs left at 175 s: 27,475 s = 7.6 hours.
+    assert state == "partial" and detail == (
+        "7 of 164 epoch(s), 2,737 of 64,124 iterations; about 7.6 hours to go at 175 s an "
+        "epoch (the median of the last 5)")
+    run.workdir.joinpath("history.csv").write_text("epoch,iterations\n1.5,x\n")  # damaged
+    assert sweep.status(run) == ("partial", "1 epoch(s) recorded")
 
 
 def test_sweep_skips_runs_another_sweep_took_after_planning(tmp_path, monkeypatch):
