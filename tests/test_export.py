@@ -8,7 +8,7 @@ import pytest
 
 from cifar_resnet.__main__ import main
 from cifar_resnet.nets import models, pretrained
-from cifar_resnet.results import analysis, export
+from cifar_resnet.results import analysis, evaluate, export
 from cifar_resnet.run import files, rundir
 
 
@@ -16,7 +16,7 @@ from cifar_resnet.run import files, rundir
 def run(sweep, tmp_path, monkeypatch):
     """A copy of the tiny sweep's finished resnet8 run (export writes into its eval/); the
     synthetic test split has 128 images, so its first 100 stand for the exact 1,000."""
-    monkeypatch.setattr(analysis, "EXACT_TEST_IMAGES", 100)
+    monkeypatch.setattr(evaluate, "EXACT_TEST_IMAGES", 100)
     return shutil.copytree(sweep / "resnet8" / "seed0", tmp_path / "resnet8")
 
 
@@ -61,7 +61,7 @@ def test_export_names_the_file_of_a_path_and_reads_an_existing_flip_evaluation(r
                                                                               monkeypatch):
     main(["evaluate", str(run), "--checkpoint", "final", "--tta", "flip"])
     # The real count: the 128 synthetic test images hold no "first 1,000".
-    monkeypatch.setattr(analysis, "EXACT_TEST_IMAGES", 1000)
+    monkeypatch.setattr(evaluate, "EXACT_TEST_IMAGES", 1000)
     out = tmp_path / "mine.weights.h5"
     exported = export.export_weights(run, out)
     flip = files.read_json(rundir.RunDir(run).evaluation("test", "final", "flip"))

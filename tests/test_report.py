@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet.results import analysis, plots
+from cifar_resnet.results import analysis, evaluate, plots
 from cifar_resnet.run import files, rundir
 from cifar_resnet.nets import models
 from cifar_resnet.run import config as config_lib
@@ -258,7 +258,7 @@ def test_report_evaluate_fills_results_csv_from_the_final_models(sweep, tmp_path
     shutil.copytree(sweep / "resnet8", runs / "resnet8")
     shutil.copytree(sweep / "plain8" / "seed1", runs / "plain8" / "seed1")
     # The synthetic test split has 128 images; its first 100 stand for the exact 1,000.
-    monkeypatch.setattr(analysis, "EXACT_TEST_IMAGES", 100)
+    monkeypatch.setattr(evaluate, "EXACT_TEST_IMAGES", 100)
     out = tmp_path / "report"
     assert main(["report", str(runs), "--out", str(out), "--evaluate"]) == 0
     capsys.readouterr()

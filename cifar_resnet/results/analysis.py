@@ -23,6 +23,7 @@ import numpy as np
 from cifar_resnet.data import datasets, device_input
 from cifar_resnet.nets import architecture
 from cifar_resnet.nets import models  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.results import evaluate
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import files, rundir
 
@@ -350,14 +351,6 @@ def _write_csv(path, fields, rows) -> None:
 # results.csv: each net's final errors in %, the short form of a reproduction's result.
 FINAL_FIELDS = ("net", "train_error", "test_error", "exact1000_error", "exact1000_std_error",
                 "tta_error")
-EXACT_TEST_IMAGES = 1000  # test_batch rows 0-999: exact in the shared copy (data/README.md)
-
-
-def exact_head(dataset: str, synthetic_test: int) -> Optional[int]:
-    """`evaluate`'s `head` for the exact test images: EXACT_TEST_IMAGES, or None for a
-    synthetic test split smaller than that (CIFAR's have 10,000 images)."""
-    return None if dataset == "synthetic" and synthetic_test < EXACT_TEST_IMAGES else (
-        EXACT_TEST_IMAGES)
 
 
 def _final_evaluations(run: Run) -> dict:
@@ -369,7 +362,7 @@ def _final_evaluations(run: Run) -> dict:
         found[key] = files.read_json(path) if path.is_file() else {}
     head = found["plain"].get("head") or {}
     return {"exact1000_error": (100 * head["error"] if head.get("num_images") ==
-                                EXACT_TEST_IMAGES else None),
+                                evaluate.EXACT_TEST_IMAGES else None),
             "tta_error": 100 * found["flip"]["error"] if "error" in found["flip"] else None}
 
 
@@ -400,7 +393,7 @@ def final_errors(runs_dir) -> list[dict]:
                 row[key] = float(np.mean(values))
         if row["exact1000_error"] is not None:
             e = row["exact1000_error"] / 100
-            row["exact1000_std_error"] = 100 * float(np.sqrt(e * (1 - e) / EXACT_TEST_IMAGES))
+            row["exact1000_std_error"] = 100 * float(np.sqrt(e * (1 - e) / evaluate.EXACT_TEST_IMAGES))
         rows.append(row)
     return rows
 

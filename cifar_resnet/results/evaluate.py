@@ -17,6 +17,7 @@ mirror (the training augmentation's flip); the JSON reports the error with and w
 from __future__ import annotations
 
 import pathlib
+from typing import Optional
 
 import keras
 import numpy as np
@@ -30,6 +31,10 @@ from cifar_resnet.run import files, rundir
 from cifar_resnet.run.config import EVAL_CHECKPOINTS as CHECKPOINTS
 from cifar_resnet.run.config import EVAL_SPLITS as SPLITS
 from cifar_resnet.run.config import EVAL_TTAS as TTAS
+
+
+# test_batch rows 0-999: exact in the shared copy of CIFAR-10 (data/README.md).
+EXACT_TEST_IMAGES = 1000
 
 
 class EvaluationError(config_lib.ConfigError):
@@ -214,3 +219,20 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     plot_wrong(report, images, report["files"]["wrong"])
     files.write_json(report["files"]["json"], report)
     return report
+
+
+def exact_head(config: config_lib.Config) -> Optional[int]:
+    """`evaluate`'s `head` for the exact test images: EXACT_TEST_IMAGES, or None for a
+    synthetic test split smaller than that (CIFAR's have 10,000 images)."""
+    small = config.dataset == "synthetic" and config.synthetic_test < EXACT_TEST_IMAGES
+    return None if small else EXACT_TEST_IMAGES
+
+
+def evaluate_final(run_dir, which: str) -> dict:
+    """`evaluate` of the final model on the test set with the exact images' head: `which` is a
+    key of rundir.FINAL_EVALUATIONS ("plain" or "flip"), the reports a report copies and its
+    results.csv reads."""
+    split, checkpoint, tta = rundir.FINAL_EVALUATIONS[which]
+    config = config_lib.load(rundir.RunDir(run_dir).config)
+    return evaluate(run_dir, checkpoint=checkpoint, split=split, tta=tta,
+                    head=exact_head(config))

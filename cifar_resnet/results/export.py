@@ -17,7 +17,6 @@ import keras
 import numpy as np
 
 from cifar_resnet.nets import architecture, presets
-from cifar_resnet.results import analysis
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.run import build
 from cifar_resnet.run import config as config_lib
@@ -82,12 +81,10 @@ def export_weights(run_dir, out=None) -> dict:
                           f"({', '.join(mismatched[:3]) or 'a different number of weights'})")
 
     evaluations = {k: run.evaluation(*spec) for k, spec in rundir.FINAL_EVALUATIONS.items()}
-    head = analysis.exact_head(config.dataset, config.synthetic_test)
+    head = evaluate_lib.exact_head(config)
     plain = files.read_json(evaluations["plain"]) if evaluations["plain"].is_file() else {}
     if not plain or (plain.get("head") or {}).get("num_images") != head:
-        split, checkpoint, tta = rundir.FINAL_EVALUATIONS["plain"]
-        plain = evaluate_lib.evaluate(run.path, checkpoint=checkpoint, split=split, tta=tta,
-                                      head=head)
+        plain = evaluate_lib.evaluate_final(run.path, "plain")
     flip = files.read_json(evaluations["flip"]) if evaluations["flip"].is_file() else None
     shortcut, _ = architecture.resolve_cifar(config.version, config.depth, config.resolved_block,
                                              config.shortcut,

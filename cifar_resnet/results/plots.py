@@ -25,7 +25,6 @@ from matplotlib.ticker import MaxNLocator
 from cifar_resnet.results import analysis
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.run import files, rundir
-from cifar_resnet.run import config as config_lib
 from cifar_resnet.run.config import ConfigError
 
 PAPER_YLIM = 20  # % error, the top of Figure 6's axes
@@ -411,11 +410,8 @@ def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = Fa
     if evaluate:
         for run in runs:
             if run.status == "complete" and rundir.RunDir(run.path).final.is_file():
-                cfg = config_lib.load(rundir.RunDir(run.path).config)
-                for split, checkpoint, tta in rundir.FINAL_EVALUATIONS.values():
-                    evaluate_lib.evaluate(run.path, checkpoint=checkpoint, split=split, tta=tta,
-                                          head=analysis.exact_head(cfg.dataset,
-                                                                   cfg.synthetic_test))
+                for which in rundir.FINAL_EVALUATIONS:
+                    evaluate_lib.evaluate_final(run.path, which)
     rows = analysis.results_table(runs_dir, experiment)
     written, skipped = list(analysis.write_table(rows, out)), []
     written.append(analysis.write_final_errors(runs_dir, out / "results.csv"))

@@ -138,7 +138,8 @@ def status(run: PlannedRun) -> tuple[str, str]:
         return "failed", metrics.get("reason", f"see {rundir.METRICS}")
     history = rundir.RunDir(run.workdir).history
     epochs = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
-    detail = progress(run.config, history) if epochs else f"{epochs} epoch(s) recorded"
+    detail = (progress(run.config, history) if epochs else None) or (
+        f"{epochs} epoch(s) recorded")
     pid = rundir.lock_holder(run.workdir)
     if pid is not None:
         return "running", f"process {pid}, {detail}"
@@ -150,27 +151,27 @@ def status(run: PlannedRun) -> tuple[str, str]:
 RECENT_EPOCHS = 5  # the pace of a run under way: the median of its last epochs' wall times
 
 
-def progress(config: config_lib.Config, history) -> str:
+def progress(config: config_lib.Config, history) -> Optional[str]:
     """How far a started run is, from its history.csv, and how long the rest takes at its
     recent pace, e.g. "46 of 164 epoch(s), 17,986 of 64,124 iterations; about 5.3 hours to go
-    at 168 s an epoch (the median of the last 5)". The pace is the median step of history's
-    wall_time (training and its test pass, time in the process only: not the gaps between
-    sessions) over the last RECENT_EPOCHS epochs, so it is the pace of the machine as it was
-    then shared. A damaged history.csv gives its row count only."""
+    at 168 s an epoch (the median of the last 5)"; None for a damaged history.csv. The pace is
+    the median step of history's wall_time (training and its test pass, time in the process
+    only: not the gaps between sessions) over the last RECENT_EPOCHS epochs, so it is the pace
+    of the machine as it was then shared."""
     from cifar_resnet.run import estimate  # the duration format; no TensorFlow either
     try:
         rows = rundir.read_history(history)
     except rundir.HistoryError:
-        return f"{max(0, len(history.read_text().splitlines()) - 1)} epoch(s) recorded"
+        return None
     steps, periods, _ = config.plan(config.registry_num_train())
     done = int(rows[-1]["iterations"]) if rows else 0
     text = f"{len(rows)} of {periods} epoch(s), {done:,} of {steps * periods:,} iterations"
     walls = [r["wall_time"] for r in rows[-RECENT_EPOCHS - 1:]]
-    steps = [b - a for a, b in zip(walls, walls[1:]) if b > a]  # NaN compares False
-    if steps and len(rows) < periods:
-        pace = statistics.median(steps)
+    paces = [b - a for a, b in zip(walls, walls[1:]) if b > a]  # NaN compares False
+    if paces and len(rows) < periods:
+        pace = statistics.median(paces)
         text += (f"; about {estimate.format_duration((periods - len(rows)) * pace)} to go at "
-                 f"{pace:.0f} s an epoch (the median of the last {len(steps)})")
+                 f"{pace:.0f} s an epoch (the median of the last {len(paces)})")
     return text
 
 
