@@ -16,16 +16,17 @@ PRINT_DB := $(findstring p,$(filter-out --%,$(firstword $(MAKEFLAGS))))
 no-print-db:
 	@$(if $(PRINT_DB),echo "make: -p given: $(MAKECMDGOALS) not run (make -pn $(MAKECMDGOALS) prints the database and its commands)" >&2; exit 2,:)
 
-# Times: 2 CPU cores (this project's Intel Xeon with AMX, bf16), README "Experiments"; GPU-hours
-# are FLOP-scaled estimates. A sweep's ARGS=--dry-run lists its runs and trains nothing.
+# Times: 2 CPU cores (training: this project's Intel Xeon with AMX, bf16, README "Experiments";
+# tests: AMD EPYC Zen 3, docs/testing.md); GPU-hours are FLOP-scaled estimates. A sweep's
+# ARGS=--dry-run lists its runs and trains nothing.
 help:
 	@echo 'make TARGET [VAR=VALUE ...]   (make alone: this list; make -n TARGET: its commands, run nothing)'
 	@echo ''
 	@echo 'Setup and checks'
 	@echo '  setup              .venv with requirements.txt + this package (editable)   ~1 min'
 	@echo '  smoke              tiny net, synthetic data: checks the install             < 1 min'
-	@echo '  test               every test (TEST_WORKERS=2)                              ~9-15 min'
-	@echo '  test-fast          all but the slow tests (the everyday tier)               ~3 min'
+	@echo '  test               every test (TEST_WORKERS=2)                              ~8-9 min'
+	@echo '  test-fast          all but the slow tests (the everyday tier)               ~1 min'
 	@echo '  test-notf          Keras on JAX, no TensorFlow (.venv-notf)                 ~3 min'
 	@echo '  notebooks          re-execute notebooks/ (CIFAR_RESNET_RUNS=DIR: copies to OUT) a few min'
 	@echo '  clean-venv         remove .venv and .venv-notf                              seconds'
