@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
     from cifar_resnet.results import evaluate
-    from cifar_resnet.run import build, config as config_lib, rundir
+    from cifar_resnet.run import build, config as config_lib, files, rundir
 
     run = rundir.RunDir(args.run_dir)
     config = config_lib.load(run.config)
@@ -102,8 +101,7 @@ def main(argv=None) -> int:
     print(f"re-encoding changed a pixel by {results['recoding_mean_abs_change']:.2f} grey levels "
           f"on average and {results['predictions_changed']} of the {EXACT} predictions")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        files.write_json(args.json, results)
     return 0
 
 
