@@ -9,7 +9,8 @@ The development copy of CIFAR-10 (`shared/data/README.md`) is a reconstruction: 
 - the same 1,000 images put through JPEG (Pillow, quality 75, 4:2:0) as the others were, and
 - the 9,000 other test images (JPEG in the file),
 
-and prints the error of each, with the binomial standard error, and the mean absolute change
+and prints the error of each, with the binomial standard error (`results.evaluate.head_error`;
+the JSON holds fractions, as the project's evaluations do), and the mean absolute change
 that the re-encoding made to a pixel (the data's README gives 5.8 grey levels for its own).
 The first two differ only by the JPEG loss at test time; the loss the net saw in training stays.
 
@@ -44,15 +45,6 @@ def jpeg(images, quality=75):
     return out
 
 
-def error(probs, labels) -> dict:
-    """Error rate of `probs` against `labels` with its binomial standard error, in percent."""
-    import numpy as np
-    wrong = probs.argmax(axis=1) != labels
-    p = float(wrong.mean())
-    return {"images": int(len(labels)), "error": 100 * p,
-            "std_error": 100 * float(np.sqrt(p * (1 - p) / len(labels)))}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
@@ -82,6 +74,9 @@ def main(argv=None) -> int:
     def probs(x):
         return evaluate.predict(model, x, mean=splits.mean, std=splits.std)
 
+    def error(p, y):  # fractions, with the binomial standard error
+        return evaluate.head_error(y, p, len(y))
+
     exact, rest = images[:EXACT], images[EXACT:]
     recoded = jpeg(exact)
     p_exact, p_recoded = probs(exact), probs(recoded)
@@ -96,8 +91,8 @@ def main(argv=None) -> int:
     }
     for key in ("exact", "exact_through_jpeg", "others_jpeg_in_file"):
         r = results[key]
-        print(f"{key:22s} {r['images']:5d} images: error {r['error']:.2f}% "
-              f"(standard error {r['std_error']:.2f})")
+        print(f"{key:22s} {r['num_images']:5d} images: error {100 * r['error']:.2f}% "
+              f"(standard error {100 * r['std_error']:.2f})")
     print(f"re-encoding changed a pixel by {results['recoding_mean_abs_change']:.2f} grey levels "
           f"on average and {results['predictions_changed']} of the {EXACT} predictions")
     if args.json:
