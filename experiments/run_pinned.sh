@@ -6,6 +6,7 @@
 #   bash experiments/run_pinned.sh status EXPERIMENT           the runs' state and the process
 #   bash experiments/run_pinned.sh pause|cont EXPERIMENT       SIGSTOP / SIGCONT, around a timing
 #   bash experiments/run_pinned.sh stop EXPERIMENT             SIGTERM: ends after the current batch
+#   bash experiments/run_pinned.sh precision EXPERIMENT        the precision its runs train in
 #
 # Everything lives under $PINNED_HOME (default /work/EXPERIMENT with - for _, e.g. /work/full-repro,
 # outside the work tree):
@@ -16,6 +17,10 @@
 # The commit is fixed when code/ is made: a later `start` with another COMMIT is refused, so
 # that a change on main never changes a run midway (each metrics.json records the commit too).
 # DATA_DIR (default ../shared/data/cifar-10-python.tar.gz beside the repository) is the data.
+# One precision for the whole experiment: once a run has its config.json, every later start passes
+# that run's precision (`--set precision=...`). Otherwise `precision: auto` would resolve anew on
+# each machine: a session on a CPU without native bf16 would have a bfloat16 run refused
+# (docs/reliability.md) and start the next net in float32.
 set -euo pipefail
 cmd=${1:?usage: run_pinned.sh start|status|pause|cont|stop EXPERIMENT [COMMIT]}
 experiment=${2:?name the experiment, e.g. full_repro}
@@ -24,12 +29,29 @@ home=${PINNED_HOME:-/work/${experiment//_/-}}
 data=${DATA_DIR:-$repo/../shared/data/cifar-10-python.tar.gz}
 pidfile=$home/sweep.pid
 
+# The precision of the experiment's runs so far (config.json), empty before the first (or where
+# only runs from before the `precision` field exist: they resume in their own); two different
+# ones are an error.
+precision() {
+  local found
+  found=$(find "$home/runs/$experiment" -name config.json 2>/dev/null | sort \
+          | xargs -r python3 -c 'import json, sys
+found = {json.load(open(f)).get("precision") for f in sys.argv[1:]}
+print("\n".join(sorted(found - {None, "auto"})))')
+  if [ "$(printf '%s' "$found" | grep -c .)" -gt 1 ]; then
+    echo "error: the runs in $home/runs/$experiment train in different precisions:" $found >&2
+    return 2
+  fi
+  printf '%s' "$found"
+}
+
 alive() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
           && grep -q cifar_resnet "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; }
 
 case $cmd in
 start)
   if alive; then echo "already running: process $(cat "$pidfile") ($home)"; exit 0; fi
+  fixed=$(precision)
   want=$(git -C "$repo" rev-parse "${3:-HEAD}")
   if [ ! -d "$home/code/.git" ]; then
     mkdir -p "$home"
@@ -49,11 +71,13 @@ start)
   [ -e "$data" ] || { echo "error: no data at $data (set DATA_DIR)" >&2; exit 2; }
   {
     echo "=== $(date -u +%FT%TZ) start: commit $have, $(lscpu | sed -n 's/^Model name: *//p'), flags:" \
-         "$(grep -ow -e avx512f -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ')"
+         "$(grep -ow -e avx512f -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ')," \
+         "precision ${fixed:-auto}"
   } >> "$home/sweep.log"
   cd "$home/code"
   nohup nice -n 19 "$home/venv/bin/python" -m cifar_resnet sweep "$experiment" \
-    --runs-dir "$home/runs" --data-dir "$data" >> "$home/sweep.log" 2>&1 < /dev/null &
+    --runs-dir "$home/runs" --data-dir "$data" ${fixed:+--set "precision=$fixed"} \
+    >> "$home/sweep.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   echo "started process $! (commit ${have:0:10}); log: $home/sweep.log"
   ;;
@@ -73,5 +97,10 @@ pause|cont|stop)
   kill -"$sig" "$(cat "$pidfile")"
   echo "sent SIG$sig to process $(cat "$pidfile")"
   ;;
-*) echo "error: unknown command $cmd; use start, status, pause, cont or stop" >&2; exit 2 ;;
+precision)
+  fixed=$(precision)
+  echo "${fixed:-auto (no run has started)}"
+  ;;
+*) echo "error: unknown command $cmd; use start, status, pause, cont, stop or precision" >&2
+   exit 2 ;;
 esac

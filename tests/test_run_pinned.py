@@ -1,0 +1,77 @@
+"""experiments/run_pinned.sh: a long sweep keeps one precision across sessions and machines.
+
+`precision: auto` resolves per machine (bfloat16 only where the CPU has it natively), so the
+script passes the precision of the experiment's first run to every later start.
+"""
+
+import json
+import pathlib
+import subprocess
+import time
+
+SCRIPT = pathlib.Path(__file__).parent.parent / "experiments" / "run_pinned.sh"
+
+
+def _run(home, *args, **env):
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PINNED_HOME": str(home), **env})
+
+
+def _runs(home, **precisions):
+    for net, precision in precisions.items():
+        run = home / "runs" / "demo" / net / "seed0"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"depth": 20, "precision": precision}))
+
+
+def test_before_any_run_the_precision_is_left_to_auto(tmp_path):
+    r = _run(tmp_path, "precision", "demo")
+    assert r.returncode == 0 and r.stdout.strip() == "auto (no run has started)"
+
+
+def test_the_experiment_keeps_the_precision_its_runs_started_in(tmp_path):
+    _runs(tmp_path, resnet20="mixed_bfloat16", resnet56="mixed_bfloat16")
+    r = _run(tmp_path, "precision", "demo")
+    assert r.returncode == 0 and r.stdout.strip() == "mixed_bfloat16"
+
+
+def test_runs_in_two_precisions_are_an_error(tmp_path):
+    _runs(tmp_path, resnet20="mixed_bfloat16", plain20="float32")
+    r = _run(tmp_path, "precision", "demo")
+    assert r.returncode == 2
+    assert "different precisions: float32 mixed_bfloat16" in r.stderr
+
+
+def test_start_passes_the_runs_precision_to_the_pinned_sweep(tmp_path):
+    # A pinned home as `start` leaves it, with a stand-in for its Python that records its
+    # arguments: the real one would train.
+    code = tmp_path / "code"
+    subprocess.run(["git", "init", "-q", str(code)], check=True)
+    subprocess.run(["git", "-C", str(code), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-q", "--allow-empty", "-m", "pin"], check=True)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    argv = tmp_path / "argv"
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$@" > {argv}\n')
+    python.chmod(0o755)
+    (venv / ".installed").touch()
+    data = tmp_path / "data.tar.gz"
+    data.touch()
+    _runs(tmp_path, resnet20="mixed_bfloat16")
+    r = _run(tmp_path, "start", "demo", DATA_DIR=str(data))
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 10
+    while not argv.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    args = argv.read_text().split()
+    assert args[:4] == ["-m", "cifar_resnet", "sweep", "demo"]
+    assert args[-2:] == ["--set", "precision=mixed_bfloat16"]
+    assert "precision mixed_bfloat16" in (tmp_path / "sweep.log").read_text()
+
+
+def test_start_refuses_runs_in_two_precisions_before_it_clones_or_installs(tmp_path):
+    _runs(tmp_path, resnet20="mixed_bfloat16", plain20="float32")
+    r = _run(tmp_path, "start", "demo")
+    assert r.returncode == 2 and "different precisions" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
