@@ -43,8 +43,8 @@ help:
 	@echo '  fast-recipe        ResNet-20, 32 epochs, not the paper recipe               ~40-50 min CPU'
 	@echo '  fast-recipe-torch  the same in PyTorch (needs torch)                        not timed'
 	@echo '  cpu-repro          Figure 6 at 20/56 layers, 7,820 iterations, bf16         ~3.7 h CPU'
-	@echo '  full-repro         Figure 6 at 20/56 layers, 64k iterations (foreground)    ~28 h CPU bf16'
-	@echo '  full-repro-bg      the same in the background, from a pinned copy           ~28 h CPU bf16'
+	@echo '  full-repro         Figure 6 at 20/56 layers, 64k iterations (foreground)    ~12 h CPU bf16'
+	@echo '  full-repro-bg      the same in the background, from a pinned copy           ~12 h CPU bf16'
 	@echo '  keras-example      the Keras example: seven nets, its recipe                ~55 GPU-hours'
 	@echo '  v2                 He 2016: ResNet-110/164 v1 vs v2, ResNet-1001            ~90 GPU-hours'
 	@echo '  figure6            plain and residual 20..110, ResNet-1202                  ~145 GPU-hours'
@@ -100,8 +100,8 @@ cpu-repro: no-print-db setup
 	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/cpu_repro --out docs/cpu-repro
 
 # The paper's full recipe (64k iterations) at 20 and 56 layers, plain and residual
-# (experiments/full_repro.py, issue #22): about 28 hours of a 2-core CPU with native bf16, twice
-# that in float32. `make full-repro` trains in the foreground and writes docs/full-repro;
+# (experiments/full_repro.py, issue #22): about 12 hours of a 2-core AMD Zen 5 in bf16
+# (docs/full-repro; an AVX2-only CPU trains in float32, several times slower). `make full-repro` trains in the foreground and writes docs/full-repro;
 # `make full-repro-bg` starts or resumes it in the background from a pinned copy of the code
 # (experiments/run_pinned.sh; `bash experiments/run_pinned.sh status full_repro` says where it is).
 full-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
