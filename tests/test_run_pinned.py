@@ -53,7 +53,7 @@ def test_start_passes_the_runs_precision_to_the_pinned_sweep(tmp_path):
     (venv / "bin").mkdir(parents=True)
     argv = tmp_path / "argv"
     python = venv / "bin" / "python"
-    python.write_text(f'#!/bin/sh\necho "$@" > {argv}\n')
+    python.write_text(f'#!/bin/sh\necho "$@" > {argv}.tmp && mv {argv}.tmp {argv}\n')
     python.chmod(0o755)
     (venv / ".installed").touch()
     data = tmp_path / "data.tar.gz"
