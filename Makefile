@@ -101,7 +101,8 @@ cpu-repro: no-print-db setup
 
 # The paper's full recipe (64k iterations) at 20 and 56 layers, plain and residual
 # (experiments/full_repro.py, issue #22): about 12 hours of a 2-core AMD Zen 5 in bf16
-# (docs/full-repro; an AVX2-only CPU trains in float32, several times slower). `make full-repro` trains in the foreground and writes docs/full-repro;
+# (docs/full-repro; an AVX2-only CPU trains in float32, several times slower).
+# `make full-repro` trains in the foreground and writes docs/full-repro;
 # `make full-repro-bg` starts or resumes it in the background from a pinned copy of the code
 # (experiments/run_pinned.sh; `bash experiments/run_pinned.sh status full_repro` says where it is).
 full-repro: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
