@@ -87,7 +87,10 @@ status)
   # one's: both read the same run directories.
   if [ -x "$repo/.venv/bin/python" ]; then py=$repo/.venv/bin/python; cd "$repo"
   else py=$home/venv/bin/python; cd "$home/code"; fi
-  "$py" -m cifar_resnet sweep "$experiment" --runs-dir "$home/runs" --data-dir "$data" --dry-run
+  # The same precision as `start` passes, so the commands it prints are the ones that run.
+  fixed=$(precision)
+  "$py" -m cifar_resnet sweep "$experiment" --runs-dir "$home/runs" --data-dir "$data" --dry-run \
+    ${fixed:+--set "precision=$fixed"}
   ;;
 pause|cont|stop)
   alive || { echo "not running"; exit 0; }

@@ -17,9 +17,9 @@ def _run(home, *args, **env):
                           env={"PATH": "/usr/bin:/bin", "PINNED_HOME": str(home), **env})
 
 
-def _runs(home, **precisions):
+def _runs(home, experiment="demo", **precisions):
     for net, precision in precisions.items():
-        run = home / "runs" / "demo" / net / "seed0"
+        run = home / "runs" / experiment / net / "seed0"
         run.mkdir(parents=True)
         (run / "config.json").write_text(json.dumps({"depth": 20, "precision": precision}))
 
@@ -75,3 +75,16 @@ def test_start_refuses_runs_in_two_precisions_before_it_clones_or_installs(tmp_p
     r = _run(tmp_path, "start", "demo")
     assert r.returncode == 2 and "different precisions" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+def test_status_prints_the_commands_start_would_run_in_the_runs_precision(tmp_path):
+    # Runs in the policy `precision: auto` resolved to on the first machine: the status's commands
+    # must carry it, not `auto`, which resolves anew on whatever machine reads them.
+    _runs(tmp_path, "full_repro", resnet20="mixed_bfloat16")
+    data = tmp_path / "data.tar.gz"
+    data.touch()
+    r = _run(tmp_path, "status", "full_repro", DATA_DIR=str(data))
+    assert r.returncode == 0, r.stderr
+    commands = [line for line in r.stdout.splitlines() if "cifar_resnet train" in line]
+    assert len(commands) == 4
+    assert all("--set precision=mixed_bfloat16" in c for c in commands), commands
