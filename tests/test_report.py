@@ -350,6 +350,36 @@ def test_figure6_of_the_committed_report_says_schedule_precision_data_and_seeds(
     assert not [t for t in legends if "paper" in t and "64k" not in t]
 
 
+def test_a_run_under_way_is_titled_with_the_length_the_runner_will_train(tmp_path):
+    # The paper's 64k iterations run as whole passes: 164 of 391 = 64,124, the length a
+    # finished run's metrics.json records. A run still training has only its config.json.
+    root = tmp_path / "full"
+    for net, metrics in (("resnet20", {"status": "complete", "iterations": 64_124}),
+                         ("resnet56", None)):
+        path = root / net / "seed0"
+        path.mkdir(parents=True)
+        files.write_json(path / "config.json", {"version": 1, "depth": int(net[6:]),
+                                                "iterations": 64_000, "val_fraction": 0.0})
+        if metrics:
+            files.write_json(path / "metrics.json", metrics)
+    title = plots.describe_runs(analysis.find_runs(root))
+    assert title.startswith("64,124 iterations (164 epochs) · ")
+
+
+def test_a_report_folder_reads_as_the_runs_its_report_json_lists(tmp_path):
+    report = tmp_path / "report"
+    for folder in ("runs/exp/resnet20/seed0", "abandoned/resnet20"):
+        (report / folder).mkdir(parents=True)
+        files.write_json(report / folder / "config.json", {"version": 1, "depth": 20})
+    files.write_json(report / analysis.REPORT_MARKER, {"runs": ["runs/exp/resnet20/seed0"]})
+    [run] = analysis.find_runs(report)
+    assert (run.experiment, run.net, run.path) == (
+        "exp", "resnet20", report / "runs" / "exp" / "resnet20" / "seed0")
+    # A report.json written before it listed its runs: every run directory below.
+    files.write_json(report / analysis.REPORT_MARKER, {"files": []})
+    assert len(analysis.find_runs(report)) == 2
+
+
 def test_error_vs_time_and_figure7_say_what_they_are(monkeypatch):
     monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
     title, legends = _texts(plots.error_vs_time(CPU_REPRO))

@@ -104,7 +104,8 @@ def find_runs(runs_dir) -> list[Run]:
     `<net>/seed<k>`; when that lies above `runs_dir`, the net is named by its folder if the
     experiment lists it, else from its config.json (never "seed0"). Copies of runs inside a
     report's folder (`report.json`, see `plots.write_report`) below `runs_dir` are skipped, so
-    reports written beside runs never count twice; a report folder itself can be read.
+    reports written beside runs never count twice; a report folder itself can be read: as the
+    runs its report.json lists, so files kept beside them (an abandoned run's, say) stay out.
 
     Raises:
         ConfigError: `runs_dir` is not a directory or holds no run.
@@ -113,9 +114,13 @@ def find_runs(runs_dir) -> list[Run]:
     if not root.is_dir():
         raise config_lib.ConfigError(f"runs directory {root} does not exist")
     runs, known = [], {}
+    listed = None  # in a report's folder: the runs its report.json lists (older ones list none)
+    if (root / REPORT_MARKER).is_file():
+        names = files.read_json(root / REPORT_MARKER).get("runs")
+        listed = None if names is None else {root / name for name in names}
     for config_path in sorted(root.rglob(rundir.CONFIG)):
         path = config_path.parent
-        if _in_report(path, root):
+        if _in_report(path, root) or listed is not None and path not in listed:
             continue
         parts = path.relative_to(root).parts
         cfg = files.read_json(config_path)

@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from cifar_resnet.results import analysis
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.run import files, rundir
+from cifar_resnet.run import config as config_lib
 from cifar_resnet.run.config import ConfigError
 
 PAPER_YLIM = 20  # % error, the top of Figure 6's axes
@@ -102,11 +103,13 @@ def describe_runs(runs, *, seeds: bool = True) -> str:
     def length(run):
         if run.metrics and run.metrics.get("iterations"):
             return int(run.metrics["iterations"])
-        cfg = run.config
-        if cfg.get("epochs") and per_pass(run):
-            return cfg["epochs"] * per_pass(run)
-        if cfg.get("iterations"):
-            return cfg["iterations"]
+        if {"iterations", "epochs"} & run.config.keys():
+            try:  # the runner's plan, whole periods: the paper's 64k trains as 64,124
+                config = config_lib.load(rundir.RunDir(run.path).config)
+                steps, periods, _ = config.plan(config.registry_num_train())
+                return steps * periods
+            except (ConfigError, OSError, ValueError):
+                pass
         return int(run.history[-1]["iterations"]) if run.history else None
 
     lengths = values(length)
