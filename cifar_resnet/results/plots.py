@@ -24,8 +24,8 @@ from matplotlib.ticker import MaxNLocator
 
 from cifar_resnet.results import analysis
 from cifar_resnet.results import evaluate as evaluate_lib
-from cifar_resnet.run import files, rundir
 from cifar_resnet.run import config as config_lib
+from cifar_resnet.run import files, rundir
 from cifar_resnet.run.config import ConfigError
 
 PAPER_YLIM = 20  # % error, the top of Figure 6's axes
