@@ -35,12 +35,13 @@ def test_exported_weights_load_through_the_public_api_and_ship_by_name(run, tmp_
     assert entry["sha256"] == files.sha256(path) and entry["file"] == path.name
     assert (entry["shortcut"], entry["preset"], entry["num_classes"], entry["input_shape"]) == (
         "A", "paper", 10, (32, 32, 3))
-    plain = files.read_json(rundir.RunDir(run).evaluation("test", "final"))
+    # A float32 run: the file in a float32 net gives the run's own evaluation.
+    plain = evaluate.evaluate_final(run, "plain")
     metrics = files.read_json(rundir.RunDir(run).metrics)
     assert entry["test_error"] == round(100 * plain["error"], 2)
     assert entry["test_error"] == pytest.approx(100 * metrics["final_test_error"], abs=0.01)
     assert entry["exact1000_error"] == round(100 * plain["head"]["error"], 2)
-    assert entry["tta_error"] is None  # no flip evaluation was made
+    assert entry["tta_error"] == round(100 * evaluate.evaluate_final(run, "flip")["error"], 2)
     assert entry["trained"].startswith(f"{metrics['iterations']:,} iterations at batch 64, "
                                        "float32")
 
@@ -57,20 +58,27 @@ def test_exported_weights_load_through_the_public_api_and_ship_by_name(run, tmp_
 
 
 @pytest.mark.slow
-def test_export_names_the_file_of_a_path_and_reads_an_existing_flip_evaluation(run, tmp_path,
-                                                                              monkeypatch):
-    main(["evaluate", str(run), "--checkpoint", "final", "--tta", "flip"])
+def test_export_names_the_file_of_a_path_and_measures_the_file_not_the_runs_evaluations(
+        run, tmp_path, monkeypatch):
+    """The entry's errors are the file's in a float32 net (what `weights=` builds), not copied
+    from the run's eval/, which a mixed-precision run makes in its own precision."""
+    for tta in ([], ["--tta", "flip"]):
+        main(["evaluate", str(run), "--checkpoint", "final", *tta])
     # The real count: the 128 synthetic test images hold no "first 1,000".
     monkeypatch.setattr(evaluate, "EXACT_TEST_IMAGES", 1000)
-    out = tmp_path / "mine.weights.h5"
-    exported = export.export_weights(run, out)
-    flip = files.read_json(rundir.RunDir(run).evaluation("test", "final", "flip"))
-    assert exported["path"] == out and out.is_file()
-    assert exported["entry"]["tta_error"] == round(100 * flip["error"], 2)
-    assert exported["entry"]["exact1000_error"] is None
     [row] = analysis.final_errors(run)
     assert row["exact1000_error"] is None and row["exact1000_std_error"] is None
-    assert row["tta_error"] == pytest.approx(100 * flip["error"])
+    evaluations = {which: rundir.RunDir(run).evaluation(*spec)
+                   for which, spec in rundir.FINAL_EVALUATIONS.items()}
+    measured = {which: files.read_json(path)["error"] for which, path in evaluations.items()}
+    for path in evaluations.values():  # as if evaluated in another precision
+        files.write_json(path, {**files.read_json(path), "error": 0.5})
+    out = tmp_path / "mine.weights.h5"
+    exported = export.export_weights(run, out)
+    assert exported["path"] == out and out.is_file()
+    assert exported["entry"]["test_error"] == round(100 * measured["plain"], 2)
+    assert exported["entry"]["tta_error"] == round(100 * measured["flip"], 2)
+    assert exported["entry"]["exact1000_error"] is None
 
 
 def test_export_refuses_an_unfinished_run_in_one_line_and_writes_nothing(tmp_path, sweep, capsys):

@@ -76,3 +76,20 @@ def test_each_shipped_file_gives_its_error_on_the_exact_test_images(name, real_d
     model = models.resnet_v1(depth=depth, plain=plain, weights="cifar10")
     error = 100 * np.mean(model.predict(x, verbose=0).argmax(1) != y_test[:1000])
     assert error == pytest.approx(entry["exact1000_error"], abs=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(pretrained.CIFAR10))
+def test_each_shipped_file_gives_its_errors_on_all_the_test_images(name, real_data):
+    """test_error and tta_error, the numbers `weights="cifar10"` prints, are the shipped file's
+    own in the float32 net it builds (skipped without the shared data)."""
+    from cifar_resnet.data import datasets
+    from cifar_resnet.results import evaluate
+    entry = pretrained.CIFAR10[name]
+    (x_train, _), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
+    mean, std = datasets.compute_normalization(x_train, "pixel_mean")
+    depth, plain = int(name.split("_")[0].lstrip("plainresnet")), name.startswith("plain")
+    model = models.resnet_v1(depth=depth, plain=plain, weights="cifar10")
+    for key, tta in (("test_error", None), ("tta_error", "flip")):
+        probs = evaluate.predict(model, x_test, mean=mean, std=std, tta=tta)
+        assert 100 * np.mean(probs.argmax(1) != y_test) == pytest.approx(entry[key], abs=0.005)

@@ -5,7 +5,9 @@ He et al. 2015 (sec. 4.2) report the test error of the model at the end of train
 (final.keras) is the one exported. Its variables are float32 whatever the run's precision policy
 (mixed precision keeps float32 master weights), so the file loads into a net built in float32.
 `export_weights` also returns the `pretrained.CIFAR10` entry for the file: its SHA-256, the
-settings the net was built with, and the test errors its final evaluations gave.
+settings the net was built with, and the test errors the file gives in that float32 net, the one
+`weights=` builds. For a run trained in mixed precision these can differ by a few images from
+the run's own evaluations (eval/, the report's results.csv), made in the run's precision.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pathlib
 import keras
 import numpy as np
 
+from cifar_resnet.data import datasets
 from cifar_resnet.nets import architecture, presets
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.run import build
@@ -31,7 +34,8 @@ def export_weights(run_dir, out=None) -> dict:
     """Writes a complete run's final weights to a `.weights.h5` file and describes it.
 
     The file is checked before it is described: a net built afresh from the run's config in
-    float32 loads it and must then hold exactly the trained model's variables.
+    float32 loads it and must then hold exactly the trained model's variables. That net is
+    then evaluated on the run's test split, as `evaluate` does, to give the entry's errors.
 
     Args:
         run_dir: a run directory whose training is complete (metrics.json, final.keras).
@@ -41,11 +45,10 @@ def export_weights(run_dir, out=None) -> dict:
     Returns:
         {"net": the model's name, "path": the file written, "entry": its `pretrained.CIFAR10`
         entry}. The entry holds file (the name), sha256, shortcut, preset, num_classes,
-        input_shape, normalization, trained (iterations, precision, code), and the final
-        model's test_error, exact1000_error and tta_error in % (exact1000_error None for a
-        synthetic test split under 1,000 images, tta_error None without a flip evaluation).
-        The plain evaluation (`evaluate --checkpoint final --head 1000`) is made into the
-        run's eval/ when it is missing.
+        input_shape, normalization, trained (iterations, precision, code), and the file's
+        test_error, exact1000_error (the first 1,000 test images) and tta_error (flip) in %,
+        measured in float32 (exact1000_error None for a synthetic test split under 1,000
+        images).
 
     Raises:
         ExportError: the run is not complete, lacks final.keras, or `out` is not a
@@ -80,12 +83,12 @@ def export_weights(run_dir, out=None) -> dict:
         raise ExportError(f"{path}: a net built from {run.config} does not load it unchanged "
                           f"({', '.join(mismatched[:3]) or 'a different number of weights'})")
 
-    evaluations = {k: run.evaluation(*spec) for k, spec in rundir.FINAL_EVALUATIONS.items()}
+    splits = datasets.load_splits(config)
+    images, labels = splits.test
+    probs = {tta: evaluate_lib.predict(fresh, images, mean=splits.mean, std=splits.std, tta=tta)
+             for tta in (None, "flip")}
+    error = {tta: 100 * float(np.mean(p.argmax(axis=1) != labels)) for tta, p in probs.items()}
     head = evaluate_lib.exact_head(config)
-    plain = files.read_json(evaluations["plain"]) if evaluations["plain"].is_file() else {}
-    if not plain or (plain.get("head") or {}).get("num_images") != head:
-        plain = evaluate_lib.evaluate_final(run.path, "plain")
-    flip = files.read_json(evaluations["flip"]) if evaluations["flip"].is_file() else None
     shortcut, _ = architecture.resolve_cifar(config.version, config.depth, config.resolved_block,
                                              config.shortcut,
                                              presets.model_options(config.preset, {}))
@@ -97,9 +100,10 @@ def export_weights(run_dir, out=None) -> dict:
         "trained": (f"{metrics['iterations']:,} iterations at batch {config.batch_size}, "
                     f"{metrics.get('precision', config.precision)}"
                     + (f", code {commit[:7]}" if commit else "")),
-        "test_error": round(100 * plain["error"], 2),
-        "exact1000_error": round(100 * plain["head"]["error"], 2) if head else None,
-        "tta_error": round(100 * flip["error"], 2) if flip else None,
+        "test_error": round(error[None], 2),
+        "exact1000_error": (round(100 * evaluate_lib.head_error(labels, probs[None], head)["error"],
+                                  2) if head else None),
+        "tta_error": round(error["flip"], 2),
     }}
 
 
