@@ -161,6 +161,18 @@ def test_figure6_is_the_papers_0_to_20_unless_a_curve_would_be_cut(tmp_path, err
     assert max(max(line.get_ydata()) for line in ax.lines) <= ax.get_ylim()[1]
 
 
+def test_figure6_panels_share_the_iteration_axis_while_a_net_is_still_training(tmp_path):
+    """As in the paper's Figure 6, plain and residual panels span the same iterations, so a
+    plain net that has just started is drawn against the residual nets' full length."""
+    _handmade_history(tmp_path / "handmade", "resnet20", [(0.5, 0.5)] * 30)
+    _handmade_history(tmp_path / "handmade", "plain20", [(0.6, 0.6)] * 3)
+    fig = plots.figure6(tmp_path / "handmade")
+    plain, residual = fig.axes
+    assert (plain.get_title(), residual.get_title()) == ("plain", "resnet")
+    assert plain.get_xlim() == residual.get_xlim()
+    assert plain.get_xlim()[1] >= residual.lines[0].get_xdata()[-1] == 0.3  # 3,000 iter. (1e4)
+
+
 def test_error_vs_time_plots_each_run_history_and_the_paper_line(sweep):
     fig = plots.error_vs_time(sweep, "figtest")
     (ax,) = fig.axes

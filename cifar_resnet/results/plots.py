@@ -232,7 +232,8 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
         ylim = (0, PAPER_YLIM if worst <= PAPER_YLIM else min(100, 10 * math.ceil(worst / 10)))
     colours = _colours(list(curves))
     fig = Figure(figsize=(4.5 * len(panels), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    # One iteration axis, as the paper's: a net still training is drawn against the others.
+    axes = fig.subplots(1, len(panels), squeeze=False, sharex=True)[0]
     # The paper's x unit is 1e4 iterations; tiny runs (tests, smoke) would show only zeros.
     axis_end = max(c["iterations"][-1] for c in curves.values())
     scale = 1e4 if axis_end >= 2000 else 1
@@ -248,13 +249,13 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
             if net in paper and paper[net].get("error") is not None:
                 ax.axhline(paper[net]["error"], linestyle=":", linewidth=1.5, color=colours[net],
                            label=_paper_label(net, paper[net], axis_end))
-        ax.set(xlabel="iter. (1e4)" if scale == 1e4 else "iter.", ylim=ylim, xlim=(0, None),
-               title=name)
+        ax.set(xlabel="iter. (1e4)" if scale == 1e4 else "iter.", ylim=ylim, title=name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", title="dashed: train, bold: test"
                   + (", dotted: paper" if any(n in paper for n in nets) else ""),
                   title_fontsize="x-small")
     axes[0].set_ylabel("error (%)")
+    axes[0].set_xlim(left=0)  # after every panel is drawn: the right end fits them all
     fig.suptitle(describe_runs([r for net in curves for r in by_net[net]]), fontsize="small")
     if out_dir is not None:
         _save(fig, out_dir, "figure6")
