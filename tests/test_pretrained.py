@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cifar_resnet.nets import models, pretrained
+from cifar_resnet.results import evaluate
 from cifar_resnet.run import files
 
 
@@ -63,19 +64,25 @@ def test_weights_that_are_missing_or_do_not_fit_are_refused(monkeypatch, tmp_pat
         models.resnet_v1(depth=8, weights="imagenet")
 
 
+def _shipped_net_and_test_set(name, real_data):
+    """The shipped net loaded by `weights="cifar10"`, and the shared copy's test images with
+    the training images' normalization, as the run trained (conftest's real_data)."""
+    from cifar_resnet.data import datasets
+    (x_train, _), test = datasets.load_cifar10(real_data, download=False)
+    mean, std = datasets.compute_normalization(x_train, "pixel_mean")
+    depth, plain = int(name.split("_")[0].lstrip("plainresnet")), name.startswith("plain")
+    return models.resnet_v1(depth=depth, plain=plain, weights="cifar10"), test, dict(mean=mean,
+                                                                                    std=std)
+
+
 @pytest.mark.parametrize("name", sorted(pretrained.CIFAR10))
 def test_each_shipped_file_gives_its_error_on_the_exact_test_images(name, real_data):
-    """The 1,000 exact test images of the project's copy (conftest's real_data; skipped
-    without it): the shipped weights' error there is the one their entry records."""
-    from cifar_resnet.data import datasets
-    entry = pretrained.CIFAR10[name]
-    (x_train, _), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
-    mean, std = datasets.compute_normalization(x_train, "pixel_mean")  # as the run trained
-    x = (x_test[:1000].astype("float32") / 255 - mean) / std
-    depth, plain = int(name.split("_")[0].lstrip("plainresnet")), name.startswith("plain")
-    model = models.resnet_v1(depth=depth, plain=plain, weights="cifar10")
-    error = 100 * np.mean(model.predict(x, verbose=0).argmax(1) != y_test[:1000])
-    assert error == pytest.approx(entry["exact1000_error"], abs=0.05)
+    """The 1,000 exact test images of the project's copy (skipped without it): the shipped
+    weights' error there is the one their entry records."""
+    model, (x_test, y_test), norm = _shipped_net_and_test_set(name, real_data)
+    probs = evaluate.predict(model, x_test[:1000], **norm)
+    error = 100 * np.mean(probs.argmax(1) != y_test[:1000])
+    assert error == pytest.approx(pretrained.CIFAR10[name]["exact1000_error"], abs=0.05)
 
 
 @pytest.mark.slow
@@ -83,13 +90,8 @@ def test_each_shipped_file_gives_its_error_on_the_exact_test_images(name, real_d
 def test_each_shipped_file_gives_its_errors_on_all_the_test_images(name, real_data):
     """test_error and tta_error, the numbers `weights="cifar10"` prints, are the shipped file's
     own in the float32 net it builds (skipped without the shared data)."""
-    from cifar_resnet.data import datasets
-    from cifar_resnet.results import evaluate
-    entry = pretrained.CIFAR10[name]
-    (x_train, _), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
-    mean, std = datasets.compute_normalization(x_train, "pixel_mean")
-    depth, plain = int(name.split("_")[0].lstrip("plainresnet")), name.startswith("plain")
-    model = models.resnet_v1(depth=depth, plain=plain, weights="cifar10")
+    model, (x_test, y_test), norm = _shipped_net_and_test_set(name, real_data)
     for key, tta in (("test_error", None), ("tta_error", "flip")):
-        probs = evaluate.predict(model, x_test, mean=mean, std=std, tta=tta)
-        assert 100 * np.mean(probs.argmax(1) != y_test) == pytest.approx(entry[key], abs=0.005)
+        probs = evaluate.predict(model, x_test, **norm, tta=tta)
+        error = 100 * np.mean(probs.argmax(1) != y_test)
+        assert error == pytest.approx(pretrained.CIFAR10[name][key], abs=0.005)
