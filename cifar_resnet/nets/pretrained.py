@@ -1,11 +1,11 @@
 """Trained weights shipped with the package, loaded the way `keras.applications` loads its own.
 
 `resnet_v1(depth=20, weights="cifar10")` builds He et al. 2015's ResNet-20 (section 4.2, option-A
-shortcuts, the "paper" preset; `depth=56` its ResNet-56) and loads the final weights of this
-project's full-length run of the paper's recipe (64k iterations, `make full-repro`, docs/full-repro); `weights="path/to/file
-.weights.h5"` loads any weights file of the same net. The shipped files are float32
-`.weights.h5` files in `cifar_resnet/nets/weights/`, each checked against its SHA-256 before it is
-loaded.
+shortcuts, the "paper" preset; `depth=56` its ResNet-56, `plain=True` the plain net) and loads
+the final weights of this project's full-length run of the paper's recipe (64k iterations,
+`make full-repro`, docs/full-repro); `weights="path/to/file.weights.h5"` loads any weights file
+of the same net. The shipped files are float32 `.weights.h5` files in `cifar_resnet/nets/weights/`,
+each checked against its SHA-256 before it is loaded.
 
 The nets take images as they were trained on them (`run.config.normalization`, the paper's
 "pixel_mean"): `x / 255` minus the per-pixel mean image of the 50,000 training images,
@@ -56,6 +56,19 @@ CIFAR10: dict[str, dict] = {
         test_error=10.96,
         exact1000_error=9.0,
         tta_error=9.32,
+    ),
+    'plain20_v1': dict(
+        file='plain20_v1_cifar10.weights.h5',
+        sha256='49acfd8bf131754b346e6a6440fb5f4f8bdf3cde1df45f5b6c81f05f2a3cd665',
+        shortcut='A',
+        preset='paper',
+        num_classes=10,
+        input_shape=(32, 32, 3),
+        normalization='pixel_mean',
+        trained='64,124 iterations at batch 128, mixed_bfloat16, code d8205a2',
+        test_error=13.07,
+        exact1000_error=10.6,
+        tta_error=11.88,
     ),
 }
 
