@@ -14,8 +14,9 @@ The nets take images as they were trained on them (`run.config.normalization`, t
 A net gets an entry in `CIFAR10` when its run has finished: the file, its checksum, the settings
 it was trained with, and the test errors the file gives in the float32 net `weights=` builds (all
 10,000 test images, the 1,000 exact ones of the project's data, and flip TTA; docs/full-repro has
-the runs, whose own evaluations in their training precision, bfloat16, can differ by a few images). `python -m cifar_resnet
-export RUN_DIR --out cifar_resnet/nets/weights` writes the file and prints the entry.
+the runs, whose own evaluations in their training precision, bfloat16, can differ by a few
+images). `python -m cifar_resnet export RUN_DIR --out cifar_resnet/nets/weights` writes the file
+and prints the entry.
 """
 
 from __future__ import annotations
