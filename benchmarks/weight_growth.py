@@ -1,0 +1,138 @@
+"""How far the first pass of SGD inflates each kernel of a run's net (issue #22, plain-56).
+
+He et al. 2015, sec 4.1, argue that the plain nets' degradation is "unlikely to be caused by
+vanishing gradients", since batch normalization keeps the forward and backward signals in a
+healthy range. Yang et al., "A Mean Field Theory of Batch Normalization" (ICLR 2019), find the
+opposite failure: without skip connections, gradients *grow* exponentially with depth at
+initialization, and the first steps of optimization absorb it. Behind batch normalization a
+kernel's scale does not change the net's output, so a large gradient step leaves a kernel much
+longer, and each later step moves it by an angle that many times smaller: the layer learns with
+an effective learning rate divided by the growth of its squared norm, until weight decay shrinks
+it back (by about 2 * lr * decay / (1 - momentum) = 0.02% a step at lr 0.1).
+
+This script replays the first pass of a run (its own config.json, in a scratch directory; the
+run is not touched) and records the squared L2 norm of every convolution and dense kernel at
+initialization and after iterations 1, 2, 5, 10, 20, 50, 100, 200 and the pass's last. It prints
+the growth (squared norm over its initial value) of the first, the largest and the median layer,
+and the pass's training loss beside the run's own history.csv row: with `deterministic=true`
+they are equal, so the replay is the run's first pass, bit for bit.
+
+    python -m benchmarks.weight_growth RUN_DIR [RUN_DIR ...] [--set KEY=VALUE] [--json OUT.json]
+
+`--set` changes the replay's config (e.g. `--set precision=float32`; the comparison with
+history.csv then says that they differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+MARKS = (1, 2, 5, 10, 20, 50, 100, 200)  # and the last iteration of the pass
+
+
+def kernel_norms(model) -> dict[str, float]:
+    """Squared L2 norm of each convolution and dense kernel, in the net's order, by layer name."""
+    import numpy as np
+    return {v.path.rsplit("/", 2)[-2]: float(np.sum(np.square(np.asarray(v.numpy(), np.float64))))
+            for v in model.trainable_weights if len(v.shape) in (2, 4)}
+
+
+def recorder(steps_per_pass: int):
+    """A Keras callback that records kernel_norms at iteration 0, at MARKS and at the end of the
+    first pass, and then stops training."""
+    import keras
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.marks = sorted({m for m in MARKS if m < steps_per_pass} | {steps_per_pass})
+            self.norms: dict[int, dict[str, float]] = {}
+            self.loss = None
+
+        def on_train_begin(self, logs=None):
+            self.norms[int(self.model.optimizer.iterations.numpy())] = kernel_norms(self.model)
+
+        def on_train_batch_end(self, batch, logs=None):
+            iteration = int(self.model.optimizer.iterations.numpy())
+            if self.marks and iteration >= self.marks[0]:
+                self.norms[iteration] = kernel_norms(self.model)
+                self.marks = [m for m in self.marks if m > iteration]
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.loss = float(logs["loss"])
+            self.model.stop_training = True
+
+    return Record()
+
+
+def replay(run_dir: str, overrides: dict) -> dict:
+    """Trains the first pass of `run_dir`'s config (with `overrides`) in a scratch directory."""
+    from cifar_resnet.data import datasets  # before TensorFlow: it sets oneDNN (run/cpu.py)
+    from cifar_resnet.run import config as config_lib, rundir, train
+    config = config_lib.resolve(rundir.RunDir(run_dir).config, overrides)
+    splits = datasets.load_splits(config)
+    record = recorder(config.iterations_per_pass(len(splits.train[0])))
+    with tempfile.TemporaryDirectory() as scratch:
+        train.train_and_evaluate(config, scratch, splits=splits, callbacks=[record], verbose=0)
+    history = rundir.read_history(rundir.RunDir(run_dir).history)
+    init = record.norms[0]
+    return {
+        "run_dir": str(run_dir), "overrides": {k: str(v) for k, v in overrides.items()},
+        "precision": config.precision, "layers": list(init),
+        "sum_sq": {str(i): list(n.values()) for i, n in sorted(record.norms.items())},
+        "first_pass_loss": record.loss,
+        "run_first_pass_loss": history[0]["loss"] if history else None,
+    }
+
+
+def growth_lines(result: dict) -> list[str]:
+    """One line per recorded iteration: the growth of the first, the largest and the median
+    kernel, and how many grew more than tenfold."""
+    import numpy as np
+    init = np.array(result["sum_sq"]["0"])
+    lines = []
+    for iteration, norms in result["sum_sq"].items():
+        ratio = np.array(norms) / init
+        top = int(ratio.argmax())
+        lines.append(f"  iteration {int(iteration):4d}: first {ratio[0]:9.1f}x  largest "
+                     f"{ratio[top]:9.1f}x ({result['layers'][top]})  median "
+                     f"{np.median(ratio):5.2f}x  over 10x: {int((ratio > 10).sum())} of "
+                     f"{len(ratio)}")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for the replay, e.g. precision=float32")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+
+    from cifar_resnet.run import config as config_lib, files
+    results = []
+    for run_dir in args.run_dirs:
+        try:
+            result = replay(run_dir, dict(config_lib.parse_override(s) for s in args.set))
+        except config_lib.ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        theirs = result["run_first_pass_loss"]
+        print(f"{run_dir} ({result['precision']}): first-pass loss {result['first_pass_loss']:.6f}"
+              + (", the run has no history row yet" if theirs is None else
+                 f", the run's {theirs:.6f} ("
+                 f"{'identical' if theirs == result['first_pass_loss'] else 'different'})"))
+        print("\n".join(growth_lines(result)))
+        results.append(result)
+    if args.json:
+        files.write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

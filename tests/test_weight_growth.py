@@ -1,0 +1,54 @@
+"""benchmarks/weight_growth.py: a replay of a run's first pass that records each kernel's norm."""
+
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from benchmarks import weight_growth
+
+FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "keras3.15-v1-depth8" / "complete"
+
+
+def test_kernel_norms_are_squared_norms_of_conv_and_dense_kernels_in_net_order():
+    from cifar_resnet import resnet_v1
+    net = resnet_v1(input_shape=(32, 32, 3), depth=8, num_classes=10)
+    kernels = [v for v in net.trainable_weights if len(v.shape) in (2, 4)]
+    for i, v in enumerate(kernels):
+        v.assign(np.full(v.shape, float(i + 1), "float32"))
+    norms = weight_growth.kernel_norms(net)
+    assert list(norms) == [v.path.split("/")[0] for v in kernels]
+    assert list(norms)[0] == "stem_conv" and list(norms)[-1] == "classifier"
+    assert list(norms.values()) == [float((i + 1) ** 2 * np.prod(v.shape))
+                                    for i, v in enumerate(kernels)]
+
+
+def test_the_replay_is_the_runs_first_pass_and_leaves_the_run_alone(tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    out = tmp_path / "growth.json"
+    assert weight_growth.main([str(run), "--json", str(out)]) == 0
+    [result] = json.loads(out.read_text())
+    history_loss = float((run / "history.csv").read_text().splitlines()[1].split(",")[3])
+    assert result["run_first_pass_loss"] == history_loss
+    # The same seed, data and recipe: the run's own first-pass loss (2 iterations a pass here).
+    assert result["first_pass_loss"] == pytest.approx(history_loss, rel=1e-4)
+    assert list(result["sum_sq"]) == ["0", "1", "2"]
+    assert len(result["layers"]) == 8 and all(len(v) == 8 for v in result["sum_sq"].values())
+    assert result["sum_sq"]["2"] != result["sum_sq"]["0"]  # SGD moved every recorded kernel
+    assert "iteration    2: first" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_bad_override_is_one_line_and_exit_2(capsys):
+    assert weight_growth.main([str(FIXTURE), "--set", "precision"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_an_override_the_config_refuses_is_one_line_and_exit_2(capsys):
+    assert weight_growth.main([str(FIXTURE), "--set", "precision=float64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "precision" in err and err.count("\n") == 1
