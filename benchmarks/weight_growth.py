@@ -21,14 +21,25 @@ they are equal, so the replay is the run's first pass, bit for bit.
 
 `--set` changes the replay's config (e.g. `--set precision=float32`; the comparison with
 history.csv then says that they differ).
+
+    python -m benchmarks.weight_growth --follow RUN_DIR --json OUT.jsonl
+
+follows a run as it trains instead (read-only, beside it): the squared norms in the checkpoint of
+each pass (`backup/epoch<k>.weights.h5`, which the runner keeps only until the next), one JSON
+line per pass appended to OUT.jsonl, until the run's metrics.json appears. Rerun, it goes on
+after the passes OUT.jsonl already holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pathlib
+import re
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -90,6 +101,36 @@ def replay(run_dir: str, overrides: dict) -> dict:
     }
 
 
+def follow(run_dir: str, out: str, poll_seconds: float = 30) -> None:
+    """Appends one JSON line per pass checkpoint of the run in `run_dir` to `out`
+    ({"pass", "iteration", "sum_sq": {layer: squared norm}}) until the run finishes."""
+    from cifar_resnet.run import build, config as config_lib, rundir
+    run = rundir.RunDir(run_dir)
+    config = config_lib.load(run.config)
+    per_pass = config.iterations_per_pass(config.registry_num_train())
+    net = build.build_net(config)
+    out = pathlib.Path(out)
+    done = {json.loads(line)["pass"] for line in out.read_text().splitlines()
+            if line.strip()} if out.exists() else set()
+    while True:
+        for path in sorted(run.backup.glob("epoch*.weights.h5")):
+            match = re.fullmatch(r"epoch(\d+)\.weights\.h5", path.name)  # not mid-pass ones
+            if not match or int(match[1]) in done:
+                continue
+            try:
+                net.load_weights(path)
+            except (OSError, ValueError):  # replaced by the next pass's meanwhile
+                continue
+            record = {"pass": int(match[1]), "iteration": int(match[1]) * per_pass,
+                      "sum_sq": kernel_norms(net)}
+            with out.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            done.add(record["pass"])
+        if run.metrics.exists():
+            return
+        time.sleep(poll_seconds)
+
+
 def growth_lines(result: dict) -> list[str]:
     """One line per recorded iteration: the growth of the first, the largest and the median
     kernel, and how many grew more than tenfold."""
@@ -112,7 +153,14 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for the replay, e.g. precision=float32")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--follow", action="store_true",
+                        help="record each pass's checkpoint of one training run into --json")
     args = parser.parse_args(argv)
+    if args.follow:
+        if len(args.run_dirs) != 1 or not args.json or args.set:
+            parser.error("--follow takes one RUN_DIR and --json OUT.jsonl, and no --set")
+        follow(args.run_dirs[0], args.json)
+        return 0
 
     from cifar_resnet.run import config as config_lib, files
     results = []

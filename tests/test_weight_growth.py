@@ -52,3 +52,24 @@ def test_an_override_the_config_refuses_is_one_line_and_exit_2(capsys):
     assert weight_growth.main([str(FIXTURE), "--set", "precision=float64"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "precision" in err and err.count("\n") == 1
+
+
+def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done(tmp_path):
+    from cifar_resnet.run import build, config as config_lib
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    net = build.build_net(config_lib.load(run / "config.json"))
+    (run / "backup").mkdir()
+    net.save_weights(run / "backup" / "epoch1.weights.h5")
+    kernel = net.get_layer("stem_conv").kernel
+    kernel.assign(2 * kernel)
+    net.save_weights(run / "backup" / "epoch1-iter3.weights.h5")  # mid-pass: not a pass's end
+    out = tmp_path / "norms.jsonl"
+    assert weight_growth.main(["--follow", str(run), "--json", str(out)]) == 0
+    [line] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert (line["pass"], line["iteration"]) == (1, 2)  # 2 iterations a pass in this run
+    assert line["sum_sq"]["stem_conv"] == pytest.approx(
+        float(np.sum(np.square(kernel.numpy()))) / 4, rel=1e-6)
+    assert list(line["sum_sq"]) == list(weight_growth.kernel_norms(net))
+    weight_growth.main(["--follow", str(run), "--json", str(out)])
+    assert len(out.read_text().splitlines()) == 1
