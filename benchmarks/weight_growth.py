@@ -12,15 +12,18 @@ it back (by about 2 * lr * decay / (1 - momentum) = 0.02% a step at lr 0.1).
 
 This script replays the first pass of a run (its own config.json, in a scratch directory; the
 run is not touched) and records the squared L2 norm of every convolution and dense kernel at
-initialization and after iterations 1, 2, 5, 10, 20, 50, 100, 200 and the pass's last. It prints
-the growth (squared norm over its initial value) of the first, the largest and the median layer,
-and the pass's training loss beside the run's own history.csv row: with `deterministic=true`
-they are equal, so the replay is the run's first pass, bit for bit.
+initialization, after iterations 1, 2, 5, 10, 20, 50, 100 and 200 (and as many after a warm-up's
+end) and at the end of each pass. It prints the growth (squared norm over its initial value) of
+the first, the largest and the median layer, and each pass's training loss beside the run's own
+history.csv rows: with `deterministic=true` they are equal, so the replay is the run's start, bit
+for bit.
 
-    python -m benchmarks.weight_growth RUN_DIR [RUN_DIR ...] [--set KEY=VALUE] [--json OUT.json]
+    python -m benchmarks.weight_growth RUN_DIR [RUN_DIR ...] [--passes N] [--set KEY=VALUE]
+                                       [--json OUT.json]
 
-`--set` changes the replay's config (e.g. `--set precision=float32`; the comparison with
-history.csv then says that they differ).
+`--set` changes the replay's config (e.g. `--set precision=float32`, or the paper's warm-up of
+ResNet-110, `--set warmup_iterations=400`; the comparison with history.csv then says that they
+differ).
 
     python -m benchmarks.weight_growth --follow RUN_DIR --json OUT.jsonl
 
@@ -53,17 +56,19 @@ def kernel_norms(model) -> dict[str, float]:
             for v in model.trainable_weights if len(v.shape) in (2, 4)}
 
 
-def recorder(steps_per_pass: int):
-    """A Keras callback that records kernel_norms at iteration 0, at MARKS and at the end of the
-    first pass, and then stops training."""
+def recorder(steps_per_pass: int, passes: int = 1, warmup: int = 0):
+    """A Keras callback that records kernel_norms at iteration 0, at MARKS (and MARKS after a
+    warm-up's end) and at the end of each pass, and stops training after `passes` passes."""
     import keras
 
     class Record(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.marks = sorted({m for m in MARKS if m < steps_per_pass} | {steps_per_pass})
+            marks = {m + start for m in MARKS for start in {0, warmup}}
+            marks |= {warmup} - {0} | {k * steps_per_pass for k in range(1, passes + 1)}
+            self.marks = sorted(m for m in marks if m <= passes * steps_per_pass)
             self.norms: dict[int, dict[str, float]] = {}
-            self.loss = None
+            self.losses: list[float] = []
 
         def on_train_begin(self, logs=None):
             self.norms[int(self.model.optimizer.iterations.numpy())] = kernel_norms(self.model)
@@ -75,29 +80,31 @@ def recorder(steps_per_pass: int):
                 self.marks = [m for m in self.marks if m > iteration]
 
         def on_epoch_end(self, epoch, logs=None):
-            self.loss = float(logs["loss"])
-            self.model.stop_training = True
+            self.losses.append(float(logs["loss"]))
+            self.model.stop_training = len(self.losses) == passes
 
     return Record()
 
 
-def replay(run_dir: str, overrides: dict) -> dict:
-    """Trains the first pass of `run_dir`'s config (with `overrides`) in a scratch directory."""
+def replay(run_dir: str, overrides: dict, passes: int = 1) -> dict:
+    """Trains the first `passes` passes of `run_dir`'s config (with `overrides`) in a scratch
+    directory."""
     from cifar_resnet.data import datasets  # before TensorFlow: it sets oneDNN (run/cpu.py)
     from cifar_resnet.run import config as config_lib, rundir, train
     config = config_lib.resolve(rundir.RunDir(run_dir).config, overrides)
     splits = datasets.load_splits(config)
-    record = recorder(config.iterations_per_pass(len(splits.train[0])))
+    record = recorder(config.iterations_per_pass(len(splits.train[0])), passes,
+                      config.resolved_warmup)
     with tempfile.TemporaryDirectory() as scratch:
         train.train_and_evaluate(config, scratch, splits=splits, callbacks=[record], verbose=0)
     history = rundir.read_history(rundir.RunDir(run_dir).history)
     init = record.norms[0]
     return {
         "run_dir": str(run_dir), "overrides": {k: str(v) for k, v in overrides.items()},
-        "precision": config.precision, "layers": list(init),
+        "precision": config.precision, "warmup_iterations": config.resolved_warmup,
+        "layers": list(init),
         "sum_sq": {str(i): list(n.values()) for i, n in sorted(record.norms.items())},
-        "first_pass_loss": record.loss,
-        "run_first_pass_loss": history[0]["loss"] if history else None,
+        "losses": record.losses, "run_losses": [row["loss"] for row in history[:passes]],
     }
 
 
@@ -152,13 +159,17 @@ def main(argv=None) -> int:
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for the replay, e.g. precision=float32")
+    parser.add_argument("--passes", type=int, default=1, help="passes to replay (default 1)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--follow", action="store_true",
                         help="record each pass's checkpoint of one training run into --json")
     args = parser.parse_args(argv)
+    if args.passes < 1:
+        parser.error(f"--passes must be 1 or more; got {args.passes}")
     if args.follow:
-        if len(args.run_dirs) != 1 or not args.json or args.set:
-            parser.error("--follow takes one RUN_DIR and --json OUT.jsonl, and no --set")
+        if len(args.run_dirs) != 1 or not args.json or args.set or args.passes != 1:
+            parser.error("--follow takes one RUN_DIR and --json OUT.jsonl, and no --set or "
+                         "--passes")
         follow(args.run_dirs[0], args.json)
         return 0
 
@@ -166,15 +177,17 @@ def main(argv=None) -> int:
     results = []
     for run_dir in args.run_dirs:
         try:
-            result = replay(run_dir, dict(config_lib.parse_override(s) for s in args.set))
+            result = replay(run_dir, dict(config_lib.parse_override(s) for s in args.set),
+                            args.passes)
         except config_lib.ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        theirs = result["run_first_pass_loss"]
-        print(f"{run_dir} ({result['precision']}): first-pass loss {result['first_pass_loss']:.6f}"
-              + (", the run has no history row yet" if theirs is None else
-                 f", the run's {theirs:.6f} ("
-                 f"{'identical' if theirs == result['first_pass_loss'] else 'different'})"))
+        ours, theirs = result["losses"], result["run_losses"]
+        print(f"{run_dir} ({result['precision']}): training loss of pass 1-{len(ours)} "
+              f"{', '.join(f'{x:.6f}' for x in ours)}; the run's "
+              + (f"{', '.join(f'{x:.6f}' for x in theirs)} "
+                 f"({'identical' if ours[:len(theirs)] == theirs else 'different'})"
+                 if theirs else "history has no row yet"))
         print("\n".join(growth_lines(result)))
         results.append(result)
     if args.json:

@@ -33,9 +33,9 @@ def test_the_replay_is_the_runs_first_pass_and_leaves_the_run_alone(tmp_path, ca
     assert weight_growth.main([str(run), "--json", str(out)]) == 0
     [result] = json.loads(out.read_text())
     history_loss = float((run / "history.csv").read_text().splitlines()[1].split(",")[3])
-    assert result["run_first_pass_loss"] == history_loss
+    assert result["run_losses"] == [history_loss]
     # The same seed, data and recipe: the run's own first-pass loss (2 iterations a pass here).
-    assert result["first_pass_loss"] == pytest.approx(history_loss, rel=1e-4)
+    assert result["losses"] == pytest.approx([history_loss], rel=1e-4)
     assert list(result["sum_sq"]) == ["0", "1", "2"]
     assert len(result["layers"]) == 8 and all(len(v) == 8 for v in result["sum_sq"].values())
     assert result["sum_sq"]["2"] != result["sum_sq"]["0"]  # SGD moved every recorded kernel
@@ -73,3 +73,14 @@ def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done
     assert list(line["sum_sq"]) == list(weight_growth.kernel_norms(net))
     weight_growth.main(["--follow", str(run), "--json", str(out)])
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_more_passes_and_a_warm_up_are_recorded_and_told_apart_from_the_run(tmp_path, capsys):
+    out = tmp_path / "growth.json"
+    assert weight_growth.main([str(FIXTURE), "--passes", "2", "--set", "warmup_iterations=1",
+                               "--json", str(out)]) == 0
+    [result] = json.loads(out.read_text())
+    assert result["warmup_iterations"] == 1
+    assert list(result["sum_sq"]) == ["0", "1", "2", "3", "4"]  # marks after the warm-up too
+    assert len(result["losses"]) == len(result["run_losses"]) == 2
+    assert "(different)" in capsys.readouterr().out  # lr 0.01 for the first iteration
