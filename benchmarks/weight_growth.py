@@ -21,6 +21,10 @@ for bit.
     python -m benchmarks.weight_growth RUN_DIR [RUN_DIR ...] [--passes N] [--set KEY=VALUE]
                                        [--json OUT.json]
 
+`--plot OUT.png` draws each kernel's growth by its place in the net and the first kernel's
+growth over the iterations; a RUN_DIR ending in `.json` is the `--json` of an earlier call, read
+instead of replayed (`python -m benchmarks.weight_growth a.json b.json --plot growth.png`).
+
 `--set` changes the replay's config (e.g. `--set precision=float32`, or the paper's warm-up of
 ResNet-110, `--set warmup_iterations=400`; the comparison with history.csv then says that they
 differ).
@@ -154,13 +158,50 @@ def growth_lines(result: dict) -> list[str]:
     return lines
 
 
+def label(result: dict) -> str:
+    """The net's run directory name (".../plain56/seed0" -> "plain56") and the overrides."""
+    parts = pathlib.PurePath(result["run_dir"]).parts
+    name = parts[-2] if parts[-1].startswith("seed") and len(parts) > 1 else parts[-1]
+    return " ".join([name, *(f"{k}={v}" for k, v in result["overrides"].items())])
+
+
+def plot(results: list[dict], path: str) -> None:
+    """Two panels: each kernel's growth at the last recorded iteration by its place in the net,
+    and the first kernel's growth over the iterations. Saved as `path` (PNG or PDF)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    by_layer, over_time = fig.subplots(1, 2)
+    for result in results:
+        norms = {int(i): np.array(v) for i, v in result["sum_sq"].items()}
+        last = max(norms)
+        growth = norms[last] / norms[0]
+        by_layer.plot(np.arange(1, len(growth) + 1), growth, marker=".",
+                      label=f"{label(result)} (iteration {last})")
+        steps = sorted(i for i in norms if i > 0)
+        over_time.plot(steps, [norms[i][0] / norms[0][0] for i in steps], marker=".",
+                       label=label(result))
+    by_layer.set(yscale="log", xlabel="kernel, from the input (1: the first convolution) to "
+                 "the classifier", ylabel="squared norm / its initial value")
+    over_time.set(xscale="log", yscale="log", xlabel="iteration",
+                  ylabel="first convolution: squared norm / initial")
+    for ax in (by_layer, over_time):
+        ax.axhline(1, color="grey", lw=0.5)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.savefig(path, dpi=120)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="a run directory, or the --json of an earlier call to plot again")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for the replay, e.g. precision=float32")
     parser.add_argument("--passes", type=int, default=1, help="passes to replay (default 1)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--plot", help="draw the growth by layer and over the iterations here "
+                        "(.png or .pdf)")
     parser.add_argument("--follow", action="store_true",
                         help="record each pass's checkpoint of one training run into --json")
     args = parser.parse_args(argv)
@@ -176,6 +217,17 @@ def main(argv=None) -> int:
     from cifar_resnet.run import config as config_lib, files
     results = []
     for run_dir in args.run_dirs:
+        if run_dir.endswith(".json"):  # results of an earlier call, to plot with these
+            try:
+                earlier = json.loads(pathlib.Path(run_dir).read_text())
+            except (OSError, ValueError) as e:
+                print(f"error: cannot read {run_dir}: {e}", file=sys.stderr)
+                return 2
+            for result in earlier:
+                print(f"{label(result)} ({result['precision']}), from {run_dir}:")
+                print("\n".join(growth_lines(result)))
+            results += earlier
+            continue
         try:
             result = replay(run_dir, dict(config_lib.parse_override(s) for s in args.set),
                             args.passes)
@@ -192,6 +244,8 @@ def main(argv=None) -> int:
         results.append(result)
     if args.json:
         files.write_json(args.json, results)
+    if args.plot:
+        plot(results, args.plot)
     return 0
 
 

@@ -84,3 +84,20 @@ def test_more_passes_and_a_warm_up_are_recorded_and_told_apart_from_the_run(tmp_
     assert list(result["sum_sq"]) == ["0", "1", "2", "3", "4"]  # marks after the warm-up too
     assert len(result["losses"]) == len(result["run_losses"]) == 2
     assert "(different)" in capsys.readouterr().out  # lr 0.01 for the first iteration
+
+
+def test_saved_results_are_read_back_printed_and_plotted(tmp_path, capsys):
+    result = {"run_dir": "/runs/full_repro/plain56/seed0", "overrides": {"precision": "float32"},
+              "precision": "float32", "warmup_iterations": 0, "layers": ["stem_conv", "classifier"],
+              "sum_sq": {"0": [6.0, 3.0], "1": [60.0, 3.0], "391": [600.0, 6.0]},
+              "losses": [2.0], "run_losses": [2.0]}
+    saved = tmp_path / "growth.json"
+    saved.write_text(json.dumps([result]))
+    png = tmp_path / "growth.png"
+    assert weight_growth.main([str(saved), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert out.startswith("plain56 precision=float32 (float32), from ")
+    assert "iteration  391: first     100.0x  largest     100.0x (stem_conv)" in out
+    assert weight_growth.main([str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot read ")
