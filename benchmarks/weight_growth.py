@@ -179,16 +179,15 @@ def plot(results: list[dict], path: str) -> None:
         by_layer.plot(np.arange(1, len(growth) + 1), growth, marker=".",
                       label=f"{label(result)} (iteration {last})")
         steps = sorted(i for i in norms if i > 0)
-        over_time.plot(steps, [norms[i][0] / norms[0][0] for i in steps], marker=".",
-                       label=label(result))
+        over_time.plot(steps, [norms[i][0] / norms[0][0] for i in steps], marker=".")
     by_layer.set(yscale="log", xlabel="kernel, from the input (1: the first convolution) to "
                  "the classifier", ylabel="squared norm / its initial value")
-    over_time.set(xscale="log", yscale="log", xlabel="iteration",
+    over_time.set(xscale="log", yscale="log", xlabel="iteration (colours as on the left)",
                   ylabel="first convolution: squared norm / initial")
+    by_layer.legend(fontsize="small")
     for ax in (by_layer, over_time):
         ax.axhline(1, color="grey", lw=0.5)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize="small")
     fig.savefig(path, dpi=120)
 
 
