@@ -4,11 +4,11 @@ He et al. 2015, sec 4.1, argue that the plain nets' degradation is "unlikely to 
 vanishing gradients", since batch normalization keeps the forward and backward signals in a
 healthy range. Yang et al., "A Mean Field Theory of Batch Normalization" (ICLR 2019), find the
 opposite failure: without skip connections, gradients *grow* exponentially with depth at
-initialization, and the first steps of optimization absorb it. Behind batch normalization a
-kernel's scale does not change the net's output, so a large gradient step leaves a kernel much
-longer, and each later step moves it by an angle that many times smaller: the layer learns with
-an effective learning rate divided by the growth of its squared norm, until weight decay shrinks
-it back (by about 2 * lr * decay / (1 - momentum) = 0.02% a step at lr 0.1).
+initialization, and the first steps of optimization absorb them. Behind batch normalization a
+kernel's length does not change the net's output, so large steps leave the kernel much longer,
+and every later step turns it by an angle as many times smaller as its squared norm grew: the
+layer learns with its learning rate divided by that growth, until weight decay shrinks the kernel
+back (by about 2 * lr * decay / (1 - momentum) = 0.02% a step at lr 0.1).
 
 This script replays the first pass of a run (its own config.json, in a scratch directory; the
 run is not touched) and records the squared L2 norm of every convolution and dense kernel at
@@ -19,7 +19,7 @@ history.csv rows: with `deterministic=true` they are equal, so the replay is the
 for bit.
 
     python -m benchmarks.weight_growth RUN_DIR [RUN_DIR ...] [--passes N] [--set KEY=VALUE]
-                                       [--json OUT.json]
+                                       [--json OUT.json] [--plot OUT.png]
 
 `--plot OUT.png` draws each kernel's growth by its place in the net and the first kernel's
 growth over the iterations; a RUN_DIR ending in `.json` is the `--json` of an earlier call, read
