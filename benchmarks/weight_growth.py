@@ -97,8 +97,8 @@ def replay(run_dir: str, overrides: dict, passes: int = 1) -> dict:
     from cifar_resnet.run import config as config_lib, rundir, train
     config = config_lib.resolve(rundir.RunDir(run_dir).config, overrides)
     splits = datasets.load_splits(config)
-    record = recorder(config.iterations_per_pass(len(splits.train[0])), passes,
-                      config.resolved_warmup)
+    steps_per_period, _, _ = config.plan(len(splits.train[0]))  # a pass, or `log_every`
+    record = recorder(steps_per_period, passes, config.resolved_warmup)
     with tempfile.TemporaryDirectory() as scratch:
         train.train_and_evaluate(config, scratch, splits=splits, callbacks=[record], verbose=0)
     history = rundir.read_history(rundir.RunDir(run_dir).history)
@@ -197,7 +197,8 @@ def main(argv=None) -> int:
                         help="a run directory, or the --json of an earlier call to plot again")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for the replay, e.g. precision=float32")
-    parser.add_argument("--passes", type=int, default=1, help="passes to replay (default 1)")
+    parser.add_argument("--passes", type=int, default=1, help="passes to replay (default 1; logging periods where "
+                        "the run sets log_every)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--plot", help="draw the growth by layer and over the iterations here "
                         "(.png or .pdf)")
