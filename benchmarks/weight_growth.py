@@ -99,8 +99,13 @@ def replay(run_dir: str, overrides: dict, passes: int = 1) -> dict:
     splits = datasets.load_splits(config)
     steps_per_period, _, _ = config.plan(len(splits.train[0]))  # a pass, or `log_every`
     record = recorder(steps_per_period, passes, config.resolved_warmup)
+    stopped = None
     with tempfile.TemporaryDirectory() as scratch:
-        train.train_and_evaluate(config, scratch, splits=splits, callbacks=[record], verbose=0)
+        try:
+            train.train_and_evaluate(config, scratch, splits=splits, callbacks=[record],
+                                     verbose=0)
+        except train.TrainingError as e:  # the runner's verdict; the norms up to it stand
+            stopped = str(e).replace(scratch, "<scratch>")
     history = rundir.read_history(rundir.RunDir(run_dir).history)
     init = record.norms[0]
     return {
@@ -109,6 +114,7 @@ def replay(run_dir: str, overrides: dict, passes: int = 1) -> dict:
         "layers": list(init),
         "sum_sq": {str(i): list(n.values()) for i, n in sorted(record.norms.items())},
         "losses": record.losses, "run_losses": [row["loss"] for row in history[:passes]],
+        "stopped": stopped,
     }
 
 
@@ -240,6 +246,8 @@ def main(argv=None) -> int:
               + (f"{', '.join(f'{x:.6f}' for x in theirs)} "
                  f"({'identical' if ours[:len(theirs)] == theirs else 'different'})"
                  if theirs else "history has no row yet"))
+        if result["stopped"]:
+            print(f"  stopped: {result['stopped']}")
         print("\n".join(growth_lines(result)))
         results.append(result)
     if args.json:

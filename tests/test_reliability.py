@@ -357,6 +357,39 @@ def test_a_huge_finite_loss_is_divergence(tiny_config, tmp_path):
         stop.on_epoch_end(1, {"loss": float("nan")})
 
 
+def test_the_cross_entropy_not_the_weight_decay_term_decides_divergence():
+    stop = reliability.DivergenceStop(steps_per_epoch=4)
+    stop.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    stop.on_epoch_end(0, {"loss": 1e8, "cross_entropy": 2.5})  # weight decay: training goes on
+    with pytest.raises(reliability.Diverged, match=r"the epoch's cross-entropy 5e\+04 is above "
+                                                   r"10000 at iteration 8 \(epoch 2\)"):
+        stop.on_epoch_end(1, {"loss": 1e8, "cross_entropy": 5e4})
+
+
+def test_the_compiled_cross_entropy_is_the_loss_without_weight_decay(tiny_config):
+    model = build.build_model(dataclasses.replace(tiny_config, weight_decay=1.0))
+    x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
+    y = np.arange(16) % 10
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    penalty = sum(float(keras.ops.convert_to_numpy(loss)) for loss in model.losses)
+    assert penalty > 10 * logs[reliability.DATA_LOSS]  # the weight-decay term dominates here
+    assert logs[reliability.DATA_LOSS] == pytest.approx(logs["loss"] - penalty, rel=1e-3)
+
+
+def test_a_deep_plain_net_whose_kernels_grow_a_billionfold_trains_on(tmp_path):
+    """Plain-110 at lr 0.1: gradient explosion at initialization lengthens the kernels behind
+    BatchNorm so far that the weight-decay term alone is above MAX_LOSS (docs/full-repro,
+    "Plain-56"); the cross-entropy stays in range and the run must not end as "diverged"."""
+    config = config_lib.resolve(overrides=dict(
+        dataset="synthetic", depth=110, plain=True, epochs=1, batch_size=64,
+        synthetic_train=128, synthetic_test=64, warmup_iterations=0))
+    metrics = train.run_experiment(config, tmp_path, verbose=0)
+    assert metrics.get("status") != "failed"
+    [row] = rundir.read_history(tmp_path / "history.csv")
+    assert row["loss"] > reliability.MAX_LOSS  # nearly all of it the weight-decay term
+    assert (tmp_path / "final.keras").exists()
+
+
 @pytest.mark.slow
 def test_cli_lr_100_diverges_exit_1_one_line_never_complete(tmp_path, capsys):
     """The issue's probe: `--lr 100` trained to loss ~1e25 and inf BatchNorm variances and

@@ -20,7 +20,7 @@ import keras
 from cifar_resnet.data import device_input
 from cifar_resnet.nets import models
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import cpu, distribute, losses
+from cifar_resnet.run import cpu, distribute, losses, reliability
 
 
 def resolve_precision(config: config_lib.Config) -> config_lib.Config:
@@ -71,8 +71,15 @@ def build_model(config: config_lib.Config) -> keras.Model:
 
 
 def compiled(model: keras.Model, config: config_lib.Config, optimizer, loss) -> keras.Model:
-    """`model` compiled for training under `config` (accuracy, XLA, steps per execution)."""
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
+    """`model` compiled for training under `config` (accuracy, XLA, steps per execution).
+
+    Besides accuracy it logs the loss without the weight-decay term (reliability.DATA_LOSS),
+    which reliability.DivergenceStop watches: a deep plain net's weight-decay term alone can
+    reach millions while it trains (docs/full-repro, "Plain-56").
+    """
+    data_loss = keras.metrics.MeanMetricWrapper(keras.losses.get(loss),
+                                                name=reliability.DATA_LOSS)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy", data_loss],
                   jit_compile=distribute.jit_compile(config.jit_compile),
                   steps_per_execution=config.steps_per_execution)
     return distribute.adapt(model)

@@ -167,8 +167,8 @@ class EpochRecorder(keras.callbacks.Callback):
         epoch_time = time.perf_counter() - self.epoch_start
         self.train_times.append(self.batches_end - self.batches_start)
         self.train_steals.append(cpu.steal_fraction(self.steal_start, cpu.steal_clock()))
-        test_loss, test_acc = self.model.evaluate(self.test_ds, verbose=0)
-        logs.update(test_loss=test_loss, test_accuracy=test_acc,
+        test = self.model.evaluate(self.test_ds, verbose=0, return_dict=True)
+        logs.update(test_loss=test["loss"], test_accuracy=test["accuracy"],
                     iterations=(epoch + 1) * self.steps_per_epoch, epoch_time=epoch_time,
                     wall_time=self.elapsed + time.perf_counter() - self.start)
         for prefix in ("", "val_", "test_"):

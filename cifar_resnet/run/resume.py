@@ -13,8 +13,8 @@ unbroken run, bit for bit (issue #26).
   a period's last batch lets that period end (validation, test, history row, checkpoint) first
   and stops at the next one's beginning, as does one that comes between batches.
 - The state: the weights, BatchNorm statistics and optimizer (slots, iteration) as at a period's
-  end; the metric accumulators (`model.metrics`' variables: the loss tracker's and the accuracy
-  metric's total and count), which Keras resets at every period's beginning, so that the
+  end; the metric accumulators (`model.metrics`' variables: the loss tracker's, the accuracy's
+  and the cross-entropy's total and count), which Keras resets at every period's beginning, so that the
   resumed period's row averages all of its iterations; and each callback's
   `interrupt_state()` (EpochRecorder: the wall time so far), given back by `resume_from`.
 - The resume: the input starts at iteration i (the caller builds `train_ds` from
@@ -169,7 +169,10 @@ class _SaveOnSignal(keras.callbacks.Callback):
                     # evaluation step makes them without changing any weight.
                     self.model.evaluate(self.train_ds, steps=1, verbose=0)
                     variables = {v.path: v for v in _metric_variables(self.model)}
-                if set(saved) != set(variables):
+                # A metric this model has beyond the checkpoint's (the cross-entropy, logged
+                # since a later version than a checkpoint's) starts from zero for the rest of the
+                # period: metrics do not touch training.
+                if not set(saved) <= set(variables):
                     raise reliability.ResumeError(
                         f"the checkpoint in {self.checkpointer.backup_dir} holds the metrics "
                         f"{sorted(saved)}, this model has {sorted(variables)}")
