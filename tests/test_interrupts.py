@@ -178,6 +178,30 @@ def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_c
         np.testing.assert_array_equal(a, b)  # bitwise
 
 
+@pytest.mark.slow
+def test_a_mid_period_state_saved_before_the_cross_entropy_metric_resumes_bit_identical(
+        tiny_config, tmp_path):
+    """A state saved at an iteration by the code before `cross_entropy` was logged holds no
+    accumulators for it: the rest of that period starts them at zero, and training (weights,
+    history) is as an unbroken run's."""
+    config = dataclasses.replace(tiny_config, epochs=2, deterministic=True)
+    train.run_experiment(config, tmp_path / "unbroken", verbose=0)
+    run, meta_path = tmp_path / "run", tmp_path / "run" / "backup" / rundir.METADATA
+    with pytest.raises(reliability.Interrupted):
+        train.run_experiment(config, run, callbacks=[_SignalAt(2)], verbose=0)
+    meta = json.loads(meta_path.read_text())
+    assert any(k.startswith(reliability.DATA_LOSS) for k in meta["metrics"])
+    meta["metrics"] = {k: v for k, v in meta["metrics"].items()
+                       if not k.startswith(reliability.DATA_LOSS)}
+    meta_path.write_text(json.dumps(meta))
+    train.run_experiment(config, run, verbose=0)
+    assert _history_without_times(run) == _history_without_times(tmp_path / "unbroken")
+    got = keras.saving.load_model(run / "final.keras").get_weights()
+    want = keras.saving.load_model(tmp_path / "unbroken" / "final.keras").get_weights()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)  # bitwise
+
+
 def test_resume_iteration_of_period_end_mid_period_and_old_metadata(tmp_path, capsys):
     """A state without "iterations" (period ends, and the metadata of earlier versions, with
     their "batch": 0) is k whole periods; a mid-period state names its iteration, and its
