@@ -241,11 +241,11 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         ours, theirs = result["losses"], result["run_losses"]
-        print(f"{run_dir} ({result['precision']}): training loss of pass 1-{len(ours)} "
-              f"{', '.join(f'{x:.6f}' for x in ours)}; the run's "
-              + (f"{', '.join(f'{x:.6f}' for x in theirs)} "
-                 f"({'identical' if ours[:len(theirs)] == theirs else 'different'})"
-                 if theirs else "history has no row yet"))
+        verdict = ("" if not (ours and theirs) else
+                   " (identical)" if ours == theirs[:len(ours)] else " (different)")
+        print(f"{run_dir} ({result['precision']}): training loss of each period "
+              f"{', '.join(f'{x:.6f}' for x in ours) or '(none finished)'}; the run's "
+              f"{', '.join(f'{x:.6f}' for x in theirs) or '(no history row yet)'}{verdict}")
         if result["stopped"]:
             print(f"  stopped: {result['stopped']}")
         print("\n".join(growth_lines(result)))

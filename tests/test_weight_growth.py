@@ -101,3 +101,12 @@ def test_saved_results_are_read_back_printed_and_plotted(tmp_path, capsys):
     assert "iteration  391: first     100.0x  largest     100.0x (stem_conv)" in out
     assert weight_growth.main([str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.startswith("error: cannot read ")
+
+
+def test_a_replay_the_runner_stops_as_diverged_keeps_the_norms_up_to_it(tmp_path, capsys):
+    out = tmp_path / "growth.json"
+    assert weight_growth.main([str(FIXTURE), "--set", "lr=1e6", "--json", str(out)]) == 0
+    [result] = json.loads(out.read_text())
+    assert "training diverged" in result["stopped"] and "<scratch>" in result["stopped"]
+    assert result["losses"] == [] and list(result["sum_sq"]) == ["0", "1", "2"]
+    assert "training loss of each period (none finished)" in capsys.readouterr().out
