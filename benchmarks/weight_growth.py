@@ -73,6 +73,7 @@ def recorder(steps_per_pass: int, passes: int = 1, warmup: int = 0):
             self.marks = sorted(m for m in marks if m <= passes * steps_per_pass)
             self.norms: dict[int, dict[str, float]] = {}
             self.losses: list[float] = []
+            self.cross_entropies: list[float] = []
 
         def on_train_begin(self, logs=None):
             self.norms[int(self.model.optimizer.iterations.numpy())] = kernel_norms(self.model)
@@ -85,6 +86,7 @@ def recorder(steps_per_pass: int, passes: int = 1, warmup: int = 0):
 
         def on_epoch_end(self, epoch, logs=None):
             self.losses.append(float(logs["loss"]))
+            self.cross_entropies.append(float(logs.get("cross_entropy", "nan")))
             self.model.stop_training = len(self.losses) == passes
 
     return Record()
@@ -114,6 +116,7 @@ def replay(run_dir: str, overrides: dict, passes: int = 1) -> dict:
         "layers": list(init),
         "sum_sq": {str(i): list(n.values()) for i, n in sorted(record.norms.items())},
         "losses": record.losses, "run_losses": [row["loss"] for row in history[:passes]],
+        "cross_entropies": record.cross_entropies,  # the losses without weight decay
         "stopped": stopped,
     }
 
@@ -245,7 +248,8 @@ def main(argv=None) -> int:
                    " (identical)" if ours == theirs[:len(ours)] else " (different)")
         print(f"{run_dir} ({result['precision']}): training loss of each period "
               f"{', '.join(f'{x:.6f}' for x in ours) or '(none finished)'}; the run's "
-              f"{', '.join(f'{x:.6f}' for x in theirs) or '(no history row yet)'}{verdict}")
+              f"{', '.join(f'{x:.6f}' for x in theirs) or '(no history row yet)'}{verdict}"
+              + "".join(f"; cross-entropy {x:.4f}" for x in result["cross_entropies"]))
         if result["stopped"]:
             print(f"  stopped: {result['stopped']}")
         print("\n".join(growth_lines(result)))

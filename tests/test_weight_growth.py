@@ -36,6 +36,8 @@ def test_the_replay_is_the_runs_first_pass_and_leaves_the_run_alone(tmp_path, ca
     assert result["run_losses"] == [history_loss]
     # The same seed, data and recipe: the run's own first-pass loss (2 iterations a pass here).
     assert result["losses"] == pytest.approx([history_loss], rel=1e-4)
+    # The cross-entropy alone: the loss less the (small, at depth 8) weight-decay term.
+    assert 0 < result["losses"][0] - result["cross_entropies"][0] < 0.5
     assert list(result["sum_sq"]) == ["0", "1", "2"]
     assert len(result["layers"]) == 8 and all(len(v) == 8 for v in result["sum_sq"].values())
     assert result["sum_sq"]["2"] != result["sum_sq"]["0"]  # SGD moved every recorded kernel
@@ -108,5 +110,6 @@ def test_a_replay_the_runner_stops_as_diverged_keeps_the_norms_up_to_it(tmp_path
     assert weight_growth.main([str(FIXTURE), "--set", "lr=1e6", "--json", str(out)]) == 0
     [result] = json.loads(out.read_text())
     assert "training diverged" in result["stopped"] and "<scratch>" in result["stopped"]
-    assert result["losses"] == [] and list(result["sum_sq"]) == ["0", "1", "2"]
+    assert result["losses"] == result["cross_entropies"] == []
+    assert list(result["sum_sq"]) == ["0", "1", "2"]
     assert "training loss of each period (none finished)" in capsys.readouterr().out
