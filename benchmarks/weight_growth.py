@@ -206,8 +206,9 @@ def main(argv=None) -> int:
                         help="a run directory, or the --json of an earlier call to plot again")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for the replay, e.g. precision=float32")
-    parser.add_argument("--passes", type=int, default=1, help="passes to replay (default 1; logging periods where "
-                        "the run sets log_every)")
+    parser.add_argument("--passes", type=int, default=1,
+                        help="passes to replay (default 1; logging periods where the run sets "
+                        "log_every)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--plot", help="draw the growth by layer and over the iterations here "
                         "(.png or .pdf)")

@@ -14,8 +14,8 @@ unbroken run, bit for bit (issue #26).
   and stops at the next one's beginning, as does one that comes between batches.
 - The state: the weights, BatchNorm statistics and optimizer (slots, iteration) as at a period's
   end; the metric accumulators (`model.metrics`' variables: the loss tracker's, the accuracy's
-  and the cross-entropy's total and count), which Keras resets at every period's beginning, so that the
-  resumed period's row averages all of its iterations; and each callback's
+  and the cross-entropy's total and count), which Keras resets at every period's beginning, so
+  that the resumed period's row averages all of its iterations; and each callback's
   `interrupt_state()` (EpochRecorder: the wall time so far), given back by `resume_from`.
 - The resume: the input starts at iteration i (the caller builds `train_ds` from
   `Checkpointer.resume_iteration`); a first `model.fit` runs the remaining steps - r iterations
