@@ -60,17 +60,19 @@ def kernel_norms(model) -> dict[str, float]:
             for v in model.trainable_weights if len(v.shape) in (2, 4)}
 
 
-def recorder(steps_per_pass: int, passes: int = 1, warmup: int = 0):
+def recorder(steps_per_period: int, passes: int = 1, warmup: int = 0):
     """A Keras callback that records kernel_norms at iteration 0, at MARKS (and MARKS after a
-    warm-up's end) and at the end of each pass, and stops training after `passes` passes."""
+    warm-up's end) and at the end of each logging period (a pass unless the run sets
+    `log_every`), and stops training after `passes` of them."""
     import keras
+    from cifar_resnet.run import reliability
 
     class Record(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             marks = {m + start for m in MARKS for start in {0, warmup}}
-            marks |= {warmup} - {0} | {k * steps_per_pass for k in range(1, passes + 1)}
-            self.marks = sorted(m for m in marks if m <= passes * steps_per_pass)
+            marks |= {warmup} - {0} | {k * steps_per_period for k in range(1, passes + 1)}
+            self.marks = sorted(m for m in marks if m <= passes * steps_per_period)
             self.norms: dict[int, dict[str, float]] = {}
             self.losses: list[float] = []
             self.cross_entropies: list[float] = []
@@ -86,7 +88,7 @@ def recorder(steps_per_pass: int, passes: int = 1, warmup: int = 0):
 
         def on_epoch_end(self, epoch, logs=None):
             self.losses.append(float(logs["loss"]))
-            self.cross_entropies.append(float(logs.get("cross_entropy", "nan")))
+            self.cross_entropies.append(float(logs.get(reliability.DATA_LOSS, "nan")))
             self.model.stop_training = len(self.losses) == passes
 
     return Record()
@@ -127,7 +129,7 @@ def follow(run_dir: str, out: str, poll_seconds: float = 30) -> None:
     from cifar_resnet.run import build, config as config_lib, rundir
     run = rundir.RunDir(run_dir)
     config = config_lib.load(run.config)
-    per_pass = config.iterations_per_pass(config.registry_num_train())
+    per_period, _, _ = config.plan(config.registry_num_train())  # epoch<k>: k periods
     net = build.build_net(config)
     out = pathlib.Path(out)
     done = {json.loads(line)["pass"] for line in out.read_text().splitlines()
@@ -141,7 +143,7 @@ def follow(run_dir: str, out: str, poll_seconds: float = 30) -> None:
                 net.load_weights(path)
             except (OSError, ValueError):  # replaced by the next pass's meanwhile
                 continue
-            record = {"pass": int(match[1]), "iteration": int(match[1]) * per_pass,
+            record = {"pass": int(match[1]), "iteration": int(match[1]) * per_period,
                       "sum_sq": kernel_norms(net)}
             with out.open("a") as f:
                 f.write(json.dumps(record) + "\n")
