@@ -7,6 +7,9 @@ Middle: ResNet-20/32/44/56/110, where deeper is better. Right: ResNet-110 and Re
 Eleven runs: the ten nets plotted (ResNet-110 is in the middle and right panels but is trained
 once) and plain-110, which the paper trained but did not plot (caption: "The error of plain-110
 is higher than 60% and not displayed"); it appears in the results table, not in the panels.
+Its first iterations lengthen its first kernels a billionfold behind BatchNorm, so its loss is
+at first millions, nearly all weight decay (docs/full-repro, "Plain-56"); the runner judges
+divergence on the cross-entropy alone and lets it train.
 
 Plain nets are the same stacks of 3x3 layers without shortcuts. Recipe as Table 6 (see
 table6.py): SGD, batch 128, lr 0.1 /10 at 32k and 48k, 64k iterations (164 epochs of 391 =
