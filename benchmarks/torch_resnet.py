@@ -53,18 +53,19 @@ class ZeroPadShortcut(nn.Module):
 
 
 class BasicV1(nn.Module):
-    """Post-activation unit: conv-BN-ReLU, conv-BN, add the shortcut, ReLU."""
+    """Post-activation unit: conv-BN-ReLU, conv-BN, add the shortcut, ReLU; the plain nets'
+    (He et al. 2015, sec 4.2) add nothing."""
 
-    def __init__(self, cin, cout, stride):
+    def __init__(self, cin, cout, stride, plain=False):
         super().__init__()
         self.conv1, self.bn1 = _conv(cin, cout, 3, stride), nn.BatchNorm2d(cout)
         self.conv2, self.bn2 = _conv(cout, cout, 3), nn.BatchNorm2d(cout)
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+        self.shortcut = (None if plain else nn.Identity() if stride == 1 and cin == cout
                          else ZeroPadShortcut(cout, stride))
 
     def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y if self.shortcut is None else y + self.shortcut(x))
 
 
 class BottleneckV2(nn.Module):
@@ -91,13 +92,16 @@ class BottleneckV2(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """CIFAR ResNet: version 1 (basic, option A, depth 6n+2) or 2 (bottleneck, depth 9n+2)."""
+    """CIFAR ResNet: version 1 (basic, option A, depth 6n+2) or 2 (bottleneck, depth 9n+2);
+    `plain=True`: version 1 without its shortcuts (the paper's plain nets)."""
 
-    def __init__(self, depth=20, version=1, num_classes=10):
+    def __init__(self, depth=20, version=1, num_classes=10, plain=False):
         super().__init__()
         per_unit = {1: 2, 2: 3}.get(version)
         if per_unit is None:
             raise ValueError(f"version {version!r} is not valid; valid: 1, 2")
+        if plain and version != 1:
+            raise ValueError(f"plain nets are version 1 (He et al. 2015); got version {version}")
         if (depth - 2) % (3 * per_unit) or depth < 3 * per_unit + 2:
             raise ValueError(f"depth {depth!r} is not {3 * per_unit}n+2 for version {version}")
         n = (depth - 2) // (3 * per_unit)
@@ -109,7 +113,7 @@ class CifarResNet(nn.Module):
             for b in range(n):
                 stride = 2 if s > 0 and b == 0 else 1
                 if version == 1:
-                    units.append(BasicV1(cin, width, stride))
+                    units.append(BasicV1(cin, width, stride, plain))
                     cin = width
                 else:
                     units.append(BottleneckV2(cin, width, stride))

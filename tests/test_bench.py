@@ -131,6 +131,25 @@ def test_torch_reference_matches_option_a_resnet20():
                    for m in net.modules())
 
 
+def test_torch_plain_reference_is_the_keras_plain_net_without_additions():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_resnet
+    from cifar_resnet.run import metrics as metrics_lib
+
+    from cifar_resnet.run import build, config as config_lib
+    net = torch_resnet.CifarResNet(56, 1, plain=True)
+    model = build.build_model(config_lib.resolve(overrides=dict(depth=56, plain=True)))
+    assert torch_resnet.count_params(net) == metrics_lib.count_params(model) == 853_018
+    assert all(unit.shortcut is None for unit in net.units)
+    x = torch.randn(2, 16, 32, 32)
+    unit = net.units[0].eval()  # a plain unit is relu(bn2(conv2(relu(bn1(conv1(x))))))
+    with torch.no_grad():
+        want = torch.relu(unit.bn2(unit.conv2(torch.relu(unit.bn1(unit.conv1(x))))))
+        torch.testing.assert_close(unit(x), want)
+    with pytest.raises(ValueError, match="plain nets are version 1"):
+        torch_resnet.CifarResNet(29, 2, plain=True)
+
+
 def test_torch_augment_is_crop_and_flip_of_padded_image():
     torch = pytest.importorskip("torch")
     from benchmarks import torch_resnet
@@ -248,3 +267,18 @@ def test_torch_reference_cli_times_epochs(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["warm-up", "epoch 1"]
     assert all("img/s (resnet8_v1, float32," in line for line in lines)
+
+
+def test_torch_weight_growth_records_every_kernel_at_the_marks(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from benchmarks import torch_weight_growth
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(256, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=256)
+    out = torch_weight_growth.growth(x, y, x.mean(0) / 255, depth=8, plain=True, seed=0,
+                                     iterations=3)
+    assert list(out) == [1, 2, 3]  # the marks up to 3, and the last
+    assert all(len(ratios) == 8 for ratios in out.values())  # 7 convolutions and the classifier
+    assert out[3] != out[1] and all(r > 0 for r in out[3])
+    assert torch_weight_growth.main(["--data", str(tmp_path / "missing.tar.gz")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
