@@ -53,10 +53,7 @@ def test_sigkill_anywhere_then_rerun_completes_and_matches_an_unbroken_run(tmp_p
     assert _epochs(run) == list(range(epochs))  # every epoch exactly once
     assert json.loads((run / "metrics.json").read_text())["iterations"] == 4 * epochs
     assert not (run / "backup").exists() and not list(run.glob(".*.tmp*"))
-    got = keras.saving.load_model(run / "final.keras").get_weights()
-    want = keras.saving.load_model(tmp_path / "ref" / "final.keras").get_weights()
-    for a, b in zip(got, want):
-        np.testing.assert_array_equal(a, b)  # bitwise
+    _assert_final_weights_equal(run, tmp_path / "ref")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,6 +116,14 @@ def _history_without_times(workdir):
     return [[row.split(",")[i] for i in keep] for row in [header, *rows]]
 
 
+def _assert_final_weights_equal(run, reference):
+    """The two runs' final.keras hold bitwise equal weights."""
+    got = keras.saving.load_model(run / "final.keras").get_weights()
+    want = keras.saving.load_model(reference / "final.keras").get_weights()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)  # bitwise
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["tfdata", "device"])
 def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_config, tmp_path,
@@ -152,10 +157,7 @@ def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_c
     if pipeline == "device":  # the same mechanism; the input's start and skip are what differ
         train.run_experiment(config, run, verbose=0)
         assert _history_without_times(run) == _history_without_times(tmp_path / "unbroken")
-        got = keras.saving.load_model(run / "final.keras").get_weights()
-        want = keras.saving.load_model(tmp_path / "unbroken" / "final.keras").get_weights()
-        for a, b in zip(got, want, strict=True):
-            np.testing.assert_array_equal(a, b)  # bitwise
+        _assert_final_weights_equal(run, tmp_path / "unbroken")
         return
     # In the last batch of period 1: the period ends (row, backup), then the stop.
     iteration, meta = stop_at(8)
@@ -172,10 +174,7 @@ def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_c
 
     assert _history_without_times(run) == _history_without_times(tmp_path / "unbroken")
     assert _epochs(run) == [0, 1, 2] and not backup.exists()
-    got = keras.saving.load_model(run / "final.keras").get_weights()
-    want = keras.saving.load_model(tmp_path / "unbroken" / "final.keras").get_weights()
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)  # bitwise
+    _assert_final_weights_equal(run, tmp_path / "unbroken")
 
 
 @pytest.mark.slow
@@ -196,10 +195,7 @@ def test_a_mid_period_state_saved_before_the_cross_entropy_metric_resumes_bit_id
     meta_path.write_text(json.dumps(meta))
     train.run_experiment(config, run, verbose=0)
     assert _history_without_times(run) == _history_without_times(tmp_path / "unbroken")
-    got = keras.saving.load_model(run / "final.keras").get_weights()
-    want = keras.saving.load_model(tmp_path / "unbroken" / "final.keras").get_weights()
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)  # bitwise
+    _assert_final_weights_equal(run, tmp_path / "unbroken")
 
 
 def test_resume_iteration_of_period_end_mid_period_and_old_metadata(tmp_path, capsys):
