@@ -5,8 +5,8 @@ convolution's kernel 22,619-fold in squared norm (docs/full-repro, "Plain-56"). 
 whether that is the recipe or this project's Keras code: it trains the same net written in
 PyTorch (`benchmarks/torch_resnet.py`, fb.resnet.torch initialization, `plain=True`) with the
 same recipe (SGD lr 0.1, momentum 0.9, coupled weight decay 1e-4 on every parameter, batch 128,
-the per-pixel mean image subtracted, pad-4 crop and flip) on the same archive, with nothing from
-`cifar_resnet`, and prints each seed's growth (squared norm over its initial value) of the first
+the per-pixel mean image subtracted, pad-4 crop and flip) on the same archive, with none of
+`cifar_resnet`'s nets or training code, and prints each seed's growth (squared norm over its initial value) of the first
 convolution, and how many of the kernels grew more than tenfold, after iterations 1, 2, 5, 10,
 20 and 50.
 
