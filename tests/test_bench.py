@@ -134,9 +134,8 @@ def test_torch_reference_matches_option_a_resnet20():
 def test_torch_plain_reference_is_the_keras_plain_net_without_additions():
     torch = pytest.importorskip("torch")
     from benchmarks import torch_resnet
-    from cifar_resnet.run import metrics as metrics_lib
+    from cifar_resnet.run import build, config as config_lib, metrics as metrics_lib
 
-    from cifar_resnet.run import build, config as config_lib
     net = torch_resnet.CifarResNet(56, 1, plain=True)
     model = build.build_model(config_lib.resolve(overrides=dict(depth=56, plain=True)))
     assert torch_resnet.count_params(net) == metrics_lib.count_params(model) == 853_018
