@@ -71,6 +71,19 @@ CIFAR10: dict[str, dict] = {
         exact1000_error=10.6,
         tta_error=11.88,
     ),
+    'plain56_v1': dict(
+        file='plain56_v1_cifar10.weights.h5',
+        sha256='113e480c80aab8183ba2ac623f6bdb4c0e6cd28eb3f1f125900706ab2e0a11ca',
+        shortcut='A',
+        preset='paper',
+        num_classes=10,
+        input_shape=(32, 32, 3),
+        normalization='pixel_mean',
+        trained='64,124 iterations at batch 128, mixed_bfloat16, code d8205a2',
+        test_error=15.56,
+        exact1000_error=13.3,
+        tta_error=13.86,
+    ),
 }
 
 # weights= values that name shipped weights -> their table.
