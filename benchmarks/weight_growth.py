@@ -134,6 +134,13 @@ def follow(run_dir: str, out: str, poll_seconds: float = 30) -> None:
     out = pathlib.Path(out)
     done = {json.loads(line)["pass"] for line in out.read_text().splitlines()
             if line.strip()} if out.exists() else set()
+
+    def append(k: int, model) -> None:
+        record = {"pass": k, "iteration": k * per_period, "sum_sq": kernel_norms(model)}
+        with out.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        done.add(k)
+
     while True:
         for path in sorted(run.backup.glob("epoch*.weights.h5")):
             match = re.fullmatch(r"epoch(\d+)\.weights\.h5", path.name)  # not mid-pass ones
@@ -143,12 +150,14 @@ def follow(run_dir: str, out: str, poll_seconds: float = 30) -> None:
                 net.load_weights(path)
             except (OSError, ValueError):  # replaced by the next pass's meanwhile
                 continue
-            record = {"pass": int(match[1]), "iteration": int(match[1]) * per_period,
-                      "sum_sq": kernel_norms(net)}
-            with out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            done.add(record["pass"])
+            append(int(match[1]), net)
         if run.metrics.exists():
+            # The runner deletes backup/ when it finishes, often before the last pass's
+            # checkpoint was read: that pass's weights are final.keras's.
+            metrics = rundir.finished_metrics(run.path)
+            if metrics and metrics["epochs"] not in done and run.final.exists():
+                import keras
+                append(metrics["epochs"], keras.saving.load_model(run.final, compile=False))
             return
         time.sleep(poll_seconds)
 

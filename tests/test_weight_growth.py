@@ -57,6 +57,8 @@ def test_an_override_the_config_refuses_is_one_line_and_exit_2(capsys):
 
 
 def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done(tmp_path):
+    """The last pass, whose checkpoint the runner deleted with backup/, from final.keras."""
+    import keras
     from cifar_resnet.run import build, config as config_lib
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)
@@ -68,13 +70,16 @@ def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done
     net.save_weights(run / "backup" / "epoch1-iter3.weights.h5")  # mid-pass: not a pass's end
     out = tmp_path / "norms.jsonl"
     assert weight_growth.main(["--follow", str(run), "--json", str(out)]) == 0
-    [line] = [json.loads(x) for x in out.read_text().splitlines()]
+    line, last = [json.loads(x) for x in out.read_text().splitlines()]
     assert (line["pass"], line["iteration"]) == (1, 2)  # 2 iterations a pass in this run
     assert line["sum_sq"]["stem_conv"] == pytest.approx(
         float(np.sum(np.square(kernel.numpy()))) / 4, rel=1e-6)
     assert list(line["sum_sq"]) == list(weight_growth.kernel_norms(net))
+    assert (last["pass"], last["iteration"]) == (2, 4)  # metrics.json: 2 passes
+    final = keras.saving.load_model(run / "final.keras", compile=False)
+    assert last["sum_sq"] == weight_growth.kernel_norms(final) != line["sum_sq"]
     weight_growth.main(["--follow", str(run), "--json", str(out)])
-    assert len(out.read_text().splitlines()) == 1
+    assert len(out.read_text().splitlines()) == 2
 
 
 def test_more_passes_and_a_warm_up_are_recorded_and_told_apart_from_the_run(tmp_path, capsys):
