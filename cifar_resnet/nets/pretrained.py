@@ -1,7 +1,7 @@
 """Trained weights shipped with the package, loaded the way `keras.applications` loads its own.
 
 `resnet_v1(depth=20, weights="cifar10")` builds He et al. 2015's ResNet-20 (section 4.2, option-A
-shortcuts, the "paper" preset; `depth=56` its ResNet-56, `plain=True` the plain net) and loads
+shortcuts, the "paper" preset; `depth=56` its ResNet-56, `plain=True` the plain nets of both depths) and loads
 the final weights of this project's full-length run of the paper's recipe (64k iterations,
 `make full-repro`, docs/full-repro); `weights="path/to/file.weights.h5"` loads any weights file
 of the same net. The shipped files are float32 `.weights.h5` files in `cifar_resnet/nets/weights/`,
@@ -30,7 +30,7 @@ from cifar_resnet.run import files
 WEIGHTS_DIR = pathlib.Path(__file__).parent / "weights"
 
 # Model name (nets.architecture.net_name) -> the shipped file and what it was trained and measured
-# with. Filled as the full-length runs finish (issue #22).
+# with: the four full-length runs of issue #22.
 CIFAR10: dict[str, dict] = {
     'resnet20_v1': dict(
         file='resnet20_v1_cifar10.weights.h5',
