@@ -1,11 +1,11 @@
 """Trained weights shipped with the package, loaded the way `keras.applications` loads its own.
 
 `resnet_v1(depth=20, weights="cifar10")` builds He et al. 2015's ResNet-20 (section 4.2, option-A
-shortcuts, the "paper" preset; `depth=56` its ResNet-56, `plain=True` the plain nets of both depths) and loads
-the final weights of this project's full-length run of the paper's recipe (64k iterations,
-`make full-repro`, docs/full-repro); `weights="path/to/file.weights.h5"` loads any weights file
-of the same net. The shipped files are float32 `.weights.h5` files in `cifar_resnet/nets/weights/`,
-each checked against its SHA-256 before it is loaded.
+shortcuts, the "paper" preset; `depth=56` its ResNet-56, `plain=True` the plain net of either
+depth) and loads the final weights of this project's full-length run of the paper's recipe
+(64k iterations, `make full-repro`, docs/full-repro); `weights="path/to/file.weights.h5"` loads
+any weights file of the same net. The shipped files are float32 `.weights.h5` files in
+`cifar_resnet/nets/weights/`, each checked against its SHA-256 before it is loaded.
 
 The nets take images as they were trained on them (`run.config.normalization`, the paper's
 "pixel_mean"): `x / 255` minus the per-pixel mean image of the 50,000 training images,
