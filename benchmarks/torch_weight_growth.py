@@ -6,9 +6,9 @@ whether that is the recipe or this project's Keras code: it trains the same net 
 PyTorch (`benchmarks/torch_resnet.py`, fb.resnet.torch initialization, `plain=True`) with the
 same recipe (SGD lr 0.1, momentum 0.9, coupled weight decay 1e-4 on every parameter, batch 128,
 the per-pixel mean image subtracted, pad-4 crop and flip) on the same archive, with none of
-`cifar_resnet`'s nets or training code, and prints each seed's growth (squared norm over its initial value) of the first
-convolution, and how many of the kernels grew more than tenfold, after iterations 1, 2, 5, 10,
-20 and 50.
+`cifar_resnet`'s nets or training code, and prints each seed's growth (squared norm over its
+initial value) of the first convolution, and how many of the kernels grew more than tenfold,
+after iterations 1, 2, 5, 10, 20 and 50.
 
     python -m benchmarks.torch_weight_growth --data ../shared/data/cifar-10-python.tar.gz \\
         --depth 56 --plain --seeds 0 1 2 [--precision bfloat16] [--json OUT.json]

@@ -156,8 +156,8 @@ def follow(run_dir: str, out: str, poll_seconds: float = 30) -> None:
             # checkpoint was read: that pass's weights are final.keras's.
             metrics = rundir.finished_metrics(run.path)
             if metrics and metrics["epochs"] not in done and run.final.exists():
-                import keras
-                append(metrics["epochs"], keras.saving.load_model(run.final, compile=False))
+                net.load_weights(run.final)
+                append(metrics["epochs"], net)
             return
         time.sleep(poll_seconds)
 
