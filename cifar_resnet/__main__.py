@@ -179,6 +179,7 @@ def _train(args) -> int:
         # someone else's files, a read-only mount or a file in the way, a held lock.
         if args.workdir:
             rundir.refuse_foreign_dir(args.workdir, config_lib.ConfigError)
+        rundir.refuse_links(workdir)
         files.check_writable(workdir)
         holder = rundir.lock_holder(workdir)
         if holder is not None:
@@ -374,7 +375,8 @@ def main(argv=None) -> int:
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
 _ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
            ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1),
-           ("cifar_resnet.run.rundir", "HistoryError", 1), ("cifar_resnet.run.files", "WriteError", 1),
+           ("cifar_resnet.run.rundir", "HistoryError", 1), ("cifar_resnet.run.files", "LinkError", 2),
+           ("cifar_resnet.run.files", "WriteError", 1),
            ("cifar_resnet.run.reliability", "ResumeError", 1))
 
 

@@ -539,8 +539,6 @@ def report_copy(runs_root, run: Run) -> pathlib.Path:
 def copy_run(run: Run, target) -> pathlib.Path:
     """Copies a run's small files (rundir.REPORT_FILES and its final evaluations' JSON; not its
     checkpoints) to `target`; returns it."""
-    import shutil
-
     target = pathlib.Path(target)
     target.mkdir(parents=True, exist_ok=True)
     pairs = [(run.path / name, target / name) for name in rundir.REPORT_FILES]
@@ -549,7 +547,8 @@ def copy_run(run: Run, target) -> pathlib.Path:
     for source, copy in pairs:
         if source.exists() and source.resolve() != copy.resolve():
             copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, copy)  # a plain open(): the umask's mode
+            # Never through a link either way: a planted one would copy out the file it names.
+            files.atomic_write_bytes(copy, files.read_bytes(source))
     return target
 
 

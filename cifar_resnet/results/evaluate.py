@@ -111,7 +111,7 @@ def plot_confusion(summary, path) -> None:
         for (i, j), n in np.ndenumerate(matrix):
             ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
                     color="white" if n > matrix.max() / 2 else "black")
-    fig.savefig(path, dpi=120)
+    files.save_figure(fig, path, dpi=120)
 
 
 def plot_wrong(summary, images, path, columns=8) -> None:
@@ -127,7 +127,7 @@ def plot_wrong(summary, images, path, columns=8) -> None:
             ax.set_title(f"{w['label']}\n-> {w['predicted']} ({w['confidence']:.2f})",
                          fontsize=7)
     fig.suptitle("most confidently wrong" if wrong else "no wrong predictions")
-    fig.savefig(path, dpi=120)
+    files.save_figure(fig, path, dpi=120)
 
 
 def head_error(labels, probs, n) -> dict:

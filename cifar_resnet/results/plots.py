@@ -189,7 +189,7 @@ def _save(fig: Figure, out_dir, stem: str) -> list[pathlib.Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        files.save_figure(fig, path, dpi=150, bbox_inches="tight")
     return paths
 
 

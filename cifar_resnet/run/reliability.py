@@ -309,6 +309,7 @@ class Checkpointer(keras.callbacks.Callback):
         Raises:
             CheckpointWriteError: the write failed; the previous state is intact.
         """
+        files.refuse_link(self.backup_dir)  # planted during the run: it would get our files
         name = (f"epoch{epochs_done}.weights.h5" if iterations is None
                 else f"epoch{epochs_done}-iter{iterations}.weights.h5")
         digest = atomic_save(self.model, self.backup_dir / name, weights_only=True)
@@ -404,8 +405,10 @@ def run_lock(workdir):
     """
     path = rundir.RunDir(workdir).lock
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: it would truncate the file it points to (issue #38)
+            fd = files.open_nofollow(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except files.LinkError:
+            raise
         except OSError as e:
             raise files.write_error(path, e) from None
         try:
@@ -424,6 +427,7 @@ def run_lock(workdir):
             pass
         os.close(fd)
     try:
+        rundir.refuse_links(workdir)  # again, now that no other run of ours can write here
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path

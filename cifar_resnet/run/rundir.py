@@ -203,8 +203,8 @@ def lock_holder(workdir) -> "int | None":
     """
     path = RunDir(workdir).lock
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        fd = files.open_nofollow(path, os.O_RDONLY)
+    except OSError:  # none, or a link (refuse_links refuses it): nobody holds it
         return None
     try:
         try:
@@ -222,6 +222,25 @@ def lock_holder(workdir) -> "int | None":
 # anything else and no config.json is not ours.
 RUN_DIR_ENTRIES = frozenset({LOCK, CONFIG, DATA, BACKUP, HISTORY, METRICS, TENSORBOARD, FINAL,
                              BEST, EVAL, LAYER_RESPONSES, TRAIN_LOG})
+
+
+def refuse_links(workdir) -> None:
+    """Raises files.LinkError (one line) when any entry a run writes in `workdir`, or anything
+    inside its folders (backup/, tensorboard/, eval/), is a symbolic link.
+
+    Called before a run writes anything and again with its lock held: in a run folder others
+    can write, a planted link would make this run overwrite or delete the file or folder it
+    points to (the lock file's PID, a checkpoint's clean-up, a log appended to). `workdir`
+    itself may be a link: that is its owner's choice of where runs live.
+    """
+    run = RunDir(workdir)
+    for name in sorted(RUN_DIR_ENTRIES):
+        path = run.path / name
+        files.refuse_link(path)
+        if path.is_dir():
+            for folder, dirs, names in os.walk(path):  # never follows links
+                for entry in dirs + names:
+                    files.refuse_link(pathlib.Path(folder) / entry)
 
 
 def _ours(name: str) -> bool:

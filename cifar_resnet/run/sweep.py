@@ -24,7 +24,7 @@ import yaml
 
 from cifar_resnet.nets import presets
 from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import experiments, rundir
+from cifar_resnet.run import experiments, files, rundir
 from cifar_resnet.run.config import ConfigError
 
 STATES = ("done", "running", "partial", "pending", "failed")
@@ -226,7 +226,8 @@ def _train_subprocess(run: PlannedRun) -> Optional[str]:
     package_root = str(pathlib.Path(__file__).parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    with log_path.open("a") as log:
+    fd = files.open_nofollow(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # not a link
+    with os.fdopen(fd, "a") as log:
         code = subprocess.call([sys.executable, "-m", "cifar_resnet", "train", *run.train_args()],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     if code == 0:
