@@ -450,3 +450,85 @@ def test_codecs_encode_is_allowed_with_latin1_only(tmp_path):
     with pytest.raises(datasets.DataError, match="data_batch_1: refused to unpickle global "
                                                  "_codecs.encode with encoding 'utf-16'"):
         datasets.load_cifar10(folder, download=False)
+
+
+# Issue #38: a pickle of a few hundred bytes calling an allowed numpy constructor with a large
+# shape; numpy would allocate it before any check of the result.
+
+
+def _asks(function, *args):
+    """An object whose pickle calls `function(*args)`."""
+    class Call:
+        def __reduce__(self):
+            return (function, args)
+    return Call()
+
+
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+_FROMBUFFER = np.empty(1).__reduce_ex__(5)[0]
+_HUGE = (1_000_000, 3072)  # 3 GB as uint8
+
+
+@pytest.mark.parametrize("call", [
+    (np.ndarray, _HUGE, "u1"),
+    (np.ndarray, (1000,), np.dtype(("u1", (1000, 3072)))),  # a subarray dtype of 3 MB
+    (_RECONSTRUCT, np.ndarray, _HUGE, b"B"),
+    (_FROMBUFFER, b"\0" * 8, np.dtype("u1"), _HUGE, "C"),  # a strided view: sized all the same
+], ids=["ndarray", "ndarray-void", "_reconstruct", "_frombuffer"])
+def test_an_array_larger_than_the_release_allows_is_refused_before_it_is_made(tmp_path, call):
+    payload = pickle.dumps({b"data": _asks(*call), b"labels": [0]}, protocol=2)
+    assert len(payload) < 400
+    folder = _folder(tmp_path, data_batch_1=payload)
+    start = time.process_time()
+    with pytest.raises(datasets.DataError, match=r"data_batch_1: refused: it asks for an array "
+                                                 r"of 3,072,000,000 bytes, more than the \d+ its "
+                                                 r"file can hold") as e:
+        datasets.load_cifar10(folder, download=False)
+    assert time.process_time() - start < 1 and "\n" not in str(e.value)
+
+
+def test_arrays_are_bounded_by_the_file_and_by_the_release(tmp_path):
+    folder = _folder(tmp_path)
+    # A 10,000-image batch's worth is allowed from a file that holds it (the official size) ...
+    full = pickle.dumps(_tiny_batch(10000, [i % 10 for i in range(10000)]))
+    (folder / "data_batch_2").write_bytes(full)
+    assert len(datasets.load_cifar10(folder, download=False)[0][0]) == 10000 + 4 * 4
+    # ... but not made by a constructor from a small file, nor beyond the release's largest file.
+    assert datasets._array_budget(datasets.CIFAR10, 1000) == 1000
+    assert datasets._array_budget(datasets.CIFAR10) == 10000 * (3072 + 16)
+    assert datasets._array_budget(datasets.CIFAR100) == 50000 * (3072 + 16)
+    small = pickle.dumps({b"data": _asks(np.ndarray, (4, 3072), "u1"), b"labels": [0] * 4})
+    (folder / "data_batch_2").write_bytes(small)
+    with pytest.raises(datasets.DataError, match=f"12,288 bytes, more than the {len(small)} "):
+        datasets.load_cifar10(folder, download=False)
+
+
+def test_reconstruct_of_another_class_is_refused(tmp_path):
+    payload = pickle.dumps({b"data": _asks(_RECONSTRUCT, np.dtype, (0,), b"B")}, protocol=2)
+    folder = _folder(tmp_path, test_batch=payload)
+    with pytest.raises(datasets.DataError, match="refused to unpickle global numpy "
+                                                 "_reconstruct of anything but numpy.ndarray"):
+        datasets.load_cifar10(folder, download=False)
+
+
+@pytest.mark.slow
+def test_six_bombs_through_the_cli_stay_under_500_mb_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+    payload = pickle.dumps({b"data": _asks(np.ndarray, _HUGE, "u1"), b"labels": [0]})
+    folder = _folder(tmp_path, **{name: payload
+                                  for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE)})
+    # The CLI, then its own peak memory on a last line: VmHWM in kB, not ru_maxrss, which
+    # Linux carries over from the forking test process (TensorFlow loaded) across exec.
+    code = ("import re, sys\nfrom cifar_resnet.__main__ import main\nstatus = main()\n"
+            "print(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1], "
+            "file=sys.stderr)\nsys.exit(status)")
+    done = subprocess.run(
+        [sys.executable, "-c", code, "train", "--depth", "8", "--iterations", "10",
+         "--data-dir", str(folder), "--workdir", str(tmp_path / "run")],
+        cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True,
+        timeout=120)
+    *said, peak_kb = done.stderr.splitlines()
+    assert done.returncode == 2 and len(said) == 1, done.stderr
+    assert "data_batch_1: refused: it asks for an array of 3,072,000,000 bytes" in said[0]
+    assert int(peak_kb) < 500 * 1024

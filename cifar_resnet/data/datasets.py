@@ -39,6 +39,7 @@ CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "
                "truck")
 NUM_CLASSES = 10
 BATCH_SIZE = 10000  # images per official batch file
+IMAGE_BYTES = 32 * 32 * 3  # one image's row of b'data', uint8
 # A full-size batch must hold each class this many times (the official train batches: 937..1042,
 # test: 1000 each); the small hand-made batches of tests are exempt.
 CLASS_COUNT_RANGE = (900, 1100)
@@ -260,13 +261,90 @@ _SAFE_GLOBALS = {
 }
 
 
+# The globals that make an array of a shape the pickle names: called directly, they allocate
+# that shape before anything else sees it (a 147-byte file can ask `ndarray((10**6, 3072))`,
+# issue #38). The official files never do: their arrays are `_reconstruct(ndarray, (0,), b'b')`
+# filled by `__setstate__` from bytes in the file, which numpy checks against the shape.
+_SIZED = {_RECONSTRUCT: 1, _FROMBUFFER: 2, np.ndarray: 0}  # callable -> index of the shape
+
+
+def _requested_bytes(shape, dtype) -> int:
+    """Bytes an array of `shape` and `dtype` takes, computed without making it.
+
+    Raises:
+        _TooLarge: `shape` is not a whole number or a tuple of them, or `dtype` is not a dtype.
+    """
+    dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+               for d in dims):
+        raise _TooLarge(f"an array shape {str(shape)[:40]} that is not whole numbers")
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except Exception:
+        raise _TooLarge(f"an array of an unknown dtype {str(dtype)[:40]}") from None
+    total = itemsize
+    for d in dims:
+        total *= int(d)
+    return total
+
+
 class _BatchUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, bytes, str, numbers and numpy arrays, and nothing else."""
+    """Unpickles dicts, lists, bytes, str, numbers and numpy arrays, and nothing else.
+
+    Every array the pickle asks numpy to make is sized before it is made, and all of them
+    together may take at most `max_array_bytes` (`_array_budget`).
+    """
+
+    def __init__(self, fileobj, max_array_bytes: int, **kwargs):
+        super().__init__(fileobj, **kwargs)
+        self.budget = max_array_bytes
 
     def find_class(self, module, name):
         if (module, name) not in _SAFE_GLOBALS:
             raise _RefusedGlobal(f"{module}.{name}")
-        return _SAFE_GLOBALS[module, name]
+        found = _SAFE_GLOBALS[module, name]
+        if found not in _SIZED:
+            return found
+        if found is np.ndarray:
+            # Also `_reconstruct`'s first argument, which must be the class itself: a
+            # subclass keeps `isinstance` and the constructor's arguments are checked.
+            return _CheckedArray.bind(self)
+        return lambda *args: self._make(found, *args)
+
+    def _charge(self, shape, dtype) -> None:
+        needed = _requested_bytes(shape, dtype)
+        if needed > self.budget:
+            raise _TooLarge(f"it asks for an array of {needed:,} bytes, more than the "
+                            f"{self.budget:,} its file can hold")
+        self.budget -= needed
+
+    def _make(self, function, *args):
+        if function is _RECONSTRUCT:  # (subtype, shape, dtype)
+            if len(args) != 3 or not (isinstance(args[0], type)
+                                      and issubclass(args[0], _CheckedArray)):
+                raise _RefusedGlobal("numpy _reconstruct of anything but numpy.ndarray")
+            self._charge(args[1], args[2])
+            return function(np.ndarray, *args[1:])
+        # _frombuffer(buffer, dtype, shape, order): a view of the file's bytes, sized anyway.
+        if len(args) != 4:
+            raise _RefusedGlobal("numpy _frombuffer with unexpected arguments")
+        self._charge(args[2], args[1])
+        return function(*args)
+
+
+class _CheckedArray(np.ndarray):
+    """`numpy.ndarray` as the batch unpickler hands it out: calling it sizes the array against
+    the unpickler's budget first; as `_reconstruct`'s subtype it stands for `numpy.ndarray`."""
+
+    _unpickler = None
+
+    @classmethod
+    def bind(cls, unpickler):
+        return type("ndarray", (cls,), {"_unpickler": unpickler})
+
+    def __new__(cls, shape, dtype=float, *args, **kwargs):
+        cls._unpickler._charge(shape, dtype)
+        return np.ndarray(shape, dtype, *args, **kwargs)
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
@@ -318,14 +396,24 @@ def _expanded_size(obj, budget: int = MAX_PICKLE_ITEMS) -> int:
     return size(obj)
 
 
-def _unpickle(fileobj, name: str, release: Release):
+def _array_budget(release: Release, file_size: Optional[int] = None) -> int:
+    """The most bytes the arrays of one file of `release` may take: its largest official
+    file's images (CIFAR-10: 10,000 x 3,072), with room for int64 labels; at most the file's
+    own size, when known, since an array's data must come from the file."""
+    official = max(release.full_sizes.values()) * (IMAGE_BYTES + 2 * 8)
+    return official if file_size is None else min(official, file_size)
+
+
+def _unpickle(fileobj, name: str, release: Release, file_size: Optional[int] = None):
     """Unpickles one official file with `_BatchUnpickler`; the only place that unpickles.
 
-    Only allowed globals are called, and the result's containers are counted (as `_expanded_size`)
-    before anything expands them.
+    Only allowed globals are called, each array is sized against `_array_budget` before numpy
+    allocates it, and the result's containers are counted (as `_expanded_size`) before anything
+    expands them.
     """
     try:
-        obj = _BatchUnpickler(fileobj, encoding="bytes").load()
+        obj = _BatchUnpickler(fileobj, _array_budget(release, file_size),
+                              encoding="bytes").load()
         _expanded_size(obj)
         return obj
     except _TooLarge as e:
@@ -344,7 +432,8 @@ def _unpickle(fileobj, name: str, release: Release):
 
 
 def _read_batch(fileobj, name: str, release: Release = CIFAR10, label_mode: str = "fine",
-                num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+                num_classes: int = NUM_CLASSES,
+                file_size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Unpickles and validates one batch file.
 
     Args:
@@ -353,6 +442,7 @@ def _read_batch(fileobj, name: str, release: Release = CIFAR10, label_mode: str 
         release: The release the file belongs to (its label keys, sizes and class counts).
         label_mode: Which labels to read ("fine"; CIFAR-100 also "coarse").
         num_classes: Labels must lie in 0..num_classes-1.
+        file_size: The file's size in bytes, when known: its arrays can be no larger.
 
     Returns:
         `(images, labels)`: uint8 (N, 32, 32, 3) NHWC and int64 (N,).
@@ -360,7 +450,7 @@ def _read_batch(fileobj, name: str, release: Release = CIFAR10, label_mode: str 
     Raises:
         DataError: The file is not a valid batch of the release.
     """
-    batch = _unpickle(fileobj, name, release)
+    batch = _unpickle(fileobj, name, release, file_size)
     if not isinstance(batch, dict):
         raise DataError(f"{name}: expected a dict, got {type(batch).__name__}; replace the file")
     key = release.label_keys[label_mode]
@@ -390,9 +480,10 @@ def _read_batch(fileobj, name: str, release: Release = CIFAR10, label_mode: str 
     return images, labels.astype(np.int64)
 
 
-def _check_meta(fileobj, name: str, release: Release, label_mode: str, class_names) -> None:
+def _check_meta(fileobj, name: str, release: Release, label_mode: str, class_names,
+                file_size: Optional[int] = None) -> None:
     """Checks that the release's meta file names the classes as the registry does."""
-    meta = _unpickle(fileobj, name, release)
+    meta = _unpickle(fileobj, name, release, file_size)
     names = meta.get(release.meta_keys[label_mode]) if isinstance(meta, dict) else None
     names = tuple(n.decode() if isinstance(n, bytes) else n for n in names or ())
     if names != tuple(class_names):
@@ -407,19 +498,20 @@ def _read_batches(source: pathlib.Path, release: Release = CIFAR10, label_mode: 
     wanted = (*release.train_files, release.test_file)
     batches, seen_meta = {}, False
 
-    def read(fileobj, name, path):
+    def read(fileobj, name, path, size):
         nonlocal seen_meta
         if name == release.meta_file:
-            _check_meta(fileobj, path, release, label_mode, class_names)
+            _check_meta(fileobj, path, release, label_mode, class_names, size)
             seen_meta = True
         else:
-            batches[name] = _read_batch(fileobj, path, release, label_mode, len(class_names))
+            batches[name] = _read_batch(fileobj, path, release, label_mode, len(class_names),
+                                        size)
 
     if source.is_dir():
         for name in (*wanted, *([release.meta_file] if release.meta_file else [])):
             if (source / name).is_file():
                 with open(source / name, "rb") as f:
-                    read(f, name, str(source / name))
+                    read(f, name, str(source / name), os.fstat(f.fileno()).st_size)
     else:
         try:
             # One sequential pass: seeking backwards in a .gz means decompressing again.
@@ -429,7 +521,8 @@ def _read_batches(source: pathlib.Path, release: Release = CIFAR10, label_mode: 
                     name = pathlib.PurePosixPath(member.name).name
                     if member.isfile() and (name in wanted and name not in batches
                                             or name == release.meta_file and not seen_meta):
-                        read(tar.extractfile(member), name, f"{source}:{member.name}")
+                        read(tar.extractfile(member), name, f"{source}:{member.name}",
+                             member.size)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             # tarfile's "could not be opened" lists every method it tried, one per line.
             reason = ("not a tar archive (plain, gzip, bzip2 or xz)"
