@@ -5,9 +5,10 @@ shortcuts, the classifier head and the stage loop.
 assemble their nets from these. ``cfg`` below is the model side of a preset
 (`presets.model_options`).
 
-The "paper" preset follows the Torch code the papers were trained with (fb.resnet.torch): its
-initialisers, symmetric padding of strided convolutions, and stride on the 3x3 convolution of
-bottleneck units (He et al. 2015, sec. 4.1 and Fig. 5).
+Where the papers leave a detail open, the "paper" preset follows Facebook's Torch code of 2016
+(fb.resnet.torch; later than He 2015, whose own code is not public): its initialisers, symmetric
+padding of strided convolutions, and stride on the 3x3 convolution of bottleneck units (He et al.
+2015, sec. 4.1 and Fig. 5).
 """
 
 import functools

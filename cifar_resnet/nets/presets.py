@@ -1,10 +1,12 @@
 """The one preset table: each preset's model side (constructor options) and recipe side (config
 fields). No TensorFlow, no Keras.
 
-"paper" follows the Torch code the papers were trained with (facebook/fb.resnet.torch
-models/resnet.lua and models/preresnet.lua) wherever He et al. 2015 (sec. 4.2) and 2016 leave a
-detail open: initialisation, BN momentum/epsilon, weight decay on every parameter, symmetric
-padding of strided convolutions, and stride on the 3x3 convolution of bottleneck units. Its
+"paper" follows He et al. 2015 (sec. 4.2) and 2016, and where they leave a detail open,
+Facebook's Torch code of 2016 (facebook/fb.resnet.torch models/resnet.lua and
+models/preresnet.lua; later than He 2015, whose own code is not public; He 2016's released CIFAR
+code builds on it): initialisation, BN momentum/epsilon, weight decay on every parameter,
+symmetric padding of strided convolutions, and stride on the 3x3 convolution of bottleneck
+units. Its
 recipe is the `config.Config` defaults, so its recipe side is empty.
 
 "keras-example" reproduces the old keras-team/keras ``examples/cifar10_resnet.py``: its nets
