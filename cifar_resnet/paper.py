@@ -112,3 +112,16 @@ def entries(table: dict, nets, note: str | None = None) -> dict:
     return {net: dict(table[net], **({"note": note} if note else {}))
             for net in nets if net in table}
 
+
+# The comparisons He 2015 draws between its CIFAR-10 nets (sec. 4.2, Table 6, Figure 6), each
+# (a, b, what the paper finds), b the deeper or the residual net: results/paired.py tests each
+# with one run of each net.
+COMPARISONS = (
+    ("plain20", "plain56", "Figure 6 (left): the deeper plain net has the higher error"),
+    ("plain56", "plain110", "sec. 4.2: plain-110's error is higher than 60%"),
+    ("plain20", "resnet20", "Figure 6: with shortcuts, lower error at the same depth"),
+    ("plain56", "resnet56", "Figure 6: with shortcuts, lower error at the same depth"),
+    ("plain110", "resnet110", "Figure 6: with shortcuts, lower error at the same depth"),
+    ("resnet20", "resnet56", "Table 6: 8.75 against 6.97"),
+    ("resnet56", "resnet110", "Table 6: 6.97 against 6.43 (mean of 5 runs 6.61)"),
+)

@@ -62,6 +62,8 @@ def test_outputs_are_written_and_consistent(run):
     preds = _reference_probs(run, "final", datasets.make_synthetic(256, 128)[1][0]).argmax(1)
     np.testing.assert_array_equal(
         matrix, np.histogram2d(labels, preds, bins=10, range=[[0, 10], [0, 10]])[0])
+    # One 0/1 an image, in order: what paired comparisons of two nets read (results/paired.py).
+    assert saved["correct"] == "".join("1" if ok else "0" for ok in preds == labels)
     wrong = saved["most_confident_wrong"]
     assert len(wrong) == min(16, int(np.sum(preds != labels)))
     assert all(w["label"] != w["predicted"] for w in wrong)

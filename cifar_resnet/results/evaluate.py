@@ -28,6 +28,7 @@ from cifar_resnet.data import datasets, device_input
 from cifar_resnet.nets import layers  # noqa: F401  (registers the custom layers load_model needs)
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import files, rundir
+from cifar_resnet.results import paired
 from cifar_resnet.run.config import EVAL_CHECKPOINTS as CHECKPOINTS
 from cifar_resnet.run.config import EVAL_SPLITS as SPLITS
 from cifar_resnet.run.config import EVAL_TTAS as TTAS
@@ -206,6 +207,7 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
         plain_error = float(np.mean(probs.argmax(axis=1) != labels))
         probs = (probs + _probs(model, images, **kw, flip=True)) / 2
     report.update(classification_summary(labels, probs, names, top_wrong=top_wrong))
+    report["correct"] = paired.encode(probs.argmax(axis=1) == labels)  # for paired comparisons
     if head is not None:
         report["head"] = head_error(labels, probs, head)
     if tta:

@@ -22,7 +22,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cifar_resnet.results import analysis
+from cifar_resnet import paper
+from cifar_resnet.results import analysis, paired
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import files, rundir
@@ -376,6 +377,17 @@ def default_report_dir(runs_dir) -> pathlib.Path:
     return source.parent / "report" / source.name
 
 
+def write_paired(runs, out) -> list[pathlib.Path]:
+    """paired.md and paired.csv: each pair of paper.COMPARISONS among `runs`, on all test images
+    and on the exact 1,000 (results/paired.py); nothing when no pair has per-image results."""
+    pairs, notes = paired.from_runs(runs, paper.COMPARISONS, head=evaluate_lib.EXACT_TEST_IMAGES)
+    if not pairs and not notes:
+        return []
+    files.atomic_write_text(out / "paired.md", paired.markdown(pairs, notes))
+    files.atomic_write_text(out / "paired.csv", paired.csv_text(pairs))
+    return [out / "paired.md", out / "paired.csv"]
+
+
 def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = False) -> dict:
     """The table (results.md, table.csv), each net's final errors (results.csv), Figures 6 and
     7 and test error against wall time (PNG, PDF) of a sweep, a net's folder or one run, and a
@@ -433,6 +445,7 @@ def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = Fa
             skipped.append(f"{stem}: {why}")
         else:
             written += [out / f"{stem}.png", out / f"{stem}.pdf"]
+    written += write_paired(runs, out)
     files.write_json(out / analysis.REPORT_MARKER, {
         "source": str(runs_dir), "runs": [str(analysis.report_copy("runs", r)) for r in runs],
         "files": [str(p.relative_to(out)) for p in written]})
