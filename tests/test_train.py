@@ -226,6 +226,9 @@ def _cli(*args, cwd):
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--epochs", "x"], "invalid int value"),
     (["--config", "missing.yaml"], "cannot read config file"),
+    # Issue #39: validated against its preset before config.json was written, not at build.
+    (["--preset", "keras-example", "--version", "2", "--block", "basic", "--dataset",
+      "synthetic"], "preset 'keras-example') has only block='bottleneck'"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path):
     import pathlib

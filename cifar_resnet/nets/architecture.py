@@ -140,8 +140,9 @@ def resolve_cifar(version, depth, block, shortcut, options) -> tuple[str, int]:
         check_choice("v2_layout", options["v2_layout"], V2_LAYOUTS)
         if options["v2_layout"] == "keras-example" and (block, shortcut) != ("bottleneck", "B"):
             raise ValueError(
-                f"v2_layout 'keras-example' supports only block='bottleneck' "
-                f"and shortcut='B'; got block={block!r}, shortcut={shortcut!r}")
+                f"the Keras example's version-2 net (preset 'keras-example') has only "
+                f"block='bottleneck' and shortcut='B'; got block={block!r}, shortcut="
+                f"{shortcut!r}; use --preset paper for other version-2 nets")
     return shortcut, blocks_per_stage(depth, block)
 
 

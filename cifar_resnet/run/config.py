@@ -233,8 +233,9 @@ class Config:
                      ConfigError)
         try:
             architecture.check_net(
+                # Against this preset: the Keras example's v2 is bottleneck-only.
                 version=self.version, depth=self.depth, block=self.resolved_block,
-                shortcut=self.shortcut, plain=self.plain, unit=self.unit,
+                preset=self.preset, shortcut=self.shortcut, plain=self.plain, unit=self.unit,
                 shortcut_variant=self.shortcut_variant, gate_bias_init=self.gate_bias_init,
                 scale=self.shortcut_scale, residual_scale=self.residual_scale,
                 dropout_rate=self.shortcut_dropout)
