@@ -43,8 +43,10 @@ help:
 	@echo '  fast-recipe        ResNet-20, 32 epochs, not the paper recipe               ~40-50 min CPU'
 	@echo '  fast-recipe-torch  the same in PyTorch (needs torch)                        not timed'
 	@echo '  cpu-repro          Figure 6 at 20/56 layers, 7,820 iterations, bf16         ~3.7 h CPU'
-	@echo '  full-repro         Figure 6 at 20/56 layers, 64k iterations (foreground)    ~12 h CPU bf16'
-	@echo '  full-repro-bg      the same in the background, from a pinned copy           ~12 h CPU bf16'
+	@echo '  full-repro         Figure 6 at 20/56/110, ResNet-56 v2, 64k iter.           ~42 h CPU bf16'
+	@echo '  full-repro-bg      the same in the background, from a pinned copy           ~42 h CPU bf16'
+	@echo '  full-repro-110-bg  its last three (110 layers, v2), pinned, background      ~30 h CPU bf16'
+	@echo '  full-repro-report  redraws docs/full-repro: the 4 and the pinned 3          ~2 min CPU'
 	@echo '  keras-example      the Keras example: seven nets, its recipe                ~55 GPU-hours'
 	@echo '  v2                 He 2016: ResNet-110/164 v1 vs v2, ResNet-1001            ~90 GPU-hours'
 	@echo '  figure6            plain and residual 20..110, ResNet-1202                  ~145 GPU-hours'
@@ -99,8 +101,9 @@ cpu-repro: no-print-db setup
 	$(call sweep,cpu_repro)
 	test -n "$(DRY)" || $(PY) -m cifar_resnet report $(or $(RUNS_DIR),runs)/cpu_repro --out docs/cpu-repro
 
-# The paper's full recipe (64k iterations) at 20 and 56 layers, plain and residual
-# (experiments/full_repro.py, issue #22): about 12 hours of a 2-core AMD Zen 5 in bf16
+# The paper's full recipe (64k iterations) at 20, 56 and 110 layers, plain and residual, and
+# ResNet-56 v2 (experiments/full_repro.py, issues #22 and #37): the first four took 12.6 hours of
+# a 2-core AMD Zen 5 in bf16, the last three about 30 more (estimated from the project's bench)
 # (docs/full-repro; an AVX2-only CPU trains in float32, several times slower).
 # `make full-repro` trains in the foreground and writes docs/full-repro;
 # `make full-repro-bg` starts or resumes it in the background from a pinned copy of the code
@@ -113,6 +116,30 @@ full-repro: no-print-db setup
 full-repro-bg: no-print-db
 	DATA_DIR=$(abspath $(or $(DATA_DIR),../shared/data/cifar-10-python.tar.gz)) \
 		bash experiments/run_pinned.sh start full_repro
+
+# Redraws docs/full-repro from all seven nets: the first four as committed there, and the last
+# three where the pinned sweep full_repro_110 has them now (finished or not; `make
+# full-repro-110-bg` starts or resumes it). Their small files, and final.keras once finished, are
+# staged as full_repro's (the same configs); finished runs are evaluated (errors, exact 1,000,
+# flip TTA, per-image results for the paired comparisons).
+PINNED_110 ?= /work/full-repro-110
+FULL_REPRO_STAGE ?= runs/full-repro-stage
+full-repro-report: no-print-db setup
+	rm -rf $(FULL_REPRO_STAGE) && mkdir -p $(FULL_REPRO_STAGE)/full_repro
+	cp -r docs/full-repro/runs/full_repro/. $(FULL_REPRO_STAGE)/full_repro/
+	for run in $(PINNED_110)/runs/full_repro_110/*/seed0; do \
+		[ -f "$$run/config.json" ] || continue; \
+		net=$$(basename "$$(dirname "$$run")"); to=$(FULL_REPRO_STAGE)/full_repro/$$net/seed0; \
+		mkdir -p "$$to"; \
+		for f in config.json data.json history.csv metrics.json final.keras; do \
+			[ ! -f "$$run/$$f" ] || cp "$$run/$$f" "$$to/"; done; \
+		cp $(PINNED_110)/sweep.log "$$to/"; \
+	done
+	$(PY) -m cifar_resnet report $(FULL_REPRO_STAGE)/full_repro --out docs/full-repro --evaluate
+
+full-repro-110-bg: no-print-db
+	DATA_DIR=$(abspath $(or $(DATA_DIR),../shared/data/cifar-10-python.tar.gz)) \
+		bash experiments/run_pinned.sh start full_repro_110
 
 # Time to accuracy on 2 CPU cores (experiments/fast.py): ResNet-20 towards the paper's 8.75%.
 fast-recipe: DATA_DIR ?= ../shared/data/cifar-10-python.tar.gz
@@ -135,7 +162,7 @@ fast-recipe-torch: no-print-db setup
 		docs/fast/torch/
 
 .PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
-	fast-recipe-torch full-repro full-repro-bg
+	fast-recipe-torch full-repro full-repro-bg full-repro-report full-repro-110-bg
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
 # its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it

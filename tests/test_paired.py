@@ -67,7 +67,9 @@ def _run(tmp_path, net, seed, correct):
 def test_from_runs_takes_the_papers_pairs_and_notes_the_ones_it_cannot_compare(tmp_path):
     runs = [_run(tmp_path, "resnet20", 0, "1100"), _run(tmp_path, "resnet56", 1, "1110"),
             _run(tmp_path, "resnet56", 0, "1111"), _run(tmp_path, "plain20", 0, None),
-            _run(tmp_path, "resnet32", 0, "0000")]  # no pair of the paper's
+            _run(tmp_path, "resnet32", 0, "0000"),  # no pair of the paper's
+            _run(tmp_path, "resnet110", 0, None)]
+    runs[-1].status = "incomplete"  # still training: left out without a note
     pairs, notes = paired.from_runs(runs, paper.COMPARISONS, head=2)
     assert [(p.a, p.b, p.n) for p in pairs] == [("resnet20", "resnet56", 4),
                                                 ("resnet20", "resnet56", 2)]

@@ -159,7 +159,7 @@ def from_runs(runs, comparisons, head: Optional[int] = None) -> tuple[list[Paire
 
     Returns:
         (comparisons, notes): each pair on all images, then on the head; a note for each pair
-        named in `comparisons` with both nets present but one without per-image results.
+        named in `comparisons` with both nets finished but one without per-image results.
     """
     first: dict[str, object] = {}
     for run in sorted(runs, key=lambda r: r.seed):
@@ -169,6 +169,8 @@ def from_runs(runs, comparisons, head: Optional[int] = None) -> tuple[list[Paire
         if a not in first or b not in first:
             continue
         ca, cb = final_results(first[a].path), final_results(first[b].path)
+        if any(getattr(first[n], "status", "complete") != "complete" for n in (a, b)):
+            continue  # still training: nothing to compare yet, nothing missing
         if ca is None or cb is None:
             notes.append(f"{a} against {b}: no per-image results in "
                          f"{first[a if ca is None else b].path} (evaluate its final model)")
