@@ -3,9 +3,16 @@
 The rate is a measured one where the code has it: a finished run of the same net and precision
 (its metrics.json `images_per_sec`), first among the runs beside the new one (this machine),
 else among the reports committed in docs/ (the machine named there). A net with no measurement
-of its own gets a measured net's rate scaled by their forward multiply-adds (counted here from
-the architecture: basic block 18·c²·HW, bottleneck 17·c²·HW, per block; the stages keep c²·HW
-constant). Small nets do not scale with FLOPs on a CPU, so that one is rougher, and says so.
+of its own gets a measured net's rate scaled by their cost per image (`relative_cost`): forward
+multiply-adds plus the activations its layers write, weighted. Multiply-adds alone (basic block
+18·c²·HW, bottleneck 17·c²·HW) put a bottleneck net at 0.63 of ResNet-56 v1's cost, but its
+block-outputs are 4 times wider and a CPU moves them through memory: the project's bench on a
+2-core Intel Xeon with AMX in bf16 gave ResNet-20 / 56 / 110 v1 and ResNet-56 v2 1,250 / 428 /
+224 / 247 img/s (as reported in the newcomer issue, #40), ResNet-56 v2 at 1.7 times
+ResNet-56 v1's time. ACTIVATION_WEIGHT is the least-squares fit to those four (17.4); from any
+one of them it gives the other three within 4%, where multiply-adds alone made ResNet-56 v2
+2.7 times too fast. One machine's fit: other CPUs weigh memory differently, so the line says
+"rough".
 """
 
 from __future__ import annotations
@@ -34,6 +41,28 @@ def relative_macs(config: config_lib.Config) -> float:
         return 1 + 17 * blocks
     blocks = 3 * ((config.depth - 2) // 6)
     return 1 + 18 * blocks
+
+
+# Activations a block writes per image, in tensors of its stage's width (c·HW, or the inner
+# width of a bottleneck): conv, BN, ReLU twice, the addition and its ReLU (basic); BN-ReLU of
+# the 4x-wide input, three convs with their BN and ReLU, the wide output and the addition
+# (bottleneck, either version). The stem writes 3 at stage 1's width.
+BLOCK_ACTIVATIONS = {"basic": 7, "bottleneck": 22}
+STAGE_WIDTHS = (1, 0.5, 0.25)  # c·HW of stages 1-3: 16x32x32, 32x16x16, 64x8x8
+ACTIVATION_WEIGHT = 17  # cost of one activation unit (16x32x32) in stage-block MACs (above)
+
+
+def relative_activations(config: config_lib.Config) -> float:
+    """Activation elements written per image, in units of 16x32x32 (`BLOCK_ACTIVATIONS`)."""
+    block = config.resolved_block
+    per_stage = (config.depth - 2) // (9 if block == "bottleneck" else 6)
+    return 3 + BLOCK_ACTIVATIONS[block] * per_stage * sum(STAGE_WIDTHS)
+
+
+def relative_cost(config: config_lib.Config) -> float:
+    """The cost per image that scales a measured rate to another net: multiply-adds plus
+    ACTIVATION_WEIGHT times the activations (module docstring)."""
+    return relative_macs(config) + ACTIVATION_WEIGHT * relative_activations(config)
 
 
 def _measurements(roots) -> list[tuple[pathlib.Path, config_lib.Config, float, str]]:
@@ -85,12 +114,14 @@ def estimate(config: config_lib.Config, workdir, precision: str, num_train: int,
                 f"the median of {len(same)} runs, e.g. {where} {_short(run)}"
             basis = f"{config.net_name} {precision} at {rate:.0f} img/s measured by {runs} ({cpu})"
             return images / rate, basis
-        if found:  # the nearest measured net, scaled by multiply-adds
-            run, other, rate, cpu = min(
-                found, key=lambda m: abs(relative_macs(m[1]) - relative_macs(config)))
-            scale = relative_macs(config) / relative_macs(other)
+        if found:  # the nearest measured net, of the same block type if there is one
+            run, other, rate, cpu = min(found, key=lambda m: (
+                m[1].resolved_block != config.resolved_block,
+                abs(relative_cost(m[1]) - relative_cost(config))))
+            scale = relative_cost(config) / relative_cost(other)
             basis = (f"{other.net_name} {precision} at {rate:.0f} img/s measured by {where} "
-                     f"{_short(run)} ({cpu}), scaled by FLOPs x{scale:.2f} (rough on a CPU)")
+                     f"{_short(run)} ({cpu}), scaled by multiply-adds and activations "
+                     f"x{scale:.2f} (rough on a CPU)")
             return images * scale / rate, basis
     return None
 
