@@ -177,6 +177,7 @@ def _train(args) -> int:
     else:
         # Refused before the slow TensorFlow import (train checks them again): a folder of
         # someone else's files, a read-only mount or a file in the way, a held lock.
+        config_lib.check_input_pipeline(config)  # as training will, without TensorFlow
         if args.workdir:
             rundir.refuse_foreign_dir(args.workdir, config_lib.ConfigError)
         rundir.refuse_links(workdir)

@@ -8,7 +8,21 @@ data sets) checks it here, so the wording is the same everywhere.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from typing import Iterable, Optional
+
+# A value quoted in a message is cut to this: a config file can hold a list of a million items,
+# and formatting it whole would fill the terminal (or, for shared YAML aliases, the memory).
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 8
+_SHORT.maxlevel = 3
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlong = 40
+
+
+def short(value) -> str:
+    """`repr(value)`, cut to a few dozen characters (`[1, 2, 3, ...]`) for an error message."""
+    return _SHORT.repr(value)
 
 
 def closest(value, allowed: Iterable) -> Optional[str]:
@@ -42,7 +56,7 @@ def check_choice(name: str, value, allowed: Iterable, error: type = ValueError) 
     """
     allowed = tuple(allowed)
     if isinstance(value, bool) or value not in allowed:
-        raise error(f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}"
+        raise error(f"{name} {short(value)} is not one of {', '.join(map(repr, allowed))}"
                     + suggest(value, allowed))
 
 
@@ -57,4 +71,4 @@ def check_number(name: str, value, low: Optional[float] = None, high: Optional[f
     if not ok:
         bounds = f" in [{low}, {high})" if high is not None else (
             f" >= {low}" if low is not None else "")
-        raise error(f"{name} must be a number{bounds}; got {value!r}")
+        raise error(f"{name} must be a number{bounds}; got {short(value)}")

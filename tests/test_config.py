@@ -1,6 +1,7 @@
 """Config: the paper's defaults, presets, precedence, validation, and the training plan."""
 
 import json
+import os
 import pathlib
 import resource
 import subprocess
@@ -165,6 +166,60 @@ def test_bad_config_files(tmp_path):
         config_lib.resolve(str(tmp_path / "l.yaml"))
 
 
+def _alias_bomb(levels: int = 12) -> str:
+    """A YAML value of nested anchors ("billion laughs"): a few hundred bytes for 10^levels items."""
+    value = "[&a0 [1,1,1,1,1,1,1,1,1,1]"
+    for i in range(1, levels):
+        value += f", &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]"
+    return value + "]"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("lr_milestones: " + _alias_bomb() + "\n", "more than 100,000 items with its YAML aliases expanded"),
+    ("a: &a [*a]\n", "a YAML alias refers to a node that holds it"),
+    ("depth: [1, 2\n", "cannot read config file .*: expected ',' or ']', but got '<stream end>' "
+                       "at line 2, column 1$"),
+    ("x" * (config_lib.MAX_CONFIG_BYTES + 1), "larger than 1,048,576 bytes"),
+    ("\n".join(f"k{i}: 1" for i in range(20_000)), r"unknown setting\(s\) k0, k1, k10, k100, "
+                                                   r"k1000 and 19,995 more$"),
+])
+def test_config_files_that_would_exhaust_memory_are_refused_in_one_line(tmp_path, text, match):
+    """Issue #38: nested anchors grew memory 35 MB/s (the error message formatted a value of
+    10^12 items); a huge file was read whole."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as error:
+        config_lib.resolve(str(path))
+    assert "\n" not in str(error.value) and len(str(error.value)) < 400
+
+
+def test_a_few_aliases_still_load(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr_milestones: &m [0.5, 0.75]\nlr_factors: [0.1, 0.01]\n")
+    assert config_lib.resolve(str(path)).lr_milestones == (0.5, 0.75)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "/dev/zero"], "cannot read config file /dev/zero: larger than 1,048,576 bytes"),
+    (["--config", "LAUGHS"], "more than 100,000 items with its YAML aliases expanded"),
+    (["--set", "lr_milestones=" + _alias_bomb()], "more than 100,000 items with its YAML aliases expanded"),
+])
+def test_cli_config_bombs_refused_at_once_in_little_memory(args, message, tmp_path):
+    """Issue #38: `--config /dev/zero` reached 4.7 GB in 10 s; the anchors ran without end."""
+    (tmp_path / "laughs.yaml").write_text("lr_milestones: " + _alias_bomb() + "\n")
+    args = [str(tmp_path / "laughs.yaml") if a == "LAUGHS" else a for a in args]
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (500 << 20, 500 << 20))\n"
+            "from cifar_resnet.__main__ import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", code, "train", "--workdir",
+                             str(tmp_path / "run"), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_set_overrides_parse_yaml_values():
     assert config_lib.parse_override("val_fraction=0") == ("val_fraction", 0)
     assert config_lib.parse_override("lr-milestones=[0.3, 0.6]") == ("lr_milestones", [0.3, 0.6])
@@ -174,6 +229,11 @@ def test_set_overrides_parse_yaml_values():
         config_lib.parse_override("val_fracton=0")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         config_lib.parse_override("depth")
+    # Issue #38: a 55-line YAML traceback, exit 1.
+    with pytest.raises(ConfigError, match=r"^--set 'lr=\[1': cannot read the value as YAML "
+                                          r"\(expected ',' or '\]', but got '<stream end>' at "
+                                          r"line 1, column 3\)$"):
+        config_lib.parse_override("lr=[1")
 
 
 def test_bad_choices_suggest_the_nearest_value():
@@ -260,6 +320,25 @@ def test_cli_refuses_bad_input_before_importing_tensorflow(args, message, tmp_pa
     ({"depth": 100004}, r"depth 100004 is above 1202, the deepest basic-block net.*19.4M "
                         r"parameters.*--set allow_any_depth=true"),
     ({"depth": 1010, "version": 2}, r"depth 1010 is above 1001, the deepest bottleneck"),
+    # Issue #38: upper bounds, named in the message.
+    ({"dataset": "synthetic", "synthetic_train": 10**9},
+     r"synthetic_train must be <= 50,000 \(CIFAR-10's 50,000 training images.*got 1000000000"),
+    ({"dataset": "synthetic", "synthetic_test": 10**7}, r"synthetic_test must be <= 10,000"),
+    ({"iterations": 10**20}, r"iterations must be <= 10,000,000 \(156 times the paper's 64k\); "
+                             r"got 100000000000000000000"),
+    ({"epochs": 10**8}, r"epochs 100000000 are 39,100,000,000 iterations here; at most "
+                        r"10,000,000"),
+    ({"log_every": 10**30}, r"log_every must be <= 10,000,000"),
+    ({"steps_per_execution": 10**19}, r"steps_per_execution must be <= 10,000,000"),
+    ({"eval_batch_size": 10**9, "input_pipeline": "device"}, r"eval_batch_size must be <= 60,000"),
+    ({"log_every": "1" + "0" * 400 + " passes"}, r"log_every must be an int \(iterations\) or a "
+                                                 r"positive number of passes.*\(at most 10,000,000 passes\)"),
+    # A value of a million items is quoted by its first few.
+    ({"lr_milestones": list(range(10**6))}, r"^lr_milestones \(0, 1, 2, 3, 4, 5, 6, 7, \.\.\.\) "
+                                            r"and lr_factors \(0.1, 0.01\) must have the same "
+                                            r"length$"),
+    ({"lr_milestones": [0.5] * 10**6, "lr_factors": [0.1] * 10**6},
+     r"got \[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, \.\.\.\]$"),
 ])
 def test_every_range_is_checked_in_one_line(overrides, match):
     with pytest.raises(ConfigError, match=match) as error:
@@ -286,9 +365,18 @@ def test_the_deepest_nets_of_the_papers_pass_and_the_override_allows_deeper():
     (["--depth", "100004"], "depth 100004 is above 1202"),
     (["--dataset", "synthetic", "--batch-size", "4096"],
      "batch_size 4096 is larger than the 2048 training images of synthetic"),
+    # Issue #38: a YAML traceback (exit 1); a MemoryError; a TensorFlow traceback after
+    # config.json, data.json and .lock were written; a refusal after TensorFlow loaded (5.5 s).
+    (["--set", "lr=[1"], "--set 'lr=[1': cannot read the value as YAML"),
+    (["--dataset", "synthetic", "--set", "synthetic_train=1000000000"],
+     "synthetic_train must be <= 50,000"),
+    (["--iterations", "100000000000000000000"], "iterations must be <= 10,000,000"),
+    (["--set", "eval_batch_size=1000", "--set", "input_pipeline=tfdata"],
+     "eval_batch_size=1000 applies to input_pipeline 'device' only"),
 ])
 def test_cli_refuses_out_of_range_values_before_tensorflow_writing_nothing(args, message,
                                                                             tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}  # "auto" is tf.data there
     code = ("import sys\n"
             "from cifar_resnet.__main__ import main\n"
             "status = main(sys.argv[1:])\n"
@@ -296,7 +384,27 @@ def test_cli_refuses_out_of_range_values_before_tensorflow_writing_nothing(args,
             "sys.exit(status)\n")
     result = subprocess.run([sys.executable, "-c", code, "train", "--workdir",
                              str(tmp_path / "run"), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, env=env)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "run").exists()  # no config.json, data.json or lock
+
+
+@pytest.mark.parametrize("backend, pipeline, refused", [
+    ("tensorflow", "auto", True), ("jax", "auto", False), ("jax", "tfdata", True),
+    ("tensorflow", "device", False)])
+def test_device_only_settings_are_checked_against_the_backend_without_importing_it(
+        monkeypatch, backend, pipeline, refused):
+    """Issue #38: `--set eval_batch_size=1000` was refused only after TensorFlow loaded."""
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    if "keras" not in sys.modules:
+        assert config_lib.keras_backend() == backend
+    else:
+        monkeypatch.setattr(config_lib, "keras_backend", lambda: backend)
+    config = config_lib.resolve(overrides={"eval_batch_size": 1000, "input_pipeline": pipeline})
+    if refused:
+        with pytest.raises(ConfigError, match="eval_batch_size=1000 applies to input_pipeline "
+                                              "'device' only"):
+            config_lib.check_input_pipeline(config)
+    else:
+        config_lib.check_input_pipeline(config)

@@ -243,6 +243,28 @@ def test_failed_runs_do_not_stop_the_others(tmp_path, capsys):
     assert files.read_json(good / "metrics.json")["status"] == "complete"
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_bad_set_value_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, dry_run):
+    """Issue #38: `sweep EXP --set momentum=2` marked every run FAILED and exited 1."""
+    path = _experiment_file(tmp_path, {"resnet8": dict(depth=8), "plain8": dict(depth=8,
+                                                                                 plain=True)})
+    code = cli.main(["sweep", str(path), "--set", "momentum=2", "--runs-dir",
+                     str(tmp_path / "runs"), *(["--dry-run"] if dry_run else [])])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["error: momentum must be in [0, 1); got 2.0 (from the command "
+                                "line's --set momentum=2; nothing was run)"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_net_invalid_in_its_experiment_file_stays_its_own_failure(tmp_path):
+    """The --set check blames the command line only where the net is valid without it."""
+    path = _experiment_file(tmp_path, {"good": dict(depth=8), "bad_depth": dict(depth=9)})
+    runs = sweep.plan(path, runs_dir=tmp_path / "runs", overrides={"momentum": 0.5})
+    assert [r.error is None for r in runs] == [True, False]
+    assert "depth 9 is not 6n+2" in runs[1].error
+
+
 def test_a_run_locked_by_another_sweep_at_start_is_running_elsewhere_not_failed(tmp_path):
     """Issue #25: two identical sweeps started together; the second lost the race for a run
     between its status check and the lock, and printed "FAILED ... RunLocked", exit 1."""

@@ -103,9 +103,7 @@ def input_path(config: config_lib.Config) -> str:
         raise config_lib.ConfigError(
             f"augmentation {config.augmentation!r} runs on the tf.data input pipeline only; "
             "the device pipeline does 'crop_flip' (use input_pipeline 'tfdata')")
-    if path == "tfdata" and (config.drop_remainder or config.eval_batch_size):
-        raise config_lib.ConfigError("drop_remainder and eval_batch_size apply to "
-                                     "input_pipeline 'device' only")
+    config_lib.check_input_pipeline(config, path)
     return path
 
 

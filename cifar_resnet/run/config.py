@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet.choices import check_choice, closest
+from cifar_resnet.choices import check_choice, closest, short
 from cifar_resnet.data import datasets
 from cifar_resnet.nets import architecture, presets
 from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
@@ -55,6 +55,30 @@ _MAX_DEPTH_MEMORY = {"basic": ("19.4M", 20.6), "bottleneck": ("10.2M", 35.8)}  #
 # them (for_workdir).
 NOT_IDENTITY = ("data_dir", "allow_any_depth")
 SEED_RANGE = (0, 2**32 - 1)  # numpy's and Keras' seeds
+# Upper bounds of the counts, checked before anything is written (issue #38): past them a run
+# fails late and badly (a MemoryError making a billion synthetic images; a TensorFlow traceback
+# for 1e20 iterations, an int64 overflow, after the run directory's first files exist).
+# Iterations: 10M is 156 times the paper's 64k. Synthetic data is made in memory (float32 while
+# it is made, about 40 kB an image), so it is bounded by CIFAR-10's own sizes.
+MAX_ITERATIONS = 10_000_000
+MAX_COUNTS = {
+    "iterations": (MAX_ITERATIONS, "156 times the paper's 64k"),
+    "log_every": (MAX_ITERATIONS, "the most iterations a run may have"),
+    "warmup_iterations": (MAX_ITERATIONS, "the most iterations a run may have"),
+    "plateau_patience": (MAX_ITERATIONS, "the most iterations a run may have"),
+    "steps_per_execution": (MAX_ITERATIONS, "the most iterations a run may have"),
+    "eval_batch_size": (60_000, "all of CIFAR's 60,000 images"),
+    "synthetic_train": (50_000, "CIFAR-10's 50,000 training images; synthetic data is made in "
+                                "memory"),
+    "synthetic_test": (10_000, "CIFAR-10's 10,000 test images; synthetic data is made in "
+                               "memory"),
+}
+# Config files and `--set` values (issue #38): a file is read up to this size (`/dev/zero` is
+# refused after 1 MB, not after filling the memory), and YAML aliases may expand to at most
+# this many nodes: a few hundred bytes of nested anchors ("billion laughs") stand for 10^12
+# items, which the parser shares but anything copying or formatting the value expands.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
 # Iteration counts that a recipe may give in passes over the training images ("2 passes",
 # "1 pass", "0.5 passes"): converted once, in `resolve`, with the batch size and split of that
 # config, so config.json holds iterations and a recipe stays right under another batch size or
@@ -250,6 +274,10 @@ class Config:
                 raise ConfigError(f"{name} must be >= 1; got {value}")
         if self.epochs is None and self.iterations is None:
             raise ConfigError("set epochs or iterations")
+        for name, (high, why) in MAX_COUNTS.items():
+            value = getattr(self, name)
+            if value is not None and value > high:
+                raise ConfigError(f"{name} must be <= {high:,} ({why}); got {value}")
         if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1); got {self.val_fraction}")
         for name in ("lr", "warmup_lr"):
@@ -263,8 +291,8 @@ class Config:
             raise ConfigError(f"nesterov applies to optimizer 'sgd' only; got optimizer "
                               f"{self.optimizer!r}")
         if len(self.lr_milestones) != len(self.lr_factors):
-            raise ConfigError(f"lr_milestones {self.lr_milestones} and lr_factors "
-                              f"{self.lr_factors} must have the same length")
+            raise ConfigError(f"lr_milestones {short(self.lr_milestones)} and lr_factors "
+                              f"{short(self.lr_factors)} must have the same length")
         self._check_ranges()
         return self
 
@@ -275,13 +303,13 @@ class Config:
                 if (isinstance(value, bool) or not isinstance(value, (int, float))
                         or not math.isfinite(value)):
                     raise ConfigError(f"{name} must be a list of finite numbers; got "
-                                      f"{list(getattr(self, name))!r}")
+                                      f"{short(list(getattr(self, name)))}")
         if not all(0 < m < 1 for m in self.lr_milestones) or any(
                 a >= b for a, b in zip(self.lr_milestones, self.lr_milestones[1:])):
             raise ConfigError(f"lr_milestones must be strictly increasing fractions in (0, 1); "
-                              f"got {list(self.lr_milestones)}")
+                              f"got {short(list(self.lr_milestones))}")
         if not all(f > 0 for f in self.lr_factors):
-            raise ConfigError(f"lr_factors must be > 0; got {list(self.lr_factors)}")
+            raise ConfigError(f"lr_factors must be > 0; got {short(list(self.lr_factors))}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
         for name in ("warmup_iterations", "plateau_patience"):
@@ -296,6 +324,11 @@ class Config:
         if not low <= self.seed <= high:
             raise ConfigError(f"seed must be in [{low}, {high}]; got {self.seed}")
         num_train = self.registry_num_train()
+        if self.epochs is not None:
+            total = self.epochs * self.iterations_per_pass(max(num_train, 1))
+            if total > MAX_ITERATIONS:
+                raise ConfigError(f"epochs {self.epochs} are {total:,} iterations here; at most "
+                                  f"{MAX_ITERATIONS:,} (156 times the paper's 64k)")
         if self.batch_size > num_train:
             raise ConfigError(f"batch_size {self.batch_size} is larger than the {num_train} "
                               f"training images of {self.dataset} (val_fraction "
@@ -367,23 +400,87 @@ EVAL_TTAS = (None, "flip")
 
 def _unknown_keys(keys) -> str:
     """`"depht (did you mean 'depth'?)"`: unknown setting names, each with its nearest field."""
-    near = {k: closest(k, FIELDS) for k in keys}  # suggests today's fields only
-    return ", ".join(f"{k} (did you mean {near[k]!r}?)" if near[k] else k for k in keys)
+    keys = list(keys)
+    shown = keys[:5]  # a file of a million keys gets one line, not a million suggestions
+    near = {k: closest(k, FIELDS) for k in shown}  # suggests today's fields only
+    text = ", ".join(f"{k} (did you mean {near[k]!r}?)" if near[k] else
+                     (k if isinstance(k, str) and len(k) <= 80 else short(k)) for k in shown)
+    return text + (f" and {len(keys) - len(shown):,} more" if len(keys) > len(shown) else "")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a document whose aliases expand past MAX_YAML_NODES
+    nodes, or refer to themselves, before any Python object is built."""
+
+    def construct_document(self, node):
+        sizes, open_ = {}, set()
+
+        def size(n) -> int:  # nodes of `n` expanded, each shared node counted where it is used
+            if id(n) in sizes:
+                return sizes[id(n)]
+            if id(n) in open_:
+                raise yaml.YAMLError("a YAML alias refers to a node that holds it")
+            open_.add(id(n))
+            children = (n.value if isinstance(n, yaml.SequenceNode) else
+                        [x for pair in n.value for x in pair] if isinstance(n, yaml.MappingNode)
+                        else [])
+            total = 1
+            for child in children:
+                total += size(child)
+                if total > MAX_YAML_NODES:
+                    raise yaml.YAMLError(f"it holds more than {MAX_YAML_NODES:,} items with "
+                                         "its YAML aliases expanded")
+            open_.discard(id(n))
+            sizes[id(n)] = total
+            return total
+
+        size(node)
+        return super().construct_document(node)
+
+
+def _load_yaml(text: str):
+    """`yaml.safe_load(text)`, refusing aliases that expand past MAX_YAML_NODES (a YAMLError)."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _one_line(error: Exception) -> str:
+    """An error's message on one line: YAML's spans several (the context, the line, a caret),
+    so it is cut to its problem and where."""
+    mark = getattr(error, "problem_mark", None)
+    if getattr(error, "problem", None) and mark is not None:
+        return f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())[:300] or type(error).__name__
 
 
 def read_file(path) -> dict[str, Any]:
-    """Reads a JSON or YAML config file into a dict of known fields."""
+    """Reads a JSON or YAML config file into a dict of known fields.
+
+    At most MAX_CONFIG_BYTES are read, and YAML aliases may expand to at most MAX_YAML_NODES
+    items: a larger file (`/dev/zero`) or an alias bomb is refused in one line.
+    """
     path = pathlib.Path(path)
     try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"cannot read config file {path}: larger than "
+                              f"{MAX_CONFIG_BYTES:,} bytes (a config is a few hundred)")
+        text = raw.decode()
+        data = json.loads(text) if path.suffix == ".json" else _load_yaml(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read config file {path}: {e}".splitlines()[0]) from None
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"cannot read config file {path}: {_one_line(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of settings")
-    unknown = sorted(set(data) - set(FIELDS) - set(LEGACY_FIELDS))
+        raise ConfigError(f"config file {path} must hold a mapping of settings; got a "
+                          f"{type(data).__name__}")
+    unknown = sorted(set(data) - set(FIELDS) - set(LEGACY_FIELDS), key=str)
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {_unknown_keys(unknown)}")
     return data
@@ -394,11 +491,16 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip().replace("-", "_")
     if not sep:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with KEY one of the config fields")
+        raise ConfigError(f"--set {short(text)}: expected KEY=VALUE with KEY one of the config "
+                          "fields")
     if key not in FIELDS and key not in LEGACY_FIELDS:
-        raise ConfigError(f"--set {text!r}: unknown key {_unknown_keys([key])}; expected "
+        raise ConfigError(f"--set {short(text)}: unknown key {_unknown_keys([key])}; expected "
                           f"KEY=VALUE with KEY one of {', '.join(FIELDS)}")
-    return key, yaml.safe_load(raw)
+    try:
+        return key, _load_yaml(raw)
+    except yaml.YAMLError as e:  # `lr=[1`: YAML's message, its line and caret, on one line
+        raise ConfigError(f"--set {short(text)}: cannot read the value as YAML ({_one_line(e)})"
+                          ) from None
 
 
 def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
@@ -427,9 +529,11 @@ def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = No
     per_pass = config.validate().iterations_per_pass(config.registry_num_train())
     for name, text in passes.items():
         match = _PASSES.match(text)
-        if not match or float(match[1]) <= 0:
+        # Bounded here too: a thousand-digit count is inf as a float, and round(inf) raises.
+        if not match or not 0 < float(match[1]) <= MAX_ITERATIONS:
             raise ConfigError(f"{name} must be an int (iterations) or a positive number of "
-                              f"passes such as '2 passes'; got {text!r}")
+                              f"passes such as '2 passes'; got {short(text)} (at most "
+                              f"{MAX_ITERATIONS:,} passes)")
         setattr(config, name, max(1, round(float(match[1]) * per_pass)))
     return config.validate()
 
@@ -471,11 +575,55 @@ def _check_types(config: Config) -> None:
                 pass
         if not isinstance(value, kinds[kind]) or (kind != "bool" and isinstance(value, bool)):
             raise ConfigError(f"{name} must be {'an optional ' if optional else 'a '}{kind}; "
-                              f"got {value!r}")
+                              f"got {short(value)}")
         if kind == "float":
             if not math.isfinite(value):  # `--lr inf`, `.nan` in YAML: no range check holds
                 raise ConfigError(f"{name} must be a finite number; got {value!r}")
             setattr(config, name, float(value))
+
+
+def keras_backend() -> str:
+    """The Keras backend a run will use, found as Keras finds it but without importing it
+    (which would import TensorFlow): the imported Keras' if any, else $KERAS_BACKEND, else
+    "backend" of $KERAS_HOME/keras.json (default ~/.keras), else "tensorflow"."""
+    import os
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return keras.backend.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(
+        os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp",
+        ".keras")
+    try:
+        backend = files.read_json(pathlib.Path(home, "keras.json")).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    return backend if isinstance(backend, str) and backend else "tensorflow"
+
+
+def check_input_pipeline(config: Config, path: Optional[str] = None) -> None:
+    """Refuses settings of the device input path on the tf.data one (ConfigError, one line).
+
+    Args:
+        config: the run's config.
+        path: the input path it trains through ("tfdata" or "device"); None: the one
+            `input_pipeline` means under `keras_backend()` ("auto": tfdata under TensorFlow),
+            so that the CLI refuses before importing TensorFlow (issue #38).
+    """
+    if path is None:
+        path = (config.input_pipeline if config.input_pipeline != "auto" else
+                "tfdata" if keras_backend() == "tensorflow" else "device")
+    if path != "tfdata":
+        return
+    given = [f"{name}={getattr(config, name)!r}" for name in ("drop_remainder", "eval_batch_size")
+             if getattr(config, name)]
+    if given:
+        how = ("input_pipeline 'auto' under the TensorFlow backend" if config.input_pipeline
+               == "auto" else "input_pipeline 'tfdata'")
+        raise ConfigError(f"{', '.join(given)} applies to input_pipeline 'device' only; this run "
+                          f"trains through tf.data ({how}); pass --set input_pipeline=device, or "
+                          "leave drop_remainder false and eval_batch_size null")
 
 
 def kept_note(workdir, kept) -> str:

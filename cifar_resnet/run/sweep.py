@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
+from cifar_resnet.choices import short
 from cifar_resnet.nets import presets
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import experiments, files, rundir
@@ -115,11 +116,30 @@ def plan(experiment, *, seeds: int = 1, runs_dir="runs", overrides: Optional[dic
                 config, error = experiments.run_config(experiment, net, seed, overrides), None
             except ConfigError as e:
                 config, error = None, str(e)
+                _refuse_bad_overrides(experiment, net, seed, overrides, error)
             runs.append(PlannedRun(experiment.name, net, seed, workdir, config, error))
     if shard is not None:
         index, count = shard
         runs = runs[index::count]
     return runs
+
+
+def _refuse_bad_overrides(experiment, net: str, seed: int, overrides: Optional[dict],
+                          error: str) -> None:
+    """Raises ConfigError when `overrides` (the command line's `--set`, `--data-dir`) are what
+    make a run's settings invalid: a bad value given once is bad input (exit 2, one line,
+    nothing run), not one failed run per net (issue #38). A net that is invalid in the
+    experiment file itself stays that run's own failure."""
+    if not overrides:
+        return
+    try:
+        experiments.run_config(experiment, net, seed)
+    except ConfigError:
+        return  # invalid without the overrides too: the experiment file's own problem
+    given = " ".join(f"--data-dir {v}" if k == "data_dir" else
+                     f"--set {k}={v if isinstance(v, str) else short(v)}"
+                     for k, v in overrides.items())
+    raise ConfigError(f"{error} (from the command line's {given}; nothing was run)")
 
 
 def status(run: PlannedRun) -> tuple[str, str]:
