@@ -193,6 +193,78 @@ def test_damaged_metadata_resumes_from_the_newest_checkpoint_file_and_says_so(
     assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
 
 
+def _backup_of_two_states(folder: pathlib.Path) -> dict:
+    """A backup folder as a run leaves it after two periods (files of any bytes: only their
+    names and checksums are read before a load); returns the metadata."""
+    folder.mkdir()
+    states = []
+    for epoch in (1, 2):
+        path = folder / f"epoch{epoch}.weights.h5"
+        path.write_bytes(f"state {epoch}".encode())
+        states.append({"epoch": epoch, "weights": path.name, "sha256": files.sha256(path)})
+    return {**states[1], "previous": states[0]}
+
+
+@pytest.mark.parametrize("edit, corrupt, resumed", [
+    (lambda meta: {}, False, 2),                                   # the probe of issue #38
+    (lambda meta: {"previous": meta["previous"]}, False, 2),
+    (lambda meta: {**meta, "epoch": "2"}, False, 2),
+    (lambda meta: {**meta, "weights": "../../victim"}, False, 2),
+    (lambda meta: {**meta, "sha256": None}, False, 2),
+    (lambda meta: {**meta, "iterations": -1}, False, 2),
+    (lambda meta: {**meta, "previous": "x"}, True, 1),              # was an AttributeError
+    (lambda meta: {**meta, "previous": {"epoch": 1}}, True, 1),
+])
+def test_metadata_that_parses_but_lacks_what_it_needs_resumes_from_the_newest_file(
+        tmp_path, capsys, edit, corrupt, resumed):
+    """Issue #38: `{}` in training_metadata.json said "starting from scratch" and trained from
+    iteration 0 beside two intact checkpoints; `"previous": "x"` raised AttributeError. Such
+    metadata is now read as unreadable metadata is: the newest checkpoint file that is not known
+    to be corrupt, with a warning naming what is missing."""
+    backup = tmp_path / "backup"
+    meta = edit(_backup_of_two_states(backup))
+    files.write_json(backup / rundir.METADATA, meta)
+    if corrupt:  # the latest file fails its checksum: the previous state is what is left
+        (backup / "epoch2.weights.h5").write_bytes(b"truncated")
+    state = reliability.Checkpointer(backup).resume_state()
+    assert (state["epoch"], state["weights"]) == (resumed, f"epoch{resumed}.weights.h5")
+    assert state["sha256"] == files.sha256(backup / state["weights"])
+    err = capsys.readouterr().err
+    assert f"warning: {backup / rundir.METADATA} is not usable (its " in err
+    assert f"resuming from the newest checkpoint file {backup / state['weights']}" in err
+
+
+def test_malformed_metadata_without_a_good_file_refuses_in_one_line(tmp_path):
+    backup = tmp_path / "backup"
+    meta = _backup_of_two_states(backup)
+    for path in backup.glob("epoch*.weights.h5"):
+        path.unlink()
+    files.write_json(backup / rundir.METADATA, {**meta, "previous": "x", "sha256": 5})
+    with pytest.raises(reliability.ResumeError, match=r"is not usable \(its latest state has no "
+                                                      r"SHA-256.*; its previous state is a str, "
+                                                      r"not a mapping\) and .* holds no "
+                                                      r"checkpoint; delete") as error:
+        reliability.Checkpointer(backup).resume_state()
+    assert "\n" not in str(error.value)
+
+
+def test_a_save_after_malformed_metadata_keeps_the_state_it_resumed_from(tmp_path):
+    """The malformed latest state must not become the new "previous" (its missing "weights"
+    would let the save delete the checkpoint it resumed from)."""
+    backup = tmp_path / "backup"
+    _backup_of_two_states(backup)
+    files.write_json(backup / rundir.METADATA, {"note": "hand-edited"})
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    checkpointer = reliability.Checkpointer(backup)
+    checkpointer.set_model(model)
+    resumed = checkpointer.resume_state()
+    checkpointer.save(3)
+    meta = files.read_json(backup / rundir.METADATA)
+    assert meta["previous"] == resumed and meta["weights"] == "epoch3.weights.h5"
+    assert sorted(p.name for p in backup.glob("epoch*.weights.h5")) == [
+        "epoch2.weights.h5", "epoch3.weights.h5"]
+
+
 @pytest.mark.slow
 def test_damaged_metadata_without_checkpoints_refuses_and_says_how_to_restart(tiny_config,
                                                                               tmp_path):

@@ -30,6 +30,7 @@ import fcntl
 import math
 import os
 import pathlib
+import re
 import shutil
 import signal
 import sys
@@ -316,7 +317,11 @@ class Checkpointer(keras.callbacks.Callback):
         state = {"epoch": epochs_done, "weights": name, "sha256": digest}
         if iterations is not None:
             state.update(iterations=iterations, **extra)
-        previous = _read_metadata(self.backup_dir) or self._resume  # metadata unreadable
+        # The metadata's latest state, unless unreadable or lacking what a resume needs (then
+        # the state this run resumed from): a malformed one must not be kept as "previous".
+        previous = _read_metadata(self.backup_dir)
+        if previous is None or state_problem(previous) is not None:
+            previous = self._resume
         if previous and previous.get("weights") != name:
             # Whole (a mid-period state needs its iterations and accumulators), less its own
             # previous.
@@ -341,7 +346,40 @@ def _read_metadata(backup_dir: pathlib.Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _newest_file_state(backup_dir: pathlib.Path, problem: str) -> dict:
+_STATE_NAME = re.compile(r"^epoch\d+(-iter\d+)?\.weights\.h5$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def state_problem(state) -> str | None:
+    """What a state of training_metadata.json lacks for a resume (one phrase), or None.
+
+    A state is a mapping with "epoch" (periods done, an int >= 0), "weights" (the plain name of
+    a file in the backup folder, `epoch<k>[-iter<i>].weights.h5`) and "sha256" (64 hex digits);
+    a mid-period one also "iterations" (an int >= 0) and, where present, "metrics" and
+    "callbacks" as mappings. JSON that parses can still lack any of these (`{}`,
+    `"previous": "x"`; issue #38): such a state is treated like unreadable metadata.
+    """
+    if not isinstance(state, dict):
+        return f"is a {type(state).__name__}, not a mapping"
+    if not _count(state.get("epoch")):
+        return "has no whole number of periods (\"epoch\")"
+    if not isinstance(state.get("weights"), str) or not _STATE_NAME.match(state["weights"]):
+        return "names no checkpoint file of the backup folder (\"weights\")"
+    if not isinstance(state.get("sha256"), str) or not _SHA256.match(state["sha256"]):
+        return "has no SHA-256 (\"sha256\")"
+    if "iterations" in state and not _count(state["iterations"]):
+        return "has no whole number of iterations (\"iterations\")"
+    for name in ("metrics", "callbacks"):
+        if name in state and not isinstance(state[name], dict):
+            return f"has {name!r} that is not a mapping"
+    return None
+
+
+def _newest_file_state(backup_dir: pathlib.Path, problem: str, skip=()) -> dict:
     """The state of the newest `epoch<k>.weights.h5` when the metadata is unreadable.
 
     Each such file took its name by an atomic rename after it was complete and fsynced, so the
@@ -351,7 +389,7 @@ def _newest_file_state(backup_dir: pathlib.Path, problem: str) -> dict:
     found = []
     for path in backup_dir.glob("epoch*.weights.h5"):
         number = path.name.removeprefix("epoch").removesuffix(".weights.h5")
-        if number.isdigit():
+        if number.isdigit() and path.name not in skip:  # skip: failed their checksum
             found.append((int(number), path))
     meta_path = backup_dir / rundir.METADATA
     if not found:
@@ -378,20 +416,35 @@ def _good_state(backup_dir: pathlib.Path) -> dict | None:
         except (OSError, ValueError) as e:
             problem = f"is unreadable ({type(e).__name__})"
         return _newest_file_state(backup_dir, problem)
-    for state in (meta, meta.get("previous")):
-        if not state or not state.get("weights"):
+    malformed, corrupt = [], set()
+    for which, state in (("latest", meta), ("previous", meta.get("previous"))):
+        if which == "previous" and "previous" not in meta:
+            continue
+        problem = state_problem(state if which == "previous" else
+                                {k: v for k, v in meta.items() if k != "previous"})
+        if problem is not None:
+            malformed.append(f"its {which} state {problem}")
+        if malformed:
+            # A malformed latest state may stand for a newer file than the previous state's:
+            # the newest file decides (below), not the previous state.
             continue
         path = backup_dir / state["weights"]
         if not path.is_file():
             problem = "is missing"
-        elif files.sha256(path) != state.get("sha256"):
+        elif files.sha256(path) != state["sha256"]:
             problem = "is corrupt or truncated (checksum mismatch)"
+            corrupt.add(path.name)
         else:
             if state is not meta:
                 print(f"warning: resuming from the previous checkpoint {path} "
                       f"(epoch {state['epoch']})", file=sys.stderr)
             return state
         print(f"warning: checkpoint {path} {problem}; ignoring it", file=sys.stderr)
+    if malformed:
+        # JSON that parses but lacks what a resume needs: as unreadable metadata, the newest
+        # checkpoint file that is not known to be corrupt, or a one-line refusal.
+        return _newest_file_state(backup_dir, f"is not usable ({'; '.join(malformed)})",
+                                  skip=corrupt)
     print(f"warning: no usable checkpoint in {backup_dir}; starting from scratch", file=sys.stderr)
     return None
 
