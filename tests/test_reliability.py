@@ -193,6 +193,31 @@ def test_damaged_metadata_resumes_from_the_newest_checkpoint_file_and_says_so(
     assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
 
 
+@pytest.mark.parametrize("rows, message", [
+    (None, "is missing, but the checkpoint in B has done 3 periods (periods 1-3 missing;"),
+    ([0], "holds 1 of the 3 rows, but the checkpoint in B has done 3 periods (periods 2-3 "
+              "missing;"),
+    ([0, 2], "holds 2 of the 3 rows, but the checkpoint in B has done 3 periods (period 2 "
+              "missing;"),
+    ([1], "holds 1 of the 3 rows, but the checkpoint in B has done 3 periods (2 periods "
+              "missing;"),
+    ([0, 1, 2], None), ([0, 1, 2, 3], None),  # rows past the checkpoint: trimmed later
+])
+def test_a_history_shorter_than_its_checkpoint_is_named(tmp_path, rows, message):
+    path = tmp_path / "history.csv"
+    if rows is not None:
+        path.write_text(",".join(rundir.HISTORY_FIELDS) + "\n"
+                        + "".join(f"{e},{e + 1}\n" for e in rows))
+    if message is None:
+        rundir.check_history(path, 3, "B")
+        return
+    with pytest.raises(rundir.HistoryError) as error:
+        rundir.check_history(path, 3, "B")
+    assert str(error.value).startswith(f"{path} {message}")
+    assert str(error.value).endswith("or delete B and history.csv to train this run again "
+                                     "from zero")
+
+
 def _backup_of_two_states(folder: pathlib.Path) -> dict:
     """A backup folder as a run leaves it after two periods (files of any bytes: only their
     names and checksums are read before a load); returns the metadata."""
@@ -299,6 +324,25 @@ def test_damaged_history_row_or_metrics_json_one_line_naming_the_file(tiny_confi
     rc = cli.main(_train_cmd(tmp_path, 3, "--set", "val_fraction=0.1"))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1].startswith(f"error: {path}: line 4"), err
+
+    # Issue #38: history.csv removed, or cut short, beside a checkpoint of 2 periods: the rerun
+    # finished with fewer rows and no word. Now refused in one line, before the net is built,
+    # nothing changed.
+    header, first, _ = good.splitlines(keepends=True)
+    for damaged, what in ((None, "is missing"), (header + first, "holds 1 of the 2 rows")):
+        if damaged is None:
+            path.unlink()
+        else:
+            path.write_text(damaged)
+        backup = sorted(p.name for p in (tmp_path / "backup").iterdir())
+        with pytest.raises(rundir.HistoryError, match=f"{path} {what}, but the checkpoint "
+                                                     f"in .*backup has done 2 periods"):
+            train.run_experiment(config, tmp_path, verbose=0)
+        assert (path.read_text() if damaged else path.exists()) == (damaged or False)
+        assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == backup
+    rc = cli.main(_train_cmd(tmp_path, 3, "--set", "val_fraction=0.1"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith(f"error: {path} holds 1 of the 2 rows"), err
 
     # metrics.json damaged while the backup is there: said, ignored, rewritten at the end.
     path.write_text(good)

@@ -158,6 +158,32 @@ def trim_history(path, epochs_done: int) -> list[dict]:
     return read_history(path)
 
 
+def check_history(path, epochs_done: int, backup) -> None:
+    """Refuses a history.csv that lacks a row of the `epochs_done` periods the checkpoint in
+    `backup` has done: missing or cut short (issue #38), the run would otherwise finish
+    with fewer rows, and the rows cannot be rebuilt (their errors were measured then).
+
+    Raises:
+        HistoryError: one line naming the file, the periods missing and what to do. Nothing
+            is changed.
+    """
+    path = pathlib.Path(path)
+    have = {int(row["epoch"]) for row in read_history(path)}
+    missing = [epoch + 1 for epoch in range(epochs_done) if epoch not in have]
+    if not missing:
+        return
+    what = ("is missing" if not path.exists() else
+            f"holds {epochs_done - len(missing)} of the {epochs_done} rows")
+    periods = (f"period {missing[0]}" if len(missing) == 1 else
+               f"periods {missing[0]}-{missing[-1]}" if missing[-1] - missing[0] == len(missing) - 1
+               else f"{len(missing)} periods")
+    raise HistoryError(f"{path} {what}, but the checkpoint in {backup} has done {epochs_done} "
+                       f"periods ({periods} missing; their errors cannot be measured again); "
+                       "put the file back and "
+                       f"rerun the same command, or delete {backup} and {path.name} to train "
+                       "this run again from zero")
+
+
 class MetricsUnreadable(ValueError):
     """metrics.json exists but is not a readable JSON mapping. `path` is the file, `cause` the
     error (a TypeError for JSON that is not a mapping) and `reason` one line saying why."""

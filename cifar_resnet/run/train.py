@@ -143,7 +143,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callb
             reliability.MAX_LOSS, or non-finite weights at an epoch's end; metrics.json says
             so, with the step), a checkpoint could not be written (the previous one is intact),
             or metrics.json of a finished run is unreadable.
-        rundir.HistoryError: a history.csv row is damaged. Nothing is changed.
+        rundir.HistoryError: a history.csv row is damaged, or the rows of periods the
+            checkpoint has done are missing. Nothing is changed.
         files.WriteError: another file of the run could not be written; one line naming it.
         reliability.ResumeError: the resume state cannot be read; the message says how to
             restart. Nothing is changed.
@@ -177,6 +178,9 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
         dataid.save(workdir, plan.data_record)
         checkpointer = reliability.Checkpointer(run.backup)
         epochs_done = checkpointer.resume_epoch()
+        # Before the net is built: a history cut short is refused (one line), not finished with
+        # fewer rows.
+        rundir.check_history(run.history, epochs_done, run.backup)
         first = checkpointer.resume_iteration(plan.steps_per_period)
         model, train_ds, val_ds, test_ds = _build(plan, first)
         checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
