@@ -84,3 +84,27 @@ def test_backend_runs_models_and_runner(backend, strategy, tmp_path):
         assert "needs the tensorflow backend" in r["refused"]
     else:
         assert "not supported under the torch backend" in r["refused"]
+
+
+@pytest.mark.slow
+def test_divergence_stops_under_jax_as_under_tensorflow(tmp_path):
+    """Issue #38: `KERAS_BACKEND=jax ... --lr 100` exited 0, status complete, 90.2% test error
+    and weights up to 6.7e8, where TensorFlow stops with exit 1. JAX's cross-entropy is clipped
+    (at most 16.1), so it never passed MAX_LOSS; the bound is now three times chance's."""
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed (pip install -r requirements-backends.txt)")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifar_resnet", "train", "--depth", "8", "--dataset",
+         "synthetic", "--set", "synthetic_train=512", "--set", "synthetic_test=256",
+         "--iterations", "60", "--set", "log_every=20", "--lr", "100", "--workdir",
+         str(workdir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    assert last.startswith(f"error: {workdir}: training diverged: the epoch's cross-entropy "), last
+    assert "above 6.91 (3 times chance's 2.3) at iteration 20 (epoch 1)" in last
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["step"] == 20
+    assert not (workdir / "final.keras").exists()

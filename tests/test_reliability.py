@@ -482,6 +482,23 @@ def test_the_cross_entropy_not_the_weight_decay_term_decides_divergence():
         stop.on_epoch_end(1, {"loss": 1e8, "cross_entropy": 5e4})
 
 
+def test_the_cross_entropy_bound_is_three_times_chance_the_same_on_every_backend():
+    """Issue #38: under JAX, whose cross-entropy clips the probabilities (at most 16.1), `--lr
+    100` never passed MAX_LOSS and ended "complete"; its first period's cross-entropy was 13.9."""
+    stop = reliability.DivergenceStop(steps_per_epoch=20, num_classes=10)
+    stop.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    stop.on_epoch_end(0, {"loss": 1e6, "cross_entropy": 3 * math.log(10)})  # the bound passes
+    with pytest.raises(reliability.Diverged, match=r"the epoch's cross-entropy 13.9 is above "
+                                                   r"6.91 \(3 times chance's 2.3\) at iteration "
+                                                   r"40 \(epoch 2\)"):
+        stop.on_epoch_end(1, {"loss": 37.7, "cross_entropy": 13.9})
+    hundred = reliability.DivergenceStop(steps_per_epoch=20, num_classes=100)
+    hundred.set_model(stop.model)
+    hundred.on_epoch_end(0, {"cross_entropy": 13.8})  # CIFAR-100: 3 ln 100 = 13.8
+    with pytest.raises(reliability.Diverged, match="above 13.8"):
+        hundred.on_epoch_end(0, {"cross_entropy": 13.9})
+
+
 def test_the_compiled_cross_entropy_is_the_loss_without_weight_decay(tiny_config):
     model = build.build_model(dataclasses.replace(tiny_config, weight_decay=1.0))
     x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")

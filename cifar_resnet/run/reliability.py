@@ -18,8 +18,9 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
   `resume.fit` the state at that iteration is saved first (a mid-period state), and the rerun
   continues from it.
 - `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, and so does an epoch ending
-  with a cross-entropy above MAX_LOSS or a non-finite weight, BatchNorm statistic or
-  optimizer slot, before any epoch-end callback could record or back up the diverged state.
+  with a cross-entropy above three times chance's (CHANCE_FACTOR; the same bound on every
+  backend) or a non-finite weight, BatchNorm statistic or optimizer slot, before any epoch-end
+  callback could record or back up the diverged state.
 """
 
 from __future__ import annotations
@@ -543,6 +544,15 @@ class SignalStop(keras.callbacks.Callback):
 # docs/full-repro, "Plain-56").
 MAX_LOSS = 1e4
 DATA_LOSS = "cross_entropy"  # the logged loss without weight decay (build.compiled)
+# ... and above this many times chance's cross-entropy (ln(classes): 6.9 for CIFAR-10, 13.8 for
+# CIFAR-100), on every backend (issue #38). MAX_LOSS alone held under TensorFlow only: its
+# cross-entropy of a softmax output recovers the logits and grows without bound (1.8e17 at
+# `--lr 100`), while JAX's clips the probabilities at 1e-7, so its cross-entropy never passes
+# -ln(1e-7) = 16.1 (13.9 in the first period of the same `--lr 100` run, which ended
+# "complete" at 90% test error with weights of 6.7e8). A training net's period averages about
+# chance at first and falls; three times chance means the net puts on average 1/1000 (of 10
+# classes) on the true class: it has been pushed away from the data, not taught by it.
+CHANCE_FACTOR = 3
 
 
 def non_finite_variables(model: keras.Model) -> list[str]:
@@ -564,8 +574,9 @@ def non_finite_variables(model: keras.Model) -> list[str]:
 
 class DivergenceStop(keras.callbacks.Callback):
     """Raises `Diverged` on the first batch whose loss is NaN or Inf (cf. TerminateOnNaN), and
-    at an epoch's end whose mean cross-entropy (DATA_LOSS; the loss where a model does not log it)
-    exceeds MAX_LOSS or whose weights, BatchNorm statistics or optimizer slots are not all
+    at an epoch's end whose mean cross-entropy (DATA_LOSS) exceeds CHANCE_FACTOR times chance's
+    (`num_classes` given; else MAX_LOSS), whose loss exceeds MAX_LOSS where a model does not log
+    the cross-entropy, or whose weights, BatchNorm statistics or optimizer slots are not all
     finite.
 
     The epoch-end check sees the last batch's update, which lands after its loss is logged. Put
@@ -573,9 +584,13 @@ class DivergenceStop(keras.callbacks.Callback):
     raising skips them, so the last checkpoint on disk stays the last finite state.
     """
 
-    def __init__(self, steps_per_epoch: int):
+    def __init__(self, steps_per_epoch: int, num_classes: int | None = None):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
+        # The bound on an epoch's cross-entropy: CHANCE_FACTOR times chance's where the classes
+        # are known (the same on every backend), never above MAX_LOSS.
+        self.max_cross_entropy = (min(MAX_LOSS, CHANCE_FACTOR * math.log(num_classes))
+                                  if num_classes and num_classes > 1 else MAX_LOSS)
         self.epoch = self._epoch_start = 0
         self._started = False
 
@@ -603,10 +618,14 @@ class DivergenceStop(keras.callbacks.Callback):
         logs = logs or {}
         name = DATA_LOSS if DATA_LOSS in logs else "loss"  # a model compiled elsewhere: "loss"
         loss = logs.get(name)
-        if loss is not None and not float(loss) <= MAX_LOSS:  # NaN compares False
+        bound = self.max_cross_entropy if name == DATA_LOSS else MAX_LOSS
+        if loss is not None and not float(loss) <= bound:  # NaN compares False
             what = "cross-entropy" if name == DATA_LOSS else "loss"
+            why = (f" ({CHANCE_FACTOR} times chance's {bound / CHANCE_FACTOR:.3g})"
+                   if bound < MAX_LOSS else "")
             raise Diverged(step, epoch, f"the epoch's {what} {float(loss):.3g} is above "
-                                        f"{MAX_LOSS:g}")
+                                        f"{bound:.3g}{why}" if why else
+                           f"the epoch's {what} {float(loss):.3g} is above {bound:g}")
         bad = non_finite_variables(self.model)
         if bad:
             raise Diverged(step, epoch, f"{len(bad)} variable(s) hold NaN or Inf ({bad[0]}"

@@ -139,9 +139,9 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callb
         ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
         DataError: the dataset cannot be found or read. Nothing is written.
         ValueError: `splits` were loaded for other settings than this run's.
-        TrainingError: training diverged (a NaN/Inf loss, an epoch's loss above
-            reliability.MAX_LOSS, or non-finite weights at an epoch's end; metrics.json says
-            so, with the step), a checkpoint could not be written (the previous one is intact),
+        TrainingError: training diverged (a NaN/Inf loss, an epoch's cross-entropy above
+            three times chance's (reliability.CHANCE_FACTOR), or non-finite weights at an
+            epoch's end; metrics.json says so, with the step), a checkpoint could not be written (the previous one is intact),
             or metrics.json of a finished run is unreadable.
         rundir.HistoryError: a history.csv row is damaged, or the rows of periods the
             checkpoint has done are missing. Nothing is changed.
@@ -242,7 +242,8 @@ def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, c
     run = rundir.RunDir(plan.workdir)
     stop = reliability.SignalStop()
     step, *plateau = lr_callbacks(plan.config, plan.lr_fn, "val_loss" if val_ds else "loss")
-    cbs = [stop, step, recorder, reliability.DivergenceStop(plan.steps_per_period), *plateau]
+    cbs = [stop, step, recorder, reliability.DivergenceStop(plan.steps_per_period,
+                                                        plan.config.num_classes), *plateau]
     if val_ds is not None:
         cbs.append(reliability.BestCheckpoint(
             run.best, monitor="val_accuracy", mode="max",
