@@ -131,6 +131,81 @@ def test_full_disk_mid_run_one_line_exit_1_no_crash_then_resumes(small_tmpfs, fi
     assert rc == 0 and _epochs(run) == [0, 1, 2]
 
 
+# Fills the file system of FILL_DIR (to 0 bytes free) just before the N-th checkpoint write
+# (FILL_AT=N), after atomic_save's free-space check: another process filling the disk while a
+# checkpoint is written (issue #38, where h5py's write and clean-up then segfaulted, exit 139).
+RACE = """
+import os, sys
+from cifar_resnet.run import reliability
+real, seen = reliability._write_new, [0]
+def write_new(path, data):
+    seen[0] += 1
+    if seen[0] == int(os.environ["FILL_AT"]):
+        with open(os.path.join(os.environ["FILL_DIR"], "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\\0" * 4096)
+                    f.flush()
+            except OSError:
+                pass
+    return real(path, data)
+reliability._write_new = write_new
+from cifar_resnet.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_disk_filled_by_another_process_during_a_checkpoint_write_is_one_line(small_tmpfs):
+    run = small_tmpfs / "run"
+    proc = _popen(_train_cmd(run, 3), code=RACE, env={
+        "FILL_AT": "2", "FILL_DIR": str(small_tmpfs), "PYTHONPATH": str(ROOT)})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, (proc.returncode, err[-3000:])
+    assert err.rstrip().splitlines()[-1].startswith(
+        f"error: cannot write checkpoint {run / 'backup' / 'epoch2.weights.h5'} (no space left "
+        "on device); earlier checkpoints are intact"), err[-3000:]
+    assert "Traceback" not in err and "Segmentation" not in err
+    assert reliability.Checkpointer(run / "backup").resume_epoch() == 1
+    assert not list(run.rglob(".*.tmp*"))
+    (small_tmpfs / "filler").unlink()
+    assert cli.main(_train_cmd(run, 3)) == 0 and _epochs(run) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("weights_only", [True, False])
+def test_a_checkpoint_is_made_in_memory_and_written_by_python(tmp_path, monkeypatch,
+                                                              weights_only):
+    """Issue #38: libhdf5 never writes a checkpoint to the disk (a full disk there segfaulted);
+    the bytes on disk are the checksummed ones, and they load to the same values."""
+    import h5py
+    opened, real = [], h5py.File
+
+    def spy(name, *args, **kwargs):
+        opened.append(name)
+        return real(name, *args, **kwargs)
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 3)), verbose=0)
+    path = tmp_path / ("state.weights.h5" if weights_only else "model.keras")
+    monkeypatch.setattr(h5py, "File", spy)
+    digest = reliability.atomic_save(model, path, weights_only=weights_only)
+    monkeypatch.undo()
+    assert opened and not [n for n in opened if isinstance(n, (str, os.PathLike))], opened
+    assert digest == files.sha256(path) and [p.name for p in tmp_path.iterdir()] == [path.name]
+    if weights_only:
+        again = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        again.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+        again.optimizer.build(again.trainable_variables)
+        again.load_weights(path)
+        pairs = zip(model.variables + model.optimizer.variables,
+                    again.variables + again.optimizer.variables)
+    else:
+        again = keras.saving.load_model(path)
+        pairs = zip(model.variables, again.variables)
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in pairs)
+
+
 def test_read_only_mount_is_refused_in_one_line_before_tensorflow(small_tmpfs, tmp_path):
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     cases = [(small_tmpfs / "run", "is read-only or not writable"),

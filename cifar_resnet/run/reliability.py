@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import io
 import math
 import os
 import pathlib
@@ -148,8 +150,53 @@ def _release_h5_file(tmp: pathlib.Path) -> None:
     gc.collect()  # frees the failed writer's h5py objects now, while /dev/null takes the flush
 
 
+class _Buffer(io.BytesIO):
+    """An in-memory file Keras saves into: `model.save` and `model.save_weights` pick the format
+    by the name's suffix (str(filepath)), and write to an io.BytesIO (h5py's file-like target;
+    `.keras` archives are zipped into one) without touching the disk."""
+
+    def __init__(self, suffix: str):
+        super().__init__()
+        self.suffix = suffix
+
+    def __str__(self):
+        return f"memory{self.suffix}"
+
+
+def _serialize(model: keras.Model, weights_only: bool) -> bytes | None:
+    """The checkpoint's bytes, made in memory (None where this Keras cannot save to memory).
+
+    libhdf5 then never writes to the disk: a disk that fills while h5py writes made its clean-up
+    segfault (issue #25, and issue #38 when another process filled it during the write, after the
+    free-space check). Python writes the bytes, and meets a full disk as an OSError.
+    """
+    buffer = _Buffer(".weights.h5" if weights_only else ".keras")
+    try:
+        (model.save_weights if weights_only else model.save)(buffer, overwrite=True)
+    except (TypeError, ValueError, AttributeError):  # a Keras that wants a path
+        return None
+    return buffer.getvalue()
+
+
+def _write_new(path: pathlib.Path, data: bytes) -> None:
+    """Writes `data` to the new file `path` (not through a link), fsynced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
     """Saves `model` (or its weights) to `path` via a temporary file, fsync and rename.
+
+    The checkpoint is made in memory, its free space checked for its exact size, then written
+    by Python: a full disk at any moment is an OSError here, never a write inside libhdf5
+    (issue #38). It costs the checkpoint's size in memory for a moment (about 160 MB for
+    ResNet-1202's weights and momentum).
 
     Args:
         model: the model.
@@ -169,19 +216,23 @@ def atomic_save(model: keras.Model, path, weights_only: bool = False) -> str:
         stale.unlink()  # left by a killed writer; the caller holds the run lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        needed = _expected_size(model, path)
+        data = _serialize(model, weights_only)
+        needed = len(data) if data is not None else _expected_size(model, path)
         if not _free_space_ok(path.parent, needed):
-            # Refused before h5py opens anything: its clean-up after a failed write is fragile.
             raise OSError(errno.ENOSPC, f"no space left on device: {needed:,} bytes needed, "
                                         f"{shutil.disk_usage(path.parent).free:,} free")
-        try:
-            (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
-        except OSError:
-            _release_h5_file(tmp)
-            raise
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        digest = files.sha256(tmp)
+        if data is not None:
+            _write_new(tmp, data)
+            digest = hashlib.sha256(data).hexdigest()
+        else:  # h5py writes the file itself: refused above when it cannot fit
+            try:
+                (model.save_weights if weights_only else model.save)(tmp, overwrite=True)
+            except OSError:
+                _release_h5_file(tmp)
+                raise
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            digest = files.sha256(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as e:
