@@ -367,7 +367,7 @@ def main(argv=None) -> int:
         status = _exit_status(e)
         if status is None:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, whatever e says
         return status
 
 
@@ -386,7 +386,10 @@ def _exit_status(error: Exception):
         kind = getattr(sys.modules.get(module), name, None)
         if kind is not None and isinstance(error, kind):
             return status
-    if isinstance(error, OSError) and error.filename:  # "[Errno 30] ...: 'path'": one line
+    if isinstance(error, OSError) and (error.filename or error.errno):
+        # "[Errno 30] ...: 'path'", or h5py's "[Errno 30] Unable to synchronously create file
+        # (unable to open file: name = 'path', ...)" (export on a read-only mount, issue #38):
+        # an environment failure during work, in one line that names the file.
         return 1
     return None
 

@@ -146,3 +146,32 @@ def test_every_parser_refuses_abbreviations():
     parser = build_parser()
     assert not parser.allow_abbrev
     assert all(not command.allow_abbrev for command in _subparsers(parser).values())
+
+
+def test_an_h5py_write_error_on_a_read_only_mount_is_one_line_exit_1(tmp_path, monkeypatch,
+                                                                      capsys):
+    """Issue #38: `export` of a finished run on a read-only mount printed a 26-line h5py
+    traceback: h5py's OSError has an errno but no filename, which the CLI did not map."""
+    import h5py
+
+    from cifar_resnet import __main__ as cli
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        with pytest.raises(OSError) as raised:
+            h5py.File(mount / "run.weights.h5", "w")  # what export's save_weights meets there
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+    def export(args):
+        raise raised.value
+
+    monkeypatch.setattr(cli, "_export", export)
+    assert main(["export", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: [Errno 30] Unable to ")
+    assert str(mount / "run.weights.h5") in err[0] and "Read-only file system" in err[0]
