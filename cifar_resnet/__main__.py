@@ -103,8 +103,18 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--shortcut", help="A (zero-padding identity, paper), B or C (projections)")
     flag("--block", help="basic or bottleneck (default: basic for v1, bottleneck for v2)")
     flag("--preset", help="paper (default) or keras-example")
-    flag("--epochs", type=int, help="train this many epochs (default: 64k iterations)")
-    flag("--iterations", type=int, help="train this many iterations (paper: 64000)")
+    flag("--epochs", type=int, help="train this many passes over the training images, the lr "
+                                    "drops at 50%% and 75%% of them (default: 64k iterations)")
+    flag("--iterations", type=int,
+         help="train exactly this many iterations, the last pass partial if need be, the lr "
+              "drops at 50%% and 75%% of them. The paper's \"64k iterations\": --iterations "
+              "64000 (the default), or as the experiment files and the README's results train "
+              "it, in whole passes: --iterations 64000 --whole-passes (164 passes of 391 = "
+              "64,124 iterations, the drops at 32k and 48k)")
+    flag("--whole-passes", action=argparse.BooleanOptionalAction, default=None,
+         help="round --iterations up to whole passes (whole --set log_every periods), the lr "
+              "drops kept at their fractions of --iterations; a run directory made before "
+              "this flag keeps its whole passes")
     flag("--batch-size", type=int,
          help="images per iteration, the global batch over all devices (paper: 128)")
     flag("--lr", type=float, help="base learning rate")

@@ -1,5 +1,6 @@
 """Config: the paper's defaults, presets, precedence, validation, and the training plan."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -11,6 +12,8 @@ import pytest
 
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.run.config import Config, ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_papers_recipe():
@@ -24,8 +27,9 @@ def test_defaults_are_the_papers_recipe():
 
 
 def test_plan_of_the_paper_on_50k_and_on_the_45k_split():
-    # 50k / 128 = 391 iterations per epoch (the last batch 80 images); 64k -> 164 whole epochs,
-    # 64,124 iterations; the schedule's milestones stay fractions of the planned 64,000.
+    # 50k / 128 = 391 iterations per epoch (the last batch 80 images); 64k -> 164 epochs, the
+    # last one partial (whole, 64,124 iterations, with whole_passes); the schedule's milestones
+    # stay fractions of the planned 64,000.
     steps, epochs, planned = Config().plan(50000)
     assert (steps, epochs, planned, steps * epochs) == (391, 164, 64000, 64124)
     # 45k images / 128 = 352 iterations per epoch; 64k iterations -> 182 epochs.
@@ -96,15 +100,57 @@ def test_the_experiments_passes_resolve_to_the_iterations_their_runs_were_made_w
     assert experiments.run_config("mini", "resnet20", 0).log_every == 176
 
 
+def test_iterations_are_trained_exactly_and_whole_passes_are_asked_for():
+    # 400 iterations are 400 (the last of 2 passes has 9), the drops at 200 and 300; before,
+    # 400 trained 782 with the drops at 200 and 300.
+    assert Config(iterations=400).plan(50000) == (391, 2, 400)
+    assert Config(iterations=400).train_iterations(50000) == 400
+    assert Config(iterations=400, whole_passes=True).train_iterations(50000) == 782
+    # The paper's 64k: exactly, or in whole passes as the experiment files train it.
+    assert Config().train_iterations(50000) == 64000
+    assert Config(whole_passes=True).train_iterations(50000) == 64124
+    assert Config(epochs=164).train_iterations(50000) == 64124
+    # A run directory fills the field in: today's default for a new one.
+    assert config_lib.for_run_dir(Config())[0].whole_passes is False
+
+
+@pytest.mark.parametrize("experiment, net", [
+    ("full_repro", "resnet20"), ("full_repro", "plain56"), ("table6", "resnet110"),
+    ("figure6", "plain20"), ("v2", "resnet164_v2")])
+def test_the_experiments_64k_iterations_stay_164_passes(experiment, net):
+    from cifar_resnet.run import experiments
+    config = experiments.run_config(experiment, net, 0)
+    assert config.whole_passes is True
+    assert config.plan(50000) == (391, 164, 64000)  # the drops at 32k and 48k
+    assert config.train_iterations(50000) == 64124
+
+
+@pytest.mark.parametrize("run", sorted(
+    str(p.parent.relative_to(ROOT)) for p in (ROOT / "docs").rglob("config.json")
+    if (p.parent / "metrics.json").exists()))
+def test_committed_runs_resolve_to_the_iterations_they_were_trained(run):
+    """Their config.json files predate whole_passes: they trained whole passes, and resume
+    and report so."""
+    from cifar_resnet.run import rundir
+    config = config_lib.load(ROOT / run / "config.json")
+    assert config.whole_passes is True
+    trained = int(rundir.read_history(ROOT / run / "history.csv")[-1]["iterations"])
+    assert config.train_iterations(config.registry_num_train()) == trained
+    # The command that made it (whole_passes not given) takes the folder's value.
+    asked = dataclasses.replace(config, whole_passes=None)
+    assert config_lib.for_run_dir(asked, config.to_dict())[0] == config
+
+
 def test_a_run_dir_made_under_the_old_default_keeps_its_split_unless_one_is_given():
     old = {"val_fraction": 0.1}
     default = config_lib.resolve()
     assert config_lib.for_run_dir(default, old) == (
-        config_lib.resolve(overrides={"val_fraction": 0.1}), [("val_fraction", 0.1)])
+        config_lib.resolve(overrides={"val_fraction": 0.1, "whole_passes": False}),
+        [("val_fraction", 0.1)])
     assert config_lib.for_run_dir(default, {"val_fraction": 0.0}) == (
-        config_lib.resolve(overrides={"val_fraction": 0.0}), [])
-    given = config_lib.resolve(overrides={"val_fraction": 0.0})  # given: never replaced
-    assert config_lib.for_run_dir(given, old) == (given, [])
+        config_lib.resolve(overrides={"val_fraction": 0.0, "whole_passes": False}), [])
+    given = config_lib.resolve(overrides={"val_fraction": 0.0, "whole_passes": False})
+    assert config_lib.for_run_dir(given, old) == (given, [])  # given: never replaced
 
 
 def test_warmup_is_automatic_from_depth_110():

@@ -178,6 +178,32 @@ def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_c
 
 
 @pytest.mark.slow
+def test_iterations_are_trained_exactly_and_a_ctrl_c_in_the_short_last_period_resumes(
+        tiny_config, tmp_path):
+    """`iterations` N trains N: the last period is short (10 = 4 + 4 + 2), the lr drops at 50%
+    and 75% of N; before, 10 trained 12. A Ctrl-C in that short period resumes to the unbroken
+    run's history and weights, bit for bit."""
+    config = dataclasses.replace(tiny_config, epochs=None, iterations=10, deterministic=True)
+    metrics = train.run_experiment(config, tmp_path / "unbroken", verbose=0)
+    history = rundir.read_history(tmp_path / "unbroken" / "history.csv")
+    assert [r["iterations"] for r in history] == [4, 8, 10]
+    # The rate of each period's last batch: iteration 4 (< 5), 8 (< 7.5), 10.
+    assert [r["lr"] for r in history] == pytest.approx([0.1, 0.01, 0.001])
+    assert (metrics["iterations"], metrics["epochs"]) == (10, 2.5)
+    final = keras.saving.load_model(tmp_path / "unbroken" / "final.keras")
+    assert int(keras.ops.convert_to_numpy(final.optimizer.iterations)) == 10
+    assert json.loads((tmp_path / "unbroken" / "config.json").read_text())["whole_passes"] is False
+
+    run = tmp_path / "run"
+    with pytest.raises(reliability.Interrupted) as stopped:
+        train.run_experiment(config, run, callbacks=[_SignalAt(9)], verbose=0)
+    assert stopped.value.iteration == 9 and _epochs(run) == [0, 1]
+    train.run_experiment(config, run, verbose=0)
+    assert _history_without_times(run) == _history_without_times(tmp_path / "unbroken")
+    _assert_final_weights_equal(run, tmp_path / "unbroken")
+
+
+@pytest.mark.slow
 def test_a_mid_period_state_saved_before_the_cross_entropy_metric_resumes_bit_identical(
         tiny_config, tmp_path):
     """A state saved at an iteration by the code before `cross_entropy` was logged holds no

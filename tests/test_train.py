@@ -34,7 +34,7 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     assert not (tmp_path / "backup").exists()  # removed once training completes
     # config.json states the precision the run used.
     assert config_lib.load(tmp_path / "config.json") == dataclasses.replace(
-        tiny_config, precision="float32")
+        tiny_config, precision="float32", whole_passes=False)
     history = rundir.read_history(tmp_path / "history.csv")
     assert [r["epoch"] for r in history] == [0, 1]
     assert [r["iterations"] for r in history] == [4, 8]  # 230 training images, batch 64
@@ -276,13 +276,14 @@ def test_log_every_logs_periods_and_resumes_mid_pass_to_the_same_weights(tiny_co
     # 4 iterations per pass over the data, logged every 3: periods end mid-pass.
     config = dataclasses.replace(tiny_config, epochs=2, log_every=3)
     metrics = train.run_experiment(config, tmp_path / "a", verbose=0)
-    assert metrics["epochs"] == 2.25  # passes over the data (9 of 4 iterations), not periods
+    # 2 passes (8 iterations) exactly, the last period short; whole periods (9) before.
+    assert metrics["epochs"] == 2  # passes over the data, not periods
     history = rundir.read_history(tmp_path / "a" / "history.csv")
-    assert [r["iterations"] for r in history] == [3, 6, 9]
+    assert [r["iterations"] for r in history] == [3, 6, 8]
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(config, tmp_path / "b", callbacks=[_Interrupt(1)], verbose=0)
     train.run_experiment(config, tmp_path / "b", verbose=0)  # resumes at iteration 3 of 8
-    assert [r["iterations"] for r in rundir.read_history(tmp_path / "b" / "history.csv")] == [3, 6, 9]
+    assert [r["iterations"] for r in rundir.read_history(tmp_path / "b" / "history.csv")] == [3, 6, 8]
     a, b = (keras.saving.load_model(tmp_path / d / "final.keras") for d in "ab")
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)

@@ -105,10 +105,9 @@ def describe_runs(runs, *, seeds: bool = True) -> str:
         if run.metrics and run.metrics.get("iterations"):
             return int(run.metrics["iterations"])
         if {"iterations", "epochs"} & run.config.keys():
-            try:  # the runner's plan, whole periods: the paper's 64k trains as 64,124
+            try:  # the runner's plan: the paper's 64k in whole passes trains as 64,124
                 config = config_lib.load(rundir.RunDir(run.path).config)
-                steps, periods, _ = config.plan(config.registry_num_train())
-                return steps * periods
+                return config.train_iterations(config.registry_num_train())
             except (ConfigError, OSError, ValueError):
                 pass
         return int(run.history[-1]["iterations"]) if run.history else None

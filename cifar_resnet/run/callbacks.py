@@ -127,10 +127,11 @@ class EpochRecorder(keras.callbacks.Callback):
     set-up before the first batch (`setup_time`, from `started`, a `time.perf_counter()` value).
     """
 
-    def __init__(self, test_ds, steps_per_epoch, elapsed=0.0, started=None):
+    def __init__(self, test_ds, steps_per_epoch, elapsed=0.0, started=None, last_iteration=None):
         super().__init__()
         self.test_ds = test_ds
         self.steps_per_epoch = steps_per_epoch
+        self.last_iteration = last_iteration  # where training stops: the last period may be short
         self.elapsed = elapsed  # wall time of earlier sessions of this run
         self.started = started
         self.train_times = []
@@ -165,11 +166,20 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         epoch_time = time.perf_counter() - self.epoch_start
-        self.train_times.append(self.batches_end - self.batches_start)
+        iterations = (epoch + 1) * self.steps_per_epoch
+        if self.last_iteration is not None and iterations > self.last_iteration:
+            # A short last period: its time as a whole period's, so that the median rate and
+            # metrics.json's images/s stay per period of `steps_per_epoch` iterations.
+            short = self.last_iteration - epoch * self.steps_per_epoch
+            self.train_times.append((self.batches_end - self.batches_start)
+                                    * self.steps_per_epoch / short)
+            iterations = self.last_iteration
+        else:
+            self.train_times.append(self.batches_end - self.batches_start)
         self.train_steals.append(cpu.steal_fraction(self.steal_start, cpu.steal_clock()))
         test = self.model.evaluate(self.test_ds, verbose=0, return_dict=True)
         logs.update(test_loss=test["loss"], test_accuracy=test["accuracy"],
-                    iterations=(epoch + 1) * self.steps_per_epoch, epoch_time=epoch_time,
+                    iterations=iterations, epoch_time=epoch_time,
                     wall_time=self.elapsed + time.perf_counter() - self.start)
         for prefix in ("", "val_", "test_"):
             if prefix + "accuracy" in logs:

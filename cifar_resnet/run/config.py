@@ -148,8 +148,17 @@ class Config:
     nesterov: bool = False         # Nesterov momentum (SGD only; the paper: plain momentum).
     label_smoothing: float = 0.0   # cross-entropy against (1 - e) * one-hot + e / classes
     #                                 (the paper: 0).
-    iterations: Optional[int] = 64000  # planned iterations (paper: 64k); ignored if epochs is set.
-    epochs: Optional[int] = None   # planned epochs; None: derived from iterations.
+    iterations: Optional[int] = 64000  # iterations to train (paper: 64k), exactly unless
+    #                                 whole_passes; ignored if epochs is set.
+    epochs: Optional[int] = None   # passes to train; None: derived from iterations.
+    whole_passes: Optional[bool] = None  # True: train whole logging periods (passes unless
+    #                                 log_every), rounding `iterations` up, the lr milestones
+    #                                 still fractions of `iterations`: 64,000 -> 164 passes of
+    #                                 391 = 64,124, drops at 32k and 48k, as every run did before
+    #                                 this field and as the experiment files train (Torch's
+    #                                 CIFAR code counts epochs). False: exactly `iterations`, the
+    #                                 last period partial. None: a run directory's value (True
+    #                                 for a config.json older than the field), else False.
     lr_schedule: str = "step"      # "step" (paper: lr_milestones, lr_factors) | "linear"
     #                                 (rise from warmup_lr over warmup_iterations, then linear
     #                                 decay to 0 at the last iteration) | "cosine" (the same
@@ -365,15 +374,25 @@ class Config:
 
         A logging period is `log_every` iterations, one pass by default; Keras' `fit` calls it
         an "epoch" (its `steps_per_epoch` and `epochs` are these periods), and history.csv's
-        `epoch` column counts them. Training runs whole periods, so it may pass `iterations` by
-        less than one: the paper's 64k on all 50k images at batch 128 (391 iterations per pass,
-        the last of 80 images) is 164 periods, 64,124 iterations; on the 45k split (352 per
-        pass) 182, 64,064. The schedule's milestones are fractions of `iterations` (32k, 48k).
+        `epoch` column counts them. The schedule's milestones are fractions of
+        `planned_iterations` (`iterations`, or `epochs` passes). Training stops there, the last
+        period partial, unless `whole_passes`: then it runs whole periods, passing
+        `planned_iterations` by less than one (`train_iterations`): the paper's 64k on all 50k
+        images at batch 128 (391 iterations per pass, the last of 80 images) is 164 periods,
+        64,124 iterations, with drops at 32k and 48k; on the 45k split (352 per pass) 182,
+        64,064.
         """
         steps = self.iterations_per_pass(num_train)
         total = self.epochs * steps if self.epochs is not None else self.iterations
         steps = min(self.log_every or steps, total)  # a run shorter than one period is one
         return steps, math.ceil(total / steps), total
+
+    def train_iterations(self, num_train: int) -> int:
+        """The iterations training runs on `num_train` images: `plan`'s planned iterations,
+        rounded up to whole periods with `whole_passes` (None counts as False, today's default;
+        a run directory fills it in, `for_run_dir`)."""
+        steps, periods, total = self.plan(num_train)
+        return steps * periods if self.whole_passes else total
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -385,7 +404,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 # config.json holds, else this one, so that the command that made a run still resumes it
 # (`for_run_dir`). val_fraction was 0.1 (45k/5k) until 0 (all 50k, as the paper) became the
 # default.
-RUN_DIR_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0}
+RUN_DIR_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0, "whole_passes": False}
+# What a run directory's config.json means when it lacks a field (written before the field
+# existed), read by `load`: every run before `whole_passes` trained whole logging periods
+# (`--iterations 400` trained 782), so such a run resumes and reports as it was trained.
+OLDER_CONFIG_JSON: dict[str, Any] = {"whole_passes": True}
 
 # Settings of earlier versions, still read (config.json files, config files, `--set`) and turned
 # into today's fields by `_upgrade`: `mixed_precision` was what precision None/"auto" followed
@@ -708,5 +731,7 @@ def save(config: Config, path) -> None:
 
 
 def load(path) -> Config:
-    """Reads a config.json written by `save`."""
-    return resolve(file=path)
+    """Reads a config.json written by `save`; one older than a field of OLDER_CONFIG_JSON gets
+    that field's value of its time."""
+    older = {k: v for k, v in OLDER_CONFIG_JSON.items() if k not in read_file(path)}
+    return resolve(file=path, overrides=older)

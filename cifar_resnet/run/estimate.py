@@ -101,7 +101,7 @@ def estimate(config: config_lib.Config, workdir, precision: str, num_train: int,
     not counted), or None when no measured rate of the precision is known."""
     workdir = pathlib.Path(workdir)
     local_roots = [workdir.parent.parent, workdir.parent] if roots is None else roots
-    _, _, iterations = config.plan(num_train)
+    iterations = config.train_iterations(num_train)
     images = iterations * config.batch_size
     for where, roots_ in (("this machine's run", local_roots),
                           ("the committed run", [REPOSITORY_DOCS] if roots is None else [])):
@@ -153,7 +153,7 @@ def line(config: config_lib.Config, workdir, precision: str, *, gpu: bool,
     if gpu and roots is None:  # the committed rates are CPU ones: only this machine's runs
         roots = [workdir_path.parent.parent, workdir_path.parent]
     found = estimate(config, workdir, precision, num_train, roots=roots)
-    _, _, iterations = config.plan(num_train)
+    iterations = config.train_iterations(num_train)
     if found is None:
         if iterations * config.batch_size < UNKNOWN_RATE_ABOVE_IMAGES:
             return None

@@ -24,6 +24,13 @@ from cifar_resnet.run import config as config_lib
 from cifar_resnet.run.config import ConfigError
 
 
+# What an experiment file means where its RECIPE and NETS say nothing, before the Config's
+# defaults. Its "64k iterations" (iterations=64000) is whole passes, 164 of 391 = 64,124 with
+# the lr drops at 32k and 48k, as the papers' Torch code counted epochs and as every committed
+# run trained; a file may say whole_passes=False for exactly `iterations`.
+RECIPE_DEFAULTS = {"whole_passes": True}
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """One paper setting: a shared recipe and the nets trained with it."""
@@ -137,5 +144,6 @@ def run_config(experiment: Union[Experiment, str], net: str, seed: int,
     if net not in experiment.nets:
         raise ConfigError(f"experiment {experiment.name!r} has no net {net!r}; "
                           f"its nets: {', '.join(experiment.nets)}")
-    settings = {**experiment.recipe, **experiment.nets[net], "seed": seed, **(overrides or {})}
+    settings = {**RECIPE_DEFAULTS, **experiment.recipe, **experiment.nets[net], "seed": seed,
+                **(overrides or {})}
     return config_lib.resolve(overrides=settings)

@@ -635,9 +635,11 @@ class DivergenceStop(keras.callbacks.Callback):
     raising skips them, so the last checkpoint on disk stays the last finite state.
     """
 
-    def __init__(self, steps_per_epoch: int, num_classes: int | None = None):
+    def __init__(self, steps_per_epoch: int, num_classes: int | None = None,
+                 last_iteration: int | None = None):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
+        self.last_iteration = last_iteration  # where training stops: the last period may be short
         # The bound on an epoch's cross-entropy: CHANCE_FACTOR times chance's where the classes
         # are known (the same on every backend), never above MAX_LOSS.
         self.max_cross_entropy = (min(MAX_LOSS, CHANCE_FACTOR * math.log(num_classes))
@@ -666,6 +668,8 @@ class DivergenceStop(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = (epoch + 1) * self.steps_per_epoch
+        if self.last_iteration is not None:
+            step = min(step, self.last_iteration)
         logs = logs or {}
         name = DATA_LOSS if DATA_LOSS in logs else "loss"  # a model compiled elsewhere: "loss"
         loss = logs.get(name)

@@ -37,7 +37,7 @@ from cifar_resnet.run import reliability, rundir
 
 
 def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_per_epoch: int,
-        callbacks=(), verbose="auto", **kwargs):
+        callbacks=(), verbose="auto", last_iteration=None, **kwargs):
     """`model.fit(train_ds, epochs=..., initial_epoch=..., steps_per_epoch=..., callbacks=...)`
     that stops at any iteration on a signal and resumes from there.
 
@@ -51,6 +51,8 @@ def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_
             this call) and a `reliability.Checkpointer` among them turn on the mid-period saves
             and resumes; without both, this is `model.fit`.
         verbose, kwargs: passed to `model.fit` (validation_data, shuffle, ...).
+        last_iteration: where training stops, within the last period (it ends there, short:
+            `--iterations N` trains N); None: at the end of the last period.
 
     Returns:
         The `History` of the last `model.fit` call.
@@ -71,10 +73,13 @@ def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_
             f"{done}, not within period {initial_epoch + 1} of {steps_per_epoch} iterations; "
             f"delete {checkpointer.backup_dir} and "
             f"{rundir.RunDir(checkpointer.backup_dir.parent).history} to restart this run from zero")
+    end = epochs * steps_per_epoch if last_iteration is None else last_iteration
+    if end < epochs * steps_per_epoch:
+        callbacks.append(_StopAt(end, steps_per_epoch, initial_epoch, offset))
     saver = None
     if stop is not None and checkpointer is not None:
         saver = _SaveOnSignal(stop, checkpointer, steps_per_epoch, initial_epoch, offset,
-                              callbacks, state if offset else None, train_ds)
+                              callbacks, state if offset else None, train_ds, end)
         callbacks.append(saver)  # last: after every other callback has seen the batch
     cb_list = _OneTraining(callbacks, add_history=True, add_progbar=verbose != 0,
                            verbose=verbose, epochs=epochs, steps=steps_per_epoch, model=model)
@@ -105,6 +110,32 @@ def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_
     finally:
         if stop is not None:
             stop.checks = True
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Ends training after iteration `end`, inside the last period: Keras then ends that period
+    as a whole one (validation, `on_epoch_end`: the history row, the checkpoint), short.
+
+    Args:
+        end: the iteration training stops after (1-based count of iterations done).
+        steps_per_epoch: iterations of a whole period.
+        first_epoch: the period the fit starts in.
+        offset: iterations of `first_epoch` done before (a mid-period resume), else 0.
+    """
+
+    def __init__(self, end, steps_per_epoch, first_epoch, offset):
+        super().__init__()
+        self.end, self.steps, self.first_epoch, self.offset = end, steps_per_epoch, first_epoch, offset
+        self.start = first_epoch * steps_per_epoch + offset
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras counts a fit's batches from 0 in each period, and a resumed period's first
+        # fit from its offset.
+        self.start = epoch * self.steps + (self.offset if epoch == self.first_epoch else 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.start + batch + 1 >= self.end:
+            self.model.stop_training = True
 
 
 class _OneTraining(keras.callbacks.CallbackList):
@@ -148,8 +179,9 @@ class _SaveOnSignal(keras.callbacks.Callback):
     """
 
     def __init__(self, stop, checkpointer, steps_per_epoch, first_epoch, offset, callbacks,
-                 state, train_ds):
+                 state, train_ds, end=None):
         super().__init__()
+        self.end = end  # the last iteration: the end of the last period, whole or not
         self.stop, self.checkpointer, self.steps = stop, checkpointer, steps_per_epoch
         self.first_epoch, self.offset, self.callbacks = first_epoch, offset, callbacks
         self.state, self.train_ds = state, train_ds
@@ -186,7 +218,7 @@ class _SaveOnSignal(keras.callbacks.Callback):
         if self.stop.signum is None:
             return
         done = self.start + batch + 1
-        if done % self.steps == 0:
+        if done % self.steps == 0 or done == self.end:
             return  # the period's last batch: let it end; the next beginning raises
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:

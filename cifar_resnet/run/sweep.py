@@ -183,9 +183,10 @@ def progress(config: config_lib.Config, history) -> Optional[str]:
         rows = rundir.read_history(history)
     except rundir.HistoryError:
         return None
-    steps, periods, _ = config.plan(config.registry_num_train())
+    _, periods, _ = config.plan(config.registry_num_train())
     done = int(rows[-1]["iterations"]) if rows else 0
-    text = f"{len(rows)} of {periods} epoch(s), {done:,} of {steps * periods:,} iterations"
+    total = config.train_iterations(config.registry_num_train())
+    text = f"{len(rows)} of {periods} epoch(s), {done:,} of {total:,} iterations"
     walls = [r["wall_time"] for r in rows[-RECENT_EPOCHS - 1:]]
     paces = [b - a for a, b in zip(walls, walls[1:]) if b > a]  # NaN compares False
     if paces and len(rows) < periods:

@@ -51,6 +51,7 @@ class Plan:
     steps_per_period: int = 0  # iterations of one logging period (an epoch of history.csv)
     periods: int = 0
     iterations: int = 0  # planned, for the schedule
+    train_iterations: int = 0  # where training stops (Config.train_iterations)
     lr_fn: Optional[Callable[[int], float]] = None  # 0-based iteration -> learning rate
 
 
@@ -93,13 +94,21 @@ def prepare(config: config_lib.Config, workdir, splits=None) -> Plan:
         raise config_lib.ConfigError(f"batch_size {config.batch_size} is larger than the "
                                      f"{num_train} training images")
     steps_per_period, periods, iterations = config.plan(num_train)
+    train_iterations = config.train_iterations(num_train)
+    last = train_iterations - (periods - 1) * steps_per_period  # the last period's iterations
+    if last % config.steps_per_execution:  # Keras ends a period between executions only
+        raise config_lib.ConfigError(
+            f"the last logging period would be {last} iterations ({train_iterations:,} in all), "
+            f"not a multiple of steps_per_execution {config.steps_per_execution}; choose "
+            "iterations or log_every to fit it, or --set whole_passes=true")
     try:  # a schedule that does not fit the planned iterations (linear warm-up too long)
         lr_fn = schedules.learning_rate(config, iterations)
     except ValueError as e:
         raise config_lib.ConfigError(str(e)) from None
     return dataclasses.replace(plan, input_path=input_path, splits=splits,
                                data_record=data_record, steps_per_period=steps_per_period,
-                               periods=periods, iterations=iterations, lr_fn=lr_fn)
+                               periods=periods, iterations=iterations,
+                               train_iterations=train_iterations, lr_fn=lr_fn)
 
 
 def _finished_metrics(workdir: pathlib.Path) -> dict | None:
@@ -186,10 +195,11 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
         checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
         done = rundir.trim_history(run.history, epochs_done)
         recorder = EpochRecorder(test_ds, plan.steps_per_period, started=plan.started,
-                                 elapsed=done[-1]["wall_time"] if done else 0)
+                                 elapsed=done[-1]["wall_time"] if done else 0,
+                                 last_iteration=plan.train_iterations)
         params = metrics_lib.count_params(model)
         print(f"{workdir}: {model.name}, {params:,} params, "
-              f"{plan.periods * plan.steps_per_period:,} iterations, a history row every "
+              f"{plan.train_iterations:,} iterations, a history row every "
               f"{plan.steps_per_period}"
               + (f", resuming at iteration {first}" if first else ""), file=sys.stderr)
         best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])),
@@ -226,7 +236,11 @@ def _build(plan: Plan, first: int) -> tuple:
     if config.deterministic and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()  # process-wide; cannot be undone
-    first = min(first, (plan.periods - 1) * plan.steps_per_period)
+    if first >= plan.train_iterations:
+        # Every period done (the run not yet written): nothing trains, but the input must still
+        # be one. A state inside the last period resumes there, as in any other (capping it at
+        # the last period's start fed that period's first batches again).
+        first = (plan.periods - 1) * plan.steps_per_period
     data = build.inputs(config, splits, plan.input_path, first,
                         plan.periods * plan.steps_per_period)
     model = build.build_model(config)
@@ -242,8 +256,10 @@ def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, c
     run = rundir.RunDir(plan.workdir)
     stop = reliability.SignalStop()
     step, *plateau = lr_callbacks(plan.config, plan.lr_fn, "val_loss" if val_ds else "loss")
-    cbs = [stop, step, recorder, reliability.DivergenceStop(plan.steps_per_period,
-                                                        plan.config.num_classes), *plateau]
+    cbs = [stop, step, recorder,
+           reliability.DivergenceStop(plan.steps_per_period, plan.config.num_classes,
+                                      last_iteration=plan.train_iterations),
+           *plateau]
     if val_ds is not None:
         cbs.append(reliability.BestCheckpoint(
             run.best, monitor="val_accuracy", mode="max",
@@ -258,4 +274,4 @@ def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, c
     with stop:
         resume.fit(model, train_ds, epochs=plan.periods, initial_epoch=epochs_done,
                    steps_per_epoch=plan.steps_per_period, validation_data=val_ds, callbacks=cbs,
-                   verbose=verbose, shuffle=False)
+                   verbose=verbose, shuffle=False, last_iteration=plan.train_iterations)
