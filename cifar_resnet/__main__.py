@@ -151,23 +151,33 @@ def _finished_run(config, workdir):
     """metrics.json of `workdir` when it holds this config's finished run, read without
     TensorFlow; None when that needs a closer look (train.run_experiment gives it).
 
-    A finished run answers at once: the same config (its precision as recorded, unless one is
-    asked for), complete metrics, and data from where the run read it (dataid.same_source).
+    A finished run answers at once: the same config and precision (`auto` as it resolves on
+    this machine), complete metrics, and data from where the run read it (dataid.same_source).
+    A run directory of another precision is refused (ConfigError), finished or not.
     """
     import dataclasses
     import pathlib
     from cifar_resnet.data import dataid
-    from cifar_resnet.run import config as config_lib, rundir
+    from cifar_resnet.run import config as config_lib, cpu, files, rundir
     workdir = pathlib.Path(workdir)
     try:  # an unreadable metrics.json or config.json: train decides
+        saved_path = rundir.RunDir(workdir).config
+        raw = files.read_json(saved_path) if saved_path.exists() else None
+        saved = config_lib.load(saved_path) if raw is not None else None
         metrics = rundir.finished_metrics(workdir)
-        if metrics is None:
-            return None
-        saved = config_lib.load(rundir.RunDir(workdir).config)
     except (OSError, ValueError):  # MetricsUnreadable and ConfigError are ValueErrors
         return None
-    if config.precision == "auto":
-        config = dataclasses.replace(config, precision=saved.precision)
+    # The precision this request trains in, here (None: only the backend can tell, on a GPU).
+    asked = cpu.precision_without_backend(config.precision)
+    # A config.json from before the precision field: its policy depends on the machine.
+    if saved is not None and raw.get("precision") not in (None, "auto") and asked is not None \
+            and asked != saved.precision:
+        # Refused here, a run finished or not, rather than answered "already complete" with a
+        # result of another precision (an `auto` request once was).
+        raise config_lib.precision_refusal(workdir, saved.precision, asked, config.precision)
+    if metrics is None or asked is None:
+        return None
+    config = dataclasses.replace(config, precision=asked)
     config, kept = config_lib.for_run_dir(config, saved.to_dict())
     if any(getattr(config, k) != v for k, v in saved.to_dict().items()
            if k not in config_lib.NOT_IDENTITY) or not dataid.same_source(config, workdir):

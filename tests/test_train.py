@@ -335,7 +335,8 @@ def test_resume_on_a_cpu_without_bf16_is_refused_not_changed(saved_precision, ti
     before = (tmp_path / "config.json").read_text()
     monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: False)
     with pytest.raises(ConfigError, match=r"trained in mixed_bfloat16, but this run would train "
-                                          r"in float32; pass --precision mixed_bfloat16"):
+                                          r"in float32 \(--precision auto on this machine\); "
+                                          r"pass --precision mixed_bfloat16"):
         train.run_experiment(config, tmp_path, verbose=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
     assert (tmp_path / "config.json").read_text() == before
@@ -354,6 +355,32 @@ def test_an_old_run_dir_without_the_precision_field_resumes(tiny_config, tmp_pat
     assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
     assert metrics["precision"] == "float32"
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "float32"
+
+
+@pytest.mark.slow
+def test_cli_a_precision_other_than_the_folders_is_refused_auto_included(tiny_config, tmp_path,
+                                                                         monkeypatch, capsys):
+    """`--precision auto` on a folder holding a finished float32 run, where auto means bfloat16,
+    is one line naming both and the way out, exit 2 (it answered "already complete" with the
+    float32 result); where auto means float32 it is that run."""
+    from cifar_resnet import __main__ as cli
+    train.run_experiment(tiny_config, tmp_path, verbose=0)  # float32
+    args = ["train", "--dataset", "synthetic", "--depth", "8", "--epochs", "2", "--batch-size",
+            "64", "--set", "synthetic_train=256", "--set", "synthetic_test=128", "--set",
+            "val_fraction=0.1", "--workdir", str(tmp_path)]
+    monkeypatch.setattr(cpu, "GPU_DEVICE_FILES", (), raising=False)  # this test's CPU alone
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: True)
+    capsys.readouterr()
+    for asked in ("auto", "mixed_bfloat16"):
+        assert cli.main([*args, "--precision", asked]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"error: {tmp_path} holds a run trained in float32, but this run would "
+                       f"train in mixed_bfloat16"
+                       + (" (--precision auto on this machine)" if asked == "auto" else "")
+                       + "; pass --precision float32 to resume it, or use another --workdir")
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: False)
+    assert cli.main([*args, "--precision", "auto"]) == 0
+    assert "already complete" in capsys.readouterr().err
 
 
 def test_cli_precision_flag(tmp_path):

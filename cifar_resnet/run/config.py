@@ -677,13 +677,23 @@ def for_run_dir(config: Config, saved: Optional[dict[str, Any]] = None) -> tuple
     return dataclasses.replace(config, **values), kept
 
 
-def for_workdir(config: Config, workdir, *, gpu: bool) -> Config:
+def precision_refusal(workdir, saved: str, resolved: str, asked: str) -> ConfigError:
+    """The one line that refuses a run directory trained in `saved` to a run in `resolved`
+    (`asked`: the precision as requested, "auto" or a policy), naming both and the ways out."""
+    here = " (--precision auto on this machine)" if asked == "auto" else ""
+    return ConfigError(f"{workdir} holds a run trained in {saved}, but this run would train in "
+                       f"{resolved}{here}; pass --precision {saved} to resume it, or use another "
+                       "--workdir")
+
+
+def for_workdir(config: Config, workdir, *, gpu: bool, asked: Optional[str] = None) -> Config:
     """`config` as this run directory's run; refuses a `workdir` that holds a run of another
     config, or of another precision.
 
-    `config.precision` is resolved; the saved one is read by `saved_precision` (`gpu`: whether
-    this machine trains on one). Fields left None (config.RUN_DIR_DEFAULTS) take the saved values,
-    so the command that made a run before a default changed still resumes it.
+    `config.precision` is resolved (`asked`: as requested, e.g. "auto", for the message); the
+    saved one is read by `saved_precision` (`gpu`: whether this machine trains on one). Fields
+    left None (config.RUN_DIR_DEFAULTS) take the saved values, so the command that made a run
+    before a default changed still resumes it.
     """
     workdir = pathlib.Path(workdir)
     saved_path = rundir.RunDir(workdir).config
@@ -693,10 +703,8 @@ def for_workdir(config: Config, workdir, *, gpu: bool) -> Config:
     saved = {**load(saved_path).to_dict(),
              "precision": saved_precision(files.read_json(saved_path), gpu=gpu)}
     if saved["precision"] != config.precision:
-        raise ConfigError(
-            f"{workdir} holds a run trained in {saved['precision']}, but this run would train in "
-            f"{config.precision}; pass --precision {saved['precision']} to resume it, or use "
-            "another --workdir")
+        raise precision_refusal(workdir, saved["precision"], config.precision,
+                                asked or config.precision)
     config, kept = for_run_dir(config, saved)
     # Where the data was read from is not the run's identity; its content is (dataid.check).
     diff = [k for k, v in config.to_dict().items() if saved.get(k) != v

@@ -185,6 +185,26 @@ def resolve_precision(precision: str, *, gpu: bool,
                        "--precision mixed_bfloat16 forces it")
 
 
+# Device files a GPU driver makes (NVIDIA, AMD ROCm, WSL): where none exists, no backend can
+# see a GPU, so "auto" resolves without importing one (the command line's finished-run check).
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def precision_without_backend(precision: str) -> Optional[str]:
+    """`resolve_precision`'s policy, found without TensorFlow or JAX; None where a GPU may be
+    there (only the backend can tell, and "auto" is then float16 on it).
+
+    Args:
+        precision: as for `resolve_precision`.
+    """
+    if precision != "auto":
+        return resolve_precision(precision, gpu=False)[0]
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+    if not hidden and any(os.path.exists(path) for path in GPU_DEVICE_FILES):
+        return None
+    return resolve_precision("auto", gpu=False)[0]
+
+
 def legacy_precision(mixed_precision: bool, *, gpu: bool) -> str:
     """The policy of a run directory written before the `precision` field existed: the code of
     that time used float16 on a GPU and bfloat16 on any CPU when mixed_precision was set."""

@@ -63,7 +63,7 @@ def prepare(config: config_lib.Config, workdir, splits=None) -> Plan:
     config.validate()
     # Resolved before config.json is written or compared, so that it states the policy used.
     config = config_lib.for_workdir(build.resolve_precision(config), workdir,
-                                    gpu=distribute.gpu_count() > 0)
+                                    gpu=distribute.gpu_count() > 0, asked=config.precision)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy must be created first.
     placement = distribute.placement(config.strategy)
     if placement.num_replicas > 1:
