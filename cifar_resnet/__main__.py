@@ -382,13 +382,30 @@ def main(argv=None) -> int:
               + (f"iteration {iteration}" if iteration is not None else
                  "the last finished epoch (logging period; the iterations after it are trained "
                  "again)"), file=sys.stderr)
-        return getattr(e, "exit_status", 130)
+        status = getattr(e, "exit_status", 130)
+        if argv is None:  # the command line, not a caller in this process
+            _exit_now(status)
+        return status
     except Exception as e:
         status = _exit_status(e)
         if status is None:
             raise
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, whatever e says
         return status
+
+
+def _exit_now(status: int) -> None:
+    """Ends the process with `status` at once, its output flushed: after an interrupt the run's
+    state is on disk (resume.py), and the interpreter's teardown that would follow (TensorFlow's
+    thread pools and input pipeline, the net's objects) took seconds, and up to a minute with
+    stdout piped into `grep`, between the message and the exit. A stdout whose reader is gone
+    (the pipe's other end also got the Ctrl-C) is not an error here."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # BrokenPipeError; a closed stream
+            pass
+    os._exit(status)
 
 
 # The library's errors and their exit status: 2 bad input (nothing was changed), 1 training

@@ -80,6 +80,35 @@ def test_sigterm_stops_after_a_batch_exit_143_one_line_resumable(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_with_stdout_piped_into_grep_exits_right_after_its_message(tmp_path):
+    """Ctrl-C (SIGINT to the whole foreground group: the trainer and the grep it pipes into)
+    ends the trainer within a second of its message, exit 130, with nothing about the pipe;
+    the interpreter's teardown after the message took seconds (up to a minute on a bigger
+    net)."""
+    err = tmp_path / "stderr"
+    train = " ".join([sys.executable, "-m", "cifar_resnet",
+                      *_train_cmd(tmp_path / "run", 200)])
+    shell = subprocess.Popen(
+        ["bash", "-c", f"{train} 2>{err} | grep -v zzz >/dev/null; exit ${{PIPESTATUS[0]}}"],
+        cwd=ROOT, start_new_session=True)  # its own group, as a terminal's foreground job
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "run" / "backup" / rundir.METADATA).exists():  # training under way
+        assert shell.poll() is None and time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    os.killpg(shell.pid, signal.SIGINT)
+    while "interrupted;" not in err.read_text():
+        assert time.monotonic() < deadline, err.read_text()
+        time.sleep(0.01)
+    said = time.monotonic()
+    assert shell.wait(timeout=120) == 130
+    assert time.monotonic() - said < 1.0, "exited %.1f s after its message" % (
+        time.monotonic() - said)
+    last = err.read_text().strip().splitlines()
+    assert last[-1].startswith("interrupted; rerun the same command to resume from iteration")
+    assert not any("BrokenPipe" in line or "Exception ignored" in line for line in last)
+
+
+@pytest.mark.slow
 def test_sigint_in_process_raises_interrupted_then_the_rerun_completes(tiny_config, tmp_path):
     sigint = _At(1, lambda model: os.kill(os.getpid(), signal.SIGINT), batch=1)
     # Python's default_int_handler, or SIG_IGN where the process started with SIGINT ignored

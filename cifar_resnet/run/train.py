@@ -15,6 +15,7 @@ complete; the data is part of a run by content, not by path (dataid.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import pathlib
@@ -250,6 +251,21 @@ def _build(plan: Plan, first: int) -> tuple:
     return (model, *data)
 
 
+@contextlib.contextmanager
+def _close_on_interrupt(callbacks):
+    """On an interrupt, closes the TensorBoard callbacks' event files (as `on_train_end` does),
+    so that the periods logged so far are on disk even where the command line then exits at
+    once, without the interpreter's teardown (__main__._exit_now)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        for callback in callbacks:
+            if isinstance(callback, keras.callbacks.TensorBoard):
+                with contextlib.suppress(Exception):  # the interrupt is what matters here
+                    callback.on_train_end()
+        raise
+
+
 def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, checkpointer,
          callbacks, verbose) -> None:
     """The callbacks in their order, and `model.fit` from `epochs_done` to the plan's end."""
@@ -271,7 +287,7 @@ def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, c
     cbs += [*callbacks, checkpointer]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    with stop:
+    with stop, _close_on_interrupt(cbs):
         resume.fit(model, train_ds, epochs=plan.periods, initial_epoch=epochs_done,
                    steps_per_epoch=plan.steps_per_period, validation_data=val_ds, callbacks=cbs,
                    verbose=verbose, shuffle=False, last_iteration=plan.train_iterations)
