@@ -18,7 +18,7 @@ cpu.enable_onednn()
 _EXPORTS = {
     "Config": "run.config", "build_model": "nets.models", "resnet_imagenet": "nets.imagenet",
     "resnet_layer": "nets.models", "resnet_v1": "nets.models", "resnet_v2": "nets.models",
-    "run_experiment": "run.train",
+    "run_experiment": "run.train", "preprocess_input": "nets.pretrained",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -95,3 +95,41 @@ def test_each_shipped_file_gives_its_errors_on_all_the_test_images(name, real_da
         probs = evaluate.predict(model, x_test, **norm, tta=tta)
         error = 100 * np.mean(probs.argmax(1) != y_test)
         assert error == pytest.approx(pretrained.CIFAR10[name][key], abs=0.005)
+
+
+def test_preprocess_input_takes_raw_images_and_refuses_other_shapes():
+    import cifar_resnet
+    raw = np.zeros((2, 32, 32, 3), np.uint8)
+    raw[1] = 255
+    x = cifar_resnet.preprocess_input(raw)
+    assert x.dtype == np.float32 and x.shape == raw.shape
+    mean = -x[0]  # the shipped mean image, of pixels in [0, 1]
+    assert mean.shape == (32, 32, 3) and 0.3 < mean.mean() < 0.6
+    np.testing.assert_allclose(x[1], 1 - mean, atol=1e-6)
+    # floats in [0, 255] and one image alone: the same
+    np.testing.assert_array_equal(cifar_resnet.preprocess_input(raw[1].astype("float64")), x[1])
+    with pytest.raises(pretrained.WeightsError, match=r"^preprocess_input: images of shape "
+                                                      r"\(2, 3, 32, 32\); expected \(32, 32, 3\) "
+                                                      r"or \(N, 32, 32, 3\), channels last$"):
+        cifar_resnet.preprocess_input(raw.transpose(0, 3, 1, 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet20_v1", "resnet56_v1"])
+def test_shipped_nets_give_their_error_on_raw_images_through_preprocess_input(name, real_data,
+                                                                              capsys):
+    """What a user has: the data's exact first 1,000 test images, raw uint8, through
+    `cifar_resnet.preprocess_input`, give the entry's error; the loader's line says so. The
+    shipped mean is the training images' of the data the nets were trained on."""
+    import cifar_resnet
+    from cifar_resnet.data import datasets
+    (x_train, _), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
+    np.testing.assert_array_equal(cifar_resnet.preprocess_input(np.zeros((32, 32, 3), np.uint8)),
+                                  -datasets.compute_normalization(x_train, "pixel_mean")[0])
+    depth = int(name.split("_")[0].removeprefix("resnet"))
+    model = cifar_resnet.resnet_v1(input_shape=(32, 32, 3), depth=depth, weights="cifar10")
+    assert "cifar_resnet.preprocess_input(images)" in capsys.readouterr().err
+    probs = model.predict(cifar_resnet.preprocess_input(x_test[:1000]), verbose=0)
+    error = 100 * np.mean(probs.argmax(1) != y_test[:1000])
+    assert error == pytest.approx(pretrained.CIFAR10[name]["exact1000_error"], abs=0.05)
+

@@ -8,8 +8,12 @@ any weights file of the same net. The shipped files are float32 `.weights.h5` fi
 `cifar_resnet/nets/weights/`, each checked against its SHA-256 before it is loaded.
 
 The nets take images as they were trained on them (`run.config.normalization`, the paper's
-"pixel_mean"): `x / 255` minus the per-pixel mean image of the 50,000 training images,
-`data.datasets.compute_normalization(x_train)`; see `tests/test_pretrained.py`.
+"pixel_mean"): `x / 255` minus the per-pixel mean image of the 50,000 training images they were
+trained on. `preprocess_input(images)` (`cifar_resnet.preprocess_input`, as
+`keras.applications` has one per net) does that to raw images, uint8 or floats in [0, 255], with
+that mean image, shipped beside the weights (`PIXEL_MEAN`); the nets themselves stay the plain
+constructors' nets, so the `.weights.h5` files load into them unchanged. See
+`tests/test_pretrained.py`.
 
 A net gets an entry in `CIFAR10` when its run has finished: the file, its checksum, the settings
 it was trained with, and the test errors the file gives in the float32 net `weights=` builds (all
@@ -28,6 +32,11 @@ from typing import Optional
 from cifar_resnet.run import files
 
 WEIGHTS_DIR = pathlib.Path(__file__).parent / "weights"
+# The per-pixel mean image (32, 32, 3, float32, of pixels scaled to [0, 1]) of the 50,000
+# training images the shipped nets were trained on (the project's copy of CIFAR-10,
+# data.datasets.compute_normalization), with its SHA-256.
+PIXEL_MEAN = dict(file="cifar10_pixel_mean.npy",
+                  sha256="5527564b6544dca04de91903ae2148a1b164a110612fb359334c77b0d136e124")
 
 # Model name (nets.architecture.net_name) -> the shipped file and what it was trained and measured
 # with: the four full-length runs of issue #22.
@@ -94,6 +103,50 @@ class WeightsError(ValueError):
     """Shipped weights are missing, do not fit the net asked for, or fail their checksum."""
 
 
+def preprocess_input(images):
+    """Raw CIFAR-10 images as the `weights="cifar10"` nets take them: `images / 255` minus the
+    per-pixel mean image of their training images (the paper's preprocessing).
+
+    Args:
+        images: uint8 images, or floats in [0, 255], shaped (32, 32, 3) or (N, 32, 32, 3)
+            (channels last), e.g. `keras.datasets.cifar10.load_data()`'s or
+            `data.datasets.load_cifar10()`'s.
+
+    Returns:
+        float32 array of the same shape, to pass to the net (`model.predict(...)`).
+
+    Raises:
+        WeightsError: `images` are not of that shape.
+    """
+    import numpy as np
+
+    x = np.asarray(images)
+    if x.shape[-3:] != (32, 32, 3) or x.ndim not in (3, 4):
+        raise WeightsError(f"preprocess_input: images of shape {x.shape}; expected (32, 32, 3) "
+                           "or (N, 32, 32, 3), channels last")
+    # As training normalized them (data.pipeline): float32 pixels times 1/255, minus the mean.
+    return x.astype(np.float32) * np.float32(1 / 255) - _pixel_mean()
+
+
+def _pixel_mean():
+    """PIXEL_MEAN's array, checked against its SHA-256 once."""
+    global _PIXEL_MEAN_ARRAY
+    if _PIXEL_MEAN_ARRAY is None:
+        import numpy as np
+
+        path = WEIGHTS_DIR / PIXEL_MEAN["file"]
+        if not path.is_file():
+            raise WeightsError(f"{path} is missing from this installation of cifar_resnet")
+        if files.sha256(path) != PIXEL_MEAN["sha256"]:
+            raise WeightsError(f"{path}: its SHA-256 is not the shipped "
+                               f"{PIXEL_MEAN['sha256'][:12]}...; reinstall cifar_resnet")
+        _PIXEL_MEAN_ARRAY = np.load(path, allow_pickle=False)
+    return _PIXEL_MEAN_ARRAY
+
+
+_PIXEL_MEAN_ARRAY = None
+
+
 def check_weights_arg(weights) -> None:
     """Refuses a `weights` value that is neither None, a key of TABLES, nor a path."""
     if weights is None or weights in TABLES:
@@ -148,5 +201,7 @@ def load(model, weights, *, shortcut: Optional[str], preset: str, num_classes: i
                            f"{entry['sha256'][:12]}...; reinstall cifar_resnet")
     model.load_weights(path)
     print(f"cifar_resnet: {model.name} {weights} weights ({entry['file']}, {entry['trained']}): "
-          f"test error {entry['test_error']:.2f}% on the 10,000 test images", file=sys.stderr)
+          f"test error {entry['test_error']:.2f}% on the 10,000 test images; inputs: "
+          "cifar_resnet.preprocess_input(images) (images / 255 minus the training images' "
+          "per-pixel mean; raw uint8 images give nonsense)", file=sys.stderr)
     return model
