@@ -9,6 +9,8 @@ import pathlib
 import subprocess
 import time
 
+from cifar_resnet.run import experiments
+
 SCRIPT = pathlib.Path(__file__).parent.parent / "experiments" / "run_pinned.sh"
 
 
@@ -86,5 +88,5 @@ def test_status_prints_the_commands_start_would_run_in_the_runs_precision(tmp_pa
     r = _run(tmp_path, "status", "full_repro", DATA_DIR=str(data))
     assert r.returncode == 0, r.stderr
     commands = [line for line in r.stdout.splitlines() if "cifar_resnet train" in line]
-    assert len(commands) == 4
+    assert len(commands) == len(experiments.load_experiment("full_repro").nets)  # 7
     assert all("--set precision=mixed_bfloat16" in c for c in commands), commands
