@@ -42,6 +42,23 @@ def test_a_weights_path_loads_like_keras_applications(tmp_path):
         models.resnet_v2(depth=11, weights=str(tmp_path / "missing.weights.h5"))
 
 
+def test_a_file_of_another_net_or_no_weights_is_one_line_naming_it(tmp_path):
+    """Issue #38 item 9: not a 132-line ValueError, nor an OSError without the file's name."""
+    other = tmp_path / "resnet14.weights.h5"
+    models.resnet_v1(depth=14).save_weights(other)
+    with pytest.raises(pretrained.WeightsError) as info:
+        models.resnet_v1(depth=8, weights=str(other))
+    message = str(info.value)
+    assert "\n" not in message and str(other) in message
+    assert "holds another net (13 convolutions, a 64->10 classifier" in message
+    assert "than resnet8_v1 (7 convolutions" in message
+    junk = tmp_path / "random.weights.h5"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(pretrained.WeightsError,
+                       match=f"weights file {junk}: not a Keras weights file: 5,000 bytes"):
+        models.resnet_v1(depth=8, weights=str(junk))
+
+
 def test_a_corrupt_file_fails_its_checksum(monkeypatch, tmp_path):
     path = _ship(monkeypatch, tmp_path, models.resnet_v1(depth=8))
     data = bytearray(path.read_bytes())

@@ -25,6 +25,7 @@ and prints the entry.
 
 from __future__ import annotations
 
+import math
 import pathlib
 import sys
 from typing import Optional
@@ -157,6 +158,56 @@ def check_weights_arg(weights) -> None:
                            ".weights.h5 file")
 
 
+def _shapes_of_file(path) -> list[tuple]:
+    """The shapes of the arrays in a `.weights.h5` file, in the file's order.
+
+    Raises:
+        ValueError: the file is not HDF5, or holds no Keras weights (the message says which).
+    """
+    import h5py  # a Keras dependency; only needed when a weights file is read
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"not a Keras weights file: {pathlib.Path(path).stat().st_size:,} "
+                         "bytes that are not HDF5")
+    shapes = []
+    with h5py.File(path, "r") as f:
+        if "layers" not in f:
+            raise ValueError(f"an HDF5 file without Keras weights (top level: "
+                             f"{', '.join(sorted(f.keys())[:5]) or 'empty'})")
+        f["layers"].visititems(lambda _, obj: shapes.append(tuple(obj.shape))
+                               if isinstance(obj, h5py.Dataset) else None)
+    return shapes
+
+
+def _describe_shapes(shapes) -> str:
+    """What a list of weight shapes is, as people tell nets apart: convolutions, classifier,
+    parameters."""
+    convs = [s for s in shapes if len(s) == 4]
+    dense = [s for s in shapes if len(s) == 2]
+    params = sum(math.prod(s) for s in shapes)
+    head = f", a {dense[-1][0]}->{dense[-1][1]} classifier" if dense else ""
+    return f"{len(convs)} convolutions{head}, {params:,} values in {len(shapes)} arrays"
+
+
+def _load_file(model, path) -> None:
+    """Loads a `.weights.h5` file into `model`; a file of another net, or no weights file at
+    all, is a WeightsError in one line naming the file and what it holds."""
+    try:
+        shapes = _shapes_of_file(path)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"weights file {path}: {' '.join(str(e).split())[:200]}") from None
+    wanted = [tuple(w.shape) for w in model.weights]
+    if sorted(shapes) != sorted(wanted):  # the file's order is by attribute, not by layer
+        raise WeightsError(f"weights file {path} holds another net ({_describe_shapes(shapes)}) "
+                           f"than {model.name} ({_describe_shapes(wanted)}); build the net it "
+                           "was saved from")
+    try:
+        model.load_weights(path)
+    except Exception as e:  # a damaged file that still lists the right arrays
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise WeightsError(f"weights file {path} does not load into {model.name}: "
+                           f"{reason}") from None
+
+
 def load(model, weights, *, shortcut: Optional[str], preset: str, num_classes: int,
          input_shape):
     """`model` with `weights` loaded into it (unchanged when `weights` is None).
@@ -169,7 +220,8 @@ def load(model, weights, *, shortcut: Optional[str], preset: str, num_classes: i
 
     Raises:
         WeightsError: no shipped weights for this net or these settings, a checksum mismatch,
-            or a file that does not exist.
+            a file that does not exist, is not a Keras weights file, or holds another net
+            (one line naming the file and what it holds).
     """
     check_weights_arg(weights)
     if weights is None:
@@ -177,7 +229,7 @@ def load(model, weights, *, shortcut: Optional[str], preset: str, num_classes: i
     if weights not in TABLES:
         if not pathlib.Path(weights).is_file():
             raise WeightsError(f"weights file {weights} not found")
-        model.load_weights(weights)
+        _load_file(model, weights)
         return model
     table = TABLES[weights]
     entry = table.get(model.name)
