@@ -271,6 +271,13 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
          help="also the error on the split's first N images, with its standard error (1000: "
               "the exact test images of the project's shared copy)")
     flag("--out", help="output folder (default RUN_DIR/eval)")
+    _add_data_dir_flag(p)
+
+
+def _add_data_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="the data set's folder or archive (default: where the "
+                                      "run's data.json says it was read from; its content must "
+                                      "be the run's)")
 
 
 def _evaluate(args) -> int:
@@ -278,7 +285,8 @@ def _evaluate(args) -> int:
     from cifar_resnet.results import evaluate
     # EvaluationError is a ConfigError: one line, exit 2.
     r = evaluate.evaluate(args.run_dir, checkpoint=args.checkpoint, tta=args.tta,
-                          split=args.split, out=args.out, head=args.head)
+                          split=args.split, out=args.out, head=args.head,
+                          data_dir=args.data_dir)
     tta = (f" (without flip TTA {100 * r['error_without_tta']:.2f}%, change "
            f"{100 * r['tta_effect']:+.2f} points)" if args.tta else "")
     print(f"{args.run_dir}: {r['split']} error {100 * r['error']:.2f}% on {r['num_images']} "
@@ -287,6 +295,7 @@ def _evaluate(args) -> int:
         h = r["head"]
         print(f"  first {h['num_images']} images: error {100 * h['error']:.2f}% "
               f"(standard error {100 * h['std_error']:.2f} points)")
+    print(evaluate.format_per_class(r))
     return 0
 
 
@@ -294,14 +303,16 @@ def _export(args) -> int:
     _import_tensorflow_quietly()
     from cifar_resnet.results import export
     # ExportError is a ConfigError: one line, exit 2.
-    exported = export.export_weights(args.run_dir, args.out)
+    exported = export.export_weights(args.run_dir, args.out, data_dir=args.data_dir)
     entry = exported["entry"]
     exact = (f", first 1,000 images {entry['exact1000_error']:.2f}%"
              if entry["exact1000_error"] is not None else "")
     print(f"{args.run_dir}: wrote {exported['path']} (SHA-256 {entry['sha256']}); test error "
-          f"{entry['test_error']:.2f}%{exact}; load it with weights=\"{exported['path']}\"",
+          f"{entry['test_error']:.2f}%{exact}, flip TTA {entry['tta_error']:.2f}% (float32)",
           file=sys.stderr)
-    print(export.format_entry(exported))
+    # stdout: what a user pastes to load the file, or with --entry the maintainers'
+    # nets/pretrained.CIFAR10 item that ships it as weights="cifar10".
+    print(export.format_entry(exported) if args.entry else export.format_usage(exported))
     return 0
 
 
@@ -367,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="a .weights.h5 path, or a folder for "
                                       "<net>_<dataset>.weights.h5 (default RUN_DIR; "
                                       "cifar_resnet/nets/weights to ship it)")
+    export.add_argument("--entry", action="store_true",
+                        help="print the file's nets/pretrained.CIFAR10 entry (to ship it as "
+                             "weights=\"cifar10\") instead of the code that loads it")
+    _add_data_dir_flag(export)
     return parser
 
 

@@ -156,3 +156,105 @@ def test_head_reports_the_first_images_error_with_its_standard_error(run, tmp_pa
         evaluate.evaluate(run, checkpoint="final", head=129, out=tmp_path)
     with pytest.raises(evaluate.EvaluationError, match="head 0 is not a positive"):
         evaluate.evaluate(run, checkpoint="final", head=0, out=tmp_path)
+
+
+# Issue #38 items 7 and 8, issue #40 items 3 and 10: the checkpoint and the data are the run's.
+
+def _copy_run(run, target):
+    import shutil
+    return shutil.copytree(run, target, ignore=shutil.ignore_patterns("eval", "tensorboard"))
+
+
+@pytest.fixture(scope="module")
+def other_net(tmp_path_factory):
+    """final.keras of a depth-14 net (untrained: only its structure matters)."""
+    from cifar_resnet.nets import models
+    path = tmp_path_factory.mktemp("other") / "final.keras"
+    models.resnet_v1(depth=14).save(path)
+    return path
+
+
+def test_a_checkpoint_of_another_net_is_refused_in_one_line_and_nothing_written(
+        run, tmp_path, other_net, capsys):
+    import shutil
+    copy = _copy_run(run, tmp_path / "x")
+    shutil.copyfile(other_net, copy / "final.keras")
+    assert main(["evaluate", str(copy), "--checkpoint", "final"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{copy / 'final.keras'} holds resnet14_v1" in err and "not the resnet8_v1" in err
+    assert not (copy / "eval").exists()
+
+
+def test_a_truncated_checkpoint_is_named_damaged_not_missing(run, tmp_path, capsys):
+    copy = _copy_run(run, tmp_path / "x")
+    with open(copy / "final.keras", "r+b") as f:
+        f.truncate(20_000)
+    assert main(["evaluate", str(copy), "--checkpoint", "final"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged (20,000 bytes; not a .keras archive" in err
+    assert "not found" not in err
+
+
+def test_data_other_than_the_runs_is_refused_by_its_fingerprint(run, tmp_path, capsys):
+    copy = _copy_run(run, tmp_path / "x")
+    record = files.read_json(copy / "data.json")
+    files.write_json(copy / "data.json", {**record, "sha256": "0" * 64})
+    assert main(["evaluate", str(copy), "--checkpoint", "final"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the sha256:000000000000 the run" in err
+
+
+def _cifar10_run(run, path, source):
+    """A run directory of a cifar10 config (the synthetic run's depth-8 net fits it) whose
+    data.json names `source` and no content (so any CIFAR-10 copy passes)."""
+    path.mkdir(parents=True)
+    config = files.read_json(run / "config.json")
+    files.write_json(path / "config.json", {**config, "dataset": "cifar10", "data_dir": None,
+                                            "val_fraction": 0.0})
+    files.write_json(path / "data.json", {"dataset": "cifar10", "source": str(source)})
+    (path / "final.keras").write_bytes((run / "final.keras").read_bytes())
+    return path
+
+
+def test_missing_data_is_one_line_naming_the_recorded_place_and_data_dir(run, tmp_path, no_env,
+                                                                        capsys):
+    gone = tmp_path / "gone" / "cifar-10-python.tar.gz"
+    lone = _cifar10_run(run, tmp_path / "lone", gone)
+    assert main(["evaluate", str(lone)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"not at {gone} (its data.json)" in err and "pass --data-dir DIR" in err
+    assert main(["evaluate", str(lone), "--data-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"not at {tmp_path / 'nowhere'} (--data-dir)" in err
+
+
+@pytest.mark.slow
+def test_the_data_json_source_is_read_without_any_setting(run, tmp_path, no_env, real_data,
+                                                          capsys):
+    lone = _cifar10_run(run, tmp_path / "lone", real_data)
+    assert main(["evaluate", str(lone), "--head", "10"]) == 0  # no $CIFAR10_DIR, no cache
+    out = capsys.readouterr().out
+    assert "test error" in out and "on 10000 images" in out
+
+
+def test_evaluate_prints_a_per_class_table_and_titles_its_figures(run, tmp_path, capsys,
+                                                                  monkeypatch):
+    titles = {}
+
+    def keep(fig, path, **_):
+        titles[pathlib.Path(path).name] = [ax.get_title() for ax in fig.axes] + [
+            fig._suptitle.get_text() if fig._suptitle else ""]
+    import pathlib
+    monkeypatch.setattr(evaluate, "save_figure", keep)
+    assert main(["evaluate", str(run), "--checkpoint", "final", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["class", "accuracy", "images", "most", "often", "taken", "for"]
+    assert [line.split()[0] for line in out[2:12]] == [f"class{i}" for i in range(10)]
+    report = files.read_json(tmp_path / "test-final.json")
+    acc = report["per_class_accuracy"]["class0"]
+    assert f"{100 * acc:.2f}%" in out[2]
+    confusion = " ".join(titles["test-final-confusion.png"])
+    assert str(run) in confusion and "resnet8_v1" in confusion and "final checkpoint" in confusion
+    assert "resnet8_v1" in " ".join(titles["test-final-wrong.png"])

@@ -24,7 +24,7 @@ def run(sweep, tmp_path, monkeypatch):
 def test_exported_weights_load_through_the_public_api_and_ship_by_name(run, tmp_path, monkeypatch,
                                                                        capsys):
     weights_dir = tmp_path / "weights"
-    assert main(["export", str(run), "--out", str(weights_dir)]) == 0
+    assert main(["export", str(run), "--out", str(weights_dir), "--entry"]) == 0
     captured = capsys.readouterr()
     path = weights_dir / "resnet8_v1_synthetic.weights.h5"
     assert f"wrote {path}" in captured.err and path.is_file()
@@ -100,3 +100,36 @@ def test_export_refuses_an_unreadable_metrics_json_in_one_line(tmp_path, sweep, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "metrics.json is unreadable" in err
     assert not list(damaged.glob("*.weights.h5"))
+
+
+# Issue #38 items 7 and 8, issue #40 item 10.
+
+def test_export_refuses_a_checkpoint_of_another_net_and_leaves_no_file(run, tmp_path, capsys):
+    models.resnet_v1(depth=14).save(rundir.RunDir(run).final)
+    assert main(["export", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds resnet14_v1" in err and "not the resnet8_v1" in err
+    assert not list(run.glob("*.weights.h5")) and not list(run.glob(".*"))
+
+
+def test_export_names_a_truncated_checkpoint_damaged(run, capsys):
+    with open(rundir.RunDir(run).final, "r+b") as f:
+        f.truncate(20_000)
+    assert main(["export", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged" in err and "not found" not in err
+
+
+@pytest.mark.slow
+def test_export_prints_the_code_that_loads_the_file(run, tmp_path, capsys):
+    out = tmp_path / "mine.weights.h5"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "x / 255 minus the per-pixel mean image" in printed
+    code = "\n".join(line for line in printed.splitlines() if not line.startswith("#"))
+    scope = {}
+    exec(code, scope)  # the printed lines build the net and load the file
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    want = keras.saving.load_model(rundir.RunDir(run).final, compile=False).predict(x, verbose=0)
+    np.testing.assert_array_equal(scope["model"].predict(x, verbose=0), want)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left

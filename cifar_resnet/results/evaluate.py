@@ -16,6 +16,7 @@ mirror (the training augmentation's flip); the JSON reports the error with and w
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Optional
 
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from cifar_resnet.choices import check_choice
 from cifar_resnet.data import datasets, device_input
 from cifar_resnet.nets import layers  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.results import rundata
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import files, rundir
 from cifar_resnet.results import paired
@@ -91,8 +93,19 @@ def classification_summary(labels, probs, class_names, *, top_wrong=16) -> dict:
     }
 
 
+def _title(summary) -> str:
+    """What an evaluation's figure shows: the run, its net, the checkpoint, split and TTA."""
+    what = [summary.get("run_dir"), summary.get("net"),
+            f"{summary['checkpoint']} checkpoint" if summary.get("checkpoint") else None]
+    split = f"{summary.get('split', 'test')} error {100 * summary['error']:.2f}%"
+    if summary.get("tta"):
+        split += f" with {summary['tta']} TTA"
+    return " · ".join(w for w in what if w) + "\n" + split
+
+
 def plot_confusion(summary, path) -> None:
-    """Saves the confusion matrix as a PNG, counts written in the cells."""
+    """Saves the confusion matrix as a PNG, counts written in the cells, titled with the run,
+    its net and checkpoint (`_title`)."""
     matrix, names = np.asarray(summary["confusion_matrix"]), summary["class_names"]
     k = len(names)
     # Up to 20 classes (CIFAR-10, CIFAR-100 coarse) the counts fit in the cells; with 100 the
@@ -103,7 +116,7 @@ def plot_confusion(summary, path) -> None:
     im = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted",
-           ylabel="true", title=f"confusion matrix, error {100 * summary['error']:.2f}%")
+           ylabel="true", title="confusion matrix: " + _title(summary))
     fontsize = 8 if k <= 20 else 5
     ax.set_xticklabels(names, rotation=45 if k <= 20 else 90, ha="right" if k <= 20 else "center",
                        fontsize=fontsize)
@@ -127,8 +140,35 @@ def plot_wrong(summary, images, path, columns=8) -> None:
             ax.imshow(images[w["index"]])
             ax.set_title(f"{w['label']}\n-> {w['predicted']} ({w['confidence']:.2f})",
                          fontsize=7)
-    fig.suptitle("most confidently wrong" if wrong else "no wrong predictions")
+    fig.suptitle(("most confidently wrong" if wrong else "no wrong predictions") + ": "
+                 + _title(summary))
     files.save_figure(fig, path, dpi=120)
+
+
+def format_per_class(summary, *, most: int = 20) -> str:
+    """A compact per-class table of an evaluation: each class's accuracy, its images and the
+    class it is most often mistaken for (with how often). With more than `most` classes
+    (CIFAR-100) only the `most // 2` worst and best classes are listed."""
+    names, matrix = summary["class_names"], summary["confusion_matrix"]
+    rows = []
+    for i, name in enumerate(names):
+        wrong = [(n, j) for j, n in enumerate(matrix[i]) if j != i and n]
+        n, j = max(wrong) if wrong else (0, None)
+        rows.append((summary["per_class_accuracy"][name], name, sum(matrix[i]),
+                     f"{names[j]} ({n})" if j is not None else "-"))
+    shown = rows
+    if len(rows) > most:
+        ranked = sorted(rows)
+        shown = ranked[:most // 2] + [None] + ranked[-(most // 2):]
+    width = max(len("class"), *(len(name) for name in names))
+    lines = [f"  {'class':<{width}}  accuracy  images  most often taken for"]
+    for row in shown:
+        if row is None:
+            lines.append(f"  ... {len(rows) - 2 * (most // 2)} classes between ...")
+            continue
+        accuracy, name, count, confused = row
+        lines.append(f"  {name:<{width}}  {100 * accuracy:7.2f}%  {count:6d}  {confused}")
+    return "\n".join(lines)
 
 
 def head_error(labels, probs, n) -> dict:
@@ -146,7 +186,7 @@ def head_error(labels, probs, n) -> dict:
 
 
 def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
-             top_wrong=16, head=None) -> dict:
+             top_wrong=16, head=None, data_dir=None) -> dict:
     """Evaluates a run's checkpoint on a split and writes the JSON and PNG reports.
 
     Args:
@@ -161,6 +201,8 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
         top_wrong: How many confidently wrong images to list and plot.
         head: Also report the error on the split's first `head` images ("head": count,
             error, std_error; see `head_error`), e.g. 1000 for the shared copy's exact ones.
+        data_dir: The data to evaluate on; default the data the run's data.json names
+            (`rundata.load_splits`: its content must be the run's).
 
     Returns:
         The report, also written to `{out}/{split}-{checkpoint}[-flip].json`; its "files" maps
@@ -168,8 +210,10 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
         minus without, as a fraction) say what the augmentation changed.
 
     Raises:
-        EvaluationError: A bad option, or the run lacks config.json, the checkpoint or the split.
-        ConfigError, DataError: config.json or the dataset cannot be read.
+        EvaluationError: A bad option, or the run lacks config.json, the checkpoint or the split;
+            the checkpoint is damaged or holds another net than config.json describes.
+        ConfigError, DataError: config.json or the dataset cannot be read, or the data is not
+            the run's.
     """
     _choice("checkpoint", checkpoint, CHECKPOINTS)
     _choice("split", split, SPLITS)
@@ -191,18 +235,18 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
         other = "final" if checkpoint == "best" else "best"
         raise EvaluationError(f"{model_path} not found (training unfinished, or no validation "
                               f"split for 'best'); try --checkpoint {other}")
-    splits = datasets.load_splits(config)
+    model = rundata.load_checkpoint(model_path, config, EvaluationError)
+    splits = rundata.load_splits(run_dir, config, data_dir)
     chosen = splits.test if split == "test" else splits.val
     if chosen is None:
         raise EvaluationError(f"{run_dir} was trained with val_fraction=0: no 'val' split")
     images, labels = chosen
     names = datasets.DATASETS[config.dataset].class_names[config.label_mode]
 
-    model = keras.saving.load_model(model_path, compile=False)
     kw = dict(mean=splits.mean, std=splits.std, batch_size=256)
     probs = _probs(model, images, **kw, flip=False)
-    report = {"run_dir": str(run_dir), "checkpoint": checkpoint, "checkpoint_rule": rule,
-              "split": split, "tta": tta}
+    report = {"run_dir": str(run_dir), "net": config.net_name, "checkpoint": checkpoint,
+              "checkpoint_rule": rule, "split": split, "tta": tta}
     if tta:  # the flip's own pass only: its mean with the plain one is predict(tta="flip")
         plain_error = float(np.mean(probs.argmax(axis=1) != labels))
         probs = (probs + _probs(model, images, **kw, flip=True)) / 2

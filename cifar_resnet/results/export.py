@@ -13,6 +13,7 @@ the run's own evaluations (eval/, the report's results.csv), made in the run's p
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 
 import keras
@@ -21,6 +22,7 @@ import numpy as np
 from cifar_resnet.data import datasets
 from cifar_resnet.nets import architecture, presets
 from cifar_resnet.results import evaluate as evaluate_lib
+from cifar_resnet.results import rundata
 from cifar_resnet.run import build
 from cifar_resnet.run import config as config_lib
 from cifar_resnet.run import files, rundir
@@ -30,7 +32,26 @@ class ExportError(config_lib.ConfigError):
     """The run cannot be exported; the message is one line saying why and what to do."""
 
 
-def export_weights(run_dir, out=None) -> dict:
+def _save_weights(model, path: pathlib.Path) -> None:
+    """`model.save_weights(path)` all or nothing: into a temporary `.weights.h5` beside `path`
+    (Keras insists on that suffix), then renamed; a failed write leaves no file behind.
+
+    Raises:
+        WriteError: the file could not be written (read-only, disk full), in one line.
+    """
+    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.chmod(tmp, files.default_file_mode())
+        os.replace(tmp, path)
+    except Exception as e:  # h5py raises OSError, or its own errors wrapping one
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise files.write_error(path, e) from None
+        raise ExportError(f"cannot write {path} ({' '.join(str(e).split())[:160]})") from None
+
+
+def export_weights(run_dir, out=None, data_dir=None) -> dict:
     """Writes a complete run's final weights to a `.weights.h5` file and describes it.
 
     The file is checked before it is described: a net built afresh from the run's config in
@@ -41,6 +62,8 @@ def export_weights(run_dir, out=None) -> dict:
         run_dir: a run directory whose training is complete (metrics.json, final.keras).
         out: a `.weights.h5` path, or a folder for `<net>_<dataset>.weights.h5` (the shipped
             files' names); default the run directory.
+        data_dir: the test data to measure the errors on; default the data the run's data.json
+            names (`rundata.load_splits`: its content must be the run's).
 
     Returns:
         {"net": the model's name, "path": the file written, "entry": its `pretrained.CIFAR10`
@@ -51,8 +74,11 @@ def export_weights(run_dir, out=None) -> dict:
         images).
 
     Raises:
-        ExportError: the run is not complete, lacks final.keras, or `out` is not a
-            `.weights.h5` path or a folder.
+        ExportError: the run is not complete, lacks final.keras, its final.keras is damaged or
+            holds another net than its config.json, or `out` is not a `.weights.h5` path or a
+            folder. Nothing is written then.
+        DataError: the run's data is not found, or is not the data it trained on.
+        WriteError: the file cannot be written.
     """
     run = rundir.RunDir(run_dir)
     if not run.config.is_file():
@@ -65,14 +91,18 @@ def export_weights(run_dir, out=None) -> dict:
         raise ExportError(f"{run.path} has not finished training (no complete {rundir.METRICS} "
                           f"and {rundir.FINAL}); rerun its train command to finish it")
     config = config_lib.load(run.config)
-    trained = keras.saving.load_model(run.final, compile=False)
+    trained = rundata.load_checkpoint(run.final, config, ExportError)
+    splits = rundata.load_splits(run.path, config, data_dir)  # before anything is written
     path = pathlib.Path(out) if out is not None else run.path
     if not path.name.endswith(".weights.h5"):
         if path.exists() and not path.is_dir():
             raise ExportError(f"--out {path}: expected a .weights.h5 path or a folder")
         path = path / f"{trained.name}_{config.dataset}.weights.h5"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trained.save_weights(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise files.write_error(path, e) from None
+    _save_weights(trained, path)
 
     fresh = build.build_net(dataclasses.replace(config, precision="float32"))
     fresh.load_weights(path)
@@ -83,7 +113,6 @@ def export_weights(run_dir, out=None) -> dict:
         raise ExportError(f"{path}: a net built from {run.config} does not load it unchanged "
                           f"({', '.join(mismatched[:3]) or 'a different number of weights'})")
 
-    splits = datasets.load_splits(config)
     images, labels = splits.test
     probs = {tta: evaluate_lib.predict(fresh, images, mean=splits.mean, std=splits.std, tta=tta)
              for tta in (None, "flip")}
@@ -93,7 +122,7 @@ def export_weights(run_dir, out=None) -> dict:
                                              config.shortcut,
                                              presets.model_options(config.preset, {}))
     commit = (metrics.get("code") or {}).get("commit")
-    return {"net": trained.name, "path": path, "entry": {
+    return {"net": trained.name, "path": path, "config": config, "entry": {
         "file": path.name, "sha256": files.sha256(path),
         "shortcut": shortcut, "preset": config.preset, "num_classes": config.num_classes,
         "input_shape": tuple(trained.input_shape[1:]), "normalization": config.normalization,
@@ -105,6 +134,37 @@ def export_weights(run_dir, out=None) -> dict:
                                   2) if head else None),
         "tta_error": round(error["flip"], 2),
     }}
+
+
+def format_usage(exported: dict) -> str:
+    """What a user needs to load an exported file: the call that builds its net and loads it,
+    and the input the net expects."""
+    config, entry = exported["config"], exported["entry"]
+    constructor = "resnet_v2" if config.version == 2 else "resnet_v1"
+    args = [f"input_shape={entry['input_shape']}", f"depth={config.depth}",
+            f"num_classes={config.num_classes}"]
+    if config.plain:
+        args.append("plain=True")
+    if config.resolved_block != ("basic" if config.version == 1 else "bottleneck"):
+        args.append(f"block={config.resolved_block!r}")
+    if config.shortcut is not None:
+        args.append(f"shortcut={config.shortcut!r}")
+    if config.preset != presets.DEFAULT:
+        args.append(f"preset={config.preset!r}")
+    args += [f"{k}={v!r}" for k, v in config.variant_kwargs().items()]  # He 2016 ablations
+    args.append(f"weights={str(exported['path'])!r}")
+    inputs = {
+        "pixel_mean": "x / 255 minus the per-pixel mean image of the training images",
+        "channel_std": "x / 255, minus each channel's mean and divided by its std over the "
+                       "training images",
+        "none": "x / 255",
+    }.get(entry["normalization"], f"normalized as {entry['normalization']!r}")
+    lines = [f"from cifar_resnet import {constructor}",
+             f"model = {constructor}({', '.join(args)})",
+             f"# inputs: float32 (N, 32, 32, 3) images, {inputs} "
+             f"(cifar_resnet.data.datasets.compute_normalization(x_train, "
+             f"{entry['normalization']!r})); outputs: softmax probabilities"]
+    return "\n".join(lines)
 
 
 def format_entry(exported: dict) -> str:
