@@ -248,8 +248,10 @@ def _report(args) -> int:
     _import_tensorflow_quietly()
     from cifar_resnet.results import plots
     report = plots.write_report(args.runs_dir, args.out, experiment=args.experiment,
-                                evaluate=args.evaluate)
+                                evaluate=args.evaluate, data_dir=args.data_dir)
     print(report["markdown"], end="")
+    for note in report["broken"]:  # left out, the healthy runs reported: one line each
+        print(f"left out the damaged run {note}", file=sys.stderr)
     for note in report["skipped"]:
         print(f"skipped {note}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in report['files'])}", file=sys.stderr)
@@ -369,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "and TTA errors")
     report.add_argument("--experiment", help="experiment name or file for the paper's numbers "
                                              "and panels (default: RUNS_DIR's name)")
+    _add_data_dir_flag(report)
     _add_evaluate_flags(sub.add_parser(
         "evaluate", help="error, per-class accuracy, confusion matrix of a trained run"))
     export = sub.add_parser("export", help="a finished run's final weights as a float32 "

@@ -375,7 +375,7 @@ def test_a_run_under_way_is_titled_with_the_length_the_runner_will_train(tmp_pat
         if metrics:
             files.write_json(path / "metrics.json", metrics)
     title = plots.describe_runs(analysis.find_runs(root))
-    assert title.startswith("64,124 iterations (164 epochs) · ")
+    assert title.startswith("64,124 iterations (164 epochs), lr 0.1, x0.1 at 50%, x0.01 at 75% · ")
 
 
 def test_a_report_folder_reads_as_the_runs_its_report_json_lists(tmp_path):
@@ -421,3 +421,131 @@ def test_a_lone_runs_figures_draw_its_nets_paper_number(tmp_path, monkeypatch):
         title, legends = _texts(fig)
         assert "resnet20_v1 paper 8.75% after 64k it. (here 100 it.)" in legends
         assert title.startswith("100 iterations") and "float32" in title
+
+
+# Issue #40 item 1: only runs that differ by their seed alone are averaged.
+
+def _recipe_run(root, net, seed, error, **cfg):
+    path = root / net / f"seed{seed}"
+    path.mkdir(parents=True)
+    files.write_json(path / "config.json", {"seed": seed, "version": 1, "depth": 20, **cfg})
+    files.write_json(path / "metrics.json", {"status": "complete", "final_test_error": error,
+                                             "final_train_error": error / 2, "params": 272_474,
+                                             "epochs": 2, "precision": cfg.get("precision",
+                                                                               "float32")})
+    rows = [",".join(rundir.HISTORY_FIELDS)]
+    for i in range(2):
+        row = {k: error for k in rundir.HISTORY_FIELDS}
+        row.update(epoch=i, iterations=50 * (i + 1), wall_time=10.0 * (i + 1))
+        rows.append(",".join(str(row[k]) for k in rundir.HISTORY_FIELDS))
+    (path / "history.csv").write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _recipes(root):
+    """resnet20 at 782 iterations, seeds 0 and 1; at 100 iterations; and in bfloat16."""
+    _recipe_run(root, "resnet20", 0, 0.40, iterations=782)
+    _recipe_run(root, "resnet20", 1, 0.42, iterations=782)
+    _recipe_run(root, "resnet20", 2, 0.60, iterations=100)
+    _recipe_run(root, "resnet20", 3, 0.44, iterations=782, precision="mixed_bfloat16")
+    return root
+
+
+def test_runs_of_other_recipes_or_precisions_are_separate_rows_named_apart(tmp_path):
+    root = _recipes(tmp_path / "mixed")
+    rows = {r["net"]: r for r in analysis.results_table(root)}
+    assert sorted(rows) == ["resnet20 (100 it., float32)", "resnet20 (782 it., float32)",
+                            "resnet20 (782 it., mixed_bfloat16)"]
+    assert rows["resnet20 (782 it., float32)"]["n"] == 2
+    assert rows["resnet20 (782 it., float32)"]["error_mean"] == pytest.approx(41.0)
+    assert rows["resnet20 (100 it., float32)"]["error_mean"] == pytest.approx(60.0)
+    # results.csv has the same rows, names and means.
+    csv_rows = {r["net"]: r for r in analysis.final_errors(root)}
+    assert sorted(csv_rows) == sorted(rows)
+    for name, row in rows.items():
+        assert csv_rows[name]["test_error"] == pytest.approx(row["error_mean"])
+    # So do the figures: a curve per row, a legend entry per run.
+    [ax] = plots.figure6(root).axes
+    assert sorted(line.get_label() for line in ax.lines if line.get_linestyle() == "-") == \
+        sorted(rows)
+    [ax] = plots.error_vs_time(root).axes
+    labels = [line.get_label() for line in ax.lines if "paper" not in line.get_label()]
+    assert len(labels) == len(set(labels)) == 4
+    assert [line.get_label() for line in ax.lines if "paper" in line.get_label()] == [
+        "resnet20 paper 8.75% after 64k it. (here 100 it.)"]  # once per net
+    assert "resnet20 (100 it., float32) seed 2" in labels
+    title = plots.describe_runs(analysis.find_runs(root))
+    assert "resnet20 (782 it., float32): mean of seeds 0, 1" in title
+
+
+def test_runs_of_several_experiments_are_named_by_experiment_in_results_csv(tmp_path):
+    _recipe_run(tmp_path / "runs" / "a", "resnet20", 0, 0.40, iterations=782)
+    _recipe_run(tmp_path / "runs" / "b", "resnet20", 0, 0.60, iterations=782)
+    names = [r["net"] for r in analysis.final_errors(tmp_path / "runs")]
+    assert names == ["a/resnet20", "b/resnet20"]
+
+
+def test_the_committed_reports_keep_their_row_names(monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
+    for report in (CPU_REPRO, os.path.join(os.path.dirname(CPU_REPRO), "full-repro")):
+        with open(os.path.join(report, "results.csv")) as f:
+            committed = [r["net"] for r in csv.DictReader(f)]
+        assert [r["net"] for r in analysis.final_errors(report)] == committed
+        assert sorted(r["net"] for r in analysis.results_table(report) if r["n"]) == committed
+
+
+# Issue #38 items 8 and 12: a damaged run never hides the others; a report is all or nothing.
+
+def test_a_damaged_run_is_listed_in_one_line_and_the_others_reported(tmp_path, capsys):
+    root = _recipes(tmp_path / "mixed")
+    (root / "resnet20" / "seed2" / "metrics.json").write_text("{not json")
+    (root / "resnet20" / "seed3" / "history.csv").write_text("epoch,iterations\nx,y\n")
+    assert main(["report", str(root), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    damaged = [line for line in captured.err.splitlines() if "damaged run" in line]
+    assert len(damaged) == 2
+    assert "seed2/metrics.json is unreadable" in damaged[0]
+    assert "seed3/history.csv" in damaged[1]
+    assert "| resnet20 | 0.27M |" in captured.out  # seeds 0 and 1, now the only recipe
+    assert files.read_json(tmp_path / "out" / "report.json")["broken"] == [
+        line.split("damaged run ", 1)[1] for line in damaged]
+
+
+def test_a_report_inside_the_runs_folder_is_never_read_back_as_runs(tmp_path, capsys):
+    root = _recipes(tmp_path / "mixed")
+    for _ in range(2):
+        assert main(["report", str(root), "--out", str(root / "rep")]) == 0
+        out = capsys.readouterr().out
+        assert "| resnet20 (782 it., float32) | 0.27M |" in out
+        assert "41.00 ± 1.41 | 2 |" in out  # seeds 0 and 1, never their copies
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+def test_a_report_that_fails_leaves_its_folder_as_it_was(tmp_path, monkeypatch):
+    root = _recipes(tmp_path / "mixed")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("kept")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+    monkeypatch.setattr(plots, "error_vs_time", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        plots.write_report(root, out)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed", "out"]  # no temporary left
+    monkeypatch.undo()
+    written = plots.write_report(root, out)["files"]
+    assert (out / "README.md").read_text() == "kept"
+    assert all(p.exists() for p in written) and (out / "figure6.png").is_file()
+
+
+# Issue #40 item 10: figures say the schedule, and which data.
+
+def test_figures_state_the_lr_schedule_and_figure7_its_data(sweep, monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_EXPERIMENTS", raising=False)
+    title, _ = _texts(plots.figure6(CPU_REPRO))
+    assert "lr 0.1, x0.1 at 50%, x0.01 at 75%" in title
+    monkeypatch.setenv("CIFAR_RESNET_EXPERIMENTS", str(sweep.parent.parent / "experiments"))
+    title7 = plots.figure7(sweep)._suptitle.get_text()
+    assert "on the synthetic data test set" in title7 and "CIFAR-10" not in title7

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import pathlib
 import re
 from typing import Any, Optional
@@ -96,7 +97,7 @@ def _name_above(path: pathlib.Path, cfg: dict, known: dict) -> tuple[str, str]:
     return (net_folder.name if re.fullmatch(r"seed\d+", own) else own), config_net_name(cfg)
 
 
-def find_runs(runs_dir) -> list[Run]:
+def find_runs(runs_dir, broken: Optional[list] = None) -> list[Run]:
     """Every run directory (one holding config.json) under `runs_dir`, in path order.
 
     `runs_dir` may be a folder of sweeps, a sweep (`runs/table6`), a net's folder
@@ -106,14 +107,21 @@ def find_runs(runs_dir) -> list[Run]:
     report's folder (`report.json`, see `plots.write_report`) below `runs_dir` are skipped, so
     reports written beside runs never count twice; a report folder itself can be read: as the
     runs its report.json lists, so files kept beside them (an abandoned run's, say) stay out.
+    A list of Runs is returned as it is (the functions that take `runs_dir` take one too).
+
+    A run whose config.json, metrics.json or history.csv cannot be read is left out, so one
+    damaged run never hides the others: each is one line in `broken` when a list is given,
+    else a warning.
 
     Raises:
-        ConfigError: `runs_dir` is not a directory or holds no run.
+        ConfigError: `runs_dir` is not a directory or holds no readable run.
     """
+    if isinstance(runs_dir, (list, tuple)):
+        return list(runs_dir)
     root = pathlib.Path(runs_dir)
     if not root.is_dir():
         raise config_lib.ConfigError(f"runs directory {root} does not exist")
-    runs, known = [], {}
+    runs, known, damaged = [], {}, []
     listed = None  # in a report's folder: the runs its report.json lists (older ones list none)
     if (root / REPORT_MARKER).is_file():
         names = files.read_json(root / REPORT_MARKER).get("runs")
@@ -122,23 +130,45 @@ def find_runs(runs_dir) -> list[Run]:
         path = config_path.parent
         if _in_report(path, root) or listed is not None and path not in listed:
             continue
-        parts = path.relative_to(root).parts
-        cfg = files.read_json(config_path)
-        match = re.fullmatch(r"seed(\d+)", path.name)
-        if len(parts) >= 2:
-            experiment = parts[-3] if len(parts) >= 3 else root.resolve().name
-            net = parts[-2]
-        else:
-            experiment, net = _name_above(path, cfg, known)
-        runs.append(Run(
-            experiment=experiment, net=net,
-            seed=int(match[1]) if match else cfg.get("seed", 0),
-            path=path, config=cfg,
-            metrics=rundir.read_metrics(path),  # None while the run has not ended
-            history=rundir.read_history(rundir.RunDir(path).history)))  # [] before a period ends
+        try:
+            runs.append(_read_run(root, path, known))
+        except (OSError, ValueError, TypeError, KeyError, rundir.HistoryError) as e:
+            # MetricsUnreadable and JSON errors are ValueErrors; HistoryError names its line.
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            damaged.append(f"{path}: {reason}" if str(path) not in reason else reason)
+    if broken is not None:
+        broken.extend(damaged)
+    else:
+        import warnings
+        for note in damaged:
+            warnings.warn(f"left out the damaged run {note}", stacklevel=2)
     if not runs:
-        raise config_lib.ConfigError(f"no run directories (with {rundir.CONFIG}) under {root}")
+        why = f"; damaged: {damaged[0]}" if damaged else ""
+        raise config_lib.ConfigError(f"no run directories (with {rundir.CONFIG}) under {root}"
+                                     f"{why}")
     return runs
+
+
+def _read_run(root: pathlib.Path, path: pathlib.Path, known: dict) -> Run:
+    """The Run of the run directory `path` found under `root`."""
+    parts = path.relative_to(root).parts
+    cfg = files.read_json(path / rundir.CONFIG)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path / rundir.CONFIG} is not a JSON mapping")
+    match = re.fullmatch(r"seed(\d+)", path.name)
+    if len(parts) >= 3:
+        experiment, net = parts[-3], parts[-2]
+    elif len(parts) == 2 and not (match and parts[-2] == config_net_name(cfg)
+                                  and load_experiment(root.resolve().name) is None):
+        experiment, net = root.resolve().name, parts[-2]
+    else:  # one run, or `runs/<net>/seed<k>` (train's default folder): not a sweep's run
+        experiment, net = _name_above(path, cfg, known)
+    return Run(
+        experiment=experiment, net=net,
+        seed=int(match[1]) if match else cfg.get("seed", 0),
+        path=path, config=cfg,
+        metrics=rundir.read_metrics(path),  # None while the run has not ended
+        history=rundir.read_history(rundir.RunDir(path).history))  # [] before a period ends
 
 
 def load_experiment(name_or_path, required: bool = False):
@@ -181,15 +211,137 @@ def _status(runs: list[Run]) -> str:
     return "; ".join(notes) or "not run"
 
 
+# Config fields that never make two runs different results: where the data was read from,
+# how the work was placed and logged. Every other field, the precision the run trained in and
+# its data's content tell runs apart; runs that differ by their seed alone are averaged.
+NOT_RECIPE = ("seed", "data_dir", "allow_any_depth", "input_pipeline", "jit_compile",
+              "steps_per_execution", "eval_batch_size", "log_every", "deterministic", "strategy")
+
+
+@dataclasses.dataclass
+class Group:
+    """Runs of one net that differ by their seed alone: one row of the table, one curve.
+
+    Attributes:
+        experiment: the runs' experiment.
+        net: the net's name within it.
+        name: the row's name: `net`, or, where the experiment holds the net under several
+            recipes, precisions or data, `net (what sets this group apart)`.
+        title: `name`, prefixed by `experiment/` when the runs come from several experiments
+            (results.csv's `net` and the figures' legends).
+        runs: the runs, by seed.
+        variant: the recipe (config fields but NOT_RECIPE), "precision" and "data" (sha256).
+    """
+
+    experiment: str
+    net: str
+    name: str
+    title: str
+    runs: list
+    variant: dict
+
+
+def _variant(run: Run) -> dict:
+    """What must agree for runs to be averaged: the config but NOT_RECIPE (defaults filled in,
+    so an older config.json matches a newer one), the precision trained in, the data's
+    content (None when not recorded yet)."""
+    cfg = dict(run.config)
+    try:
+        config = config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS})
+        # Defaults as the runner resolves them: "not given" and its value are one recipe.
+        cfg = {**config.to_dict(), "block": config.resolved_block,
+               "val_fraction": config.resolved_val_fraction,
+               "warmup_iterations": config.resolved_warmup}
+    except (TypeError, ValueError, AttributeError):
+        pass
+    if cfg.get("epochs") is not None:
+        cfg["iterations"] = None  # ignored when epochs is set (config.py)
+    variant = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()
+               if k not in NOT_RECIPE}
+    variant["precision"] = (run.metrics or {}).get("precision") or cfg.get("precision")
+    generated = getattr(datasets.DATASETS.get(cfg.get("dataset")), "release", 0) is None
+    if generated:  # synthetic data is a function of the config (its seed too): no identity
+        variant["data"] = None
+        return variant
+    try:
+        record = files.read_json(rundir.RunDir(run.path).data)
+        variant["data"] = record.get("sha256") if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        variant["data"] = None
+    return variant
+
+
+def _difference(key: str, value) -> str:
+    """One field that sets a group apart, as a reader reads it."""
+    if key == "iterations" and value is not None:
+        return f"{value:,} it."
+    if key == "epochs" and value is not None:
+        return f"{value} epochs"
+    if key == "precision":
+        return str(value)
+    if key == "data":
+        return f"data sha256:{value[:8]}" if value else "data unrecorded"
+    return f"{key}={value}"
+
+
+def group_runs(runs) -> list[Group]:
+    """The runs (or the runs under a folder) in groups that differ by seed alone.
+
+    Runs are grouped by experiment, net and `_variant`; a run whose data is not recorded yet
+    (one just started) joins the group of its recipe when that group's data is one data set.
+    Groups are in the experiment's order of nets, then by depth, then by name.
+    """
+    runs = find_runs(runs)
+    buckets: dict[tuple, list[tuple[Run, dict]]] = {}
+    for run in runs:
+        variant = _variant(run)
+        recipe = {k: v for k, v in variant.items() if k != "data"}
+        key = (run.experiment, run.net, json.dumps(recipe, sort_keys=True, default=str))
+        buckets.setdefault(key, []).append((run, variant))
+    found: dict[tuple, list[tuple[list, dict]]] = {}
+    for (experiment, net, _), members in buckets.items():
+        by_data: dict = {}
+        for run, variant in members:
+            by_data.setdefault(variant["data"], []).append(run)
+        if len(by_data) == 2 and None in by_data:  # a run without data.json yet joins
+            unrecorded = by_data.pop(None)
+            next(iter(by_data.values())).extend(unrecorded)
+        for data, group in by_data.items():
+            variant = {**members[0][1], "data": data}
+            found.setdefault((experiment, net), []).append((group, variant))
+    several = len({experiment for experiment, _ in found}) > 1
+    groups = []
+    for (experiment, net), variants in found.items():
+        differ = [k for k in variants[0][1] if len({json.dumps(v[k], default=str)
+                                                    for _, v in variants}) > 1]
+        for group, variant in variants:
+            name = net + (f" ({', '.join(_difference(k, variant[k]) for k in differ)})"
+                          if len(variants) > 1 else "")
+            groups.append(Group(experiment, net, name,
+                                f"{experiment}/{name}" if several else name,
+                                sorted(group, key=lambda r: r.seed), variant))
+    loaded: dict = {}
+
+    def order(g: Group):
+        if g.experiment not in loaded:
+            loaded[g.experiment] = load_experiment(g.experiment)
+        listed = list(loaded[g.experiment].nets) if loaded[g.experiment] else []
+        return (g.experiment, listed.index(g.net) if g.net in listed else len(listed),
+                net_sort_key(g.net), g.name)
+    return sorted(groups, key=order)
+
+
 def results_table(runs_dir, experiment=None) -> list[dict[str, Any]]:
-    """One row per (experiment, net): paper error vs ours over seeds, as Table 6 of He 2015.
+    """One row per group of runs that differ by seed alone (`group_runs`): paper error vs
+    ours over seeds, as Table 6 of He 2015.
 
     Only complete runs are averaged; failed and unfinished ones are named in `status`. Errors
     are test errors in %: `error_mean`/`error_std` of the final model (the paper's protocol),
-    `best_val_error_mean` of the model with the best validation error.
+    `best_val_error_mean` of the model with the best validation error. A net trained under
+    several recipes, precisions or data has a row for each, named by what sets it apart.
 
     Args:
-        runs_dir: a sweep's folder, e.g. `runs/table6`, or a folder of sweeps.
+        runs_dir: a sweep's folder, e.g. `runs/table6`, or a folder of sweeps (or its Runs).
         experiment: an Experiment or its name; default inferred from each run's experiment
             name. Its nets without runs get a row too, and its paper numbers fill the paper
             columns. When no experiment is found, those columns are empty.
@@ -198,39 +350,38 @@ def results_table(runs_dir, experiment=None) -> list[dict[str, Any]]:
         Rows with keys TABLE_FIELDS; None where there is no value.
     """
     runs = find_runs(runs_dir)
-    groups: dict[tuple, list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.experiment, run.net), []).append(run)
+    groups = group_runs(runs)
     if experiment is not None:
         exp = load_experiment(experiment, required=True)
         loaded = {name: exp for name in {r.experiment for r in runs}}
     else:
         loaded = {name: load_experiment(name) for name in {r.experiment for r in runs}}
     for exp_name, exp in loaded.items():
+        have = {g.net for g in groups if g.experiment == exp_name}
         for net in (exp.nets if exp else ()):
-            groups.setdefault((exp_name, net), [])
+            if net not in have:
+                groups.append(Group(exp_name, net, net, net, [], {}))
 
-    def order(key):
-        exp = loaded[key[0]]
+    def order(g):
+        exp = loaded[g.experiment]
         listed = list(exp.nets) if exp else []
-        return (key[0], listed.index(key[1]) if key[1] in listed else len(listed),
-                net_sort_key(key[1]))
+        return (g.experiment, listed.index(g.net) if g.net in listed else len(listed),
+                net_sort_key(g.net), g.name)
 
     rows = []
-    for key in sorted(groups, key=order):
-        group = sorted(groups[key], key=lambda r: r.seed)
-        exp = loaded[key[0]]
-        paper = (exp.paper.get(key[1], {}) if exp else {})
-        if not paper and group and not (exp and key[1] in exp.nets):
-            paper = paper_for_config(group[0].config)  # a run of no experiment
-        done = [r.metrics for r in group if r.status == "complete"]
+    for g in sorted(groups, key=order):
+        exp = loaded[g.experiment]
+        paper = (exp.paper.get(g.net, {}) if exp else {})
+        if not paper and g.runs and not (exp and g.net in exp.nets):
+            paper = paper_for_config(g.runs[0].config)  # a run of no experiment
+        done = [r.metrics for r in g.runs if r.status == "complete"]
         mean, std = _mean_std([100 * m["final_test_error"] for m in done]) if done else (None,
                                                                                          None)
         best = [100 * m["best_test_error"] for m in done if m.get("best_test_error") is not None]
-        epochs = sorted({m["epochs"] for m in done})
+        epochs = sorted({m["epochs"] for m in done if "epochs" in m})
         rows.append(dict(
-            experiment=key[0], net=key[1],
-            params=done[0]["params"] if done else None,
+            experiment=g.experiment, net=g.name,
+            params=done[0].get("params") if done else None,
             paper_error=paper.get("error"), paper_mean=paper.get("mean"),
             paper_std=paper.get("std"),
             paper_source=paper.get("source"), paper_note=paper.get("note"),
@@ -238,7 +389,7 @@ def results_table(runs_dir, experiment=None) -> list[dict[str, Any]]:
             best_val_error_mean=_mean_std(best)[0] if best else None,
             epochs=("-".join(map(str, (epochs[0], epochs[-1]))) if len(epochs) > 1
                     else epochs[0] if epochs else None),
-            status=_status(group)))
+            status=_status(g.runs)))
     return rows
 
 
@@ -372,25 +523,27 @@ def _final_evaluations(run: Run) -> dict:
 
 
 def final_errors(runs_dir) -> list[dict]:
-    """Rows of FINAL_FIELDS, one per net with a complete run, in the experiment's order.
+    """Rows of FINAL_FIELDS, one per group of complete runs that differ by seed alone
+    (`group_runs`; `net` is the group's title, as in results.md and the figures), in the
+    experiment's order.
 
     train_error and test_error are the final model's (metrics.json), in %, the mean over the
-    net's complete seeds. exact1000_error and tta_error come from its final evaluations
+    group's complete seeds. exact1000_error and tta_error come from its final evaluations
     (`evaluate --checkpoint final --head 1000`, and `--tta flip`; `report --evaluate` writes
     them), the mean over seeds when every complete seed has them, else None;
     exact1000_std_error is the binomial standard error of one run's error on 1,000 images,
     sqrt(e (1 - e) / 1000), at that mean.
     """
-    by_net: dict[str, list[Run]] = {}
-    for run in find_runs(runs_dir):
-        if run.status == "complete":
-            by_net.setdefault(run.net, []).append(run)
     rows = []
-    for net in sorted(by_net, key=net_sort_key):
-        done = by_net[net]
+    for group in sorted(group_runs(runs_dir),
+                        key=lambda g: (g.experiment, net_sort_key(g.net), g.name)):
+        done = [r for r in group.runs if r.status == "complete"]
+        if not done:
+            continue
         row = dict.fromkeys(FINAL_FIELDS)
-        row.update(net=net, **{k: 100 * float(np.mean([r.metrics[f"final_{k}"] for r in done]))
-                               for k in ("train_error", "test_error")})
+        row.update(net=group.title,
+                   **{k: 100 * float(np.mean([r.metrics[f"final_{k}"] for r in done]))
+                      for k in ("train_error", "test_error")})
         evaluations = [_final_evaluations(r) for r in done]
         for key in ("exact1000_error", "tta_error"):
             values = [e[key] for e in evaluations]
@@ -510,18 +663,24 @@ def _image_batches(images, batch_size):
         yield np.asarray(batch, np.float32)
 
 
-def make_test_dataset(cfg: dict, batch_size: int = 250):
+def make_test_dataset(cfg: dict, batch_size: int = 250, run_dir=None, data_dir=None):
     """The test split of a run, rebuilt from its config.json dict, normalized as in training.
 
-    A relative `data_dir` is tried from the working directory, then from the repository root
-    (runs are made from the root; notebooks run in `notebooks/`).
+    With `run_dir`, the data is the one the run's data.json names, checked by its content
+    (`rundata.load_splits`), or `data_dir` when given. Without, a relative `data_dir` of the
+    config is tried from the working directory, then from the repository root (runs are made
+    from the root; notebooks run in `notebooks/`).
     """
     config = config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS})
-    data_dir = config.data_dir
-    if data_dir and not pathlib.Path(data_dir).expanduser().exists():
-        root_relative = pathlib.Path(__file__).resolve().parents[2] / data_dir
-        data_dir = str(root_relative) if root_relative.exists() else data_dir
-    splits = datasets.load_splits(config, data_dir)
+    if run_dir is not None:
+        from cifar_resnet.results import rundata
+        splits = rundata.load_splits(run_dir, config, data_dir)
+    else:
+        data_dir = data_dir or config.data_dir
+        if data_dir and not pathlib.Path(data_dir).expanduser().exists():
+            root_relative = pathlib.Path(__file__).resolve().parents[2] / data_dir
+            data_dir = str(root_relative) if root_relative.exists() else data_dir
+        splits = datasets.load_splits(config, data_dir)
     if keras.backend.backend() != "tensorflow":  # batches of (images,), numpy-normalized
         return device_input.NormalizedImages(splits.test[0], mean=splits.mean, std=splits.std,
                                              batch_size=batch_size)
@@ -553,7 +712,7 @@ def copy_run(run: Run, target) -> pathlib.Path:
 
 
 def run_layer_responses(run: Run, model_file: str = rundir.FINAL, batch_size: int = 250,
-                        cache_dir=None) -> tuple[list[str], np.ndarray]:
+                        cache_dir=None, data_dir=None) -> tuple[list[str], np.ndarray]:
     """Layer responses of a run's model on its test set; never written into the run.
 
     A `layer_responses.json` in `cache_dir` or in the run directory is reused while it names
@@ -561,11 +720,16 @@ def run_layer_responses(run: Run, model_file: str = rundir.FINAL, batch_size: in
     copy of a run keeps the responses, not the checkpoint). Otherwise they are computed from
     the model and, when `cache_dir` is given, written there.
 
+    The model is checked against the run's config and evaluated on the data its data.json
+    names (or `data_dir`), as `evaluate` does (`rundata`).
+
     Returns:
         (layer names, stds), as `response_layers` and `layer_responses`.
 
     Raises:
-        ConfigError: neither the model nor saved responses exist.
+        ConfigError: neither the model nor saved responses exist, or the model is damaged or
+            another net than the run's.
+        DataError: the run's data is not found, or is not the data it trained on.
     """
     model_path = run.path / model_file
     stamp = model_path.stat().st_mtime_ns if model_path.exists() else None
@@ -578,9 +742,12 @@ def run_layer_responses(run: Run, model_file: str = rundir.FINAL, batch_size: in
     if stamp is None:
         raise config_lib.ConfigError(f"{run.path}: no {model_file} and no {rundir.LAYER_RESPONSES}; "
                                      "is the run complete?")
-    model = keras.saving.load_model(model_path, compile=False)
+    from cifar_resnet.results import rundata
+    config = config_lib.Config(**{k: v for k, v in run.config.items() if k in config_lib.FIELDS})
+    model = rundata.load_checkpoint(model_path, config)
     names = response_layers(model)
-    stds = layer_responses(model, make_test_dataset(run.config, batch_size), layers=names)
+    stds = layer_responses(model, make_test_dataset(run.config, batch_size, run.path, data_dir),
+                           layers=names)
     if cache_dir is not None:
         pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
         files.write_json(pathlib.Path(cache_dir) / rundir.LAYER_RESPONSES, {

@@ -274,11 +274,11 @@ def exact_head(config: config_lib.Config) -> Optional[int]:
     return None if small else EXACT_TEST_IMAGES
 
 
-def evaluate_final(run_dir, which: str) -> dict:
+def evaluate_final(run_dir, which: str, data_dir=None) -> dict:
     """`evaluate` of the final model on the test set with the exact images' head: `which` is a
     key of rundir.FINAL_EVALUATIONS ("plain" or "flip"), the reports a report copies and its
     results.csv reads."""
     split, checkpoint, tta = rundir.FINAL_EVALUATIONS[which]
     config = config_lib.load(rundir.RunDir(run_dir).config)
     return evaluate(run_dir, checkpoint=checkpoint, split=split, tta=tta,
-                    head=exact_head(config))
+                    head=exact_head(config), data_dir=data_dir)

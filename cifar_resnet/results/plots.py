@@ -37,11 +37,19 @@ def _depth(net: str) -> int:
     return int(match[0]) if match else 0
 
 
-def _colours(nets) -> dict[str, tuple]:
-    """One colour per depth, shared by plain and residual nets of that depth (as the paper)."""
-    depths = sorted({_depth(n) for n in nets})
+def _colours(nets, groups=None) -> dict[str, tuple]:
+    """One colour per depth, shared by plain and residual nets of that depth (as the paper).
+
+    With `groups` (analysis.Group), keyed by each group's title: groups of one depth that
+    differ by more than plain/residual (a recipe, precision or data) get colours of their own.
+    """
+    if groups is None:
+        keys = {n: (_depth(n), "") for n in nets}
+    else:
+        keys = {g.title: (_depth(g.net), g.name[len(g.net):]) for g in groups}
+    shades = sorted(set(keys.values()))
     cmap = colormaps["viridis"]
-    return {n: cmap(0.85 * depths.index(_depth(n)) / max(len(depths) - 1, 1)) for n in nets}
+    return {n: cmap(0.85 * shades.index(k) / max(len(shades) - 1, 1)) for n, k in keys.items()}
 
 
 def _panels(experiment, nets) -> dict[str, list[str]]:
@@ -84,9 +92,31 @@ def _seeds(seeds) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
 
 
+def _schedule(run) -> Optional[str]:
+    """A run's learning-rate schedule in a few words: "lr 0.1, x0.1 at 50%, x0.01 at 75%"."""
+    cfg = run.config
+    try:
+        config = config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS})
+    except (TypeError, ValueError):
+        return None
+    text = f"lr {config.lr:g}"
+    if config.lr_schedule == "step":
+        steps = ", ".join(f"x{f:g} at {m:.0%}" for m, f in zip(config.lr_milestones,
+                                                                  config.lr_factors))
+        text += f", {steps}" if steps else ", constant"
+    else:
+        text += f", {config.lr_schedule} schedule"
+    if cfg.get("warmup_iterations"):
+        text += f" (warm-up {config.warmup_iterations} it. at {config.warmup_lr:g})"
+    if config.plateau_patience:
+        text += f", on plateaus x{config.plateau_factor:.3g}"
+    return text
+
+
 def describe_runs(runs, *, seeds: bool = True) -> str:
     """What a figure of `runs` shows, for its subtitle: schedule length (iterations, epochs,
-    batch), precision, data and seeds per net (curves are means over the seeds named)."""
+    batch) and learning rates, precision, data and seeds per curve (curves are means over
+    the seeds named; a curve is a group of runs that differ by seed alone)."""
     def values(get):
         found = []
         for run in runs:
@@ -123,6 +153,9 @@ def describe_runs(runs, *, seeds: bool = True) -> str:
         if len(batches) == 1:
             text += f", batch {batches[0]}"
         parts.append(text)
+    schedules = values(_schedule)
+    if schedules:
+        parts[-1:] = [(parts[-1] + ", " if parts else "") + " / ".join(schedules)]
     precisions = values(lambda r: (r.metrics or {}).get("precision") or r.config.get("precision"))
     parts.append(" / ".join(p for p in precisions if p != "auto") or "precision not recorded")
     data = []
@@ -145,11 +178,12 @@ def describe_runs(runs, *, seeds: bool = True) -> str:
     parts.append("; ".join(data))
     if seeds:
         by_net: dict[str, list[int]] = {}
-        for run in runs:
-            if run.history:
-                by_net.setdefault(run.net, []).append(run.seed)
+        for group in analysis.group_runs(list(runs)):
+            for run in group.runs:
+                if run.history:
+                    by_net.setdefault(group.title, []).append(run.seed)
         groups: dict[str, list[str]] = {}
-        for net, net_seeds in sorted(by_net.items(), key=lambda kv: analysis.net_sort_key(kv[0])):
+        for net, net_seeds in by_net.items():
             groups.setdefault(_seeds(net_seeds), []).append(net)
         def curve(seeds_text):
             return seeds_text if seeds_text.startswith("seed ") else f"mean of {seeds_text}"
@@ -188,7 +222,7 @@ def _save(fig: Figure, out_dir, stem: str) -> list[pathlib.Path]:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for path in paths:
+    for path in paths:  # each all or nothing: never half a figure
         files.save_figure(fig, path, dpi=150, bbox_inches="tight")
     return paths
 
@@ -214,23 +248,24 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
     runs = analysis.find_runs(runs_dir)
     experiment = analysis.load_experiment(experiment or runs[0].experiment,
                                           required=experiment is not None)
-    by_net: dict[str, list] = {}
-    for run in runs:
-        by_net.setdefault(run.net, []).append(run)
-    curves = {net: c for net, group in by_net.items() if (c := _curves(group)) is not None}
-    panels = {name: [n for n in nets if n in curves]
-              for name, nets in _panels(experiment, sorted(by_net, key=analysis.net_sort_key))
-              .items()}
+    groups = analysis.group_runs(runs)  # a curve per group: runs that differ by seed alone
+    by_net = {g.title: g.runs for g in groups}
+    net_of = {g.title: g.net for g in groups}
+    curves = {t: c for t, group in by_net.items() if (c := _curves(group)) is not None}
+    panels = {name: [g.title for g in groups if g.net in nets and g.title in curves]
+              for name, nets in _panels(experiment, sorted({g.net for g in groups},
+                                                           key=analysis.net_sort_key)).items()}
     panels = {name: nets for name, nets in panels.items() if nets}
     if not panels:
         return None
-    paper = _paper_numbers(experiment, runs)
+    paper = {t: entry for t in by_net
+             if (entry := _paper_numbers(experiment, runs).get(net_of[t]))}
     if ylim is None:
         shown = {n for nets in panels.values() for n in nets}
         worst = max(max(np.nanmax(curves[n]["train"]), np.nanmax(curves[n]["test"]),
                         paper.get(n, {}).get("error", 0)) for n in shown)
         ylim = (0, PAPER_YLIM if worst <= PAPER_YLIM else min(100, 10 * math.ceil(worst / 10)))
-    colours = _colours(list(curves))
+    colours = _colours(list(curves), [g for g in groups if g.title in curves])
     fig = Figure(figsize=(4.5 * len(panels), 3.6), layout="constrained")
     # One iteration axis, as the paper's: a net still training is drawn against the others.
     axes = fig.subplots(1, len(panels), squeeze=False, sharex=True)[0]
@@ -238,6 +273,7 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
     axis_end = max(c["iterations"][-1] for c in curves.values())
     scale = 1e4 if axis_end >= 2000 else 1
     for ax, (name, nets) in zip(axes, panels.items()):
+        drawn = set()
         for net in nets:
             c = curves[net]
             x = c["iterations"] / scale
@@ -246,9 +282,11 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
                     markersize=3)
             ax.plot(x, c["test"], "-", color=colours[net], linewidth=2.2, marker=marker,
                     markersize=5, label=net)
-            if net in paper and paper[net].get("error") is not None:
+            if net in paper and paper[net].get("error") is not None \
+                    and net_of[net] not in drawn:  # once per net: its groups share it
+                drawn.add(net_of[net])
                 ax.axhline(paper[net]["error"], linestyle=":", linewidth=1.5, color=colours[net],
-                           label=_paper_label(net, paper[net], axis_end))
+                           label=_paper_label(net_of[net], paper[net], axis_end))
         ax.set(xlabel="iter. (1e4)" if scale == 1e4 else "iter.", ylim=ylim, title=name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", title="dashed: train, bold: test"
@@ -263,7 +301,8 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
 
 
 def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
-            batch_size: int = 250, responses_root=None) -> Optional[Figure]:
+            batch_size: int = 250, responses_root=None, data_dir=None,
+            skipped: Optional[list] = None) -> Optional[Figure]:
     """Std of layer responses of plain (dashed) vs residual (solid) nets on the test set.
 
     Top: in layer order; bottom: sorted in descending order (He 2015 Figure 7). Uses each net's
@@ -280,33 +319,53 @@ def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
             paper's Figure 7 stops at 110; a 1202-layer forward pass over the test set is slow).
         max_depth: see `nets`.
         batch_size: images per forward pass.
+        data_dir: the test data; default the data each run's data.json names.
+        skipped: when a list, a run whose model or data cannot be read is left out and named
+            there in one line; otherwise that error is raised.
 
     Returns:
         The Figure, or None when no selected net has a complete run.
     """
+    from cifar_resnet.data import datasets
     chosen: dict[str, analysis.Run] = {}
-    for run in sorted(analysis.find_runs(runs_dir), key=lambda r: r.seed):
-        wanted = (run.net in nets if nets is not None
-                  else run.config.get("version") == 1 and run.config.get("depth", 0) <= max_depth)
-        if wanted and run.status == "complete" and run.net not in chosen:
-            chosen[run.net] = run
+    found = analysis.group_runs(analysis.find_runs(runs_dir))
+    net_of = {g.title: g.net for g in found}
+    for group in found:  # a group's lowest complete seed
+        for run in group.runs:
+            wanted = (group.net in nets if nets is not None else
+                      run.config.get("version") == 1 and run.config.get("depth", 0) <= max_depth)
+            if wanted and run.status == "complete":
+                chosen[group.title] = run
+                break
+    responses = {}
+    for title, run in chosen.items():
+        cache = (analysis.report_copy(responses_root, run) if responses_root is not None
+                 else None)
+        try:
+            responses[title] = analysis.run_layer_responses(
+                run, batch_size=batch_size, cache_dir=cache, data_dir=data_dir)[1]
+        except (ConfigError, datasets.DataError) as e:
+            if skipped is None:
+                raise
+            skipped.append(f"figure7 without {title}: {e}")
+    chosen = {t: r for t, r in chosen.items() if t in responses}
     if not chosen:
         return None
-    names = sorted(chosen, key=analysis.net_sort_key)
-    colours = _colours(names)
+    names = list(chosen)
+    colours = _colours(names, [g for g in found if g.title in chosen])
     fig = Figure(figsize=(7, 6), layout="constrained")
     top, bottom = fig.subplots(2, 1)
     for net in names:
-        cache = (analysis.report_copy(responses_root, chosen[net]) if responses_root is not None
-                 else None)
-        _, stds = analysis.run_layer_responses(chosen[net], batch_size=batch_size,
-                                               cache_dir=cache)
+        stds = responses[net]
         style = dict(color=colours[net], linestyle="--" if chosen[net].config.get("plain")
                      else "-", linewidth=1.5, label=net)
         index = np.arange(1, len(stds) + 1)
         top.plot(index, stds, **style)
         bottom.plot(index, np.sort(stds)[::-1], **style)
-    fig.suptitle("Standard deviations (std) of layer responses on the CIFAR-10 test set\n"
+    data_names = sorted({DATASET_NAMES.get(r.config.get("dataset", "cifar10"),
+                                           r.config.get("dataset")) for r in chosen.values()})
+    fig.suptitle(f"Standard deviations (std) of layer responses on the {' / '.join(data_names)} "
+                 "test set\n"
                  "(3x3 layers, after BN, before ReLU/addition; dashed: plain, solid: ResNet)\n"
                  + describe_runs(list(chosen.values()), seeds=False)
                  + f" · final models, {_seeds(r.seed for r in chosen.values())}",
@@ -344,19 +403,25 @@ def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
     experiment = analysis.load_experiment(experiment or runs[0].experiment,
                                           required=experiment is not None)
     paper = _paper_numbers(experiment, runs)
-    colours = _colours(sorted({r.net for r in runs}, key=analysis.net_sort_key))
+    groups = analysis.group_runs(runs)  # a colour per group: runs that differ by seed alone
+    # The paper's line once per net, in the colour of the net's first group.
+    paper = {g.title: paper[g.net] for g in {g.net: g for g in reversed(groups)}.values()
+             if g.net in paper}
+    colours = _colours([g.title for g in groups], groups)
     fig = Figure(figsize=(5, 3.6), layout="constrained")
     ax = fig.subplots()
-    for run in runs:
-        minutes = [row["wall_time"] / 60 for row in run.history]
-        error = [100 * row["test_error"] for row in run.history]
-        ax.plot(minutes, error, "-o", markersize=2.5, color=colours[run.net],
-                label=f"{run.net} seed {run.seed}")
+    for group in groups:
+        for run in group.runs:
+            minutes = [row["wall_time"] / 60 for row in run.history]
+            error = [100 * row["test_error"] for row in run.history]
+            ax.plot(minutes, error, "-o", markersize=2.5, color=colours[group.title],
+                    label=f"{group.title} seed {run.seed}")
     axis_end = max(row["iterations"] for run in runs for row in run.history)
     for net in colours:
         if net in paper and paper[net].get("error") is not None:
             ax.axhline(paper[net]["error"], linestyle=":", color=colours[net],
-                       label=_paper_label(net, paper[net], axis_end))
+                       label=_paper_label(next(g.net for g in groups if g.title == net),
+                                          paper[net], axis_end))
     ax.set(xlabel="wall time (minutes)", ylabel="test error (%)", ylim=(0, None), xlim=(0, None))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
@@ -387,16 +452,23 @@ def write_paired(runs, out) -> list[pathlib.Path]:
     return [out / "paired.md", out / "paired.csv"]
 
 
-def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = False) -> dict:
-    """The table (results.md, table.csv), each net's final errors (results.csv), Figures 6 and
-    7 and test error against wall time (PNG, PDF) of a sweep, a net's folder or one run, and a
-    self-contained copy of its data.
+def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = False,
+                 data_dir=None) -> dict:
+    """The table (results.md, table.csv), each group's final errors (results.csv), Figures 6
+    and 7 and test error against wall time (PNG, PDF) of a sweep, a net's folder or one run,
+    and a self-contained copy of its data.
 
     Writes only into `out_dir` (and, with `evaluate`, each complete run's eval/): besides the
     table and figures, `runs/<experiment>/<net>/seed<k>/` holds each run's config.json,
     metrics.json, history.csv, data.json, the layer responses of Figure 7 and its final
     evaluations (not the checkpoints), so the report folder can be committed and read again by
     `report` and the notebooks. `report.json` marks the folder as a report.
+
+    All or nothing: everything is written into a temporary folder beside `out_dir` first and
+    moved into `out_dir` only once it is complete (each file by an atomic rename), so a report
+    that fails leaves `out_dir` as it was. Files of `out_dir` the report does not write (a
+    README) are kept. The runs are read once, so a report written inside the folder it reads
+    is never read back as runs. Runs whose files cannot be read are left out and listed.
 
     Args:
         runs_dir: the sweep's folder, e.g. `runs/figure6`; a net's folder; a run directory;
@@ -406,46 +478,81 @@ def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = Fa
         evaluate: first evaluate each complete run's final model on the test set, as
             `evaluate --checkpoint final --head 1000`, with and without `--tta flip`, into the
             run's eval/; results.csv then has the exact-1,000 and the flip-TTA errors.
+        data_dir: the test data for `evaluate` and Figure 7; default the data each run's
+            data.json names.
 
     Returns:
         {"markdown": the table, "files": paths written, "skipped": notes on figures without
-        data}.
+        data, "broken": one line per run left out because it cannot be read}.
 
     Raises:
-        ConfigError: no runs, or `out_dir` lies inside one of the runs.
+        ConfigError: no readable runs, or `out_dir` lies inside one of the runs.
     """
+    import os
+    import shutil
+    import tempfile
+
     out = pathlib.Path(out_dir) if out_dir is not None else default_report_dir(runs_dir)
-    runs = analysis.find_runs(runs_dir)
+    broken: list[str] = []
+    runs = analysis.find_runs(runs_dir, broken)
     resolved = out.resolve()
     for run in runs:
         if run.path.resolve() == resolved or run.path.resolve() in resolved.parents:
             raise ConfigError(
                 f"--out {out} lies inside the run directory {run.path}; choose a folder outside "
                 "it (default: report/ beside the input)")
+    skipped: list[str] = []
     if evaluate:
         for run in runs:
             if run.status == "complete" and rundir.RunDir(run.path).final.is_file():
                 for which in rundir.FINAL_EVALUATIONS:
-                    evaluate_lib.evaluate_final(run.path, which)
-    rows = analysis.results_table(runs_dir, experiment)
-    written, skipped = list(analysis.write_table(rows, out)), []
-    written.append(analysis.write_final_errors(runs_dir, out / "results.csv"))
-    copies = out / "runs"
-    for run in runs:
-        analysis.copy_run(run, analysis.report_copy(copies, run))
-    written.append(copies)
-    for stem, fig, why in (
-            ("figure6", lambda: figure6(runs_dir, experiment, out), "no run has finished an epoch"),
-            ("figure7", lambda: figure7(runs_dir, out, responses_root=copies),
-             "no complete v1 run"),
-            ("error_vs_time", lambda: error_vs_time(runs_dir, experiment, out),
-             "no run has finished an epoch")):
-        if fig() is None:
-            skipped.append(f"{stem}: {why}")
-        else:
-            written += [out / f"{stem}.png", out / f"{stem}.pdf"]
-    written += write_paired(runs, out)
-    files.write_json(out / analysis.REPORT_MARKER, {
-        "source": str(runs_dir), "runs": [str(analysis.report_copy("runs", r)) for r in runs],
-        "files": [str(p.relative_to(out)) for p in written]})
-    return {"markdown": analysis.format_markdown(rows), "files": written, "skipped": skipped}
+                    evaluate_lib.evaluate_final(run.path, which, data_dir=data_dir)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.report-"))
+    except OSError as e:
+        raise files.write_error(out, e) from None
+    try:
+        # Marked as a report from the start: a search of the folder above never counts it.
+        files.write_json(stage / analysis.REPORT_MARKER, {"runs": []})
+        rows = analysis.results_table(runs, experiment)
+        names = [analysis.write_table(rows, stage)[0], stage / "table.csv"]
+        names.append(analysis.write_final_errors(runs, stage / "results.csv"))
+        copies = stage / "runs"
+        for run in runs:
+            copy = analysis.copy_run(run, analysis.report_copy(copies, run))
+            kept = analysis.report_copy(out / "runs", run) / rundir.LAYER_RESPONSES
+            if kept.is_file() and not (copy / rundir.LAYER_RESPONSES).exists():
+                # the last report's cache, never through a link
+                files.atomic_write_bytes(copy / rundir.LAYER_RESPONSES, files.read_bytes(kept))
+        names.append(copies)
+        for stem, fig, why in (
+                ("figure6", lambda: figure6(runs, experiment, stage),
+                 "no run has finished an epoch"),
+                ("figure7", lambda: figure7(runs, stage, responses_root=copies,
+                                            data_dir=data_dir, skipped=skipped),
+                 "no complete v1 run"),
+                ("error_vs_time", lambda: error_vs_time(runs, experiment, stage),
+                 "no run has finished an epoch")):
+            if fig() is None:
+                skipped.append(f"{stem}: {why}")
+            else:
+                names += [stage / f"{stem}.png", stage / f"{stem}.pdf"]
+        names += write_paired(runs, stage)
+        files.write_json(stage / analysis.REPORT_MARKER, {
+            "source": str(runs_dir), "runs": [str(analysis.report_copy("runs", r)) for r in runs],
+            "files": [str(p.relative_to(stage)) for p in names],
+            **({"broken": broken} if broken else {})})
+        # Complete: into place. The run copies replace the last report's as one folder.
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "runs").exists():
+            os.replace(out / "runs", stage / "runs.old")
+        for name in [p.relative_to(stage) for p in names] + [pathlib.Path(analysis.REPORT_MARKER)]:
+            os.replace(stage / name, out / name)
+    except OSError as e:
+        raise files.write_error(out, e) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    written = [out / p.relative_to(stage) for p in names]
+    return {"markdown": analysis.format_markdown(rows), "files": written, "skipped": skipped,
+            "broken": broken}
