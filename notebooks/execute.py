@@ -18,6 +18,7 @@ import pathlib
 import sys
 
 import nbformat
+import nbclient.exceptions
 from nbclient import NotebookClient
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -74,7 +75,16 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     for path in map(pathlib.Path, args.notebooks or sorted(HERE.glob("*.ipynb"))):
         target = path if out is None else out / path.name
-        nbformat.write(execute(path), target)
+        try:
+            executed = execute(path)
+        except nbclient.exceptions.CellExecutionError as e:
+            # The cell's error in one line (a run's data not found, say), not the kernel's
+            # traceback of some 200 lines; the notebook is left as it was.
+            message = " ".join(str(getattr(e, "evalue", "") or e).split())[:400]
+            print(f"execute.py: error: {path.name}: {getattr(e, 'ename', 'error')}: {message}",
+                  file=sys.stderr)
+            return 1
+        nbformat.write(executed, target)
         print(f"executed {path}" + ("" if target == path else f" -> {target}"))
     return 0
 
