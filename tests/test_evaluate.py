@@ -247,7 +247,7 @@ def test_evaluate_prints_a_per_class_table_and_titles_its_figures(run, tmp_path,
         titles[pathlib.Path(path).name] = [ax.get_title() for ax in fig.axes] + [
             fig._suptitle.get_text() if fig._suptitle else ""]
     import pathlib
-    monkeypatch.setattr(evaluate, "save_figure", keep)
+    monkeypatch.setattr(evaluate.files, "save_figure", keep)
     assert main(["evaluate", str(run), "--checkpoint", "final", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split() == ["class", "accuracy", "images", "most", "often", "taken", "for"]
