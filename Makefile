@@ -136,6 +136,10 @@ full-repro-report: no-print-db setup
 		cp $(PINNED_110)/sweep.log "$$to/"; \
 	done
 	$(PY) -m cifar_resnet report $(FULL_REPRO_STAGE)/full_repro --out docs/full-repro --evaluate
+	# Each run's sweep log goes with its copy (a report copies only the run's own files).
+	for log in $(FULL_REPRO_STAGE)/full_repro/*/seed0/sweep.log; do \
+		cp "$$log" "docs/full-repro/runs/full_repro/$$(basename "$$(dirname "$$(dirname "$$log")")")/seed0/"; \
+	done
 
 full-repro-110-bg: no-print-db
 	DATA_DIR=$(abspath $(or $(DATA_DIR),../shared/data/cifar-10-python.tar.gz)) \
