@@ -277,9 +277,10 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data_dir_flag(p: argparse.ArgumentParser) -> None:
+    from cifar_resnet.run import rundir  # no TensorFlow
     p.add_argument("--data-dir", help="the data set's folder or archive (default: where the "
-                                      "run's data.json says it was read from; its content must "
-                                      "be the run's)")
+                                      f"run's {rundir.DATA} says it was read from; its content "
+                                      "must be the run's)")
 
 
 def _evaluate(args) -> int:
