@@ -128,7 +128,7 @@ full-repro-report: no-print-db setup
 	rm -rf $(FULL_REPRO_STAGE) && mkdir -p $(FULL_REPRO_STAGE)/full_repro
 	cp -r docs/full-repro/runs/full_repro/. $(FULL_REPRO_STAGE)/full_repro/
 	for run in $(PINNED_110)/runs/full_repro_110/*/seed0; do \
-		[ -f "$$run/config.json" ] || continue; \
+		[ -f "$$spec/config.json" ] || continue; \
 		net=$$(basename "$$(dirname "$$run")"); to=$(FULL_REPRO_STAGE)/full_repro/$$net/seed0; \
 		mkdir -p "$$to"; \
 		for f in config.json data.json history.csv metrics.json final.keras; do \

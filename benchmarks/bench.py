@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 
-from cifar_resnet.run import cpu  # also sets TF_ENABLE_ONEDNN_OPTS=1 unless set (the default path)
+from cifar_resnet.spec import cpu  # also sets TF_ENABLE_ONEDNN_OPTS=1 unless set (the default path)
 
 BASES = ("keras", "keras-bf16", "keras-example", "torch", "torch-bf16", "pipeline")
 # Lever -> meaning; values after "=" are ints.
@@ -115,7 +115,7 @@ def _set_environment(options: dict) -> None:
 
 
 def _keras_config(base, options, depth, version, batch_size):
-    from cifar_resnet.run import config as config_lib
+    from cifar_resnet.spec import config as config_lib
     return config_lib.resolve(overrides=dict(
         depth=depth, version=version, batch_size=batch_size, dataset="synthetic",
         preset="keras-example" if base == "keras-example" else "paper",
@@ -250,7 +250,7 @@ def _load_arrays(dataset, data_dir, synthetic_size, path):
     not depend on the pixels, only on the number of images (the shuffle buffer holds them all).
     """
     import numpy as np
-    from cifar_resnet.data import datasets
+    from cifar_resnet.spec import datasets
     if dataset is None:
         try:
             datasets.find_cifar10(data_dir, download=False)
@@ -461,7 +461,7 @@ def main(argv=None) -> int:
             print("torch is not installed (pip install '.[bench]'): PyTorch reference skipped",
                   file=sys.stderr)
     quick = args.quick
-    from cifar_resnet.data.datasets import DataError
+    from cifar_resnet.spec.datasets import DataError
     try:
         results = measure(nets, impls, steps=args.steps or (10 if quick else 20),
                           epochs=args.epochs or (3 if quick else 5),

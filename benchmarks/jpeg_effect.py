@@ -52,11 +52,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
 
-    from cifar_resnet.data import datasets  # before TensorFlow: it sets oneDNN (run/cpu.py)
+    from cifar_resnet.spec import datasets  # before TensorFlow: it sets oneDNN (spec/cpu.py)
     import keras
     import numpy as np
     from cifar_resnet.results import evaluate
-    from cifar_resnet.run import build, config as config_lib, files, rundir
+    from cifar_resnet.run import build
+    from cifar_resnet.spec import config as config_lib, files, rundir
 
     run = rundir.RunDir(args.run_dir)
     config = config_lib.load(run.config)

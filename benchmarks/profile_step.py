@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import numpy as np
-    from cifar_resnet.run import build, config as config_lib  # first: oneDNN's default (cpu.py)
+    from cifar_resnet.run import build  # first: oneDNN's default (cpu.py)
+    from cifar_resnet.spec import config as config_lib
     import tensorflow as tf
 
     config = config_lib.resolve(overrides=dict(depth=args.depth, version=args.version,

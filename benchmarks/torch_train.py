@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import torch_resnet
-from cifar_resnet.run import config as config_lib  # no TensorFlow
+from cifar_resnet.spec import config as config_lib  # no TensorFlow
 
 # The recipe is the experiment file's, read here rather than copied (tests check the reading
 # against the config the Keras sweep builds from the same file).

@@ -97,8 +97,9 @@ def recorder(steps_per_period: int, passes: int = 1, warmup: int = 0):
 def replay(run_dir: str, overrides: dict, passes: int = 1) -> dict:
     """Trains the first `passes` passes of `run_dir`'s config (with `overrides`) in a scratch
     directory."""
-    from cifar_resnet.data import datasets  # before TensorFlow: it sets oneDNN (run/cpu.py)
-    from cifar_resnet.run import config as config_lib, rundir, train
+    from cifar_resnet.spec import datasets  # before TensorFlow: it sets oneDNN (spec/cpu.py)
+    from cifar_resnet.run import train
+    from cifar_resnet.spec import config as config_lib, rundir
     config = config_lib.resolve(rundir.RunDir(run_dir).config, overrides)
     splits = datasets.load_splits(config)
     steps_per_period, _, _ = config.plan(len(splits.train[0]))  # a pass, or `log_every`
@@ -126,7 +127,8 @@ def replay(run_dir: str, overrides: dict, passes: int = 1) -> dict:
 def follow(run_dir: str, out: str, poll_seconds: float = 30) -> None:
     """Appends one JSON line per pass checkpoint of the run in `run_dir` to `out`
     ({"pass", "iteration", "sum_sq": {layer: squared norm}}) until the run finishes."""
-    from cifar_resnet.run import build, config as config_lib, rundir
+    from cifar_resnet.run import build
+    from cifar_resnet.spec import config as config_lib, rundir
     run = rundir.RunDir(run_dir)
     config = config_lib.load(run.config)
     per_period, _, _ = config.plan(config.registry_num_train())  # epoch<k>: k periods
@@ -235,7 +237,7 @@ def main(argv=None) -> int:
         follow(args.run_dirs[0], args.json)
         return 0
 
-    from cifar_resnet.run import config as config_lib, files
+    from cifar_resnet.spec import config as config_lib, files
     results = []
     for run_dir in args.run_dirs:
         if run_dir.endswith(".json"):  # results of an earlier call, to plot with these

@@ -7,7 +7,7 @@ Networks" (pre-activation ResNet v2).
 
 import importlib
 
-from cifar_resnet.run import cpu
+from cifar_resnet.spec import cpu
 
 # First, before any module of the package imports TensorFlow: TensorFlow reads this once, and
 # leaves its oneDNN kernels off by default on CPUs such as AVX2-only ones (cpu.py says why).

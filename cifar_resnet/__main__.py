@@ -64,7 +64,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            from cifar_resnet.choices import closest
+            from cifar_resnet.spec.choices import closest
             known = self._known_flags()
             notes = []
             for word in message[len(prefix):].split():
@@ -82,7 +82,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _experiments_epilog() -> str:
     """The experiments of the registry (experiments/*.py), for `sweep --help`."""
-    from cifar_resnet.run import experiments  # no TensorFlow
+    from cifar_resnet.spec import experiments  # no TensorFlow
     return (f"experiments (in {experiments.experiments_dir()}): "
             f"{', '.join(experiments.list_experiments())}")
 
@@ -125,7 +125,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     flag("--seed", type=int, help="seed of the initialization, shuffling and augmentation "
                                    "(default 0); runs land in runs/<net>/seed<k>")
     flag("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA")
-    from cifar_resnet.run import config as config_lib, cpu, rundir  # none imports TensorFlow
+    from cifar_resnet.spec import config as config_lib, cpu, rundir  # none imports TensorFlow
     flag("--precision", choices=("auto", *cpu.PRECISIONS),
          help="Keras dtype policy: float32 (default, the paper's), mixed_bfloat16, "
               "mixed_float16, or auto: float16 on GPU, bfloat16 on a CPU with native bf16 "
@@ -138,7 +138,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args):
-    from cifar_resnet.run import config as config_lib
+    from cifar_resnet.spec import config as config_lib
     overrides = dict(config_lib.parse_override(s) for s in args.set)
     for name in config_lib.FIELDS:
         value = getattr(args, name, None)
@@ -157,8 +157,8 @@ def _finished_run(config, workdir):
     """
     import dataclasses
     import pathlib
-    from cifar_resnet.data import dataid
-    from cifar_resnet.run import config as config_lib, cpu, files, rundir
+    from cifar_resnet.spec import dataid
+    from cifar_resnet.spec import config as config_lib, cpu, files, rundir
     workdir = pathlib.Path(workdir)
     try:  # an unreadable metrics.json or config.json: train decides
         saved_path = rundir.RunDir(workdir).config
@@ -189,7 +189,7 @@ def _finished_run(config, workdir):
 
 def _train(args) -> int:
     config = _config_from_args(args)
-    from cifar_resnet.run import config as config_lib, files, rundir
+    from cifar_resnet.spec import config as config_lib, files, rundir
     workdir = args.workdir or config_lib.default_workdir(config)
     metrics = _finished_run(config, workdir)  # before the slow import: answers in well under 2 s
     if metrics is not None:
@@ -220,8 +220,8 @@ def _train(args) -> int:
 def _load_splits(config, workdir):
     """The run's data (datasets.load_splits), read without TensorFlow, for the settings the run
     in `workdir` keeps from its config.json (config.for_run_dir, as training applies them)."""
-    from cifar_resnet.data import datasets
-    from cifar_resnet.run import config as config_lib, rundir
+    from cifar_resnet.spec import datasets
+    from cifar_resnet.spec import config as config_lib, rundir
     saved = None
     try:
         saved = config_lib.load(rundir.RunDir(workdir).config).to_dict()
@@ -232,9 +232,10 @@ def _load_splits(config, workdir):
 
 def _say_how_long(config, workdir) -> None:
     """One line on stderr before a run of more than about 10 minutes: its estimated duration
-    (run/estimate.py). Never stops a run: an estimate that fails is left out."""
+    (spec/estimate.py). Never stops a run: an estimate that fails is left out."""
     try:
-        from cifar_resnet.run import cpu, distribute, estimate
+        from cifar_resnet.run import distribute
+        from cifar_resnet.spec import cpu, estimate
         gpu = distribute.gpu_count() > 0
         precision, _ = cpu.resolve_precision(config.precision, gpu=gpu)
         said = estimate.line(config, workdir, precision, gpu=gpu)
@@ -259,7 +260,7 @@ def _report(args) -> int:
 
 
 def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
-    from cifar_resnet.run import config as config_lib, rundir  # no TensorFlow
+    from cifar_resnet.spec import config as config_lib, rundir  # no TensorFlow
     flag = p.add_argument
     flag("run_dir", metavar="RUN_DIR", help=f"a run directory ({rundir.CONFIG} and a checkpoint)")
     flag("--checkpoint", default="auto", choices=config_lib.EVAL_CHECKPOINTS,
@@ -277,7 +278,7 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data_dir_flag(p: argparse.ArgumentParser) -> None:
-    from cifar_resnet.run import rundir  # no TensorFlow
+    from cifar_resnet.spec import rundir  # no TensorFlow
     p.add_argument("--data-dir", help="the data set's folder or archive (default: where the "
                                       f"run's {rundir.DATA} says it was read from; its content "
                                       "must be the run's)")
@@ -334,7 +335,8 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep(args) -> int:
-    from cifar_resnet.run import config as config_lib, sweep
+    from cifar_resnet.run import sweep
+    from cifar_resnet.spec import config as config_lib
     overrides = dict(config_lib.parse_override(s) for s in args.set)
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
@@ -430,10 +432,10 @@ def _exit_now(status: int) -> None:
 # The library's errors and their exit status: 2 bad input (nothing was changed), 1 training
 # failed. Looked up among the modules already imported: an error can only come from one of
 # those, and importing the others (train: TensorFlow) would make every refusal slow.
-_ERRORS = (("cifar_resnet.run.config", "ConfigError", 2), ("cifar_resnet.data.datasets", "DataError", 2),
+_ERRORS = (("cifar_resnet.spec.config", "ConfigError", 2), ("cifar_resnet.spec.datasets", "DataError", 2),
            ("cifar_resnet.run.reliability", "RunLocked", 2), ("cifar_resnet.run.train", "TrainingError", 1),
-           ("cifar_resnet.run.rundir", "HistoryError", 1), ("cifar_resnet.run.files", "LinkError", 2),
-           ("cifar_resnet.run.files", "WriteError", 1),
+           ("cifar_resnet.spec.rundir", "HistoryError", 1), ("cifar_resnet.spec.files", "LinkError", 2),
+           ("cifar_resnet.spec.files", "WriteError", 1),
            ("cifar_resnet.run.reliability", "ResumeError", 1))
 
 

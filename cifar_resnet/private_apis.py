@@ -4,7 +4,7 @@
   `tf.compat.v1.nn.fused_batch_norm` (TensorFlow 2 has no public fused op); nets/layers.py's
   BatchNormalization trains with it.
 - `tf_onednn_enabled`: whether TensorFlow's oneDNN kernels are on, from
-  `tensorflow.python.util._pywrap_util_port` (no public API says it); run/cpu.py reports it.
+  `tensorflow.python.util._pywrap_util_port` (no public API says it); spec/cpu.py reports it.
 - `apply`: `fit` under MultiWorkerMirroredStrategy, below.
 
 Keras' TensorFlow trainer cannot run `model.fit` under `tf.distribute.MultiWorkerMirroredStrategy`
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 
 import keras
 
@@ -128,6 +129,14 @@ def fused_batch_norm(x, gamma, beta, epsilon):
     """
     import tensorflow as tf  # only reached under the TensorFlow backend
     return tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)[:3]
+
+
+def onednn_enabled():
+    """Whether TensorFlow's oneDNN kernels are on in this process; None before TensorFlow is
+    imported, or where TensorFlow does not say (spec/cpu.describe records it)."""
+    if sys.modules.get("tensorflow") is None:
+        return None
+    return tf_onednn_enabled()
 
 
 def tf_onednn_enabled():

@@ -25,7 +25,7 @@ Where the numbers come from: the issue lists them; we checked them against a tex
 of arXiv:1603.05027 found with the search tool (Table 2 and sec. 4.1), not against the PDF.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     version=1, preset="paper", batch_size=128, lr=0.1, iterations=64000,

@@ -28,7 +28,7 @@ Where the numbers come from: the issue lists them; we checked them against a tex
 of arXiv:1603.05027 found with the search tool (Table 1 and sec. 3.1), not against the PDF.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     version=1, depth=110, block="basic", shortcut="A", preset="paper",

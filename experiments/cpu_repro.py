@@ -11,13 +11,13 @@ iterations are far from Table 6's; the comparisons between the four nets are wha
 
 bfloat16 (`precision="auto"`) because the machine it was sized on has native bf16
 (avx512_bf16 and AMX); on a CPU without it, precision "auto" trains in float32 instead and says
-so (cifar_resnet/run/cpu.py), and each run's config.json records the precision used.
+so (cifar_resnet/spec/cpu.py), and each run's config.json records the precision used.
 
 Sized to about 3 hours of a 2-core CPU with native bf16; the measured times, the results and
 the 8-epoch version: docs/cpu-repro/README.md. The runs resume, so they may run in several parts.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     dataset="cifar10",        # `make cpu-repro` passes --data-dir (DATA_DIR)

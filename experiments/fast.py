@@ -13,7 +13,7 @@ optimizer (SGD, momentum 0.9, batch 128); what changes, and why:
     (`weight_decay_on="kernels"`); label smoothing 0.1;
   - the test set evaluated every 2 epochs (`log_every="2 passes"`), not every epoch, to keep the
     evaluations to ~3 minutes of the budget;
-  - precision from the CPU (`precision="auto"`, cifar_resnet/run/cpu.py): bfloat16 mixed precision
+  - precision from the CPU (`precision="auto"`, cifar_resnet/spec/cpu.py): bfloat16 mixed precision
     where the CPU computes bf16 natively (avx512_bf16 or AMX), the fastest path there
     (docs/benchmarks.md); float32 on a CPU without, where bf16 is emulated. The run's
     config.json says which.
@@ -27,7 +27,7 @@ What it reached, against the independent PyTorch trainer of the same recipe, and
 docs/benchmarks.md ("Time to accuracy") and docs/fast/.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     dataset="cifar10",

@@ -17,7 +17,7 @@ table6.py): SGD, batch 128, lr 0.1 /10 at 32k and 48k, 64k iterations (164 epoch
 The paper gives no numbers for the plain nets; the residual nets' errors are Table 6's.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     version=1,

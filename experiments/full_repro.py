@@ -16,7 +16,7 @@ and a run resumes only in that policy. `deterministic=True` so that a run resume
 sessions trains bit for bit as an unbroken one would.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     dataset="cifar10",        # `make full-repro` passes --data-dir (DATA_DIR)

@@ -21,7 +21,7 @@ Precision: bfloat16 where the CPU has it natively, else float32 (`precision="aut
 `deterministic=True` so that a run resumed across many sessions is bit for bit an unbroken one.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     dataset="cifar10",        # `run_pinned.sh` passes --data-dir (DATA_DIR)

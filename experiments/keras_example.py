@@ -15,7 +15,7 @@ November 2017, when ImageDataGenerator resampled shifts nearest-neighbour (bilin
 2.1.4), so they may differ from the preset's for that reason too.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     preset="keras-example",   # Adam 1e-3, batch 32, 200 epochs, the example's schedule and model

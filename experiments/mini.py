@@ -16,7 +16,7 @@ docs/mini-repro/README.md. Run it with `make mini-repro` (data from ../shared/da
 to change) or `python -m cifar_resnet sweep mini --data-dir DIR`.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     dataset="cifar10",        # the real data; `make mini-repro` passes --data-dir ../shared/data

@@ -12,7 +12,7 @@ batch 128 are 391 iterations, so 64k becomes 164 epochs = 64,124 iterations (lr 
 The paper reports ResNet-110 as "best (mean +- std)" over 5 runs; the other nets once.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     version=1,

@@ -3,7 +3,7 @@
 
 Pairs: ResNet-110 with basic blocks, v1 vs full pre-activation; ResNet-164 with bottleneck blocks,
 v1 vs v2; and ResNet-1001 v2 (bottleneck). The paper's v1 1001-layer net is in
-cifar_resnet/paper.py for reference but not trained here: the issue asks for ResNet-1001 v2 only.
+cifar_resnet/spec/paper.py for reference but not trained here: the issue asks for ResNet-1001 v2 only.
 
 Recipe (He 2016 sec 4 / appendix, as He 2015's): batch 128, lr 0.1 divided by 10 at 32k and 48k
 iterations, 64k iterations (164 epochs of all 50k images = 64,124), weight decay 1e-4, momentum
@@ -19,7 +19,7 @@ checked against a text transcription of arXiv:1603.05027 (not the PDF), the same
 experiments/ablation_*.py; 6.61 is He 2015's ResNet-110 mean of 5 runs (Table 6).
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     preset="paper",

@@ -21,7 +21,7 @@ GFLOP per image, ResNet-1001: 2.98; 100 classes add 0.00005), scaled to He 2016'
 ResNet-1001 run, 126 for the four.
 """
 
-from cifar_resnet import paper
+from cifar_resnet.spec import paper
 
 RECIPE = dict(
     preset="paper",

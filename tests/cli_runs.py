@@ -8,7 +8,7 @@ import sys
 
 import keras
 
-from cifar_resnet.run import rundir
+from cifar_resnet.spec import rundir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Run directories written by the code before resume used public Keras APIs (README.md there).

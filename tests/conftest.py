@@ -5,7 +5,7 @@ import pathlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Before any test module imports TensorFlow: tests run with oneDNN set as users get it
-# (TF_ENABLE_ONEDNN_OPTS=1 unless set; cifar_resnet/run/cpu.py).
+# (TF_ENABLE_ONEDNN_OPTS=1 unless set; cifar_resnet/spec/cpu.py).
 import cifar_resnet  # noqa: E402,F401
 
 import pytest
@@ -35,7 +35,7 @@ def real_data():
 def tiny_config():
     """A v1 depth-8 net on a small synthetic set: about 4 iterations per epoch, with a 10%
     validation split (so best.keras and the best-by-validation metrics exist)."""
-    from cifar_resnet.run import config as config_lib
+    from cifar_resnet.spec import config as config_lib
     return config_lib.resolve(overrides=dict(
         dataset="synthetic", depth=8, epochs=2, batch_size=64, synthetic_train=256,
         synthetic_test=128, val_fraction=0.1))
@@ -62,7 +62,8 @@ def _make_tiny_sweep(base: pathlib.Path) -> pathlib.Path:
     """
     (base / "experiments").mkdir(parents=True, exist_ok=True)
     (base / "experiments" / "figtest.py").write_text(EXPERIMENT)
-    from cifar_resnet.run import config as config_lib, experiments, train
+    from cifar_resnet.run import train
+    from cifar_resnet.spec import config as config_lib, experiments
 
     experiment = experiments.load_experiment(base / "experiments" / "figtest.py")
     runs = base / "runs" / "figtest"

@@ -23,7 +23,8 @@ TIMEOUT = 300
 SCRIPT = """
     import json, sys
     import keras, numpy as np
-    from cifar_resnet.run import config as config_lib, distribute, train
+    from cifar_resnet.run import distribute, train
+    from cifar_resnet.spec import config as config_lib
     from cifar_resnet.run import metrics as metrics_lib
     from cifar_resnet.nets import models
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cifar_resnet.run import cpu
+from cifar_resnet.spec import cpu
 from benchmarks import bench
 
 
@@ -108,7 +108,8 @@ def test_bench_rejects_bad_impl_with_exit_2(tmp_path, capsys):
 
 
 def _keras_resnet20():
-    from cifar_resnet.run import build, config as config_lib
+    from cifar_resnet.run import build
+    from cifar_resnet.spec import config as config_lib
     return build.build_model(config_lib.resolve(overrides=dict(depth=20)))
 
 
@@ -134,7 +135,8 @@ def test_torch_reference_matches_option_a_resnet20():
 def test_torch_plain_reference_is_the_keras_plain_net_without_additions():
     torch = pytest.importorskip("torch")
     from benchmarks import torch_resnet
-    from cifar_resnet.run import build, config as config_lib, metrics as metrics_lib
+    from cifar_resnet.run import build, metrics as metrics_lib
+    from cifar_resnet.spec import config as config_lib
 
     net = torch_resnet.CifarResNet(56, 1, plain=True)
     model = build.build_model(config_lib.resolve(overrides=dict(depth=56, plain=True)))
@@ -179,7 +181,7 @@ def _losses(config, images, labels, steps=6):
 @pytest.mark.slow
 def test_xla_and_bf16_follow_default_loss_trajectory(tiny_config):
     import dataclasses
-    from cifar_resnet.data import datasets
+    from cifar_resnet.spec import datasets
     (x, y), _ = datasets.make_synthetic(64, 1, seed=0)
     images = (x.astype(np.float32) / 255 - 0.5) / 0.25
     base = _losses(tiny_config, images, y)

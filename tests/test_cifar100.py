@@ -12,8 +12,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.data import datasets
+from cifar_resnet.spec import config as config_lib, datasets
 
 FOLDER = datasets.CIFAR100.folder
 

@@ -15,8 +15,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from cifar_resnet.data import datasets
-from cifar_resnet.run import experiments
+from cifar_resnet.spec import datasets, experiments
 from cifar_resnet.__main__ import build_parser, main
 
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run.config import Config, ConfigError
+from cifar_resnet.spec import config as config_lib
+from cifar_resnet.spec.config import Config, ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_the_precision_a_run_directory_was_trained_in():
 def test_the_experiments_passes_resolve_to_the_iterations_their_runs_were_made_with():
     """Their committed run directories (docs/) were made with these counts; a change would make
     each of them "another config" on resume."""
-    from cifar_resnet.run import experiments
+    from cifar_resnet.spec import experiments
     fast = experiments.run_config("fast", "resnet20", 0)
     assert (fast.warmup_iterations, fast.log_every) == (391, 782)
     assert experiments.run_config("cpu_repro", "resnet20", 0).log_every == 391
@@ -118,7 +118,7 @@ def test_iterations_are_trained_exactly_and_whole_passes_are_asked_for():
     ("full_repro", "resnet20"), ("full_repro", "plain56"), ("table6", "resnet110"),
     ("figure6", "plain20"), ("v2", "resnet164_v2")])
 def test_the_experiments_64k_iterations_stay_164_passes(experiment, net):
-    from cifar_resnet.run import experiments
+    from cifar_resnet.spec import experiments
     config = experiments.run_config(experiment, net, 0)
     assert config.whole_passes is True
     assert config.plan(50000) == (391, 164, 64000)  # the drops at 32k and 48k
@@ -131,7 +131,7 @@ def test_the_experiments_64k_iterations_stay_164_passes(experiment, net):
 def test_committed_runs_resolve_to_the_iterations_they_were_trained(run):
     """Their config.json files predate whole_passes: they trained whole passes, and resume
     and report so."""
-    from cifar_resnet.run import rundir
+    from cifar_resnet.spec import rundir
     config = config_lib.load(ROOT / run / "config.json")
     assert config.whole_passes is True
     trained = int(rundir.read_history(ROOT / run / "history.csv")[-1]["iterations"])
@@ -296,8 +296,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_config_and_datasets_import_no_tensorflow():
     """Loading and validating a config, or reading data sets, imports no TensorFlow or Keras."""
     code = ("import sys\n"
-            "from cifar_resnet.data import datasets\n"
-            "from cifar_resnet.run import config, experiments, sweep\n"
+            "from cifar_resnet.spec import config, datasets, experiments\n"
+            "from cifar_resnet.run import sweep\n"
             "config.resolve(overrides={'depth': 56, 'version': 2, 'shortcut_variant': 'identity'})\n"
             "datasets.make_synthetic(8, 8)\n"
             "loaded = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cifar_resnet.run import cpu
+from cifar_resnet.spec import cpu
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -80,11 +80,12 @@ _CHILD = """
 import os
 {before}
 import cifar_resnet
-from cifar_resnet.run import cpu
+from cifar_resnet.spec import cpu
 cpu.enable_onednn()  # a second call: no second warning
 print("variable", os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
 import tensorflow as tf
-print("enabled", cpu.onednn_enabled())
+from cifar_resnet import private_apis
+print("enabled", private_apis.onednn_enabled())
 """
 
 

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from cifar_resnet.data import datasets, pipeline
+from cifar_resnet.data import pipeline
+from cifar_resnet.spec import datasets
 
 REAL_ARCHIVE = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / (
     "cifar-10-python.tar.gz")
@@ -102,7 +103,7 @@ def test_nothing_found_names_places_and_fix(no_env, monkeypatch):
 
 
 def test_failed_download_is_one_line_data_error(no_env, monkeypatch):
-    from cifar_resnet.data import datasets
+    from cifar_resnet.spec import datasets
 
     def offline(*args, **kwargs):
         raise OSError("URL fetch failure on https://...: None -- [Errno -3]\nno network")
@@ -354,7 +355,7 @@ def test_download_with_a_wrong_checksum_is_refused_and_kept_aside(tmp_path, monk
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
-    from cifar_resnet.data import datasets
+    from cifar_resnet.spec import datasets
 
     def fake_download(url, part):
         part.parent.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.data import datasets
-from cifar_resnet.data import dataid
-from cifar_resnet.run import files, rundir, train
-from cifar_resnet.run.config import ConfigError
+from cifar_resnet.spec import config as config_lib, dataid, datasets, files, rundir
+from cifar_resnet.run import train
+from cifar_resnet.spec.config import ConfigError
 
 PER_BATCH = 64  # images per batch file: 320 training, 64 test images
 

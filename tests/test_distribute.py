@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from cifar_resnet.run import config as config_lib
+from cifar_resnet.spec import config as config_lib
 from cifar_resnet.run import distribute
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -89,7 +89,8 @@ MIRRORED = """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
-    from cifar_resnet.run import build, config as config_lib, distribute, rundir, train
+    from cifar_resnet.run import build, distribute, train
+    from cifar_resnet.spec import config as config_lib, rundir
 
     tiny = dict(TINY)
     cfg = config_lib.resolve(overrides=dict(tiny, epochs=2, strategy="mirrored"))
@@ -173,7 +174,8 @@ def free_port() -> int:
 WORKER = """
     import json, os, pathlib
     import keras, numpy as np
-    from cifar_resnet.run import config as config_lib, train
+    from cifar_resnet.run import train
+    from cifar_resnet.spec import config as config_lib
 
     class DumpWeights(keras.callbacks.Callback):
         def on_train_end(self, logs=None):
@@ -219,5 +221,5 @@ def test_two_workers_on_localhost(tmp_path):
 
 
 def train_history(run):
-    from cifar_resnet.run import rundir
+    from cifar_resnet.spec import rundir
     return rundir.read_history(run / "history.csv")

@@ -1,4 +1,4 @@
-"""The duration said before a long `train` run (issue #26, run/estimate.py): from a measured
+"""The duration said before a long `train` run (issue #26, spec/estimate.py): from a measured
 rate of the same net and precision, this machine's runs first, else a cost-scaled one; nothing
 for short runs or when no rate is known. No TensorFlow."""
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cifar_resnet.run import config as config_lib, estimate
+from cifar_resnet.spec import config as config_lib, estimate
 
 
 def _run(root, name, rate, precision="mixed_bfloat16", status="complete", **fields):

@@ -6,10 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.data import datasets
+from cifar_resnet.spec import config as config_lib, datasets, files
 from cifar_resnet.results import evaluate
-from cifar_resnet.run import files, train
+from cifar_resnet.run import train
 from cifar_resnet.__main__ import main
 
 

@@ -9,7 +9,7 @@ import pytest
 from cifar_resnet.__main__ import main
 from cifar_resnet.nets import models, pretrained
 from cifar_resnet.results import analysis, evaluate, export
-from cifar_resnet.run import files, rundir
+from cifar_resnet.spec import files, rundir
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import stat
 import pytest
 
 from cifar_resnet.results import evaluate, plots
-from cifar_resnet.run import files, train
+from cifar_resnet.run import train
+from cifar_resnet.spec import files
 
 
 @pytest.fixture

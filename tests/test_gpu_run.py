@@ -134,7 +134,7 @@ def test_pack_then_unpack_restores_the_run_directories(tmp_path):
 def test_fixed_shapes_drop_the_last_partial_batch_and_divide_the_test_set():
     import numpy as np
     from cifar_resnet.data import device_input
-    from cifar_resnet.run import config as config_lib
+    from cifar_resnet.spec import config as config_lib
     cfg = config_lib.Config(drop_remainder=True, eval_batch_size=500).validate()
     assert cfg.iterations_per_pass(50_000) == 390
     assert config_lib.Config().iterations_per_pass(50_000) == 391  # the default unchanged

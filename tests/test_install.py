@@ -36,7 +36,7 @@ def test_a_wheel_install_runs_sweep_dry_run_from_another_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("6 run(s): 0 done, 0 running, 0 partial, 6 pending")
     assert "pending  runs/table6/resnet1202/seed0" in result.stdout
-    found = subprocess.run([sys.executable, "-c", "import cifar_resnet.run.experiments as e; "
+    found = subprocess.run([sys.executable, "-c", "import cifar_resnet.spec.experiments as e; "
                             "print(e.experiments_dir())"], cwd=elsewhere, env=env,
                            capture_output=True, text=True, timeout=300)
     assert found.stdout.strip() == str(target / "cifar_resnet" / "experiment_files")

@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet.run import files, reliability, rundir, train
+from cifar_resnet.run import reliability, train
+from cifar_resnet.spec import files, rundir
 
 from cli_runs import KILLER, ROOT, _At, _epochs, _popen, _train_cmd
 

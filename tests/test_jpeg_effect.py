@@ -24,7 +24,8 @@ def test_jpeg_is_lossy_at_quality_75_and_keeps_shape_and_dtype():
 @pytest.mark.slow
 def test_a_run_on_the_shared_copy_is_split_into_exact_recoded_and_other_images(real_data,
                                                                                tmp_path):
-    from cifar_resnet.run import build, config as config_lib
+    from cifar_resnet.run import build
+    from cifar_resnet.spec import config as config_lib
     config = config_lib.resolve(overrides=dict(depth=8, data_dir=str(real_data),
                                                precision="float32"))
     config_lib.save(config, tmp_path / "config.json")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import callbacks, schedules
+from cifar_resnet.spec import config as config_lib, schedules
+from cifar_resnet.run import callbacks
 from cifar_resnet.data import pipeline
 
 

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from cifar_resnet.run import files, reliability, rundir
+from cifar_resnet.run import reliability
+from cifar_resnet.spec import files, rundir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PRECIOUS = "the victim's own content\n"

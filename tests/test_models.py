@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from cifar_resnet.nets import architecture, imagenet, models
+from cifar_resnet.nets import imagenet, models
+from cifar_resnet.spec import architecture
 from cifar_resnet.nets import layers as nets_layers
 
 

@@ -39,7 +39,8 @@ BLOCK = """
 SCRIPT = BLOCK + """
     import json, os, pathlib, signal, sys
     import keras, numpy as np
-    from cifar_resnet.run import config as config_lib, reliability, rundir, train
+    from cifar_resnet.run import reliability, train
+    from cifar_resnet.spec import config as config_lib, rundir
     from cifar_resnet.__main__ import main
 
     base = pathlib.Path(sys.argv[1])
@@ -97,7 +98,8 @@ SCRIPT = BLOCK + """
 REAL = BLOCK + """
     import json, sys
     import keras
-    from cifar_resnet.run import config as config_lib, train
+    from cifar_resnet.run import train
+    from cifar_resnet.spec import config as config_lib
     cfg = config_lib.resolve(overrides=dict(data_dir=sys.argv[2], depth=8, iterations=3,
                                             log_every=3, val_fraction=0))
     m = train.run_experiment(cfg, sys.argv[1], verbose=0)

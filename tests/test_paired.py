@@ -8,9 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from cifar_resnet import paper
+from cifar_resnet.spec import files, paper
 from cifar_resnet.results import paired
-from cifar_resnet.run import files
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "full-repro"

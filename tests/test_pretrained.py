@@ -5,7 +5,7 @@ import pytest
 
 from cifar_resnet.nets import models, pretrained
 from cifar_resnet.results import evaluate
-from cifar_resnet.run import files
+from cifar_resnet.spec import files
 
 
 def _ship(monkeypatch, tmp_path, model, **settings):
@@ -84,7 +84,7 @@ def test_weights_that_are_missing_or_do_not_fit_are_refused(monkeypatch, tmp_pat
 def _shipped_net_and_test_set(name, real_data):
     """The shipped net loaded by `weights="cifar10"`, and the shared copy's test images with
     the training images' normalization, as the run trained (conftest's real_data)."""
-    from cifar_resnet.data import datasets
+    from cifar_resnet.spec import datasets
     (x_train, _), test = datasets.load_cifar10(real_data, download=False)
     mean, std = datasets.compute_normalization(x_train, "pixel_mean")
     depth, plain = int(name.split("_")[0].lstrip("plainresnet")), name.startswith("plain")
@@ -139,7 +139,7 @@ def test_shipped_nets_give_their_error_on_raw_images_through_preprocess_input(na
     `cifar_resnet.preprocess_input`, give the entry's error; the loader's line says so. The
     shipped mean is the training images' of the data the nets were trained on."""
     import cifar_resnet
-    from cifar_resnet.data import datasets
+    from cifar_resnet.spec import datasets
     (x_train, _), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
     np.testing.assert_array_equal(cifar_resnet.preprocess_input(np.zeros((32, 32, 3), np.uint8)),
                                   -datasets.compute_normalization(x_train, "pixel_mean")[0])

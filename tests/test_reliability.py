@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from cifar_resnet import __main__ as cli
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import build, files, reliability, rundir, train
+from cifar_resnet.spec import config as config_lib, files, rundir
+from cifar_resnet.run import build, reliability, train
 
 from cli_runs import EARLIER, ROOT, _At, _epochs, _interrupt, _popen, _train_cmd
 
@@ -694,7 +694,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
 
 
 def test_a_finished_run_removes_its_lock_while_holding_it(tmp_path):
-    from cifar_resnet.run import files
+    from cifar_resnet.spec import files
     with reliability.run_lock(tmp_path) as lock:
         files.write_json(tmp_path / "metrics.json", {"status": "complete"})
         assert lock.exists()

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from cifar_resnet.results import analysis, evaluate, plots
-from cifar_resnet.run import files, rundir
+from cifar_resnet.spec import config as config_lib, files, rundir
 from cifar_resnet.nets import models
-from cifar_resnet.run import config as config_lib
 from cifar_resnet.__main__ import main
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pathlib
 import subprocess
 import time
 
-from cifar_resnet.run import experiments
+from cifar_resnet.spec import experiments
 
 SCRIPT = pathlib.Path(__file__).parent.parent / "experiments" / "run_pinned.sh"
 

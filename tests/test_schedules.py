@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet.run import schedules
+from cifar_resnet.run import callbacks
+from cifar_resnet.spec import schedules
 
 
 def test_paper_schedule_drops_at_32k_and_48k():
@@ -58,7 +59,7 @@ def test_cosine_schedule_rises_then_follows_a_half_cosine_to_zero():
 
 
 def test_config_picks_the_schedule_and_names_the_allowed_ones():
-    from cifar_resnet.run import config as config_lib
+    from cifar_resnet.spec import config as config_lib
     linear = config_lib.resolve(overrides=dict(lr_schedule="linear", warmup_iterations=10))
     assert schedules.learning_rate(linear, 110)(60) == pytest.approx(0.05)
     assert schedules.learning_rate(config_lib.resolve(), 64000)(32000) == pytest.approx(0.01)
@@ -106,16 +107,16 @@ def test_keras_scheduler_silently_undoes_plateau_reductions():
 def test_step_schedule_keeps_plateau_reductions():
     rec = _RecordLR()
     lr = schedules.step_lr(0.1, 12, (0.5,), (0.1,))  # drops after iteration 6
-    _fit([schedules.StepSchedule(lr), _always_reduce(), rec])
+    _fit([callbacks.StepSchedule(lr), _always_reduce(), rec])
     expected = [0.1] * 6 + [0.005] * 3 + [0.0025] * 3
     assert rec.lrs == pytest.approx(expected, rel=1e-5)
 
 
 def test_step_schedule_recovers_its_scale_on_resume():
     lr = schedules.step_lr(0.1, 12, (0.5,), (0.1,))
-    model = _fit([schedules.StepSchedule(lr), _always_reduce()], epochs=2)  # halved once
+    model = _fit([callbacks.StepSchedule(lr), _always_reduce()], epochs=2)  # halved once
     rec = _RecordLR()
-    fresh = schedules.StepSchedule(lr)
+    fresh = callbacks.StepSchedule(lr)
     _fit([fresh, rec], epochs=4, model=model, initial_epoch=2)
     assert fresh.scale == pytest.approx(0.5, rel=1e-5)
     assert rec.lrs == pytest.approx([0.005] * 6, rel=1e-5)
@@ -124,9 +125,9 @@ def test_step_schedule_recovers_its_scale_on_resume():
 def test_linear_schedule_resumes_to_the_same_rates():
     lr = schedules.linear_lr(0.1, 12, warmup_steps=2, warmup_lr=0.01)
     unbroken = _RecordLR()
-    _fit([schedules.StepSchedule(lr), unbroken])
-    model = _fit([schedules.StepSchedule(lr)], epochs=2)
+    _fit([callbacks.StepSchedule(lr), unbroken])
+    model = _fit([callbacks.StepSchedule(lr)], epochs=2)
     resumed = _RecordLR()
-    _fit([schedules.StepSchedule(lr), resumed], model=model, initial_epoch=2)
+    _fit([callbacks.StepSchedule(lr), resumed], model=model, initial_epoch=2)
     assert resumed.lrs == pytest.approx(unbroken.lrs[6:], rel=1e-6)
     assert unbroken.lrs == pytest.approx([lr(s) for s in range(12)], rel=1e-6)

@@ -7,10 +7,9 @@ import textwrap
 import pytest
 
 from cifar_resnet import __main__ as cli
-from cifar_resnet import paper
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import experiments, files, reliability, rundir, sweep
-from cifar_resnet.run.config import ConfigError
+from cifar_resnet.spec import config as config_lib, experiments, files, paper, rundir
+from cifar_resnet.run import reliability, sweep
+from cifar_resnet.spec.config import ConfigError
 
 ALL_NETS = [(name, net) for name in experiments.list_experiments()
             for net in experiments.load_experiment(name).nets]
@@ -33,7 +32,7 @@ def test_the_experiments_the_issue_asks_for_exist():
 
 
 def _paper_tables():
-    """source -> {net: error} of cifar_resnet/paper.py, the one place the papers' numbers live."""
+    """source -> {net: error} of cifar_resnet/spec/paper.py, the one place the papers' numbers live."""
     tables = {paper.HE2015_TABLE6: paper.TABLE6, paper.HE2016_TABLE1: paper.TABLE1,
               paper.KERAS_EXAMPLE: paper.KERAS_EXAMPLE_TABLE}
     out = {source: {net: e["error"] for net, e in table.items()} for source, table in tables.items()}

@@ -15,10 +15,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from benchmarks import torch_train  # noqa: E402
-from cifar_resnet.data import datasets
+from cifar_resnet.spec import datasets
 from cifar_resnet.nets import models
-from cifar_resnet.run import schedules  # noqa: E402
-from cifar_resnet.run import config as config_lib  # noqa: E402
+from cifar_resnet.spec import schedules  # noqa: E402
+from cifar_resnet.spec import config as config_lib  # noqa: E402
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from test_dataid import write_cifar  # noqa: E402
@@ -118,7 +118,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_the_recipe_is_the_fast_experiments_as_the_sweep_builds_it():
-    from cifar_resnet.run import experiments
+    from cifar_resnet.spec import experiments
     recipe = torch_train.fast_recipe()
     config = experiments.run_config("fast", "resnet20", 0)
     steps = math.ceil(50_000 / config.batch_size)

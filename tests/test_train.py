@@ -11,10 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import build, cpu, rundir, train
-from cifar_resnet.data import datasets, pipeline
-from cifar_resnet.run.config import ConfigError
+from cifar_resnet.spec import config as config_lib, cpu, datasets, rundir
+from cifar_resnet.run import build, train
+from cifar_resnet.data import pipeline
+from cifar_resnet.spec.config import ConfigError
 
 
 class _Interrupt(keras.callbacks.Callback):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from keras import layers
 
-from cifar_resnet.run import config as config_lib
+from cifar_resnet.spec import architecture, config as config_lib
 from cifar_resnet.nets import layers as nets_layers
-from cifar_resnet.nets import architecture, models, variants
+from cifar_resnet.nets import models, variants
 from cifar_resnet.run import build as build_lib
 from cifar_resnet.run import metrics as metrics_lib
 

@@ -59,7 +59,8 @@ def test_an_override_the_config_refuses_is_one_line_and_exit_2(capsys):
 def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done(tmp_path):
     """The last pass, whose checkpoint the runner deleted with backup/, from final.keras."""
     import keras
-    from cifar_resnet.run import build, config as config_lib
+    from cifar_resnet.run import build
+    from cifar_resnet.spec import config as config_lib
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)
     net = build.build_net(config_lib.load(run / "config.json"))

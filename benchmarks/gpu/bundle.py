@@ -26,7 +26,7 @@ import sys
 from benchmarks.gpu import compact_cifar
 
 # The versions tested here with JAX (requirements-notf.txt). The GPU machine has absl-py,
-# numpy, rich, h5py, ml-dtypes, packaging; not PyYAML, which cifar_resnet/run/config.py imports
+# numpy, rich, h5py, ml-dtypes, packaging; not PyYAML, which cifar_resnet/spec/config.py imports
 # (the CPU rehearsal found it), and typing_extensions (optree's) only through torch.
 WHEELS = ("keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "PyYAML==6.0.3",
           "typing_extensions==4.16.0")
@@ -56,7 +56,7 @@ def make(out, data=None, smoke=False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("wheels/*.whl"), out / "cifar10.npz", out / "manifest.json"]:
         old.unlink(missing_ok=True)
-    from cifar_resnet.data import datasets as data_lib  # numpy only: no TensorFlow
+    from cifar_resnet.spec import datasets as data_lib  # numpy only: no TensorFlow
     if smoke:
         train, test = data_lib.make_synthetic(600, 200, seed=0)
         report = compact_cifar.encode(train, test, out / "cifar10.npz", exact=(40, 10))

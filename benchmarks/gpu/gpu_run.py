@@ -134,7 +134,8 @@ def keras_throughput(depth: int, precision: str, steps: int, warmup: int) -> flo
     import keras
     import numpy as np
     from cifar_resnet.data import device_input
-    from cifar_resnet.run import build, config as config_lib
+    from cifar_resnet.run import build
+    from cifar_resnet.spec import config as config_lib
 
     cfg = config_lib.resolve(overrides=dict(depth=depth, dataset="synthetic", epochs=1,
                                             input_pipeline="device", precision=precision))
@@ -367,10 +368,11 @@ def exact_test_errors(runs_dir, data_dir, env, timeout) -> dict:
     code = """
 import json, pathlib, sys
 import keras, numpy as np
-from cifar_resnet.data import datasets, device_input
+from cifar_resnet.data import device_input
+from cifar_resnet.spec import datasets
 from cifar_resnet.nets import models
 from cifar_resnet.run import build, reliability
-from cifar_resnet.run import config as config_lib
+from cifar_resnet.spec import config as config_lib
 out = {}
 for run in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_dir()):
     if not (run / "config.json").exists():

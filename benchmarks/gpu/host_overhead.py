@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
     from cifar_resnet.data import device_input
-    from cifar_resnet.run import build, config as config_lib, reliability
+    from cifar_resnet.run import build, reliability
+    from cifar_resnet.spec import config as config_lib
 
     n = args.batch * args.steps
     rng = np.random.default_rng(0)

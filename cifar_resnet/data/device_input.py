@@ -29,9 +29,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from cifar_resnet.choices import check_choice
-from cifar_resnet.data.datasets import PAD  # 4 pixels of padding per side (He 2015 sec 4.2)
-from cifar_resnet.run.config import PIPELINES
+from cifar_resnet.spec.choices import check_choice
+from cifar_resnet.spec.datasets import PAD  # 4 pixels of padding per side (He 2015 sec 4.2)
+from cifar_resnet.spec.config import PIPELINES
 
 
 class PipelineError(ValueError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from cifar_resnet.choices import check_choice
-from cifar_resnet.data.datasets import PAD
+from cifar_resnet.spec.choices import check_choice
+from cifar_resnet.spec.datasets import PAD
 
 
 def crop_and_flip(images, offsets_y, offsets_x, flips):

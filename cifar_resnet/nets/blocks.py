@@ -17,7 +17,8 @@ import sys
 import keras
 from keras import layers
 
-from cifar_resnet.nets import architecture, presets, variants
+from cifar_resnet.nets import variants
+from cifar_resnet.spec import architecture, presets
 from cifar_resnet.nets.layers import BatchNormalization, ZeroPadShortcut
 
 INITIALIZERS = {

@@ -9,8 +9,9 @@ import functools
 import keras
 from keras import layers
 
-from cifar_resnet.nets import architecture, blocks, presets
-from cifar_resnet.choices import check_choice
+from cifar_resnet.nets import blocks
+from cifar_resnet.spec import architecture, presets
+from cifar_resnet.spec.choices import check_choice
 
 
 def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, *,

@@ -29,9 +29,10 @@ import functools
 import keras
 from keras import layers
 
-from cifar_resnet.nets import architecture, blocks, keras_example, presets, pretrained
-from cifar_resnet.choices import check_choice
-from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
+from cifar_resnet.nets import blocks, keras_example, pretrained
+from cifar_resnet.spec import architecture, presets
+from cifar_resnet.spec.choices import check_choice
+from cifar_resnet.spec.architecture import VARIANT_DEFAULTS
 # The Keras example's API in one module: resnet_layer beside resnet_v1 and resnet_v2.
 from cifar_resnet.nets.blocks import resnet_layer  # noqa: F401
 

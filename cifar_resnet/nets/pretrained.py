@@ -30,7 +30,7 @@ import pathlib
 import sys
 from typing import Optional
 
-from cifar_resnet.run import files
+from cifar_resnet.spec import files
 
 WEIGHTS_DIR = pathlib.Path(__file__).parent / "weights"
 # The per-pixel mean image (32, 32, 3, float32, of pixels scaled to [0, 1]) of the 50,000

@@ -15,7 +15,7 @@ the shortcut side from Keras built-in layers only, so models save and load witho
 import keras
 from keras import layers
 
-from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
+from cifar_resnet.spec.architecture import VARIANT_DEFAULTS
 
 
 def combine(x, shortcut, residual, *, variant, filters, strides,

@@ -21,12 +21,10 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from cifar_resnet.data import datasets, device_input
-from cifar_resnet.nets import architecture
+from cifar_resnet.data import device_input
+from cifar_resnet.spec import architecture, config as config_lib, datasets, files, rundir
 from cifar_resnet.nets import models  # noqa: F401  (registers the custom layers load_model needs)
 from cifar_resnet.results import evaluate
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import files, rundir
 
 TABLE_FIELDS = ("experiment", "net", "params", "paper_error", "paper_mean", "paper_std",
                 "paper_source", "paper_note", "n", "error_mean", "error_std",
@@ -176,7 +174,7 @@ def load_experiment(name_or_path, required: bool = False):
 
     Returns None for an unknown name, unless `required` (then ConfigError names the known ones).
     """
-    from cifar_resnet.run import experiments
+    from cifar_resnet.spec import experiments
     if isinstance(name_or_path, experiments.Experiment):
         return name_or_path
     try:
@@ -403,7 +401,7 @@ NET_FIELDS = ("version", "depth", "plain", "resolved_block", "shortcut", "preset
 
 
 def _net_identity(config: config_lib.Config) -> tuple:
-    from cifar_resnet.nets import architecture, presets
+    from cifar_resnet.spec import architecture, presets
     shortcut = config.shortcut
     if shortcut is None:  # the default of the version, block and preset (architecture.py)
         shortcut = (presets.model_options(config.preset)["shortcut"] if config.version == 1
@@ -423,7 +421,7 @@ def paper_for_config(cfg: dict) -> dict:
             **{k: v for k, v in cfg.items() if k in config_lib.FIELDS}))
     except (TypeError, ValueError):
         return {}
-    from cifar_resnet.run import experiments
+    from cifar_resnet.spec import experiments
     folders = list(dict.fromkeys([experiments.experiments_dir(),
                                   experiments.builtin_experiments_dir()]))
     candidates = [folder / f"{name}.py" for name in PAPER_EXPERIMENTS for folder in folders]

@@ -24,16 +24,15 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from cifar_resnet.choices import check_choice
-from cifar_resnet.data import datasets, device_input
+from cifar_resnet.spec.choices import check_choice
+from cifar_resnet.data import device_input
+from cifar_resnet.spec import config as config_lib, datasets, files, rundir
 from cifar_resnet.nets import layers  # noqa: F401  (registers the custom layers load_model needs)
 from cifar_resnet.results import rundata
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import files, rundir
 from cifar_resnet.results import paired
-from cifar_resnet.run.config import EVAL_CHECKPOINTS as CHECKPOINTS
-from cifar_resnet.run.config import EVAL_SPLITS as SPLITS
-from cifar_resnet.run.config import EVAL_TTAS as TTAS
+from cifar_resnet.spec.config import EVAL_CHECKPOINTS as CHECKPOINTS
+from cifar_resnet.spec.config import EVAL_SPLITS as SPLITS
+from cifar_resnet.spec.config import EVAL_TTAS as TTAS
 
 
 # test_batch rows 0-999: exact in the shared copy of CIFAR-10 (data/README.md).

@@ -19,13 +19,10 @@ import pathlib
 import keras
 import numpy as np
 
-from cifar_resnet.data import datasets
-from cifar_resnet.nets import architecture, presets
+from cifar_resnet.spec import architecture, config as config_lib, datasets, files, presets, rundir
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.results import rundata
 from cifar_resnet.run import build
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import files, rundir
 
 
 class ExportError(config_lib.ConfigError):
@@ -162,7 +159,7 @@ def format_usage(exported: dict) -> str:
     lines = [f"from cifar_resnet import {constructor}",
              f"model = {constructor}({', '.join(args)})",
              f"# inputs: float32 (N, 32, 32, 3) images, {inputs} "
-             f"(cifar_resnet.data.datasets.compute_normalization(x_train, "
+             f"(cifar_resnet.spec.datasets.compute_normalization(x_train, "
              f"{entry['normalization']!r})); outputs: softmax probabilities"]
     return "\n".join(lines)
 

@@ -140,7 +140,7 @@ def markdown(pairs: Sequence[Paired], notes: Sequence[str] = ()) -> str:
 def final_results(run_path) -> Optional[str]:
     """The per-image results ("correct") of a run's final test evaluation, or None when it has
     none (not evaluated, or evaluated before they were recorded)."""
-    from cifar_resnet.run import files, rundir
+    from cifar_resnet.spec import files, rundir
     path = rundir.RunDir(run_path).evaluation(*rundir.FINAL_EVALUATIONS["plain"])
     try:
         return files.read_json(path).get("correct")

@@ -22,12 +22,10 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cifar_resnet import paper
+from cifar_resnet.spec import config as config_lib, files, paper, rundir
 from cifar_resnet.results import analysis, paired
 from cifar_resnet.results import evaluate as evaluate_lib
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import files, rundir
-from cifar_resnet.run.config import ConfigError
+from cifar_resnet.spec.config import ConfigError
 
 PAPER_YLIM = 20  # % error, the top of Figure 6's axes
 
@@ -326,7 +324,7 @@ def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
     Returns:
         The Figure, or None when no selected net has a complete run.
     """
-    from cifar_resnet.data import datasets
+    from cifar_resnet.spec import datasets
     chosen: dict[str, analysis.Run] = {}
     found = analysis.group_runs(analysis.find_runs(runs_dir))
     net_of = {g.title: g.net for g in found}

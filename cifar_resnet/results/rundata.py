@@ -4,7 +4,7 @@
 checkpoints long after training, often in another shell or on another machine:
 
 - `load_splits` reads the data the run's `data.json` names (where it was read from, and the
-  SHA-256 of its content, `data/dataid.py`), or the data at `data_dir` when one is given, and
+  SHA-256 of its content, `spec/dataid.py`), or the data at `data_dir` when one is given, and
   refuses data whose content is not the run's: a run is only evaluated on what it trained on.
 - `load_checkpoint` loads a `.keras` file and refuses, in one line, a damaged file (a
   truncated one is named as damaged, not as missing) and a file that holds another net than
@@ -21,9 +21,7 @@ from typing import Optional
 
 import keras
 
-from cifar_resnet.data import dataid, datasets
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import rundir
+from cifar_resnet.spec import config as config_lib, dataid, datasets, rundir
 
 # Where a relative data_dir of a config.json is also tried: runs are made from the repository
 # root, while notebooks run in notebooks/.

@@ -19,8 +19,8 @@ import keras
 
 from cifar_resnet.data import device_input
 from cifar_resnet.nets import models
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import cpu, distribute, losses, reliability
+from cifar_resnet.spec import config as config_lib, cpu
+from cifar_resnet.run import distribute, losses, reliability
 
 
 def resolve_precision(config: config_lib.Config) -> config_lib.Config:

@@ -25,7 +25,7 @@ import time
 
 import keras
 
-from cifar_resnet.run import cpu, files, rundir
+from cifar_resnet.spec import cpu, files, rundir
 
 
 class StepSchedule(keras.callbacks.Callback):

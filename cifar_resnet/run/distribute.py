@@ -35,9 +35,9 @@ from typing import Any
 
 import keras
 
-from cifar_resnet.choices import check_choice
-from cifar_resnet.run import rundir
-from cifar_resnet.run.config import STRATEGIES, ConfigError
+from cifar_resnet.spec.choices import check_choice
+from cifar_resnet.spec import rundir
+from cifar_resnet.spec.config import STRATEGIES, ConfigError
 
 # What a non-chief worker copies from the chief's run directory to resume at the same epoch.
 

@@ -41,8 +41,8 @@ import threading
 
 import keras
 
-from cifar_resnet.choices import check_choice
-from cifar_resnet.run import files, rundir
+from cifar_resnet.spec.choices import check_choice
+from cifar_resnet.spec import files, rundir
 
 
 

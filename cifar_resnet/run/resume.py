@@ -33,7 +33,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cifar_resnet.run import reliability, rundir
+from cifar_resnet.run import reliability
+from cifar_resnet.spec import rundir
 
 
 def fit(model: keras.Model, train_ds, *, epochs: int, initial_epoch: int, steps_per_epoch: int,

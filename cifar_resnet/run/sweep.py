@@ -22,11 +22,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
-from cifar_resnet.choices import short
-from cifar_resnet.nets import presets
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import experiments, files, rundir
-from cifar_resnet.run.config import ConfigError
+from cifar_resnet.spec.choices import short
+from cifar_resnet.spec import config as config_lib, experiments, files, presets, rundir
+from cifar_resnet.spec.config import ConfigError
 
 STATES = ("done", "running", "partial", "pending", "failed")
 
@@ -178,7 +176,7 @@ def progress(config: config_lib.Config, history) -> Optional[str]:
     the median step of history's wall_time (training and its test pass, time in the process
     only: not the gaps between sessions) over the last RECENT_EPOCHS epochs, so it is the pace
     of the machine as it was then shared."""
-    from cifar_resnet.run import estimate  # the duration format; no TensorFlow either
+    from cifar_resnet.spec import estimate  # the duration format; no TensorFlow either
     try:
         rows = rundir.read_history(history)
     except rundir.HistoryError:

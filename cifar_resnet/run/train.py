@@ -25,9 +25,10 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from cifar_resnet.data import dataid, datasets, device_input
-from cifar_resnet.run import build, cpu, distribute, files, reliability, resume, rundir, schedules
-from cifar_resnet.run import config as config_lib
+from cifar_resnet import private_apis
+from cifar_resnet.data import device_input
+from cifar_resnet.spec import config as config_lib, cpu, dataid, datasets, files, rundir, schedules
+from cifar_resnet.run import build, distribute, reliability, resume
 from cifar_resnet.run import metrics as metrics_lib
 from cifar_resnet.run.callbacks import EpochRecorder, HistoryWriter, lr_callbacks
 
@@ -221,7 +222,7 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
             config.batch_size * plan.steps_per_period,
             config.iterations_per_pass(len(plan.splits.train[0])), recorder.train_times,
             recorder.train_steals, first_partial=recorder.resumed_mid_period)
-        metrics.update(precision=config.precision, cpu=cpu.describe(),
+        metrics.update(precision=config.precision, cpu=cpu.describe(private_apis.onednn_enabled()),
                        setup_time=recorder.setup_time, input_pipeline=plan.input_path,
                        code=metrics_lib.code_version())
         files.write_json(run.metrics, metrics)

@@ -6,7 +6,8 @@ import cifar_resnet
 from cifar_resnet.__main__ import _import_tensorflow_quietly
 _import_tensorflow_quietly()
 import keras
-from cifar_resnet.run import config as config_lib, train
+from cifar_resnet.run import train
+from cifar_resnet.spec import config as config_lib
 from cifar_resnet.run import metrics as metrics_lib
 orig_fit = keras.Model.fit
 def fit(self, *a, callbacks=None, **kw):

@@ -10,7 +10,7 @@
   test accuracies after 200 epochs, stored as error = 100 - accuracy.
 
 Errors are test errors in %. Each entry is a dict {"error", "source", and optionally "params",
-"mean", "std", "note"}: the PAPER format of an experiment file (run/experiments.py), so an
+"mean", "std", "note"}: the PAPER format of an experiment file (spec/experiments.py), so an
 experiment names its nets' entries instead of copying numbers. `error` is None where the paper
 reports "fail" (He 2016 Table 1: test error above 20%).
 

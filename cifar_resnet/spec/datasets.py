@@ -26,8 +26,8 @@ from typing import Optional
 
 import numpy as np
 
-from cifar_resnet.choices import check_choice
-from cifar_resnet.run import files
+from cifar_resnet.spec.choices import check_choice
+from cifar_resnet.spec import files
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"

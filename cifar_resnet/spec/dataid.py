@@ -19,8 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from cifar_resnet.data import datasets
-from cifar_resnet.run import files, rundir
+from cifar_resnet.spec import datasets, files, rundir
 
 SHORT = 12  # hex digits shown to people: collisions among a user's data sets are not a concern
 

@@ -4,7 +4,7 @@ A run directory holds one training run (run/train.py writes it, run/sweep.py pla
 it, results/ reads it back):
 
     config.json      the resolved config, written before the first step
-    data.json        the identity of the data (data/dataid.py)
+    data.json        the identity of the data (spec/dataid.py)
     history.csv      one row per logging period
     best.keras       the model with the best validation accuracy (with a validation split)
     final.keras      the model at the end of training
@@ -13,7 +13,7 @@ it, results/ reads it back):
                      the weights and optimizer state of the last finished period (or of the
                      iteration a signal stopped at: run/resume.py)
     tensorboard/     TensorBoard logs
-    .lock            the run lock: an flock held while a process trains here (run/files.py)
+    .lock            the run lock: an flock held while a process trains here (spec/files.py)
     train.log        a sweep's subprocess output (sweep --jobs N)
     layer_responses.json  Figure 7's per-layer responses (results/analysis.py)
     eval/            `evaluate`'s outputs: `{split}-{checkpoint}[-{tta}].json` and its figures
@@ -36,7 +36,7 @@ import os
 import pathlib
 from typing import Optional
 
-from cifar_resnet.run import files
+from cifar_resnet.spec import files
 
 CONFIG = "config.json"
 DATA = "data.json"

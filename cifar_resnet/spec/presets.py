@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifar_resnet.choices import check_choice
+from cifar_resnet.spec.choices import check_choice
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {

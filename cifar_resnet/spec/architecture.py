@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from cifar_resnet.nets import presets
-from cifar_resnet.choices import check_choice, check_number
+from cifar_resnet.spec import presets
+from cifar_resnet.spec.choices import check_choice, check_number
 
 VERSIONS = (1, 2)  # 1: post-activation [1]; 2: full pre-activation [2].
 
@@ -99,7 +99,7 @@ def net_name(version, depth, *, plain=False, block=None, unit=None,
     """The one spelling of a net's name: `resnet56_v1`, `plain20_v1`, `resnet110_v2_basic`
     (a block other than the version's default), `resnet110_v1_bn_after_add` (He 2016 variants).
 
-    Keras models (nets/models.py), run directories (run/config.Config.net_name, which leaves
+    Keras models (nets/models.py), run directories (spec/config.Config.net_name, which leaves
     the block out: the run directory's name says it separately) and reports use it.
     """
     name = f"{'plain' if plain else 'resnet'}{depth}_v{version}"

@@ -22,8 +22,7 @@ import pathlib
 import statistics
 from typing import Optional
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run import rundir
+from cifar_resnet.spec import config as config_lib, rundir
 
 REPOSITORY_DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 SAY_ABOVE_SECONDS = 600  # runs shorter than about 10 minutes start without a word

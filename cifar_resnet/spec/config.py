@@ -21,11 +21,9 @@ from typing import Any, Optional
 
 import yaml
 
-from cifar_resnet.choices import check_choice, closest, short
-from cifar_resnet.data import datasets
-from cifar_resnet.nets import architecture, presets
-from cifar_resnet.nets.architecture import VARIANT_DEFAULTS
-from cifar_resnet.run import cpu, files, rundir, schedules
+from cifar_resnet.spec.choices import check_choice, closest, short
+from cifar_resnet.spec import architecture, cpu, datasets, files, presets, rundir, schedules
+from cifar_resnet.spec.architecture import VARIANT_DEFAULTS
 
 
 # Input pipelines (device_input.py): "auto" is tfdata under the TensorFlow backend, else device.

@@ -135,11 +135,3 @@ SCHEDULES = {"step": _step, "linear": _linear, "cosine": _cosine}
 def learning_rate(config, total_steps):
     """The schedule a `config.Config` names in `lr_schedule`, over `total_steps` iterations."""
     return SCHEDULES[config.lr_schedule](config, total_steps)
-
-
-def __getattr__(name):
-    # `schedules.StepSchedule` moved to `callbacks` (it needs Keras); the old name still works.
-    if name == "StepSchedule":
-        from cifar_resnet.run.callbacks import StepSchedule
-        return StepSchedule
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,8 @@ import os
 import pathlib
 from typing import Any, Optional, Union
 
-from cifar_resnet.run import config as config_lib
-from cifar_resnet.run.config import ConfigError
+from cifar_resnet.spec import config as config_lib
+from cifar_resnet.spec.config import ConfigError
 
 
 # What an experiment file means where its RECIPE and NETS say nothing, before the Config's

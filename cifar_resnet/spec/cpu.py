@@ -34,7 +34,7 @@ import re
 import sys
 from typing import Optional
 
-from cifar_resnet.choices import check_choice
+from cifar_resnet.spec.choices import check_choice
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 # Keras dtype policies a run may use; None or "auto" derive one (resolve_precision).
@@ -107,15 +107,6 @@ def enable_onednn() -> Optional[str]:
     return "1"
 
 
-def onednn_enabled() -> Optional[bool]:
-    """Whether TensorFlow's oneDNN kernels are on in this process; None before TensorFlow is
-    imported, or where TensorFlow does not say."""
-    if sys.modules.get("tensorflow") is None:
-        return None
-    from cifar_resnet import private_apis  # TensorFlow's own answer; no public API exposes it
-    return private_apis.tf_onednn_enabled()
-
-
 def steal_clock(path="/proc/stat") -> Optional[tuple[int, int]]:
     """(steal, total) CPU time of all CPUs since boot, in clock ticks; None where unreadable.
 
@@ -142,8 +133,13 @@ def steal_fraction(start: Optional[tuple[int, int]],
     return (end[0] - start[0]) / (end[1] - start[1])
 
 
-def describe() -> dict:
-    """The CPU and oneDNN facts a run records in metrics.json (and the bench in bench.json)."""
+def describe(onednn_enabled: Optional[bool] = None) -> dict:
+    """The CPU and oneDNN facts a run records in metrics.json (and the bench in bench.json).
+
+    Args:
+        onednn_enabled: whether TensorFlow's oneDNN kernels are on in this process
+            (`private_apis.onednn_enabled()`, asked on the Keras side); None: not known.
+    """
     model, flags = read_cpuinfo()
     return {
         "model": model or platform.processor() or None,
@@ -151,7 +147,7 @@ def describe() -> dict:
         "flags": {f: f in flags for f in RECORDED_FLAGS} if flags else None,
         "native_bf16": has_native_bf16(flags),
         "onednn": {ONEDNN_VARIABLE: os.environ.get(ONEDNN_VARIABLE),
-                   "enabled": onednn_enabled(),
+                   "enabled": onednn_enabled,
                    "tensorflow_default": tensorflow_default_onednn(flags)},
     }
 
