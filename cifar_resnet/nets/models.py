@@ -205,19 +205,33 @@ def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
 CONSTRUCTORS = {1: resnet_v1, 2: resnet_v2}  # keyed by architecture.VERSIONS
 
 
-def build_model(version, depth, **kwargs):
-    """Builds a CIFAR ResNet by version number.
+def build_model(version, depth=None, **kwargs):
+    """Builds a CIFAR ResNet by name, as a `NetSpec`, or by version number.
+
+    `build_model("resnet56")`, `build_model("resnet110_v2_basic", weights=...)` or
+    `build_model(config.net)` build the net that name or spec describes (timm's
+    `create_model`); `build_model(2, 164)` the v2 constructor at that depth.
 
     Args:
-        version: 1 for ``resnet_v1`` ([1]), 2 for ``resnet_v2`` ([2]).
-        depth: Network depth.
-        **kwargs: Passed to the constructor.
+        version: a net's name (`architecture.NetSpec.parse`), a `NetSpec`, or 1 for
+            ``resnet_v1`` ([1]), 2 for ``resnet_v2`` ([2]).
+        depth: Network depth, with a version number only.
+        **kwargs: Passed to the constructor (input_shape, num_classes, weights, ...).
 
     Returns:
         A ``keras.Model``.
 
     Raises:
-        ValueError: On an invalid version (or any constructor argument).
+        ValueError: On an invalid name, version (or any constructor argument).
     """
+    if isinstance(version, (str, architecture.NetSpec)):
+        spec = (architecture.NetSpec.parse(version) if isinstance(version, str) else version)
+        if depth is not None:
+            raise ValueError(f"build_model({spec.name!r}): the name gives the depth; got "
+                             f"depth={depth!r} too")
+        return CONSTRUCTORS[spec.version](depth=spec.depth,
+                                          **{**spec.constructor_kwargs(), **kwargs})
     check_choice("version", version, architecture.VERSIONS)
+    if depth is None:
+        raise ValueError(f"build_model({version!r}) needs a depth (or give a net's name)")
     return CONSTRUCTORS[version](depth=depth, **kwargs)

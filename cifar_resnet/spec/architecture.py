@@ -16,6 +16,8 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any, Optional
 
 from cifar_resnet.spec import presets
@@ -230,3 +232,106 @@ def check_net(*, version, depth, block: Optional[str] = None, shortcut=None, pla
     if version == 2 and shortcut_variant != "identity":
         raise ValueError(f"shortcut_variant {shortcut_variant!r} needs version 1")
     check_variant(unit=unit or DEFAULT_UNITS[version], plain=plain, shortcut=shortcut, **variant)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetSpec:
+    """One CIFAR net as a value: what it is, validated once, against its own preset.
+
+    Its `name` is the one spelling of that net (`net_name`, and `_optionB` where the shortcut is
+    not its default, `_keras-example` for that preset's net); `NetSpec.parse(name)` is its
+    inverse, so `models.build_model("resnet110_v2_basic")` builds the net of that name.
+
+    Attributes:
+        version, depth, plain, preset: as the constructors take them.
+        block: "basic" or "bottleneck"; None in the arguments means the version's own.
+        shortcut: "A", "B" or "C"; None in the arguments means the default of version, block
+            and preset; always None for a plain net (it has none).
+        unit, shortcut_variant: He 2016's variants (version 1); None and "identity" for the
+            version's own net.
+
+    Raises:
+        ValueError: a value the nets do not have, naming it and the allowed ones.
+    """
+
+    version: int = 1
+    depth: int = 20
+    block: Optional[str] = None
+    shortcut: Optional[str] = None
+    plain: bool = False
+    unit: Optional[str] = None
+    shortcut_variant: str = "identity"
+    preset: str = presets.DEFAULT
+
+    def __post_init__(self):
+        check_choice("version", self.version, VERSIONS)
+        block = DEFAULT_BLOCKS[self.version] if self.block is None else self.block
+        check_net(version=self.version, depth=self.depth, block=block, shortcut=self.shortcut,
+                  plain=self.plain, preset=self.preset, unit=self.unit,
+                  shortcut_variant=self.shortcut_variant)
+        resolved, _ = resolve_cifar(self.version, self.depth, block, self.shortcut,
+                                    presets.model_options(self.preset, {}))
+        unit = None if self.unit in (None, DEFAULT_UNITS[self.version]) else self.unit
+        object.__setattr__(self, "block", block)
+        object.__setattr__(self, "shortcut", None if self.plain else resolved)
+        object.__setattr__(self, "unit", unit)
+
+    @property
+    def default_shortcut(self) -> Optional[str]:
+        """The shortcut this net has when none is asked for (None for a plain net)."""
+        if self.plain:
+            return None
+        return resolve_cifar(self.version, self.depth, self.block, None,
+                             presets.model_options(self.preset, {}))[0]
+
+    @property
+    def name(self) -> str:
+        """E.g. `resnet56_v1`, `plain110_v1`, `resnet110_v2_basic`, `resnet20_v1_optionB`."""
+        name = net_name(self.version, self.depth, plain=self.plain, block=self.block,
+                        unit=self.unit, shortcut_variant=self.shortcut_variant)
+        if self.shortcut != self.default_shortcut:
+            name += f"_option{self.shortcut}"
+        return name + ("" if self.preset == presets.DEFAULT else f"_{self.preset}")
+
+    @classmethod
+    def parse(cls, name: str) -> "NetSpec":
+        """The net a name spells (`name`'s inverse); the version may be left out (v1).
+
+        Raises:
+            ValueError: a name that is not `resnet|plain<depth>[_v<version>][_<part>...]`, or a
+                part that is none of the blocks, units, shortcut variants, options and presets.
+        """
+        match = re.fullmatch(r"(resnet|plain)(\d+)(?:_v(\d+))?((?:_[\w-]+)*)", str(name))
+        if not match:
+            raise ValueError(f"net name {name!r} is not resnet|plain<depth>[_v<version>]"
+                             "[_<part>...], e.g. resnet56, resnet110_v2_basic")
+        fields: dict[str, Any] = dict(plain=match[1] == "plain", depth=int(match[2]),
+                                      version=int(match[3] or 1))
+        parts = {**{b: ("block", b) for b in BLOCKS},
+                 **{u: ("unit", u) for u in UNITS},
+                 **{v: ("shortcut_variant", v) for v in SHORTCUT_VARIANTS},
+                 **{f"option{s}": ("shortcut", s) for s in SHORTCUTS},
+                 **{p: ("preset", p) for p in presets.PRESETS}}
+        tokens = match[4].split("_")[1:]
+        while tokens:  # the longest known part first: units and variants hold underscores
+            for end in range(len(tokens), 0, -1):
+                part = "_".join(tokens[:end])
+                if part in parts:
+                    field, value = parts[part]
+                    fields[field] = value
+                    tokens = tokens[end:]
+                    break
+            else:
+                raise ValueError(f"net name {name!r}: unknown part {tokens[0]!r}; known: "
+                                 f"{', '.join(sorted(parts))}")
+        return cls(**fields)
+
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """The arguments of `models.resnet_v1` / `resnet_v2` (besides depth) for this net."""
+        kwargs: dict[str, Any] = dict(block=self.block, plain=self.plain, preset=self.preset)
+        if self.shortcut != self.default_shortcut:  # else the constructor's own default
+            kwargs["shortcut"] = self.shortcut
+        if self.version == 1 and (self.unit or self.shortcut_variant != "identity"):
+            kwargs.update(unit=self.unit or DEFAULT_UNITS[1],
+                          shortcut_variant=self.shortcut_variant)
+        return kwargs

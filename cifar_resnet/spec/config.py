@@ -231,6 +231,14 @@ class Config:
         return architecture.net_name(self.version, self.depth, plain=self.plain,
                                      unit=self.unit, shortcut_variant=self.shortcut_variant)
 
+    @property
+    def net(self) -> architecture.NetSpec:
+        """The net this config trains, as one value (its `name` parses back to it)."""
+        return architecture.NetSpec(
+            version=self.version, depth=self.depth, block=self.block,
+            shortcut=self.shortcut, plain=self.plain, unit=self.unit,
+            shortcut_variant=self.shortcut_variant, preset=self.preset)
+
     def variant_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `models.resnet_v1` for the He 2016 ablations; {} by default."""
         if self.version != 1 or (self.unit in (None, "original")
