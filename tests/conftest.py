@@ -10,7 +10,7 @@ import cifar_resnet  # noqa: E402,F401
 
 import pytest
 
-REAL_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-10-python.tar.gz"
+import real_cifar10
 
 
 def pytest_collection_modifyitems(config, items):
@@ -23,12 +23,34 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -slow[item.path])
 
 
+@pytest.fixture(scope="session")
+def real_cifar10_copies():
+    """The real CIFAR-10 copies found (tests/real_cifar10.py) and where they were looked for.
+
+    Session-scoped, so it runs before a test's function-scoped fixtures: `no_env` empties
+    $CIFAR10_DIR and HOME for the test itself, not for finding its data."""
+    return real_cifar10.candidates()
+
+
 @pytest.fixture
-def real_data():
-    """Path of the real CIFAR-10 archive; the test is skipped when it is absent."""
-    if not REAL_DATA.exists():
-        pytest.skip(f"real CIFAR-10 not found at {REAL_DATA}")
-    return REAL_DATA
+def real_data(real_cifar10_copies):
+    """A real CIFAR-10 (folder or archive), as `train` finds it ($CIFAR10_DIR, else the Keras
+    cache) or in shared/data beside the repository; the test is skipped when there is none."""
+    copies, looked = real_cifar10_copies
+    if not copies:
+        pytest.skip(real_cifar10.skip_reason(copies, looked, project=False))
+    return copies[0]
+
+
+@pytest.fixture
+def project_data(real_cifar10_copies):
+    """The project's JPEG-reconstructed CIFAR-10 among the copies found, checked by its SHA-256:
+    for tests that assert errors measured on it. Skipped, naming what it needs, without it."""
+    copies, looked = real_cifar10_copies
+    path = real_cifar10.project_copy(copies)
+    if path is None:
+        pytest.skip(real_cifar10.skip_reason(copies, looked, project=True))
+    return path
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ import pytest
 from cifar_resnet.data import pipeline
 from cifar_resnet.spec import datasets
 
-REAL_ARCHIVE = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / (
-    "cifar-10-python.tar.gz")
 PER_BATCH = 4  # Images per tiny batch file.
 
 
@@ -279,12 +277,11 @@ def test_load_dataset_synthetic_and_errors():
         datasets.load_dataset("synthetic", val_fraction=0, normalization="zca")
 
 
-@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=f"real CIFAR-10 absent: {REAL_ARCHIVE}")
-def test_real_cifar10():
+def test_real_cifar10(real_data):
     start = time.perf_counter()
-    (x_train, y_train), (x_test, y_test) = datasets.load_cifar10(REAL_ARCHIVE.parent, download=False)
+    (x_train, y_train), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
     seconds = time.perf_counter() - start
-    print(f"load_cifar10 from {REAL_ARCHIVE.name}: {seconds:.1f} s")
+    print(f"load_cifar10 from {real_data.name}: {seconds:.1f} s")
     assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
     assert x_train.dtype == np.uint8 and y_train.dtype == np.int64
     assert (np.bincount(y_train, minlength=10) == 5000).all()

@@ -81,11 +81,11 @@ def test_weights_that_are_missing_or_do_not_fit_are_refused(monkeypatch, tmp_pat
         models.resnet_v1(depth=8, weights="imagenet")
 
 
-def _shipped_net_and_test_set(name, real_data):
-    """The shipped net loaded by `weights="cifar10"`, and the shared copy's test images with
-    the training images' normalization, as the run trained (conftest's real_data)."""
+def _shipped_net_and_test_set(name, project_data):
+    """The shipped net loaded by `weights="cifar10"`, and the project copy's test images with
+    the training images' normalization, as the run trained (conftest's project_data)."""
     from cifar_resnet.spec import datasets
-    (x_train, _), test = datasets.load_cifar10(real_data, download=False)
+    (x_train, _), test = datasets.load_cifar10(project_data, download=False)
     mean, std = datasets.compute_normalization(x_train, "pixel_mean")
     depth, plain = int(name.split("_")[0].lstrip("plainresnet")), name.startswith("plain")
     return models.resnet_v1(depth=depth, plain=plain, weights="cifar10"), test, dict(mean=mean,
@@ -93,10 +93,10 @@ def _shipped_net_and_test_set(name, real_data):
 
 
 @pytest.mark.parametrize("name", sorted(pretrained.CIFAR10))
-def test_each_shipped_file_gives_its_error_on_the_exact_test_images(name, real_data):
+def test_each_shipped_file_gives_its_error_on_the_exact_test_images(name, project_data):
     """The 1,000 exact test images of the project's copy (skipped without it): the shipped
     weights' error there is the one their entry records."""
-    model, (x_test, y_test), norm = _shipped_net_and_test_set(name, real_data)
+    model, (x_test, y_test), norm = _shipped_net_and_test_set(name, project_data)
     probs = evaluate.predict(model, x_test[:1000], **norm)
     error = 100 * np.mean(probs.argmax(1) != y_test[:1000])
     assert error == pytest.approx(pretrained.CIFAR10[name]["exact1000_error"], abs=0.05)
@@ -104,10 +104,10 @@ def test_each_shipped_file_gives_its_error_on_the_exact_test_images(name, real_d
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(pretrained.CIFAR10))
-def test_each_shipped_file_gives_its_errors_on_all_the_test_images(name, real_data):
+def test_each_shipped_file_gives_its_errors_on_all_the_test_images(name, project_data):
     """test_error and tta_error, the numbers `weights="cifar10"` prints, are the shipped file's
-    own in the float32 net it builds (skipped without the shared data)."""
-    model, (x_test, y_test), norm = _shipped_net_and_test_set(name, real_data)
+    own in the float32 net it builds (skipped without the project's copy)."""
+    model, (x_test, y_test), norm = _shipped_net_and_test_set(name, project_data)
     for key, tta in (("test_error", None), ("tta_error", "flip")):
         probs = evaluate.predict(model, x_test, **norm, tta=tta)
         error = 100 * np.mean(probs.argmax(1) != y_test)
@@ -133,14 +133,14 @@ def test_preprocess_input_takes_raw_images_and_refuses_other_shapes():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20_v1", "resnet56_v1"])
-def test_shipped_nets_give_their_error_on_raw_images_through_preprocess_input(name, real_data,
+def test_shipped_nets_give_their_error_on_raw_images_through_preprocess_input(name, project_data,
                                                                               capsys):
     """What a user has: the data's exact first 1,000 test images, raw uint8, through
     `cifar_resnet.preprocess_input`, give the entry's error; the loader's line says so. The
     shipped mean is the training images' of the data the nets were trained on."""
     import cifar_resnet
     from cifar_resnet.spec import datasets
-    (x_train, _), (x_test, y_test) = datasets.load_cifar10(real_data, download=False)
+    (x_train, _), (x_test, y_test) = datasets.load_cifar10(project_data, download=False)
     np.testing.assert_array_equal(cifar_resnet.preprocess_input(np.zeros((32, 32, 3), np.uint8)),
                                   -datasets.compute_normalization(x_train, "pixel_mean")[0])
     depth = int(name.split("_")[0].removeprefix("resnet"))
