@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The stamp follows requirements.txt and pyproject.toml (the editable install).
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+# The test suite's extra packages (requirements-dev.txt and the file it includes): another
+# prefix, so that `setup`'s rm of its own old stamps leaves this one.
+DEV_STAMP := $(VENV)/.dev-installed-$(shell cat requirements-dev.txt requirements-backends.txt | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
 .PHONY: help no-print-db
@@ -24,6 +27,8 @@ help:
 	@echo ''
 	@echo 'Setup and checks'
 	@echo '  setup              .venv with requirements.txt + this package (editable)   ~1 min'
+	@echo '  setup-dev          + JAX, scipy (requirements-dev.txt): make test runs it   124 MB'
+	@echo '  setup-torch        + PyTorch CPU (requirements-torch.txt): torch tests      192 MB'
 	@echo '  smoke              tiny net, synthetic data: checks the install             < 1 min'
 	@echo '  test               every test (TEST_WORKERS=2)                              ~8-9 min'
 	@echo '  test-fast          all but the slow tests (the everyday tier)               ~1 min'
@@ -165,7 +170,7 @@ fast-recipe-torch: no-print-db setup
 	test -n "$(DRY)" || cp $(or $(RUNS_DIR),runs)/torch-fast/history.csv $(or $(RUNS_DIR),runs)/torch-fast/results.json \
 		docs/fast/torch/
 
-.PHONY: setup train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
+.PHONY: setup setup-dev setup-torch train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
 	fast-recipe-torch full-repro full-repro-bg full-repro-report full-repro-110-bg
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
@@ -186,6 +191,20 @@ $(STAMP): requirements.txt
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# What the whole test suite imports beyond the package's needs (JAX, scipy), once; `make test`
+# and `make test-fast` run it, so a fresh clone skips only the torch tests and what needs absent
+# hardware or data (docs/testing.md).
+setup-dev: $(DEV_STAMP)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt requirements-backends.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.dev-installed-* && touch $@
+
+# PyTorch's CPU build (requirements-torch.txt), for the tests of the PyTorch reference; not in
+# setup-dev: 192 MB of wheel, and PyPI's default Linux wheel pulls in CUDA's gigabytes.
+setup-torch: setup
+	$(PY) -m pip install --quiet -r requirements-torch.txt
+
 train: no-print-db setup
 	$(PY) -m cifar_resnet train $(TRAIN_FLAGS)
 
@@ -203,10 +222,10 @@ smoke: no-print-db setup
 # TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 PYTEST = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
-test: setup
+test: setup-dev
 	$(PYTEST) $(ARGS)
 
-test-fast: setup
+test-fast: setup-dev
 	$(PYTEST) -m "not slow" $(ARGS)
 
 clean-venv:

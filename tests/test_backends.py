@@ -4,7 +4,6 @@ KERAS_BACKEND is read once, when keras is first imported, so each backend runs i
 interpreter. Parameter counts are compared with this (TensorFlow) process's own.
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -14,6 +13,7 @@ import textwrap
 
 import pytest
 
+import optional
 from cifar_resnet.nets import models
 from cifar_resnet.run import metrics as metrics_lib
 
@@ -59,8 +59,7 @@ SCRIPT = """
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, strategy", [("jax", "mirrored"), ("torch", "one")])
 def test_backend_runs_models_and_runner(backend, strategy, tmp_path):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed (pip install -r requirements-backends.txt)")
+    optional.skip_without(backend)
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "3",
            # Two CPU devices, so keras.distribution.DataParallel really splits the batch.
@@ -92,8 +91,7 @@ def test_divergence_stops_under_jax_as_under_tensorflow(tmp_path):
     """Issue #38: `KERAS_BACKEND=jax ... --lr 100` exited 0, status complete, 90.2% test error
     and weights up to 6.7e8, where TensorFlow stops with exit 1. JAX's cross-entropy is clipped
     (at most 16.1), so it never passed MAX_LOSS; the bound is now three times chance's."""
-    if importlib.util.find_spec("jax") is None:
-        pytest.skip("jax is not installed (pip install -r requirements-backends.txt)")
+    optional.skip_without("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     workdir = tmp_path / "run"

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+import optional
 from cifar_resnet.spec import cpu
 from benchmarks import bench
 
@@ -47,7 +48,7 @@ def test_bench_tiny_run_writes_json_and_table(tmp_path):
 
 
 def test_bench_torch_workers_run_and_pair_with_their_reference(tmp_path):
-    pytest.importorskip("torch")
+    optional.importorskip("torch")
     impls = ["torch", "torch-bf16:noaug"]
     assert bench.main(["--nets", "resnet8", "--impls", ",".join(impls), "--steps", "2",
                        "--epochs", "2", "--dataset", "synthetic", "--synthetic-size", "600",
@@ -114,7 +115,7 @@ def _keras_resnet20():
 
 
 def test_torch_reference_matches_option_a_resnet20():
-    torch = pytest.importorskip("torch")
+    torch = optional.importorskip("torch")
     from benchmarks import torch_resnet
     from cifar_resnet.run import metrics as metrics_lib
 
@@ -133,7 +134,7 @@ def test_torch_reference_matches_option_a_resnet20():
 
 
 def test_torch_plain_reference_is_the_keras_plain_net_without_additions():
-    torch = pytest.importorskip("torch")
+    torch = optional.importorskip("torch")
     from benchmarks import torch_resnet
     from cifar_resnet.run import build, metrics as metrics_lib
     from cifar_resnet.spec import config as config_lib
@@ -152,7 +153,7 @@ def test_torch_plain_reference_is_the_keras_plain_net_without_additions():
 
 
 def test_torch_augment_is_crop_and_flip_of_padded_image():
-    torch = pytest.importorskip("torch")
+    torch = optional.importorskip("torch")
     from benchmarks import torch_resnet
 
     images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
@@ -224,7 +225,7 @@ def test_summarize_pairs_noaug_with_noaug():
 
 
 def test_torch_batches_made_ahead_are_the_normalized_images():
-    torch = pytest.importorskip("torch")
+    torch = optional.importorskip("torch")
     from benchmarks import torch_resnet
 
     x = torch.randint(0, 256, (300, 32, 32, 3), dtype=torch.uint8)
@@ -244,7 +245,7 @@ def test_torch_batches_made_ahead_are_the_normalized_images():
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_torch_step_learns_on_the_default_device(precision):
-    torch = pytest.importorskip("torch")
+    torch = optional.importorskip("torch")
     from benchmarks import torch_resnet
 
     torch.manual_seed(0)
@@ -260,7 +261,7 @@ def test_torch_step_learns_on_the_default_device(precision):
 
 
 def test_torch_reference_cli_times_epochs(capsys):
-    pytest.importorskip("torch")
+    optional.importorskip("torch")
     from benchmarks import torch_resnet
 
     assert torch_resnet.main(["--depth", "8", "--steps", "1", "--epochs", "1",
@@ -271,7 +272,7 @@ def test_torch_reference_cli_times_epochs(capsys):
 
 
 def test_torch_weight_growth_records_every_kernel_at_the_marks(tmp_path, capsys):
-    pytest.importorskip("torch")
+    optional.importorskip("torch")
     from benchmarks import torch_weight_growth
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(256, 32, 32, 3), dtype=np.uint8)

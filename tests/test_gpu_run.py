@@ -5,7 +5,6 @@ A synthetic bundle it makes itself, depth-8 nets, a few iterations; the PyTorch 
 when torch is absent. Runs with or without TensorFlow (marked `notf`).
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,8 +15,9 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.notf,
-              pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")]
+import optional
+
+pytestmark = [pytest.mark.notf, optional.needs("jax")]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

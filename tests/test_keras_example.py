@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import optional
 from cifar_resnet.spec import config as config_lib, schedules
 from cifar_resnet.run import callbacks
 from cifar_resnet.data import pipeline
@@ -68,7 +69,7 @@ def test_a_half_pixel_shift_averages_neighbours_and_edges_repeat():
 
 
 def test_matches_scipy_affine_transform_as_keras_2_called_it():
-    ndimage = pytest.importorskip("scipy.ndimage")
+    ndimage = optional.importorskip("scipy.ndimage")
     rng = np.random.default_rng(1)
     images = rng.normal(size=(6, 32, 32, 3)).astype(np.float32)
     shifts = rng.uniform(-3.2, 3.2, size=(6, 2)).astype(np.float32)

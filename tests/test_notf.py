@@ -6,7 +6,6 @@ tests also prove it is never imported; `.ci/run` runs them again in a virtual en
 without TensorFlow (requirements-notf.txt). Marked `notf`.
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,9 +15,11 @@ import textwrap
 
 import pytest
 
+import optional
+
 pytestmark = [
     pytest.mark.notf,
-    pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax"),
+    optional.needs("jax"),
 ]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -5,11 +5,14 @@ import installed by one command (`make setup-dev`) or documented."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import subprocess
 
 import pytest
 
+import optional
 import real_cifar10
 from cifar_resnet.spec import dataid, datasets, files
 from test_data import _write_tiny_cifar
@@ -111,3 +114,65 @@ def test_found_data_is_used_even_when_a_test_empties_the_environment(no_env, rea
     $CIFAR10_DIR and HOME for a test."""
     copies, looked = real_cifar10_copies
     assert str(no_env) not in looked
+
+
+# ------------------------------------------------------------------------------------------------
+# The optional packages: one command each, and `make test` installs the suite's.
+
+
+def _requirements(name: str) -> set[str]:
+    """The package names a requirements file installs, its `-r` includes followed."""
+    names = set()
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r"):
+            names |= _requirements(line[2:].strip())
+        elif line and not line.startswith("-"):
+            names.add(re.split(r"[\[=<>~ ]", line)[0].lower())
+    return names
+
+
+def _make_n(target, venv):
+    """`make -n TARGET` for a venv that does not exist yet: every recipe line, none run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("target", ["test", "test-fast"])
+def test_make_test_installs_what_the_suite_imports_before_running_it(target, tmp_path):
+    lines = _make_n(target, tmp_path / "fresh")
+    dev = next(i for i, line in enumerate(lines) if "pip install --quiet -r requirements-dev.txt"
+               in line)
+    pytest_line = next(i for i, line in enumerate(lines) if "-m pytest" in line)
+    assert dev < pytest_line
+    assert not any("requirements-torch.txt" in line for line in lines)  # 192 MB: on request
+
+
+@pytest.mark.parametrize("module", sorted(optional.INSTALL))
+def test_each_optional_package_is_installed_by_the_command_its_skip_names(module, tmp_path):
+    command = optional.INSTALL[module]
+    assert command in optional.reason(module)
+    target = command.removeprefix("make ")
+    installs = [line.split("-r ")[1].split()[0] for line in _make_n(target, tmp_path / "fresh")
+                if "pip install" in line and "-r requirements-" in line]
+    assert any(module in _requirements(name) for name in installs), (command, installs)
+
+
+def test_tests_skip_for_optional_packages_only_through_tests_optional():
+    """So every such skip names its install command: no bare importorskip or find_spec."""
+    bare = [f"{path.name}:{n}" for path in sorted((ROOT / "tests").glob("*.py"))
+            if path.name != "optional.py"
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"pytest\.importorskip\(|find_spec\(\W*(jax|torch|scipy)", line)]
+    assert not bare
+
+
+def test_the_readme_and_testing_doc_say_what_skips_and_how_to_get_it():
+    for doc in (ROOT / "README.md", ROOT / "docs" / "testing.md"):
+        text = doc.read_text()
+        for needed in ("make setup-dev", "make setup-torch", "$CIFAR10_DIR", "Keras cache",
+                       "shared/data"):
+            assert needed in text, (doc.name, needed)

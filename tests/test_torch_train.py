@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import optional
+
+torch = optional.importorskip("torch")
 
 from benchmarks import torch_train  # noqa: E402
 from cifar_resnet.spec import datasets
