@@ -176,9 +176,11 @@ fast-recipe-torch: no-print-db setup
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
 # its one parameter (default: the committed report in docs/); CIFAR_RESNET_RUNS=DIR overrides it
 # (relative to where make runs), and then the executed copies go to OUT (default DIR/notebooks)
-# unless IN_PLACE=1 asks to update the committed ones.
+# unless IN_PLACE=1 asks to update the committed ones. DATA_DIR=DIR is Figure 7's test data
+# instead of the data each run's data.json names (as evaluate's --data-dir).
 notebooks: no-print-db setup
-	$(PY) notebooks/execute.py $(if $(OUT),--out $(OUT)) $(if $(IN_PLACE),--in-place)
+	$(PY) notebooks/execute.py $(if $(OUT),--out $(OUT)) $(if $(IN_PLACE),--in-place) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 .PHONY: notebooks
 

@@ -1,9 +1,12 @@
 """Executes the notebooks, keeping their outputs, so they render on GitHub.
 
-`make notebooks` runs it; `python notebooks/execute.py [--out DIR | --in-place] [NOTEBOOK ...]`.
-Each notebook reads `RUNS`, its one parameter (default: the committed report in docs/;
-`$CIFAR_RESNET_RUNS` overrides it, a relative path being taken from the folder this is run
-in), with `notebooks/` as its working directory.
+`make notebooks` runs it; `python notebooks/execute.py [--out DIR | --in-place] [--data-dir DIR]
+[NOTEBOOK ...]`. Each notebook reads `RUNS`, its one parameter (default: the committed report in
+docs/; `$CIFAR_RESNET_RUNS` overrides it, a relative path being taken from the folder this is
+run in), with `notebooks/` as its working directory. Figure 7 (03_layer_responses) reads each
+run's test data where its data.json says; `--data-dir DIR` (`make notebooks DATA_DIR=DIR`, or
+`$CIFAR_RESNET_DATA`) reads another copy instead, checked against data.json's SHA-256 as
+`evaluate --data-dir` does.
 
 On the default RUNS the committed notebooks are updated in place. On other runs
 ($CIFAR_RESNET_RUNS set) the executed copies go to `--out DIR` (default RUNS/notebooks), and the
@@ -54,6 +57,32 @@ def resolve_runs_variable(cwd=None):
     return runs
 
 
+def resolve_data_variable(data_dir=None, cwd=None):
+    """The notebooks' `--data-dir`: sets $CIFAR_RESNET_DATA, which the kernel inherits, to it.
+
+    Args:
+        data_dir: `--data-dir`'s value; default $CIFAR_RESNET_DATA's.
+        cwd: the folder a relative path is taken from (default: this process's, the caller's;
+            the kernel runs in notebooks/).
+
+    Returns:
+        The absolute path, or None when neither is given (each run's data.json is read).
+
+    Raises:
+        SystemExit: the path does not exist.
+    """
+    data = data_dir or os.environ.get("CIFAR_RESNET_DATA")
+    if not data:
+        return None
+    path = pathlib.Path(cwd or os.getcwd(), os.path.expanduser(data)).resolve()
+    if not path.exists():
+        raise SystemExit(f"execute.py: error: data {str(path)!r} (--data-dir or "
+                         "CIFAR_RESNET_DATA) does not exist; expected a CIFAR folder or archive, "
+                         "or a folder holding one")
+    os.environ["CIFAR_RESNET_DATA"] = str(path)
+    return str(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="notebooks/execute.py", allow_abbrev=False,
                                      description=__doc__.splitlines()[0])
@@ -65,8 +94,12 @@ def main(argv=None) -> int:
                                      "runs)")
     where.add_argument("--in-place", action="store_true",
                        help="update the committed notebooks even on other runs")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="Figure 7's test data (default: each run's, as its data.json "
+                             "names it; also $CIFAR_RESNET_DATA)")
     args = parser.parse_args(argv)
     runs = resolve_runs_variable()
+    resolve_data_variable(args.data_dir)
     out = args.out
     if out is None and runs and not args.in_place:
         out = pathlib.Path(runs) / "notebooks"

@@ -159,3 +159,67 @@ def test_a_relative_runs_folder_executes_from_the_callers_folder(sweep, tmp_path
     nb = nbformat.read(tmp_path / "report" / "notebooks" / "02_results_vs_paper.ipynb",
                        as_version=4)
     assert EXPECTED["02_results_vs_paper"] in _text(_outputs(nb))
+
+
+# Issue #40 item 3: the notebooks' `--data-dir`, for Figure 7's test data.
+
+def test_the_data_dir_is_taken_from_the_callers_folder_and_given_to_the_kernel(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.delenv("CIFAR_RESNET_DATA", raising=False)
+    assert execute.resolve_data_variable(cwd=tmp_path) is None  # each run's data.json
+    (tmp_path / "data").mkdir()
+    assert execute.resolve_data_variable("data", cwd=tmp_path) == str(tmp_path / "data")
+    assert os.environ["CIFAR_RESNET_DATA"] == str(tmp_path / "data")  # the kernel inherits it
+    monkeypatch.setenv("CIFAR_RESNET_DATA", "typo")
+    with pytest.raises(SystemExit) as info:
+        execute.resolve_data_variable(cwd=tmp_path)
+    assert str(info.value) == (f"execute.py: error: data '{tmp_path / 'typo'}' (--data-dir or "
+                               "CIFAR_RESNET_DATA) does not exist; expected a CIFAR folder or "
+                               "archive, or a folder holding one")
+
+
+def test_execute_main_passes_its_data_dir_on(tmp_path, monkeypatch, fake_kernel):
+    seen = []
+    monkeypatch.setattr(execute, "execute", lambda path, timeout=900: seen.append(
+        os.environ.get("CIFAR_RESNET_DATA")) or nbformat.read(path, as_version=4))
+    monkeypatch.delenv("CIFAR_RESNET_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "cifar").mkdir()
+    monkeypatch.setenv("CIFAR_RESNET_RUNS", "runs")
+    assert execute.main(["--data-dir", "cifar", str(NOTEBOOKS[2])]) == 0
+    assert seen == [str(tmp_path / "cifar")]
+
+
+def test_make_notebooks_passes_data_dir(tmp_path):
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "notebooks", "DATA_DIR=~/cifar",
+                          f"VENV={tmp_path / 'venv'}"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.replace("\\\n", " ")
+    [line] = [line for line in out.splitlines() if "notebooks/execute.py" in line]
+    assert line.split()[-2:] == ["--data-dir", "~/cifar"]
+
+
+def test_figure7s_notebook_loads_the_data_dir_it_is_given(tmp_path, monkeypatch):
+    """Notebook 03's cells, run in this process with the loaders replaced: the data folder of
+    $CIFAR_RESNET_DATA reaches both places that read test images (no kernel, no training)."""
+    import types
+
+    import numpy as np
+
+    from cifar_resnet.results import analysis
+    run = types.SimpleNamespace(status="complete", config={"version": 1}, net="resnet8", seed=0)
+    calls = []
+    monkeypatch.setattr(analysis, "find_runs", lambda runs: [run])
+    monkeypatch.setattr(plots, "figure7", lambda runs, **kw: calls.append(("figure7", kw)))
+    monkeypatch.setattr(analysis, "run_layer_responses", lambda r, **kw: calls.append(
+        ("run_layer_responses", kw)) or (["conv"], np.ones(1)))
+    monkeypatch.setenv("CIFAR_RESNET_RUNS", str(tmp_path))
+    monkeypatch.setenv("CIFAR_RESNET_DATA", str(tmp_path / "cifar"))
+    nb = nbformat.read(ROOT / "notebooks" / "03_layer_responses.ipynb", as_version=4)
+    code = "\n".join(line for c in nb.cells if c.cell_type == "code"
+                     for line in c.source.splitlines() if not line.startswith("%"))
+    exec(compile(code, "03_layer_responses", "exec"), {})
+    assert calls == [("figure7", {"data_dir": str(tmp_path / "cifar")}),
+                     ("run_layer_responses", {"data_dir": str(tmp_path / "cifar")})]
