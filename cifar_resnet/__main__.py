@@ -147,87 +147,40 @@ def _config_from_args(args):
     return config_lib.resolve(args.config, overrides)
 
 
-def _finished_run(config, workdir):
-    """metrics.json of `workdir` when it holds this config's finished run, read without
-    TensorFlow; None when that needs a closer look (train.run_experiment gives it).
-
-    A finished run answers at once: the same config and precision (`auto` as it resolves on
-    this machine), complete metrics, and data from where the run read it (dataid.same_source).
-    A run directory of another precision is refused (ConfigError), finished or not.
-    """
-    import dataclasses
-    import pathlib
-    from cifar_resnet.spec import dataid
-    from cifar_resnet.spec import config as config_lib, cpu, files, rundir
-    workdir = pathlib.Path(workdir)
-    try:  # an unreadable metrics.json or config.json: train decides
-        saved_path = rundir.RunDir(workdir).config
-        raw = files.read_json(saved_path) if saved_path.exists() else None
-        saved = config_lib.load(saved_path) if raw is not None else None
-        metrics = rundir.finished_metrics(workdir)
-    except (OSError, ValueError):  # MetricsUnreadable and ConfigError are ValueErrors
-        return None
-    # The precision this request trains in, here (None: only the backend can tell, on a GPU).
-    asked = cpu.precision_without_backend(config.precision)
-    # A config.json from before the precision field: its policy depends on the machine.
-    if saved is not None and raw.get("precision") not in (None, "auto") and asked is not None \
-            and asked != saved.precision:
-        # Refused here, a run finished or not, rather than answered "already complete" with a
-        # result of another precision (an `auto` request once was).
-        raise config_lib.precision_refusal(workdir, saved.precision, asked, config.precision)
-    if metrics is None or asked is None:
-        return None
-    config = dataclasses.replace(config, precision=asked)
-    config, kept = config_lib.for_run_dir(config, saved.to_dict())
-    if any(getattr(config, k) != v for k, v in saved.to_dict().items()
-           if k not in config_lib.NOT_IDENTITY) or not dataid.same_source(config, workdir):
-        return None
-    if kept:  # as config.for_workdir says it
-        print(config_lib.kept_note(workdir, kept), file=sys.stderr)
-    return metrics
-
-
 def _train(args) -> int:
     config = _config_from_args(args)
-    from cifar_resnet.spec import config as config_lib, files, rundir
+    from cifar_resnet.spec import config as config_lib, cpu, dataid, datasets, files, rundir
+    from cifar_resnet.spec import preflight
     workdir = args.workdir or config_lib.default_workdir(config)
-    metrics = _finished_run(config, workdir)  # before the slow import: answers in well under 2 s
-    if metrics is not None:
+    # The one pre-flight, before the slow import: a finished run answers in well under 2 s; a
+    # link, a foreign folder, another config or precision is refused. The precision is compared
+    # where it resolves without the backend (not where a GPU may be: training does it then).
+    pre = preflight.check(config, workdir, precision=cpu.precision_without_backend(
+        config.precision), gpu=False, asked=config.precision)
+    if pre.finished is not None and pre.precision_known and dataid.same_source(pre.config,
+                                                                               workdir):
+        if pre.kept:
+            print(config_lib.kept_note(workdir, pre.kept), file=sys.stderr)
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
+        metrics = pre.finished
     else:
-        # Refused before the slow TensorFlow import (train checks them again): a folder of
-        # someone else's files, a read-only mount or a file in the way, a held lock.
+        # Refused before the slow TensorFlow import: a read-only mount or a file in the way, a
+        # held lock, an input setting this backend lacks, a bad data file.
         config_lib.check_input_pipeline(config)  # as training will, without TensorFlow
-        if args.workdir:
-            rundir.refuse_foreign_dir(args.workdir, config_lib.ConfigError)
-        rundir.refuse_links(workdir)
         files.check_writable(workdir)
         holder = rundir.lock_holder(workdir)
         if holder is not None:
             raise config_lib.ConfigError(f"{workdir} is in use by process {holder}; wait for it "
                                          "to finish or use another --workdir")
-        splits = _load_splits(config, workdir)  # a bad data file is refused before TensorFlow
+        splits = datasets.load_splits(pre.config)  # the settings the folder's run keeps
         _import_tensorflow_quietly()
         _say_how_long(config, workdir)
         from cifar_resnet.run import train
-        metrics = train.train_and_evaluate(config, workdir, splits=splits)
+        metrics = train.train_and_evaluate(config, workdir, splits=splits, preflight=pre)
     err = metrics.get("best_test_error")
     print(f"{workdir}: final test error {100 * metrics['final_test_error']:.2f}%"
           + (f", best-by-validation {100 * err:.2f}%" if err is not None else ""))
     return 0
-
-
-def _load_splits(config, workdir):
-    """The run's data (datasets.load_splits), read without TensorFlow, for the settings the run
-    in `workdir` keeps from its config.json (config.for_run_dir, as training applies them)."""
-    from cifar_resnet.spec import datasets
-    from cifar_resnet.spec import config as config_lib, rundir
-    saved = None
-    try:
-        saved = config_lib.load(rundir.RunDir(workdir).config).to_dict()
-    except (OSError, ValueError):  # none yet, or unreadable: training refuses the latter
-        pass
-    return datasets.load_splits(config_lib.for_run_dir(config, saved)[0])
 
 
 def _say_how_long(config, workdir) -> None:

@@ -28,6 +28,7 @@ import keras
 from cifar_resnet import private_apis
 from cifar_resnet.data import device_input
 from cifar_resnet.spec import config as config_lib, cpu, dataid, datasets, files, rundir, schedules
+from cifar_resnet.spec import preflight as preflight_lib
 from cifar_resnet.run import build, distribute, reliability, resume
 from cifar_resnet.run import metrics as metrics_lib
 from cifar_resnet.run.callbacks import EpochRecorder, HistoryWriter, lr_callbacks
@@ -57,15 +58,23 @@ class Plan:
     lr_fn: Optional[Callable[[int], float]] = None  # 0-based iteration -> learning rate
 
 
-def prepare(config: config_lib.Config, workdir, splits=None) -> Plan:
+def prepare(config: config_lib.Config, workdir, splits=None, preflight=None) -> Plan:
     """`config`'s run in `workdir`, resolved once; refuses what cannot run (ConfigError,
-    DataError). `splits` (from datasets.load_splits for this config) saves reading the data."""
+    DataError). `splits` (from datasets.load_splits for this config) saves reading the data;
+    `preflight` (the command line's spec/preflight.check of this config and folder) saves
+    reading the folder, where it resolved the precision this machine trains in."""
     started = time.perf_counter()
     workdir = pathlib.Path(workdir)
-    config.validate()
+    config.validate()  # once: a config resolve() returned is not checked again
     # Resolved before config.json is written or compared, so that it states the policy used.
-    config = config_lib.for_workdir(build.resolve_precision(config), workdir,
-                                    gpu=distribute.gpu_count() > 0, asked=config.precision)
+    precision = build.resolve_precision(config).precision
+    if (preflight is None or not preflight.precision_known or preflight.workdir != workdir
+            or preflight.config.precision != precision):
+        preflight = preflight_lib.check(config, workdir, precision=precision,
+                                        gpu=distribute.gpu_count() > 0, asked=config.precision)
+    config = preflight.config
+    if preflight.kept:
+        print(config_lib.kept_note(workdir, preflight.kept), file=sys.stderr)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy must be created first.
     placement = distribute.placement(config.strategy)
     if placement.num_replicas > 1:
@@ -131,7 +140,7 @@ def _finished_metrics(workdir: pathlib.Path) -> dict | None:
 
 
 def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callbacks=(),
-                       verbose=None) -> dict:
+                       verbose=None, preflight=None) -> dict:
     """Trains `config`'s net into `workdir`, resuming whatever is there; returns metrics.json.
 
     Args:
@@ -142,6 +151,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callb
             TensorFlow); default: read here, unless the run is complete.
         callbacks: extra Keras callbacks (e.g. for notebooks or tests).
         verbose: Keras verbosity; default a progress bar on a terminal, else a line per epoch.
+        preflight: the command line's spec/preflight.check of `config` and `workdir`, so the
+            folder is not read again.
 
     Returns:
         The metrics dict, also written to `workdir/metrics.json`.
@@ -162,7 +173,7 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callb
         RunLocked: another process is training in `workdir`.
         Interrupted: SIGINT or SIGTERM; the run resumes from the iteration it names.
     """
-    plan = prepare(config, workdir, splits)
+    plan = prepare(config, workdir, splits, preflight)
     if plan.finished is not None:
         return plan.finished
     if not plan.placement.is_chief:  # only the chief writes the run directory (distribute.py)

@@ -50,7 +50,7 @@ WEIGHT_DECAY_ON = {"all": True, "kernels": False}
 MAX_DEPTH = {"basic": 1202, "bottleneck": 1001}
 _MAX_DEPTH_MEMORY = {"basic": ("19.4M", 20.6), "bottleneck": ("10.2M", 35.8)}  # params, GB
 # Fields that do not define a run (a rerun may change them): a resumed run is not compared on
-# them (for_workdir).
+# them (spec/preflight.check).
 NOT_IDENTITY = ("data_dir", "allow_any_depth")
 SEED_RANGE = (0, 2**32 - 1)  # numpy's and Keras' seeds
 # Upper bounds of the counts, checked before anything is written (issue #38): past them a run
@@ -252,8 +252,18 @@ class Config:
         """Raises ConfigError naming the bad value and the allowed ones; returns self.
 
         The one validator of a config: the CLI calls it (through `resolve`) before anything is
-        written or TensorFlow imported, and `run_experiment` again.
+        written or TensorFlow imported. A config is checked once: validating it again, unchanged
+        (`run_experiment` does, for configs built by hand), returns at once.
         """
+        state = self.to_dict()
+        if self.__dict__.get("_validated") == state:
+            return self
+        self._check()
+        self.__dict__["_validated"] = state
+        return self
+
+    def _check(self) -> None:
+        """The checks of `validate`, on every field."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if (field.type in ("float", "Optional[float]") and isinstance(value, float)
@@ -309,7 +319,6 @@ class Config:
             raise ConfigError(f"lr_milestones {short(self.lr_milestones)} and lr_factors "
                               f"{short(self.lr_factors)} must have the same length")
         self._check_ranges()
-        return self
 
     def _check_ranges(self) -> None:
         """The numeric ranges `validate` did not check above (issue #25): each a ConfigError."""
@@ -532,17 +541,19 @@ def parse_override(text: str) -> tuple[str, Any]:
                           ) from None
 
 
-def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
+def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = None, *,
+            settings: Optional[dict[str, Any]] = None) -> Config:
     """Builds a validated Config: defaults, then preset, then `file`, then `overrides`.
 
     Args:
         file: optional JSON/YAML config file.
         overrides: field values from flags; None values mean "not given".
+        settings: the file's content already read (`read_file`), instead of `file`.
 
     Returns:
         The validated Config.
     """
-    settings = read_file(file) if file else {}
+    settings = dict(settings) if settings is not None else read_file(file) if file else {}
     settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
     settings = _upgrade(settings)
     preset = settings.get("preset", Config.preset)
@@ -692,38 +703,6 @@ def precision_refusal(workdir, saved: str, resolved: str, asked: str) -> ConfigE
                        "--workdir")
 
 
-def for_workdir(config: Config, workdir, *, gpu: bool, asked: Optional[str] = None) -> Config:
-    """`config` as this run directory's run; refuses a `workdir` that holds a run of another
-    config, or of another precision.
-
-    `config.precision` is resolved (`asked`: as requested, e.g. "auto", for the message); the
-    saved one is read by `saved_precision` (`gpu`: whether this machine trains on one). Fields
-    left None (config.RUN_DIR_DEFAULTS) take the saved values, so the command that made a run
-    before a default changed still resumes it.
-    """
-    workdir = pathlib.Path(workdir)
-    saved_path = rundir.RunDir(workdir).config
-    if not saved_path.exists():
-        rundir.refuse_foreign_dir(workdir, ConfigError)
-        return for_run_dir(config)[0]
-    saved = {**load(saved_path).to_dict(),
-             "precision": saved_precision(files.read_json(saved_path), gpu=gpu)}
-    if saved["precision"] != config.precision:
-        raise precision_refusal(workdir, saved["precision"], config.precision,
-                                asked or config.precision)
-    config, kept = for_run_dir(config, saved)
-    # Where the data was read from is not the run's identity; its content is (dataid.check).
-    diff = [k for k, v in config.to_dict().items() if saved.get(k) != v
-            and k not in NOT_IDENTITY]
-    if diff:
-        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
-        raise ConfigError(f"{workdir} holds a run with another config ({changes}); "
-                          + rundir.another_config_hint(workdir, config, diff))
-    if kept:
-        print(kept_note(workdir, kept), file=sys.stderr)
-    return config
-
-
 def default_workdir(config: Config, root="runs") -> pathlib.Path:
     """`runs/<net>[-shortcut][-preset][-dataset]/seed<k>`, e.g. `runs/resnet56_v1/seed0`.
 
@@ -744,8 +723,10 @@ def save(config: Config, path) -> None:
     files.write_json(path, config.to_dict())
 
 
-def load(path) -> Config:
-    """Reads a config.json written by `save`; one older than a field of OLDER_CONFIG_JSON gets
-    that field's value of its time."""
-    older = {k: v for k, v in OLDER_CONFIG_JSON.items() if k not in read_file(path)}
-    return resolve(file=path, overrides=older)
+def load(path, raw: Optional[dict[str, Any]] = None) -> Config:
+    """Reads a config.json written by `save` (`raw`: its content, if already read by
+    `read_file`); one older than a field of OLDER_CONFIG_JSON gets that field's value of its
+    time."""
+    raw = read_file(path) if raw is None else raw
+    older = {k: v for k, v in OLDER_CONFIG_JSON.items() if k not in raw}
+    return resolve(settings=raw, overrides=older)
