@@ -1,5 +1,5 @@
-"""Building blocks shared by every net: the conv-BN-activation layer, the post-activation unit,
-shortcuts, the classifier head and the stage loop.
+"""Building blocks shared by every net: the conv-BN-activation layer, both units (post-activation
+v1, full pre-activation v2), shortcuts, the classifier head and the stage loop.
 
 `models` (CIFAR v1/v2 and plain), `keras_example` (that example's own v2 body) and `imagenet`
 assemble their nets from these. ``cfg`` below is the model side of a preset
@@ -206,6 +206,29 @@ def v1_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name,
                        epsilon=cfg["bn_epsilon"], regularizer=extra_regularizer(cfg),
                        name=name, suffix="_add")
     return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def v2_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name):
+    """Full pre-activation unit of [2] Fig. 4(e): (BN-ReLU-conv) x k, add; beside `v1_unit`, so
+    both versions' units are in one place."""
+    kernels = architecture.BLOCKS[block]["kernels"]
+    out_filters = filters * architecture.BLOCKS[block]["expansion"]
+    kw = layer_kwargs(cfg)
+    preact = bn_act(x, "relu", True, momentum=cfg["bn_momentum"], epsilon=cfg["bn_epsilon"],
+                    regularizer=extra_regularizer(cfg), name=name, suffix="1")
+    y = preact
+    for i, k in enumerate(kernels):
+        y = resnet_layer(y, out_filters if i == len(kernels) - 1 else filters,
+                         k, strides if i == kernels.index(3) else 1,
+                         batch_normalization=i > 0,
+                         activation="relu" if i > 0 else None,
+                         conv_first=False, name=name, suffix=str(i + 1), **kw)
+    if plain:
+        return y
+    # preresnet.lua "both_preact": a stage's first unit feeds the
+    # pre-activated input to both branches (so the projection sees BN-ReLU).
+    s = shortcut_path(preact if first else x, out_filters, strides, shortcut, False, cfg, name)
+    return layers.Add(name=f"{name}_add")([s, y])
 
 
 def functional_model(inputs, outputs, name):

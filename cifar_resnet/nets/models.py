@@ -37,37 +37,12 @@ from cifar_resnet.spec.architecture import VARIANT_DEFAULTS
 from cifar_resnet.nets.blocks import resnet_layer  # noqa: F401
 
 
-def _v2_unit(x, filters, strides, *, first, block, shortcut, plain, cfg, name):
-    """Full pre-activation unit of [2] Fig. 4(e): (BN-ReLU-conv) x k, add."""
-    kernels = architecture.BLOCKS[block]["kernels"]
-    out_filters = filters * architecture.BLOCKS[block]["expansion"]
-    kw = blocks.layer_kwargs(cfg)
-    preact = blocks.bn_act(x, "relu", True, momentum=cfg["bn_momentum"],
-                     epsilon=cfg["bn_epsilon"],
-                     regularizer=blocks.extra_regularizer(cfg),
-                     name=name, suffix="1")
-    y = preact
-    for i, k in enumerate(kernels):
-        y = blocks.resnet_layer(y, out_filters if i == len(kernels) - 1 else filters,
-                         k, strides if i == kernels.index(3) else 1,
-                         batch_normalization=i > 0,
-                         activation="relu" if i > 0 else None,
-                         conv_first=False, name=name, suffix=str(i + 1), **kw)
-    if plain:
-        return y
-    # preresnet.lua "both_preact": a stage's first unit feeds the
-    # pre-activated input to both branches (so the projection sees BN-ReLU).
-    s = blocks.shortcut_path(preact if first else x, out_filters, strides, shortcut,
-                  False, cfg, name)
-    return layers.Add(name=f"{name}_add")([s, y])
-
-
 def _v2_paper_body(inputs, n, block, shortcut, plain, cfg):
     kw = blocks.layer_kwargs(cfg)
     # The stem is a bare conv; the first unit's BN-ReLU normalises it.
     x = blocks.resnet_layer(inputs, 16, activation=None, batch_normalization=False,
                      name="stem", **kw)
-    unit = functools.partial(_v2_unit, block=block, shortcut=shortcut,
+    unit = functools.partial(blocks.v2_unit, block=block, shortcut=shortcut,
                              plain=plain, cfg=cfg)
     return blocks.stack(x, (16, 32, 64), (n, n, n), unit)
 
