@@ -129,21 +129,24 @@ full-repro-bg: no-print-db
 # flip TTA, per-image results for the paired comparisons).
 PINNED_110 ?= /work/full-repro-110
 FULL_REPRO_STAGE ?= runs/full-repro-stage
+FULL_REPRO_OUT ?= docs/full-repro
 full-repro-report: no-print-db setup
 	rm -rf $(FULL_REPRO_STAGE) && mkdir -p $(FULL_REPRO_STAGE)/full_repro
-	cp -r docs/full-repro/runs/full_repro/. $(FULL_REPRO_STAGE)/full_repro/
+	[ ! -d $(FULL_REPRO_OUT)/runs/full_repro ] || \
+		cp -r $(FULL_REPRO_OUT)/runs/full_repro/. $(FULL_REPRO_STAGE)/full_repro/
 	for run in $(PINNED_110)/runs/full_repro_110/*/seed0; do \
-		[ -f "$$spec/config.json" ] || continue; \
+		[ -f "$$run/config.json" ] || continue; \
 		net=$$(basename "$$(dirname "$$run")"); to=$(FULL_REPRO_STAGE)/full_repro/$$net/seed0; \
 		mkdir -p "$$to"; \
 		for f in config.json data.json history.csv metrics.json final.keras; do \
 			[ ! -f "$$run/$$f" ] || cp "$$run/$$f" "$$to/"; done; \
 		cp $(PINNED_110)/sweep.log "$$to/"; \
 	done
-	$(PY) -m cifar_resnet report $(FULL_REPRO_STAGE)/full_repro --out docs/full-repro --evaluate
+	$(PY) -m cifar_resnet report $(FULL_REPRO_STAGE)/full_repro --out $(FULL_REPRO_OUT) --evaluate
 	# Each run's sweep log goes with its copy (a report copies only the run's own files).
 	for log in $(FULL_REPRO_STAGE)/full_repro/*/seed0/sweep.log; do \
-		cp "$$log" "docs/full-repro/runs/full_repro/$$(basename "$$(dirname "$$(dirname "$$log")")")/seed0/"; \
+		to=$(FULL_REPRO_OUT)/runs/full_repro/$$(basename "$$(dirname "$$(dirname "$$log")")")/seed0; \
+		[ ! -d "$$to" ] || cp "$$log" "$$to/"; \
 	done
 
 full-repro-110-bg: no-print-db

@@ -121,3 +121,24 @@ def test_setup_installs_the_package_editable(fake_venv):
     requirements = next(i for i, l in enumerate(lines) if "-r requirements.txt" in l)
     editable = next(i for i, l in enumerate(lines) if "--no-deps -e ." in l)  # after them
     assert editable > requirements
+
+
+def test_full_repro_report_stages_the_pinned_runs_beside_the_committed_ones(fake_venv, tmp_path):
+    pinned = tmp_path / "pinned"
+    run = pinned / "runs" / "full_repro_110" / "resnet110" / "seed0"
+    run.mkdir(parents=True)
+    for name, text in (("config.json", "{}"), ("history.csv", "epoch\n0\n1\n")):
+        (run / name).write_text(text)
+    (pinned / "sweep.log").write_text("pinned log\n")
+    out, stage = tmp_path / "out", tmp_path / "stage"
+    committed = out / "runs" / "full_repro" / "resnet20" / "seed0"
+    committed.mkdir(parents=True)
+    (committed / "history.csv").write_text("epoch\n0\n")
+    result = make("full-repro-report", f"PINNED_110={pinned}", f"FULL_REPRO_OUT={out}",
+                  f"FULL_REPRO_STAGE={stage}", venv=fake_venv)
+    assert result.returncode == 0, result.stderr
+    staged = stage / "full_repro"
+    assert (staged / "resnet110" / "seed0" / "history.csv").read_text() == "epoch\n0\n1\n"
+    assert (staged / "resnet110" / "seed0" / "sweep.log").read_text() == "pinned log\n"
+    assert (staged / "resnet20" / "seed0" / "history.csv").read_text() == "epoch\n0\n"
+    assert f"report {staged} --out {out} --evaluate" in ran(fake_venv)
