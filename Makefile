@@ -142,6 +142,9 @@ full-repro-report: no-print-db setup
 			[ ! -f "$$run/$$f" ] || cp "$$run/$$f" "$$to/"; done; \
 		cp $(PINNED_110)/sweep.log "$$to/"; \
 	done
+	# The pinned code writes config.json in its own, older format; the copies are brought to
+	# today's (whole_passes: true, as they train), the runs themselves left as they are.
+	$(PY) -m benchmarks.migrate_config_json $(FULL_REPRO_STAGE)/full_repro
 	$(PY) -m cifar_resnet report $(FULL_REPRO_STAGE)/full_repro --out $(FULL_REPRO_OUT) --evaluate
 	# Each run's sweep log goes with its copy (a report copies only the run's own files).
 	for log in $(FULL_REPRO_STAGE)/full_repro/*/seed0/sweep.log; do \

@@ -156,11 +156,9 @@ def _train(args) -> int:
     # link, a foreign folder, another config or precision is refused. The precision is compared
     # where it resolves without the backend (not where a GPU may be: training does it then).
     pre = preflight.check(config, workdir, precision=cpu.precision_without_backend(
-        config.precision), gpu=False, asked=config.precision)
+        config.precision), asked=config.precision)
     if pre.finished is not None and pre.precision_known and dataid.same_source(pre.config,
                                                                                workdir):
-        if pre.kept:
-            print(config_lib.kept_note(workdir, pre.kept), file=sys.stderr)
         print(f"{workdir}: already complete; nothing to do", file=sys.stderr)
         metrics = pre.finished
     else:

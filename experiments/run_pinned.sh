@@ -83,10 +83,12 @@ start)
   ;;
 status)
   alive && echo "running: process $(cat "$pidfile")" || echo "not running"
-  # This checkout's code where it is set up (it says how long a run has to go), else the pinned
-  # one's: both read the same run directories.
-  if [ -x "$repo/.venv/bin/python" ]; then py=$repo/.venv/bin/python; cd "$repo"
-  else py=$home/venv/bin/python; cd "$home/code"; fi
+  # The pinned code, which reads its runs' config.json in the format it writes them (a later
+  # checkout reads only its own: benchmarks/migrate_config_json.py); this checkout's before
+  # anything is pinned.
+  if [ -x "$home/venv/bin/python" ] && [ -d "$home/code" ]; then py=$home/venv/bin/python
+    cd "$home/code"
+  else py=$repo/.venv/bin/python; cd "$repo"; fi
   # The same precision as `start` passes, so the commands it prints are the ones that run.
   fixed=$(precision)
   "$py" -m cifar_resnet sweep "$experiment" --runs-dir "$home/runs" --data-dir "$data" --dry-run \

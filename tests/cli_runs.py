@@ -8,11 +8,21 @@ import sys
 
 import keras
 
+from benchmarks import migrate_config_json
 from cifar_resnet.spec import rundir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Run directories written by the code before resume used public Keras APIs (README.md there).
+# Run directories written by the code before resume used public Keras APIs (README.md there),
+# their config.json as that code wrote it (before `precision` and `whole_passes`).
 EARLIER = ROOT / "tests" / "fixtures" / "keras3.15-v1-depth8"
+
+
+def earlier_run(name: str, to: pathlib.Path) -> pathlib.Path:
+    """A copy of EARLIER/`name` at `to`, its config.json migrated once, as a user does."""
+    import shutil
+    shutil.copytree(EARLIER / name, to)
+    assert migrate_config_json.main([str(to)]) == 0
+    return to
 TINY = ["--dataset", "synthetic", "--depth", "8", "--batch-size", "64",
         "--set", "synthetic_train=256", "--set", "synthetic_test=128"]
 

@@ -1,6 +1,5 @@
 """Config: the paper's defaults, presets, precedence, validation, and the training plan."""
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -22,8 +21,7 @@ def test_defaults_are_the_papers_recipe():
     assert (c.iterations, c.lr_milestones, c.lr_factors) == (64000, (0.5, 0.75), (0.1, 0.01))
     assert (c.shortcut, c.normalization, c.augment) == (None, "pixel_mean", True)
     # All 50k training images (the paper's Table 6 nets): no split unless asked for.
-    assert c.val_fraction is None and c.resolved_val_fraction == 0.0
-    assert config_lib.for_run_dir(c)[0].val_fraction == 0.0
+    assert c.val_fraction == 0.0 and c.whole_passes is False
 
 
 def test_plan_of_the_paper_on_50k_and_on_the_45k_split():
@@ -62,32 +60,46 @@ def test_a_bad_number_of_passes_is_refused_in_one_line(value):
 
 
 @pytest.mark.parametrize("legacy, precision", [
-    ({"mixed_precision": True}, "auto"),
+    ({"mixed_precision": True}, "mixed_bfloat16"),  # before the precision field: bf16 on a CPU
     ({"mixed_precision": False}, "float32"),
-    ({"mixed_precision": True, "precision": None}, "auto"),      # config.json before #13
+    ({"mixed_precision": True, "precision": None}, "mixed_bfloat16"),  # config.json before #13
     ({"mixed_precision": False, "precision": "auto"}, "float32"),  # auto followed the flag
     ({"mixed_precision": True, "precision": "mixed_bfloat16"}, "mixed_bfloat16"),
     ({"mixed_precision": False, "precision": "mixed_float16"}, "mixed_float16"),
+    ({}, "float32"),  # before either field
 ])
-def test_mixed_precision_of_earlier_versions_is_read_as_precision(legacy, precision, tmp_path):
-    """`mixed_precision` merged into `precision`: old config.json files, config files and
-    `--set` still load, to the policy they meant."""
-    path = tmp_path / "config.json"
-    fields = {k: v for k, v in Config().to_dict().items() if k != "precision"}
+def test_a_config_json_of_an_earlier_version_is_refused_until_migrated_once(legacy, precision,
+                                                                             tmp_path, capsys):
+    """The package reads today's config.json only; benchmarks/migrate_config_json.py turns an
+    earlier one into it once, with the policy and the passes its run trained in."""
+    from benchmarks import migrate_config_json
+    path = tmp_path / "run" / "config.json"
+    path.parent.mkdir()
+    fields = {k: v for k, v in Config().to_dict().items() if k not in ("precision",
+                                                                        "whole_passes")}
     path.write_text(json.dumps({**fields, **legacy}))
-    assert config_lib.load(path).precision == precision
-    overrides = dict(config_lib.parse_override(f"{k}={json.dumps(v)}") for k, v in legacy.items())
-    assert config_lib.resolve(overrides=overrides).precision == precision
-    assert "mixed_precision" not in config_lib.FIELDS
-
-
-def test_the_precision_a_run_directory_was_trained_in():
-    assert config_lib.saved_precision({"precision": "mixed_bfloat16"}, gpu=False) == \
-        "mixed_bfloat16"
-    # Before the precision field: the code of that time used bf16 on any CPU, fp16 on a GPU.
-    assert config_lib.saved_precision({"mixed_precision": True}, gpu=False) == "mixed_bfloat16"
-    assert config_lib.saved_precision({"mixed_precision": True}, gpu=True) == "mixed_float16"
-    assert config_lib.saved_precision({"mixed_precision": False}, gpu=True) == "float32"
+    with pytest.raises(ConfigError, match=r"is not of this version \(lacks "
+                       r"(precision, )?whole_passes.*\); if an earlier version wrote it, migrate "
+                       r"it once: python -m benchmarks.migrate_config_json .*config.json$"):
+        config_lib.load(path)
+    assert migrate_config_json.main(["--check", str(tmp_path)]) == 1
+    before = path.read_text()
+    assert migrate_config_json.main(["--check", str(tmp_path)]) == 1 and path.read_text() == before
+    assert migrate_config_json.main([str(tmp_path)]) == 0
+    migrated = config_lib.load(path)
+    assert (migrated.precision, migrated.whole_passes) == (precision, True)
+    assert list(json.loads(path.read_text())) == list(config_lib.FIELDS)
+    assert migrate_config_json.main(["--check", str(tmp_path)]) == 0  # once: nothing left
+    if "mixed_precision" in legacy:  # a GPU run's flag meant float16
+        path.write_text(json.dumps({**fields, **legacy}))
+        assert migrate_config_json.main(["--gpu", str(path)]) == 0
+        on_gpu = (precision.replace("bfloat16", "float16")
+                  if legacy.get("precision") in (None, "auto") else precision)
+        assert config_lib.load(path).precision == on_gpu
+    # The flag itself is gone from config files and --set: one line naming today's field.
+    with pytest.raises(ConfigError, match="unknown key mixed_precision \\(did you mean "
+                                          "'precision'\\?\\)"):
+        config_lib.parse_override("mixed_precision=true")
 
 
 def test_the_experiments_passes_resolve_to_the_iterations_their_runs_were_made_with():
@@ -110,8 +122,6 @@ def test_iterations_are_trained_exactly_and_whole_passes_are_asked_for():
     assert Config().train_iterations(50000) == 64000
     assert Config(whole_passes=True).train_iterations(50000) == 64124
     assert Config(epochs=164).train_iterations(50000) == 64124
-    # A run directory fills the field in: today's default for a new one.
-    assert config_lib.for_run_dir(Config())[0].whole_passes is False
 
 
 @pytest.mark.parametrize("experiment, net", [
@@ -129,28 +139,27 @@ def test_the_experiments_64k_iterations_stay_164_passes(experiment, net):
     str(p.parent.relative_to(ROOT)) for p in (ROOT / "docs").rglob("config.json")
     if (p.parent / "metrics.json").exists()))
 def test_committed_runs_resolve_to_the_iterations_they_were_trained(run):
-    """Their config.json files predate whole_passes: they trained whole passes, and resume
-    and report so."""
+    """They trained whole passes (before whole_passes existed): migrated once to say so, they
+    resume and report as they were trained."""
+    from benchmarks import migrate_config_json
     from cifar_resnet.spec import rundir
+    assert migrate_config_json.main(["--check", str(ROOT / run)]) == 0
     config = config_lib.load(ROOT / run / "config.json")
     assert config.whole_passes is True
     trained = int(rundir.read_history(ROOT / run / "history.csv")[-1]["iterations"])
     assert config.train_iterations(config.registry_num_train()) == trained
-    # The command that made it (whole_passes not given) takes the folder's value.
-    asked = dataclasses.replace(config, whole_passes=None)
-    assert config_lib.for_run_dir(asked, config.to_dict())[0] == config
 
 
-def test_a_run_dir_made_under_the_old_default_keeps_its_split_unless_one_is_given():
-    old = {"val_fraction": 0.1}
-    default = config_lib.resolve()
-    assert config_lib.for_run_dir(default, old) == (
-        config_lib.resolve(overrides={"val_fraction": 0.1, "whole_passes": False}),
-        [("val_fraction", 0.1)])
-    assert config_lib.for_run_dir(default, {"val_fraction": 0.0}) == (
-        config_lib.resolve(overrides={"val_fraction": 0.0, "whole_passes": False}), [])
-    given = config_lib.resolve(overrides={"val_fraction": 0.0, "whole_passes": False})
-    assert config_lib.for_run_dir(given, old) == (given, [])  # given: never replaced
+def test_a_run_dir_of_another_split_is_refused_naming_it(tmp_path):
+    """No field takes a run directory's value silently: a run made with the 45k/5k split is
+    resumed by asking for it (val_fraction was 0.1 by default once)."""
+    from cifar_resnet.spec import preflight
+    config_lib.save(config_lib.resolve(overrides={"val_fraction": 0.1}), tmp_path / "config.json")
+    with pytest.raises(ConfigError, match=r"holds a run with another config \(val_fraction: "
+                                          r"0.1 -> 0.0\)"):
+        preflight.check(config_lib.resolve(), tmp_path, precision=None)
+    asked = config_lib.resolve(overrides={"val_fraction": 0.1})
+    assert preflight.check(asked, tmp_path, precision=None).saved == asked
 
 
 def test_warmup_is_automatic_from_depth_110():
@@ -454,3 +463,12 @@ def test_device_only_settings_are_checked_against_the_backend_without_importing_
             config_lib.check_input_pipeline(config)
     else:
         config_lib.check_input_pipeline(config)
+
+
+def test_every_committed_config_json_is_of_this_version():
+    """docs/ and tests/fixtures' current runs were migrated once (the fixture of an earlier
+    version, keras3.15-v1-depth8, is kept as that version wrote it, on purpose)."""
+    from benchmarks import migrate_config_json
+    assert migrate_config_json.main(["--check", str(ROOT / "docs")]) == 0
+    assert migrate_config_json.main(["--check", str(ROOT / "tests" / "fixtures" /
+                                                    "keras3.15-v1-depth8")]) == 1

@@ -141,4 +141,7 @@ def test_full_repro_report_stages_the_pinned_runs_beside_the_committed_ones(fake
     assert (staged / "resnet110" / "seed0" / "history.csv").read_text() == "epoch\n0\n1\n"
     assert (staged / "resnet110" / "seed0" / "sweep.log").read_text() == "pinned log\n"
     assert (staged / "resnet20" / "seed0" / "history.csv").read_text() == "epoch\n0\n"
-    assert f"report {staged} --out {out} --evaluate" in ran(fake_venv)
+    # The pinned code's config.json copies are brought to today's format, then reported.
+    assert ran(fake_venv).splitlines()[-2:] == [
+        f"-m benchmarks.migrate_config_json {staged}",
+        f"-m cifar_resnet report {staged} --out {out} --evaluate"]

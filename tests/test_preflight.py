@@ -22,7 +22,7 @@ TINY = ["--dataset", "synthetic", "--depth", "8", "--batch-size", "64",
 def counted(monkeypatch):
     """Counts the config checks (Config._check) and the reads of config.json files."""
     seen = {"checks": 0, "config_json_reads": 0}
-    check, read = config_lib.Config._check, config_lib.read_file
+    check, read = config_lib.Config._check, config_lib._read_mapping  # every file read
 
     def counting_check(self):
         seen["checks"] += 1
@@ -34,7 +34,7 @@ def counted(monkeypatch):
         return read(path)
 
     monkeypatch.setattr(config_lib.Config, "_check", counting_check)
-    monkeypatch.setattr(config_lib, "read_file", counting_read)
+    monkeypatch.setattr(config_lib, "_read_mapping", counting_read)
     return seen
 
 
@@ -75,26 +75,25 @@ def test_a_config_is_not_checked_again_unchanged_and_is_when_changed(counted):
 
 def test_the_preflight_answers_new_then_refuses_another_config_and_precision(tmp_path):
     request = config_lib.resolve(overrides={"dataset": "synthetic", "depth": 8})
-    new = preflight.check(request, tmp_path / "run", precision="float32", gpu=False)
+    new = preflight.check(request, tmp_path / "run", precision="float32")
     assert new.saved is None and new.finished is None and new.precision_known
     (tmp_path / "run").mkdir()
     config_lib.save(new.config, tmp_path / "run" / rundir.CONFIG)
-    again = preflight.check(request, tmp_path / "run", precision="float32", gpu=False)
+    again = preflight.check(request, tmp_path / "run", precision="float32")
     assert again.saved == new.config and again.config == new.config and again.finished is None
     files.write_json(tmp_path / "run" / rundir.METRICS, {"status": "complete"})
-    assert preflight.check(request, tmp_path / "run", precision="float32",
-                           gpu=False).finished == {"status": "complete"}
+    assert preflight.check(request, tmp_path / "run", precision="float32").finished == {"status": "complete"}
     other = config_lib.resolve(overrides={"dataset": "synthetic", "depth": 14})
     with pytest.raises(config_lib.ConfigError, match=r"another config \(depth: 8 -> 14\)"):
-        preflight.check(other, tmp_path / "run", precision="float32", gpu=False)
+        preflight.check(other, tmp_path / "run", precision="float32")
     with pytest.raises(config_lib.ConfigError, match="trained in float32, but this run would "
                                                      "train in mixed_bfloat16"):
-        preflight.check(request, tmp_path / "run", precision="mixed_bfloat16", gpu=False)
+        preflight.check(request, tmp_path / "run", precision="mixed_bfloat16")
     # Where only the backend can tell the precision (a GPU), the rest is still compared.
-    unknown = preflight.check(request, tmp_path / "run", precision=None, gpu=False)
+    unknown = preflight.check(request, tmp_path / "run", precision=None)
     assert not unknown.precision_known
     with pytest.raises(config_lib.ConfigError, match="another config"):
-        preflight.check(other, tmp_path / "run", precision=None, gpu=False)
+        preflight.check(other, tmp_path / "run", precision=None)
 
 
 def test_the_preflight_refuses_a_foreign_folder_and_a_link(tmp_path):
@@ -102,8 +101,8 @@ def test_the_preflight_refuses_a_foreign_folder_and_a_link(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     with pytest.raises(config_lib.ConfigError, match="holds files but no run"):
-        preflight.check(request, tmp_path / "mine", precision="float32", gpu=False)
+        preflight.check(request, tmp_path / "mine", precision="float32")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / rundir.HISTORY).symlink_to(tmp_path / "mine" / "thesis.tex")
     with pytest.raises(files.LinkError):
-        preflight.check(request, tmp_path / "run", precision="float32", gpu=False)
+        preflight.check(request, tmp_path / "run", precision="float32")

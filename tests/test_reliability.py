@@ -23,7 +23,7 @@ from cifar_resnet import __main__ as cli
 from cifar_resnet.spec import config as config_lib, files, rundir
 from cifar_resnet.run import build, reliability, train
 
-from cli_runs import EARLIER, ROOT, _At, _epochs, _interrupt, _popen, _train_cmd
+from cli_runs import EARLIER, ROOT, _At, _epochs, _interrupt, _popen, _train_cmd, earlier_run
 
 
 
@@ -440,6 +440,14 @@ def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):
     assert complete.name == "resnet8_v1" and int(complete.optimizer.iterations) == 4
     run = tmp_path / "interrupted"
     shutil.copytree(EARLIER / "interrupted", run)
+    # Its config.json is refused, in one line naming the script, until migrated once.
+    with pytest.raises(config_lib.ConfigError, match=r"is not of this version "
+                       r"\(lacks .*\); .* migrate it once: python -m "
+                       r"benchmarks.migrate_config_json .*config\.json$"):
+        config_lib.load(run / "config.json")
+    shutil.rmtree(run)
+    run = earlier_run("interrupted", run)
+    assert config_lib.load(run / "config.json").whole_passes is True  # as that code trained
     assert reliability.Checkpointer(run / "backup").resume_epoch() == 1
     metrics = train.run_experiment(config_lib.load(run / "config.json"), run, verbose=0)
     assert metrics["status"] == "complete" and metrics["iterations"] == 4

@@ -57,7 +57,7 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
 @pytest.mark.slow
 def test_by_default_a_run_trains_on_every_image_and_keeps_only_the_final_model(tiny_config,
                                                                                 tmp_path):
-    config = dataclasses.replace(tiny_config, val_fraction=None)  # not given: the default
+    config = dataclasses.replace(tiny_config, val_fraction=config_lib.Config.val_fraction)
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert config_lib.load(tmp_path / "config.json").val_fraction == 0.0
     assert (tmp_path / "final.keras").exists() and not (tmp_path / "best.keras").exists()
@@ -66,28 +66,6 @@ def test_by_default_a_run_trains_on_every_image_and_keeps_only_the_final_model(t
     assert all(np.isnan(r["val_error"]) for r in history)
     assert metrics["final_test_error"] == history[-1]["test_error"]
     assert not {"best_val_epoch", "best_val_error", "best_test_error"} & set(metrics)
-
-
-@pytest.mark.slow
-def test_a_run_dir_made_when_the_split_was_the_default_resumes_with_it(tiny_config, tmp_path,
-                                                                        capsys):
-    # The run directory of the default command before 50k became the default: its config.json
-    # says val_fraction 0.1, written by an earlier version that knew no other value.
-    config = dataclasses.replace(tiny_config, epochs=3)
-    with pytest.raises(KeyboardInterrupt):
-        train.run_experiment(config, tmp_path, callbacks=[_Interrupt(2)], verbose=0)
-    assert config_lib.load(tmp_path / "config.json").val_fraction == 0.1
-    capsys.readouterr()
-    # The same command today leaves val_fraction unset: it resumes the 45k-style run.
-    metrics = train.run_experiment(dataclasses.replace(config, val_fraction=None), tmp_path,
-                                   verbose=0)
-    assert "keeps val_fraction=0.1 from its config.json" in capsys.readouterr().err
-    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1, 2]
-    assert metrics["iterations"] == 12 and "best_test_error" in metrics  # 230 images, as before
-    assert config_lib.load(tmp_path / "config.json").val_fraction == 0.1
-    # Asking for all images explicitly is another run, refused as before.
-    with pytest.raises(ConfigError, match=r"another config \(val_fraction: 0.1 -> 0.0\)"):
-        train.run_experiment(dataclasses.replace(config, val_fraction=0.0), tmp_path, verbose=0)
 
 
 @pytest.mark.slow
@@ -253,14 +231,14 @@ def test_cli_trains_and_resumes(tmp_path):
     assert "final test error" in first.stdout
     again = _cli(*args, cwd=root)
     assert again.returncode == 0 and "already complete" in again.stderr
-    # The config.json an earlier version wrote for this command (the default then held out
-    # 10%): the same command is not refused.
+    # A run of another split (the default held out 10% once) is not this command's: refused in
+    # one line naming the field, nothing changed.
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["val_fraction"] == 0.0
     (tmp_path / "config.json").write_text(json.dumps({**saved, "val_fraction": 0.1}))
-    old = _cli(*args, cwd=root)
-    assert old.returncode == 0 and "already complete" in old.stderr, old.stderr
-    assert "keeps val_fraction=0.1" in old.stderr
+    other = _cli(*args, cwd=root)
+    assert other.returncode == 2 and "another config (val_fraction: 0.1 -> 0.0)" in other.stderr
+    assert other.stderr.count("\n") == 1, other.stderr
 
 
 @pytest.mark.slow
@@ -320,18 +298,12 @@ def test_auto_on_a_cpu_without_bf16_trains_float32_and_says_why(tiny_config, tmp
     assert len(notes) == 1 and notes[0].startswith("precision float32")
 
 
-@pytest.mark.parametrize("saved_precision", [None, "mixed_bfloat16"])
-def test_resume_on_a_cpu_without_bf16_is_refused_not_changed(saved_precision, tiny_config,
-                                                             tmp_path, monkeypatch):
-    # A bf16 run (from before the precision field: None, or recorded) moves to a CPU without
-    # native bf16, where "auto" would pick float32.
+def test_resume_on_a_cpu_without_bf16_is_refused_not_changed(tiny_config, tmp_path,
+                                                             monkeypatch):
+    # A bf16 run moves to a CPU without native bf16, where "auto" would pick float32.
     config = dataclasses.replace(tiny_config, precision="auto")
-    # As written before `precision` and `mixed_precision` merged (with the field, or before it).
-    saved = {**dataclasses.replace(config, precision=saved_precision).to_dict(),
-             "mixed_precision": True}
-    if saved_precision is None:
-        del saved["precision"]
-    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config_lib.save(dataclasses.replace(config, precision="mixed_bfloat16"),
+                    tmp_path / "config.json")
     before = (tmp_path / "config.json").read_text()
     monkeypatch.setattr(cpu, "has_native_bf16", lambda flags=None: False)
     with pytest.raises(ConfigError, match=r"trained in mixed_bfloat16, but this run would train "
@@ -343,7 +315,8 @@ def test_resume_on_a_cpu_without_bf16_is_refused_not_changed(saved_precision, ti
 
 
 @pytest.mark.slow
-def test_an_old_run_dir_without_the_precision_field_resumes(tiny_config, tmp_path):
+def test_an_old_run_dir_without_the_precision_field_resumes_once_migrated(tiny_config, tmp_path):
+    from benchmarks import migrate_config_json
     config = dataclasses.replace(tiny_config, epochs=2)
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(config, tmp_path, callbacks=[_Interrupt(1)], verbose=0)
@@ -351,6 +324,9 @@ def test_an_old_run_dir_without_the_precision_field_resumes(tiny_config, tmp_pat
     del saved["precision"]  # as written before the field existed
     saved["mixed_precision"] = False
     (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="migrate it once"):
+        train.run_experiment(config, tmp_path, verbose=0)
+    assert migrate_config_json.main([str(tmp_path)]) == 0
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
     assert metrics["precision"] == "float32"

@@ -1,15 +1,18 @@
 """benchmarks/weight_growth.py: a replay of a run's first pass that records each kernel's norm."""
 
 import json
-import pathlib
-import shutil
 
 import numpy as np
 import pytest
 
 from benchmarks import weight_growth
+from cli_runs import earlier_run
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "keras3.15-v1-depth8" / "complete"
+
+@pytest.fixture
+def fixture_run(tmp_path):
+    """A finished depth-8 run of 2 passes (tests/fixtures), config.json migrated."""
+    return earlier_run("complete", tmp_path / "fixture")
 
 
 def test_kernel_norms_are_squared_norms_of_conv_and_dense_kernels_in_net_order():
@@ -25,9 +28,9 @@ def test_kernel_norms_are_squared_norms_of_conv_and_dense_kernels_in_net_order()
                                     for i, v in enumerate(kernels)]
 
 
-def test_the_replay_is_the_runs_first_pass_and_leaves_the_run_alone(tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(FIXTURE, run)
+def test_the_replay_is_the_runs_first_pass_and_leaves_the_run_alone(fixture_run, tmp_path,
+                                                                   capsys):
+    run = fixture_run
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     out = tmp_path / "growth.json"
     assert weight_growth.main([str(run), "--json", str(out)]) == 0
@@ -45,24 +48,24 @@ def test_the_replay_is_the_runs_first_pass_and_leaves_the_run_alone(tmp_path, ca
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
-def test_a_bad_override_is_one_line_and_exit_2(capsys):
-    assert weight_growth.main([str(FIXTURE), "--set", "precision"]) == 2
+def test_a_bad_override_is_one_line_and_exit_2(fixture_run, capsys):
+    assert weight_growth.main([str(fixture_run), "--set", "precision"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_an_override_the_config_refuses_is_one_line_and_exit_2(capsys):
-    assert weight_growth.main([str(FIXTURE), "--set", "precision=float64"]) == 2
+def test_an_override_the_config_refuses_is_one_line_and_exit_2(fixture_run, capsys):
+    assert weight_growth.main([str(fixture_run), "--set", "precision=float64"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "precision" in err and err.count("\n") == 1
 
 
-def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done(tmp_path):
+def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done(fixture_run,
+                                                                                  tmp_path):
     """The last pass, whose checkpoint the runner deleted with backup/, from final.keras."""
     import keras
     from cifar_resnet.run import build
     from cifar_resnet.spec import config as config_lib
-    run = tmp_path / "run"
-    shutil.copytree(FIXTURE, run)
+    run = fixture_run
     net = build.build_net(config_lib.load(run / "config.json"))
     (run / "backup").mkdir()
     net.save_weights(run / "backup" / "epoch1.weights.h5")
@@ -83,9 +86,10 @@ def test_follow_records_each_pass_checkpoint_once_and_stops_when_the_run_is_done
     assert len(out.read_text().splitlines()) == 2
 
 
-def test_more_passes_and_a_warm_up_are_recorded_and_told_apart_from_the_run(tmp_path, capsys):
+def test_more_passes_and_a_warm_up_are_recorded_and_told_apart_from_the_run(fixture_run, tmp_path,
+                                                                           capsys):
     out = tmp_path / "growth.json"
-    assert weight_growth.main([str(FIXTURE), "--passes", "2", "--set", "warmup_iterations=1",
+    assert weight_growth.main([str(fixture_run), "--passes", "2", "--set", "warmup_iterations=1",
                                "--json", str(out)]) == 0
     [result] = json.loads(out.read_text())
     assert result["warmup_iterations"] == 1
@@ -111,9 +115,10 @@ def test_saved_results_are_read_back_printed_and_plotted(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: cannot read ")
 
 
-def test_a_replay_the_runner_stops_as_diverged_keeps_the_norms_up_to_it(tmp_path, capsys):
+def test_a_replay_the_runner_stops_as_diverged_keeps_the_norms_up_to_it(fixture_run, tmp_path,
+                                                                        capsys):
     out = tmp_path / "growth.json"
-    assert weight_growth.main([str(FIXTURE), "--set", "lr=1e6", "--json", str(out)]) == 0
+    assert weight_growth.main([str(fixture_run), "--set", "lr=1e6", "--json", str(out)]) == 0
     [result] = json.loads(out.read_text())
     assert "training diverged" in result["stopped"] and "<scratch>" in result["stopped"]
     assert result["losses"] == result["cross_entropies"] == []

@@ -248,7 +248,7 @@ def _variant(run: Run) -> dict:
         config = config_lib.Config(**{k: v for k, v in cfg.items() if k in config_lib.FIELDS})
         # Defaults as the runner resolves them: "not given" and its value are one recipe.
         cfg = {**config.to_dict(), "block": config.resolved_block,
-               "val_fraction": config.resolved_val_fraction,
+               "val_fraction": config.val_fraction,
                "warmup_iterations": config.resolved_warmup}
     except (TypeError, ValueError, AttributeError):
         pass

@@ -225,7 +225,7 @@ def evaluate(run_dir, *, checkpoint="auto", tta=None, split="test", out=None,
     config = config_lib.load(run.config)
     rule = "as asked"
     if checkpoint == "auto":
-        has_val = config.resolved_val_fraction > 0
+        has_val = config.val_fraction > 0
         checkpoint = "best" if has_val else "final"
         rule = ("auto: the run has a validation split" if has_val
                 else "auto: no validation split, so no best checkpoint")

@@ -71,10 +71,8 @@ def prepare(config: config_lib.Config, workdir, splits=None, preflight=None) -> 
     if (preflight is None or not preflight.precision_known or preflight.workdir != workdir
             or preflight.config.precision != precision):
         preflight = preflight_lib.check(config, workdir, precision=precision,
-                                        gpu=distribute.gpu_count() > 0, asked=config.precision)
+                                        asked=config.precision)
     config = preflight.config
-    if preflight.kept:
-        print(config_lib.kept_note(workdir, preflight.kept), file=sys.stderr)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy must be created first.
     placement = distribute.placement(config.strategy)
     if placement.num_replicas > 1:

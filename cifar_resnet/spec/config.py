@@ -22,7 +22,7 @@ from typing import Any, Optional
 import yaml
 
 from cifar_resnet.spec.choices import check_choice, closest, short
-from cifar_resnet.spec import architecture, cpu, datasets, files, presets, rundir, schedules
+from cifar_resnet.spec import architecture, cpu, datasets, files, presets, schedules
 from cifar_resnet.spec.architecture import VARIANT_DEFAULTS
 
 
@@ -120,10 +120,8 @@ class Config:
     label_mode: str = "fine"       # "fine"; "coarse": CIFAR-100's 20 superclasses.
     data_dir: Optional[str] = None  # folder or archive; else $CIFAR10_DIR ($CIFAR100_DIR),
     #                                 else ~/.keras/datasets.
-    val_fraction: Optional[float] = None  # training images held out for model selection.
-    #                                 None: 0, all 50k (the paper's Table 6 nets), for a new run;
-    #                                 a run directory made when 0.1 was the default keeps it
-    #                                 (RUN_DIR_DEFAULTS). 0.1: the paper's 45k/5k split.
+    val_fraction: float = 0.0      # training images held out for model selection: 0, all 50k
+    #                                 (the paper's Table 6 nets); 0.1: the paper's 45k/5k split.
     normalization: str = "pixel_mean"  # "pixel_mean" (paper) | "channel_std" | "none".
     augment: bool = True           # augment the training images (as `augmentation` says).
     augmentation: str = "crop_flip"  # "crop_flip" (paper: pad-4 random crop, flip) |
@@ -149,14 +147,13 @@ class Config:
     iterations: Optional[int] = 64000  # iterations to train (paper: 64k), exactly unless
     #                                 whole_passes; ignored if epochs is set.
     epochs: Optional[int] = None   # passes to train; None: derived from iterations.
-    whole_passes: Optional[bool] = None  # True: train whole logging periods (passes unless
+    whole_passes: bool = False     # True: train whole logging periods (passes unless
     #                                 log_every), rounding `iterations` up, the lr milestones
     #                                 still fractions of `iterations`: 64,000 -> 164 passes of
     #                                 391 = 64,124, drops at 32k and 48k, as every run did before
     #                                 this field and as the experiment files train (Torch's
     #                                 CIFAR code counts epochs). False: exactly `iterations`, the
-    #                                 last period partial. None: a run directory's value (True
-    #                                 for a config.json older than the field), else False.
+    #                                 last period partial.
     lr_schedule: str = "step"      # "step" (paper: lr_milestones, lr_factors) | "linear"
     #                                 (rise from warmup_lr over warmup_iterations, then linear
     #                                 decay to 0 at the last iteration) | "cosine" (the same
@@ -214,10 +211,6 @@ class Config:
     @property
     def resolved_block(self) -> str:
         return self.block or architecture.DEFAULT_BLOCKS.get(self.version, "basic")
-
-    @property
-    def resolved_val_fraction(self) -> float:
-        return RUN_DIR_DEFAULTS["val_fraction"] if self.val_fraction is None else self.val_fraction
 
     @property
     def resolved_warmup(self) -> int:
@@ -356,7 +349,7 @@ class Config:
         if self.batch_size > num_train:
             raise ConfigError(f"batch_size {self.batch_size} is larger than the {num_train} "
                               f"training images of {self.dataset} (val_fraction "
-                              f"{self.resolved_val_fraction})")
+                              f"{self.val_fraction})")
         block = self.resolved_block
         if self.depth > MAX_DEPTH.get(block, math.inf) and not self.allow_any_depth:
             params, gigabytes = _MAX_DEPTH_MEMORY[block]
@@ -375,7 +368,7 @@ class Config:
         release = datasets.DATASETS[self.dataset].release
         total = (self.synthetic_train if release is None
                  else sum(release.full_sizes[name] for name in release.train_files))
-        return total - round(self.resolved_val_fraction * total)
+        return total - round(self.val_fraction * total)
 
     def iterations_per_pass(self, num_train: int) -> int:
         """Iterations of one pass over `num_train` images (the last batch may be partial, or
@@ -404,8 +397,7 @@ class Config:
 
     def train_iterations(self, num_train: int) -> int:
         """The iterations training runs on `num_train` images: `plan`'s planned iterations,
-        rounded up to whole periods with `whole_passes` (None counts as False, today's default;
-        a run directory fills it in, `for_run_dir`)."""
+        rounded up to whole periods with `whole_passes`."""
         steps, periods, total = self.plan(num_train)
         return steps * periods if self.whole_passes else total
 
@@ -414,21 +406,6 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-
-# Fields whose default changed: None ("not given") means the value an existing run directory's
-# config.json holds, else this one, so that the command that made a run still resumes it
-# (`for_run_dir`). val_fraction was 0.1 (45k/5k) until 0 (all 50k, as the paper) became the
-# default.
-RUN_DIR_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0, "whole_passes": False}
-# What a run directory's config.json means when it lacks a field (written before the field
-# existed), read by `load`: every run before `whole_passes` trained whole logging periods
-# (`--iterations 400` trained 782), so such a run resumes and reports as it was trained.
-OLDER_CONFIG_JSON: dict[str, Any] = {"whole_passes": True}
-
-# Settings of earlier versions, still read (config.json files, config files, `--set`) and turned
-# into today's fields by `_upgrade`: `mixed_precision` was what precision None/"auto" followed
-# (True: "auto"; False: float32), before the two merged into `precision`.
-LEGACY_FIELDS = ("mixed_precision",)
 
 # The options of `evaluate` (evaluate.py), here so that the CLI offers them without TensorFlow.
 EVAL_CHECKPOINTS = ("auto", "best", "final")  # auto: best with a validation split, else final
@@ -494,13 +471,8 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())[:300] or type(error).__name__
 
 
-def read_file(path) -> dict[str, Any]:
-    """Reads a JSON or YAML config file into a dict of known fields.
-
-    At most MAX_CONFIG_BYTES are read, and YAML aliases may expand to at most MAX_YAML_NODES
-    items: a larger file (`/dev/zero`) or an alias bomb is refused in one line.
-    """
-    path = pathlib.Path(path)
+def _read_mapping(path: pathlib.Path) -> dict[str, Any]:
+    """A JSON or YAML file's mapping, at most MAX_CONFIG_BYTES read and YAML aliases bounded."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
@@ -518,7 +490,18 @@ def read_file(path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings; got a "
                           f"{type(data).__name__}")
-    unknown = sorted(set(data) - set(FIELDS) - set(LEGACY_FIELDS), key=str)
+    return data
+
+
+def read_file(path) -> dict[str, Any]:
+    """Reads a JSON or YAML config file into a dict of known fields.
+
+    At most MAX_CONFIG_BYTES are read, and YAML aliases may expand to at most MAX_YAML_NODES
+    items: a larger file (`/dev/zero`) or an alias bomb is refused in one line.
+    """
+    path = pathlib.Path(path)
+    data = _read_mapping(path)
+    unknown = sorted(set(data) - set(FIELDS), key=str)
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {_unknown_keys(unknown)}")
     return data
@@ -531,7 +514,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep:
         raise ConfigError(f"--set {short(text)}: expected KEY=VALUE with KEY one of the config "
                           "fields")
-    if key not in FIELDS and key not in LEGACY_FIELDS:
+    if key not in FIELDS:
         raise ConfigError(f"--set {short(text)}: unknown key {_unknown_keys([key])}; expected "
                           f"KEY=VALUE with KEY one of {', '.join(FIELDS)}")
     try:
@@ -555,7 +538,6 @@ def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = No
     """
     settings = dict(settings) if settings is not None else read_file(file) if file else {}
     settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    settings = _upgrade(settings)
     preset = settings.get("preset", Config.preset)
     values = {**presets.recipe(preset, ConfigError), **settings}
     passes = {k: values[k] for k in PASS_FIELDS if isinstance(values.get(k), str)}
@@ -576,27 +558,6 @@ def resolve(file: Optional[str] = None, overrides: Optional[dict[str, Any]] = No
                               f"{MAX_ITERATIONS:,} passes)")
         setattr(config, name, max(1, round(float(match[1]) * per_pass)))
     return config.validate()
-
-
-def _upgrade(settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` with LEGACY_FIELDS turned into today's fields (a policy named in `precision`
-    wins over `mixed_precision`, as it always did)."""
-    settings = dict(settings)
-    if "mixed_precision" in settings:
-        mixed = settings.pop("mixed_precision")
-        if settings.get("precision") in (None, "auto"):
-            settings["precision"] = "auto" if mixed else "float32"
-    return settings
-
-
-def saved_precision(saved: dict[str, Any], *, gpu: bool) -> str:
-    """The policy of a run directory's config.json (as read, before `_upgrade`). One from before
-    the `precision` field gets the policy the code of that time used (cpu.legacy_precision:
-    bfloat16 on any CPU, float16 on a GPU, with mixed_precision set; `gpu`: whether this machine
-    trains on one), so that an old run resumes only in the precision it started in."""
-    if saved.get("precision") in (None, "auto"):
-        return cpu.legacy_precision(bool(saved.get("mixed_precision")), gpu=gpu)
-    return saved["precision"]
 
 
 def _check_types(config: Config) -> None:
@@ -666,34 +627,6 @@ def check_input_pipeline(config: Config, path: Optional[str] = None) -> None:
                           "leave drop_remainder false and eval_batch_size null")
 
 
-def kept_note(workdir, kept) -> str:
-    """The line that says which RUN_DIR_DEFAULTS a run directory keeps (`for_run_dir`'s `kept`)."""
-    return (f"{workdir}: keeps {', '.join(f'{k}={v!r}' for k, v in kept)} from its {rundir.CONFIG} "
-            "(the default when it was made; today's is "
-            f"{', '.join(f'{k}={RUN_DIR_DEFAULTS[k]!r}' for k, _ in kept)})")
-
-
-def for_run_dir(config: Config, saved: Optional[dict[str, Any]] = None) -> tuple[Config, list]:
-    """Fills the RUN_DIR_DEFAULTS fields left None: from `saved`, else with their defaults.
-
-    Args:
-        config: a resolved Config.
-        saved: the run directory's config.json as a dict, or None for a new run.
-
-    Returns:
-        (the filled Config, [(field, value)] taken from `saved` that differ from the default).
-    """
-    values, kept = {}, []
-    for name, default in RUN_DIR_DEFAULTS.items():
-        if getattr(config, name) is None:
-            values[name] = (saved or {}).get(name, default)
-            if values[name] is None:
-                values[name] = default
-            if values[name] != default:
-                kept.append((name, values[name]))
-    return dataclasses.replace(config, **values), kept
-
-
 def precision_refusal(workdir, saved: str, resolved: str, asked: str) -> ConfigError:
     """The one line that refuses a run directory trained in `saved` to a run in `resolved`
     (`asked`: the precision as requested, "auto" or a policy), naming both and the ways out."""
@@ -723,10 +656,26 @@ def save(config: Config, path) -> None:
     files.write_json(path, config.to_dict())
 
 
+MIGRATE = "python -m benchmarks.migrate_config_json"  # the script that upgrades old config.json
+
+
 def load(path, raw: Optional[dict[str, Any]] = None) -> Config:
-    """Reads a config.json written by `save` (`raw`: its content, if already read by
-    `read_file`); one older than a field of OLDER_CONFIG_JSON gets that field's value of its
-    time."""
-    raw = read_file(path) if raw is None else raw
-    older = {k: v for k, v in OLDER_CONFIG_JSON.items() if k not in raw}
-    return resolve(settings=raw, overrides=older)
+    """Reads a run directory's config.json, written by `save` (`raw`: its content, if already
+    read by `read_file`).
+
+    Raises:
+        ConfigError: the file is unreadable or invalid; or written by an earlier version (a
+            field missing, unknown or null where today's is not), naming the script that
+            migrates it once (benchmarks/migrate_config_json.py).
+    """
+    raw = _read_mapping(pathlib.Path(path)) if raw is None else raw
+    missing = [k for k in FIELDS if k not in raw]
+    unknown = sorted(set(raw) - set(FIELDS), key=str)
+    null = [k for k, f in FIELDS.items() if k in raw and raw[k] is None
+            and not f.type.startswith("Optional[")]
+    if missing or unknown or null:
+        what = "; ".join(f"{label} {', '.join(map(str, keys[:5]))}" for label, keys in (
+            ("lacks", missing), ("has unknown", unknown), ("has null", null)) if keys)
+        raise ConfigError(f"{path} is not of this version ({what}); if an earlier "
+                          f"version wrote it, migrate it once: {MIGRATE} {path}")
+    return resolve(settings=raw)

@@ -199,11 +199,3 @@ def precision_without_backend(precision: str) -> Optional[str]:
     if not hidden and any(os.path.exists(path) for path in GPU_DEVICE_FILES):
         return None
     return resolve_precision("auto", gpu=False)[0]
-
-
-def legacy_precision(mixed_precision: bool, *, gpu: bool) -> str:
-    """The policy of a run directory written before the `precision` field existed: the code of
-    that time used float16 on a GPU and bfloat16 on any CPU when mixed_precision was set."""
-    if not mixed_precision:
-        return "float32"
-    return "mixed_float16" if gpu else "mixed_bfloat16"

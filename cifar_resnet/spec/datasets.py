@@ -819,7 +819,7 @@ def load_dataset(name, data_dir=None, *, val_fraction, normalization="pixel_mean
 def splits_key(config) -> tuple:
     """The settings of a `config.Config` that decide its splits (where the files are read from
     does not: the data's content is checked by dataid.py)."""
-    return (config.dataset, config.resolved_val_fraction, config.normalization,
+    return (config.dataset, config.val_fraction, config.normalization,
             config.synthetic_train, config.synthetic_test, config.seed, config.label_mode)
 
 
@@ -832,7 +832,7 @@ def load_splits(config, data_dir=None) -> Splits:
     `data_dir` replaces `config.data_dir` (e.g. a path made relative to another folder).
     """
     splits = load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
-                          val_fraction=config.resolved_val_fraction,
+                          val_fraction=config.val_fraction,
                           normalization=config.normalization,
                           synthetic_size=(config.synthetic_train, config.synthetic_test),
                           seed=config.seed, label_mode=config.label_mode)

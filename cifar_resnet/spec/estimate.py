@@ -147,7 +147,7 @@ def line(config: config_lib.Config, workdir, precision: str, *, gpu: bool,
     if config.dataset == "synthetic":
         return None
     if num_train is None:
-        num_train = round(50000 * (1 - config.resolved_val_fraction))
+        num_train = round(50000 * (1 - config.val_fraction))
     workdir_path = pathlib.Path(workdir)
     if gpu and roots is None:  # the committed rates are CPU ones: only this machine's runs
         roots = [workdir_path.parent.parent, workdir_path.parent]

@@ -24,12 +24,10 @@ class Preflight:
 
     Attributes:
         workdir: the run directory.
-        config: the request as this folder's run: the fields a run directory keeps
-            (config.RUN_DIR_DEFAULTS) filled in, and the precision resolved where it was known.
+        config: the request, its precision resolved where it was known.
         precision_known: whether `config.precision` is the policy the run trains in (False on
             the command line where only the backend can tell, on a GPU).
         saved: the folder's config.json, read once; None for a new run.
-        kept: (field, value) taken from `saved` that differ from today's defaults.
         finished: metrics.json of this config's finished run; None while it is still to train
             (or unreadable: training says so).
     """
@@ -38,11 +36,10 @@ class Preflight:
     config: Config
     precision_known: bool
     saved: Optional[Config] = None
-    kept: tuple = ()
     finished: Optional[dict] = None
 
 
-def check(config: Config, workdir, *, precision: Optional[str], gpu: bool,
+def check(config: Config, workdir, *, precision: Optional[str],
           asked: Optional[str] = None) -> Preflight:
     """What `workdir` holds, and whether `config` may run there.
 
@@ -52,14 +49,13 @@ def check(config: Config, workdir, *, precision: Optional[str], gpu: bool,
         precision: the policy `config.precision` resolves to on this machine (cpu or build
             resolve it); None where only the backend can tell: the precision is then not
             compared, and the rest is.
-        gpu: whether this machine trains on a GPU (a config.json from before the precision
-            field has the policy the code of its time used there).
         asked: the precision as requested ("auto" or a policy), for the refusal's words.
 
     Raises:
         ConfigError: in one line, and nothing written: a link where a run's file belongs
             (files.LinkError, exit 2 as well), a folder of other files and no run, an unreadable
-            config.json, or a run of another precision or another config.
+            config.json (or one of an earlier version, naming the script that migrates it), or
+            a run of another precision or another config.
     """
     workdir = pathlib.Path(workdir)
     rundir.refuse_links(workdir)
@@ -68,23 +64,20 @@ def check(config: Config, workdir, *, precision: Optional[str], gpu: bool,
         config = dataclasses.replace(config, precision=precision)
     if not path.exists():
         rundir.refuse_foreign_dir(workdir, ConfigError)
-        return Preflight(workdir, config_lib.for_run_dir(config)[0], precision is not None)
-    raw = config_lib.read_file(path)
-    saved = config_lib.load(path, raw)
-    saved_precision = config_lib.saved_precision(raw, gpu=gpu)
-    if precision is not None and saved_precision != precision:
-        raise config_lib.precision_refusal(workdir, saved_precision, precision,
+        return Preflight(workdir, config, precision is not None)
+    saved = config_lib.load(path)
+    if precision is not None and saved.precision != precision:
+        raise config_lib.precision_refusal(workdir, saved.precision, precision,
                                            asked or precision)
-    config, kept = config_lib.for_run_dir(config, saved.to_dict())
-    mine = {**saved.to_dict(), "precision": saved_precision}
     ignored = set(config_lib.NOT_IDENTITY) | ({"precision"} if precision is None else set())
-    diff = [k for k, v in config.to_dict().items() if mine.get(k) != v and k not in ignored]
+    mine = saved.to_dict()
+    diff = [k for k, v in config.to_dict().items() if mine[k] != v and k not in ignored]
     if diff:
-        changes = ", ".join(f"{k}: {mine.get(k)!r} -> {getattr(config, k)!r}" for k in diff)
+        changes = ", ".join(f"{k}: {mine[k]!r} -> {getattr(config, k)!r}" for k in diff)
         raise ConfigError(f"{workdir} holds a run with another config ({changes}); "
                           + rundir.another_config_hint(workdir, config, diff))
     try:
         finished = rundir.finished_metrics(workdir)
     except rundir.MetricsUnreadable:  # training says what to do about it
         finished = None
-    return Preflight(workdir, config, precision is not None, saved, tuple(kept), finished)
+    return Preflight(workdir, config, precision is not None, saved, finished)
