@@ -47,6 +47,10 @@ import tarfile
 import time
 import types
 
+# The run directory's file names from their one owner (standard library only: this process
+# never imports TensorFlow; it runs as `python -m benchmarks.gpu.gpu_run` from the checkout).
+from cifar_resnet.spec import rundir
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NETS = {  # name: (depth, plain) -- Figure 6 at 20 and 56 layers
     "resnet20": (20, False), "plain20": (20, True), "plain56": (56, True),
@@ -345,7 +349,7 @@ def train_all(runs_dir, data_dir, env, nets, deadline_s, smoke, on_change=None,
 def partial_metrics(run: pathlib.Path) -> dict | None:
     """A run without metrics.json: its last finished pass from history.csv (iterations, the
     test error on all test images measured then), marked partial."""
-    path = run / "history.csv"
+    path = rundir.RunDir(run).history
     if not path.exists():
         return None
     rows = path.read_text().strip().splitlines()
@@ -372,21 +376,22 @@ from cifar_resnet.data import device_input
 from cifar_resnet.spec import datasets
 from cifar_resnet.nets import models
 from cifar_resnet.run import build, reliability
-from cifar_resnet.spec import config as config_lib
+from cifar_resnet.spec import config as config_lib, rundir
 out = {}
-for run in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_dir()):
-    if not (run / "config.json").exists():
+for path in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_dir()):
+    run = rundir.RunDir(path)
+    if not run.config.exists():
         continue
-    cfg = config_lib.load(run / "config.json")
+    cfg = config_lib.load(run.config)
     splits = datasets.load_splits(cfg, sys.argv[2])
     x, y = splits.test
     row = {}
-    if (run / "final.keras").exists():
-        net = keras.saving.load_model(run / "final.keras")
+    if run.final.exists():
+        net = keras.saving.load_model(run.final)
     else:  # cut short: its last checkpoint, as the runner would resume it
         net = build.build_model(cfg)
         trainer = build.device_trainer(net, splits, cfg)
-        backup = reliability.Checkpointer(run / "backup")
+        backup = reliability.Checkpointer(run.backup)
         backup.restore(trainer)
         # A SIGTERM saves the state at its iteration (run/resume.py), inside a pass too.
         done = backup.resume_iteration(cfg.plan(len(splits.train[0]))[0])
@@ -395,7 +400,7 @@ for run in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_dir()):
         row = {"partial": True, "iterations": done}
     pred = net.predict(device_input.NormalizedImages(x, mean=splits.mean, std=splits.std,
                                                      batch_size=500), verbose=0).argmax(1)
-    out[run.name] = {**row, "test_error": float((pred != y).mean()),
+    out[path.name] = {**row, "test_error": float((pred != y).mean()),
                      "exact_1000_test_error": float((pred[:1000] != y[:1000]).mean())}
 print(json.dumps(out))
 """
@@ -554,9 +559,8 @@ def main(argv=None) -> int:
             finally:
                 summary["metrics"] = {}
                 for run in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-                    if (run / "metrics.json").exists():
-                        summary["metrics"][run.name] = json.loads(
-                            (run / "metrics.json").read_text())
+                    if (metrics := rundir.read_metrics(run)) is not None:
+                        summary["metrics"][run.name] = metrics
                     elif (part := partial_metrics(run)) is not None:
                         summary["metrics"][run.name] = part
                 save()

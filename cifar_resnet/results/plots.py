@@ -79,8 +79,6 @@ KNOWN_DATA = {
         "reconstructed CIFAR-10 (55k of 60k images JPEG q75)",
 }
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "synthetic": "synthetic data"}
-# The schedule behind the papers' numbers (He 2015 Table 6, He 2016): 64k iterations.
-PAPER_ITERATIONS = 64000
 
 
 def _seeds(seeds) -> str:
@@ -198,8 +196,8 @@ def _paper_label(net: str, entry: dict, axis_end: Optional[float]) -> str:
     than the axis shows."""
     error = entry["error"]
     if str(entry.get("source", "")).startswith("He") and axis_end is not None \
-            and axis_end < PAPER_ITERATIONS:
-        return (f"{net} paper {error}% after {PAPER_ITERATIONS // 1000}k it. "
+            and axis_end < paper.ITERATIONS:
+        return (f"{net} paper {error}% after {paper.ITERATIONS // 1000}k it. "
                 f"(here {int(axis_end):,} it.)")
     return f"{net} paper ({error}%)"
 

@@ -284,7 +284,7 @@ class Checkpointer(keras.callbacks.Callback):
     `training_metadata.json` (atomic) point to it, with its SHA-256 and the previous state, so
     every moment on disk names a complete, verified state. Resuming is
     `epoch = checkpointer.restore(model)` and `model.fit(..., initial_epoch=epoch)`; the input
-    pipeline's position comes from the epoch (`data.make_dataset(..., epochs=...)`).
+    pipeline's position comes from the epoch (`data/pipeline.make_dataset(..., epochs=...)`).
 
     The files are those the `BackupAndRestore` subclass of earlier versions wrote, so their
     run directories resume too (tests/fixtures/keras3.15-v1-depth8).

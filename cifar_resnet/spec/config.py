@@ -22,7 +22,7 @@ from typing import Any, Optional
 import yaml
 
 from cifar_resnet.spec.choices import check_choice, closest, short
-from cifar_resnet.spec import architecture, cpu, datasets, files, presets, schedules
+from cifar_resnet.spec import architecture, cpu, datasets, files, paper, presets, schedules
 from cifar_resnet.spec.architecture import VARIANT_DEFAULTS
 
 
@@ -43,12 +43,13 @@ WEIGHT_DECAY_ON = {"all": True, "kernels": False}
 
 # The deepest nets of the papers: ResNet-1202 (He et al. 2015, basic blocks) and ResNet-1001
 # (He et al. 2016, bottleneck). Deeper needs `allow_any_depth`. Their memory, for the message:
-# parameters counted from the layer shapes (1202: 19.4M, as the paper's Table 6; 1001: 10.2M),
+# parameters as the papers give them (He 2015 Table 6, He 2016 Table 3; our layer counts agree),
 # and float32 activations at batch 128 estimated from the feature maps a backward pass keeps
 # (about 7 tensors per basic block, 10 per bottleneck block): 1202 ~21 GB, 1001 ~36 GB. These
 # are estimates from counts, not measurements; memory grows linearly with depth and batch.
 MAX_DEPTH = {"basic": 1202, "bottleneck": 1001}
-_MAX_DEPTH_MEMORY = {"basic": ("19.4M", 20.6), "bottleneck": ("10.2M", 35.8)}  # params, GB
+_MAX_DEPTH_MEMORY = {"basic": (paper.TABLE6["resnet1202"]["params"], 20.6),  # params, GB
+                     "bottleneck": (paper.TABLE3_CIFAR10["resnet1001_v2"]["params"], 35.8)}
 # Fields that do not define a run (a rerun may change them): a resumed run is not compared on
 # them (spec/preflight.check).
 NOT_IDENTITY = ("data_dir", "allow_any_depth")
@@ -144,7 +145,7 @@ class Config:
     nesterov: bool = False         # Nesterov momentum (SGD only; the paper: plain momentum).
     label_smoothing: float = 0.0   # cross-entropy against (1 - e) * one-hot + e / classes
     #                                 (the paper: 0).
-    iterations: Optional[int] = 64000  # iterations to train (paper: 64k), exactly unless
+    iterations: Optional[int] = paper.ITERATIONS  # to train (64k), exactly unless
     #                                 whole_passes; ignored if epochs is set.
     epochs: Optional[int] = None   # passes to train; None: derived from iterations.
     whole_passes: bool = False     # True: train whole logging periods (passes unless

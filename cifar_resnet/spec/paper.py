@@ -20,6 +20,9 @@ transcription of arXiv:1603.05027 found with the search tool, not against the PD
 
 from __future__ import annotations
 
+# He 2015 sec. 4.2: training is terminated at 64k iterations (lr divided by 10 at 32k and 48k).
+ITERATIONS = 64000
+
 HE2015_TABLE6 = "He 2015 Table 6"
 HE2016_TABLE1 = "He 2016 Table 1"
 HE2016_TABLE2 = "He 2016 Table 2"
@@ -45,8 +48,8 @@ TABLE3_CIFAR10 = {
     "resnet110_v2": dict(error=6.37, source=HE2016_TABLE3),
     "resnet164_v1": dict(error=5.93, source=HE2016_TABLE3),
     "resnet164_v2": dict(error=5.46, source=HE2016_TABLE3),
-    "resnet1001_v1": dict(error=7.61, source=HE2016_TABLE3),
-    "resnet1001_v2": dict(error=4.92, source=HE2016_TABLE3),
+    "resnet1001_v1": dict(error=7.61, params="10.2M", source=HE2016_TABLE3),
+    "resnet1001_v2": dict(error=4.92, params="10.2M", source=HE2016_TABLE3),
 }
 TABLE3_CIFAR100 = {
     "resnet164_v1": dict(error=25.16, source=HE2016_TABLE3),

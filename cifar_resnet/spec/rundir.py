@@ -13,7 +13,7 @@ it, results/ reads it back):
                      the weights and optimizer state of the last finished period (or of the
                      iteration a signal stopped at: run/resume.py)
     tensorboard/     TensorBoard logs
-    .lock            the run lock: an flock held while a process trains here (spec/files.py)
+    .lock            the run lock: an flock held while a process trains here (run/reliability.run_lock)
     train.log        a sweep's subprocess output (sweep --jobs N)
     layer_responses.json  Figure 7's per-layer responses (results/analysis.py)
     eval/            `evaluate`'s outputs: `{split}-{checkpoint}[-{tta}].json` and its figures
