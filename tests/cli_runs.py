@@ -54,8 +54,8 @@ def _popen(args, env=None, code=None):
                             text=True, env={**os.environ, **(env or {})})
 
 
-def _epochs(workdir):
-    return [int(r["epoch"]) for r in rundir.read_history(workdir / "history.csv")]
+def _periods(workdir):
+    return [int(r["period"]) for r in rundir.read_history(workdir / "history.csv")]
 
 
 class _At(keras.callbacks.Callback):

@@ -102,8 +102,8 @@ def test_divergence_stops_under_jax_as_under_tensorflow(tmp_path):
          str(workdir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1, proc.stderr[-4000:]
-    assert last.startswith(f"error: {workdir}: training diverged: the epoch's cross-entropy "), last
-    assert "above 6.91 (3 times chance's 2.3) at iteration 20 (epoch 1)" in last
+    assert last.startswith(f"error: {workdir}: training diverged: the period's cross-entropy "), last
+    assert "above 6.91 (3 times chance's 2.3) at iteration 20 (period 1)" in last
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["step"] == 20
     assert not (workdir / "final.keras").exists()

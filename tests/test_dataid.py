@@ -71,7 +71,7 @@ def test_the_same_data_by_any_route_resumes_and_is_then_complete(places, tmp_pat
 
     # Resumed from the archive: trains only the second epoch.
     metrics = train.run_experiment(_config(places["archive"]), run, verbose=0)
-    assert [r["epoch"] for r in rundir.read_history(run / "history.csv")] == [0, 1]
+    assert [r["period"] for r in rundir.read_history(run / "history.csv")] == [0, 1]
     assert metrics["status"] == "complete"
     assert dataid.read(run) == {**recorded, "source": str(places["archive"].resolve())}
     history = (run / "history.csv").read_text()

@@ -145,7 +145,7 @@ MIRRORED = """
     metrics = train.run_experiment(cfg, workdir, callbacks=[Seen()], verbose=0)
     result.update(resumed_epochs=Seen.epochs, resumed_strategies=Seen.strategies,
                   status=metrics["status"], epochs=metrics["epochs"],
-                  history_epochs=[r["epoch"] for r in rundir.read_history(f"{workdir}/history.csv")])
+                  history_epochs=[r["period"] for r in rundir.read_history(f"{workdir}/history.csv")])
     print(json.dumps(result))
 """
 

@@ -127,8 +127,12 @@ def test_pack_then_unpack_restores_the_run_directories(tmp_path):
     assert (again / "resnet20" / "backup" / "epoch1.weights.h5").read_bytes() == b"w" * 100
     assert (again / "resnet20.log").read_text() == "log"
     assert not (again / "resnet20" / "tensorboard").exists()
+    # A history.csv of before issue #39 (`epoch` counted logging periods) reads as today's.
     assert gpu_run.partial_metrics(again / "resnet20") == {
-        "status": "partial", "epoch": 1, "iterations": 390}
+        "status": "partial", "period": 1, "iterations": 390}
+    (again / "resnet20" / "history.csv").write_text("period,iterations\n1,390\n")
+    assert gpu_run.partial_metrics(again / "resnet20") == {
+        "status": "partial", "period": 1, "iterations": 390}
 
 
 def test_fixed_shapes_drop_the_last_partial_batch_and_divide_the_test_set():

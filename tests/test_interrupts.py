@@ -22,7 +22,7 @@ import pytest
 from cifar_resnet.run import reliability, train
 from cifar_resnet.spec import files, rundir
 
-from cli_runs import KILLER, ROOT, _At, _epochs, _popen, _train_cmd
+from cli_runs import KILLER, ROOT, _At, _periods, _popen, _train_cmd
 
 # ---------------------------------------------------------------------------------------------
 # 1. SIGKILL anywhere, rerun: every epoch once, and the same weights as an unbroken run.
@@ -51,7 +51,7 @@ def test_sigkill_anywhere_then_rerun_completes_and_matches_an_unbroken_run(tmp_p
     assert final.returncode == 0, final.stderr
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
-    assert _epochs(run) == list(range(epochs))  # every epoch exactly once
+    assert _periods(run) == list(range(epochs))  # every epoch exactly once
     assert json.loads((run / "metrics.json").read_text())["iterations"] == 4 * epochs
     assert not (run / "backup").exists() and not list(run.glob(".*.tmp*"))
     _assert_final_weights_equal(run, tmp_path / "ref")
@@ -77,7 +77,7 @@ def test_sigterm_stops_after_a_batch_exit_143_one_line_resumable(tmp_path):
     backup = reliability.Checkpointer(tmp_path / "backup")
     iteration = int(stopped.group(1))  # 4 iterations per epoch
     assert backup.resume_iteration(4) == iteration and backup.resume_epoch() == iteration // 4
-    assert iteration >= 4 and _epochs(tmp_path) == list(range(iteration // 4))  # nothing half-recorded
+    assert iteration >= 4 and _periods(tmp_path) == list(range(iteration // 4))  # nothing half-recorded
 
 
 @pytest.mark.slow
@@ -120,9 +120,9 @@ def test_sigint_in_process_raises_interrupted_then_the_rerun_completes(tiny_conf
     assert stopped.value.exit_status == 130
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     assert stopped.value.iteration == 6  # 4 per epoch: the state at iteration 6 is saved
-    assert _epochs(tmp_path) == [0]  # the half epoch is not recorded
+    assert _periods(tmp_path) == [0]  # the half epoch is not recorded
     train.run_experiment(tiny_config, tmp_path, verbose=0)
-    assert _epochs(tmp_path) == [0, 1]
+    assert _periods(tmp_path) == [0, 1]
 
 
 class _SignalAt(keras.callbacks.Callback):
@@ -181,7 +181,7 @@ def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_c
     assert reliability.Checkpointer(backup).resume_iteration(4) == 2
     # Resumed at 2, period 0 ends (backed up) and period 1 stops after its 3rd iteration.
     iteration, meta = stop_at(7)
-    assert (iteration, meta["epoch"], meta["iterations"]) == (7, 1, 7) and _epochs(run) == [0]
+    assert (iteration, meta["epoch"], meta["iterations"]) == (7, 1, 7) and _periods(run) == [0]
     assert meta["previous"] == {"epoch": 1, "weights": "epoch1.weights.h5",
                                 "sha256": files.sha256(backup / "epoch1.weights.h5")}
     if pipeline == "device":  # the same mechanism; the input's start and skip are what differ
@@ -192,7 +192,7 @@ def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_c
     # In the last batch of period 1: the period ends (row, backup), then the stop.
     iteration, meta = stop_at(8)
     assert (iteration, meta["epoch"], meta.get("iterations")) == (8, 2, None)
-    assert _epochs(run) == [0, 1] and meta["previous"]["iterations"] == 7
+    assert _periods(run) == [0, 1] and meta["previous"]["iterations"] == 7
     assert sorted(p.name for p in backup.glob("*.h5")) == ["epoch1-iter7.weights.h5",
                                                            "epoch2.weights.h5"]
     # A truncated latest state: the previous, mid-period one (iteration 7) is used whole.
@@ -203,7 +203,7 @@ def test_ctrl_c_mid_period_saves_that_iteration_and_resumes_bit_identical(tiny_c
     assert f"checkpoint {latest} is corrupt or truncated" in capsys.readouterr().err
 
     assert _history_without_times(run) == _history_without_times(tmp_path / "unbroken")
-    assert _epochs(run) == [0, 1, 2] and not backup.exists()
+    assert _periods(run) == [0, 1, 2] and not backup.exists()
     _assert_final_weights_equal(run, tmp_path / "unbroken")
 
 
@@ -227,7 +227,7 @@ def test_iterations_are_trained_exactly_and_a_ctrl_c_in_the_short_last_period_re
     run = tmp_path / "run"
     with pytest.raises(reliability.Interrupted) as stopped:
         train.run_experiment(config, run, callbacks=[_SignalAt(9)], verbose=0)
-    assert stopped.value.iteration == 9 and _epochs(run) == [0, 1]
+    assert stopped.value.iteration == 9 and _periods(run) == [0, 1]
     train.run_experiment(config, run, verbose=0)
     assert _history_without_times(run) == _history_without_times(tmp_path / "unbroken")
     _assert_final_weights_equal(run, tmp_path / "unbroken")

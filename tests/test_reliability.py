@@ -23,7 +23,7 @@ from cifar_resnet import __main__ as cli
 from cifar_resnet.spec import config as config_lib, files, rundir
 from cifar_resnet.run import build, reliability, train
 
-from cli_runs import EARLIER, ROOT, _At, _epochs, _interrupt, _popen, _train_cmd, earlier_run
+from cli_runs import EARLIER, ROOT, _At, _periods, _interrupt, _popen, _train_cmd, earlier_run
 
 
 
@@ -63,7 +63,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_a_corrupt_latest_falls_back
     assert reliability.Checkpointer(tmp_path / "backup").resume_epoch() == 1
     assert f"checkpoint {latest} is corrupt or truncated" in capsys.readouterr().err
     metrics = train.run_experiment(config, tmp_path, verbose=0)
-    assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
+    assert _periods(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
 
 
 # Runs the CLI; just after the N-th os.replace onto a file named NAME, fills the file system
@@ -128,7 +128,7 @@ def test_full_disk_mid_run_one_line_exit_1_no_crash_then_resumes(small_tmpfs, fi
     assert not list(run.rglob(".*.tmp*"))  # no temporary file left behind
     (small_tmpfs / "filler").unlink()
     rc = cli.main(_train_cmd(run, 3))
-    assert rc == 0 and _epochs(run) == [0, 1, 2]
+    assert rc == 0 and _periods(run) == [0, 1, 2]
 
 
 # Fills the file system of FILL_DIR (to 0 bytes free) just before the N-th checkpoint write
@@ -169,7 +169,7 @@ def test_a_disk_filled_by_another_process_during_a_checkpoint_write_is_one_line(
     assert reliability.Checkpointer(run / "backup").resume_epoch() == 1
     assert not list(run.rglob(".*.tmp*"))
     (small_tmpfs / "filler").unlink()
-    assert cli.main(_train_cmd(run, 3)) == 0 and _epochs(run) == [0, 1, 2]
+    assert cli.main(_train_cmd(run, 3)) == 0 and _periods(run) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("weights_only", [True, False])
@@ -263,9 +263,9 @@ def test_damaged_metadata_resumes_from_the_newest_checkpoint_file_and_says_so(
     err = capsys.readouterr().err
     assert f"warning: {meta} is " in err and (
         f"resuming from the newest checkpoint file {tmp_path / 'backup' / 'epoch2.weights.h5'} "
-        "(epoch 2)") in err
+        "(2 period(s) done)") in err
     assert ran.epochs == [2]  # only the missing epoch trained: not from zero
-    assert _epochs(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
+    assert _periods(tmp_path) == [0, 1, 2] and metrics["iterations"] == 12
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -424,7 +424,7 @@ def test_damaged_history_row_or_metrics_json_one_line_naming_the_file(tiny_confi
     (tmp_path / "metrics.json").write_text("{not json")
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     assert "metrics.json is unreadable" in capsys.readouterr().err
-    assert metrics["status"] == "complete" and _epochs(tmp_path) == [0, 1, 2]
+    assert metrics["status"] == "complete" and _periods(tmp_path) == [0, 1, 2]
     # ... and of a finished run (no backup left): refused, since training again would replace
     # its final.keras.
     (tmp_path / "metrics.json").write_text("")
@@ -451,7 +451,15 @@ def test_run_directories_of_earlier_versions_load_and_resume(tmp_path):
     assert reliability.Checkpointer(run / "backup").resume_epoch() == 1
     metrics = train.run_experiment(config_lib.load(run / "config.json"), run, verbose=0)
     assert metrics["status"] == "complete" and metrics["iterations"] == 4
-    assert _epochs(run) == [0, 1] and not (run / "backup").exists()
+    assert _periods(run) == [0, 1] and not (run / "backup").exists()
+    # Its history.csv, whose header said `epoch` and `epoch_time` (issue #39), was rewritten
+    # once under today's header with the new row: one header naming every row, the old row's
+    # cells as they were.
+    old_header, old_row = (EARLIER / "interrupted" / "history.csv").read_text().splitlines()
+    header, *rows = (run / "history.csv").read_text().splitlines()
+    assert old_header.startswith("epoch,") and header == ",".join(rundir.HISTORY_FIELDS)
+    assert len(rows) == 2 and rows[0] == old_row
+    assert all(len(row.split(",")) == len(rundir.HISTORY_FIELDS) for row in rows)
     resumed = keras.saving.load_model(run / "final.keras")
     assert int(resumed.optimizer.iterations) == 4
     # The old state's weights, SGD momentum and iteration count were all restored: the resumed
@@ -498,8 +506,11 @@ def test_nan_loss_fails_with_the_step_and_keeps_the_last_good_checkpoint(tiny_co
     with pytest.raises(train.TrainingError, match="iteration 5 "):
         train.run_experiment(config, tmp_path, callbacks=[_At(1, poison)], verbose=0)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and metrics["step"] == 5 and metrics["epoch"] == 2
-    assert _epochs(tmp_path) == [0]
+    # The logging period it diverged in (issue #39: `epoch` before), and those finished.
+    assert metrics["status"] == "failed" and metrics["step"] == 5 and metrics["period"] == 2
+    assert metrics["finished_periods"] == 1 and not {"epoch", "finished_epochs"} & set(metrics)
+    assert rundir.read_metrics(tmp_path) == metrics
+    assert _periods(tmp_path) == [0]
     backup = reliability.Checkpointer(tmp_path / "backup")
     assert backup.resume_epoch() == 1
     model = build.build_model(config)
@@ -534,8 +545,8 @@ def test_non_finite_weights_after_the_last_batch_stop_before_the_checkpoint(tiny
         train.run_experiment(config, tmp_path,
                              callbacks=[_At(1, _poison_bn_variance, batch=steps - 1)], verbose=0)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and metrics["finished_epochs"] == 1
-    assert _epochs(tmp_path) == [0] and not (tmp_path / "final.keras").exists()
+    assert metrics["status"] == "failed" and metrics["finished_periods"] == 1
+    assert _periods(tmp_path) == [0] and not (tmp_path / "final.keras").exists()
     backup = reliability.Checkpointer(tmp_path / "backup")
     assert backup.resume_epoch() == 1  # the last finite state is the resume point
     model = build.build_model(config)
@@ -550,7 +561,7 @@ def test_a_huge_finite_loss_is_divergence(tiny_config, tmp_path):
     stop.set_model(model)
     stop.on_epoch_end(0, {"loss": reliability.MAX_LOSS})  # the bound itself passes
     with pytest.raises(reliability.Diverged, match=r"loss 1e\+25 is above 10000 at iteration 8 "
-                                                   r"\(epoch 2\)"):
+                                                   r"\(period 2\)"):
         stop.on_epoch_end(1, {"loss": 1e25})
     with pytest.raises(reliability.Diverged, match="loss nan"):
         stop.on_epoch_end(1, {"loss": float("nan")})
@@ -560,8 +571,8 @@ def test_the_cross_entropy_not_the_weight_decay_term_decides_divergence():
     stop = reliability.DivergenceStop(steps_per_epoch=4)
     stop.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
     stop.on_epoch_end(0, {"loss": 1e8, "cross_entropy": 2.5})  # weight decay: training goes on
-    with pytest.raises(reliability.Diverged, match=r"the epoch's cross-entropy 5e\+04 is above "
-                                                   r"10000 at iteration 8 \(epoch 2\)"):
+    with pytest.raises(reliability.Diverged, match=r"the period's cross-entropy 5e\+04 is above "
+                                                   r"10000 at iteration 8 \(period 2\)"):
         stop.on_epoch_end(1, {"loss": 1e8, "cross_entropy": 5e4})
 
 
@@ -571,9 +582,9 @@ def test_the_cross_entropy_bound_is_three_times_chance_the_same_on_every_backend
     stop = reliability.DivergenceStop(steps_per_epoch=20, num_classes=10)
     stop.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
     stop.on_epoch_end(0, {"loss": 1e6, "cross_entropy": 3 * math.log(10)})  # the bound passes
-    with pytest.raises(reliability.Diverged, match=r"the epoch's cross-entropy 13.9 is above "
+    with pytest.raises(reliability.Diverged, match=r"the period's cross-entropy 13.9 is above "
                                                    r"6.91 \(3 times chance's 2.3\) at iteration "
-                                                   r"40 \(epoch 2\)"):
+                                                   r"40 \(period 2\)"):
         stop.on_epoch_end(1, {"loss": 37.7, "cross_entropy": 13.9})
     hundred = reliability.DivergenceStop(steps_per_epoch=20, num_classes=100)
     hundred.set_model(stop.model)
@@ -677,7 +688,7 @@ def test_second_process_on_a_run_directory_is_refused(tiny_config, tmp_path, cap
             f"error: {tmp_path} is in use by process {os.getpid()}; wait for it to finish or "
             "use another --workdir")
     train.run_experiment(tiny_config, tmp_path, verbose=0)  # the lock is free again
-    assert _epochs(tmp_path) == [0, 1]
+    assert _periods(tmp_path) == [0, 1]
 
 
 def test_lock_of_a_killed_process_is_taken_over(tmp_path):

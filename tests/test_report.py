@@ -413,7 +413,7 @@ def test_a_lone_runs_figures_draw_its_nets_paper_number(tmp_path, monkeypatch):
     run = tmp_path / "cifar-resnet" / "runs" / "quick"
     _lone_run(run, depth=20, batch_size=128, precision="float32")
     row = {k: 0.7 for k in rundir.HISTORY_FIELDS}
-    row.update(epoch=0, iterations=100, wall_time=60.0)
+    row.update(period=0, iterations=100, wall_time=60.0)
     (run / "history.csv").write_text(",".join(rundir.HISTORY_FIELDS) + "\n"
                                      + ",".join(str(row[k]) for k in rundir.HISTORY_FIELDS) + "\n")
     for fig in (plots.figure6(run), plots.error_vs_time(run)):
@@ -435,7 +435,7 @@ def _recipe_run(root, net, seed, error, **cfg):
     rows = [",".join(rundir.HISTORY_FIELDS)]
     for i in range(2):
         row = {k: error for k in rundir.HISTORY_FIELDS}
-        row.update(epoch=i, iterations=50 * (i + 1), wall_time=10.0 * (i + 1))
+        row.update(period=i, iterations=50 * (i + 1), wall_time=10.0 * (i + 1))
         rows.append(",".join(str(row[k]) for k in rundir.HISTORY_FIELDS))
     (path / "history.csv").write_text("\n".join(rows) + "\n")
     return path

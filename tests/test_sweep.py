@@ -157,7 +157,7 @@ def test_status_of_a_run_under_way_says_how_long_the_rest_takes_at_its_recent_pa
     # Epochs of 100, 100, 160, 170, 180, 900 (a busy one) and 175 s (wall_time counts time in
     # the process only): the median of the last five is 175 s.
     walls = [100, 200, 360, 530, 710, 1610, 1785]
-    rows = [{"epoch": e, "iterations": 391 * (e + 1), "wall_time": w}
+    rows = [{"period": e, "iterations": 391 * (e + 1), "wall_time": w}
             for e, w in enumerate(walls)]
     with run.workdir.joinpath("history.csv").open("w") as f:
         f.write(",".join(rundir.HISTORY_FIELDS) + "\n")

@@ -36,7 +36,7 @@ def test_one_run_writes_its_files_and_a_checkpoint_that_predicts_the_same(tiny_c
     assert config_lib.load(tmp_path / "config.json") == dataclasses.replace(
         tiny_config, precision="float32", whole_passes=False)
     history = rundir.read_history(tmp_path / "history.csv")
-    assert [r["epoch"] for r in history] == [0, 1]
+    assert [r["period"] for r in history] == [0, 1]
     assert [r["iterations"] for r in history] == [4, 8]  # 230 training images, batch 64
     assert all(0 <= r[k] <= 1 for r in history for k in ("error", "val_error", "test_error"))
     assert metrics["status"] == "complete" and metrics["epochs"] == 2
@@ -65,7 +65,8 @@ def test_by_default_a_run_trains_on_every_image_and_keeps_only_the_final_model(t
     assert [r["iterations"] for r in history] == [4, 8]  # all 256 images, batch 64
     assert all(np.isnan(r["val_error"]) for r in history)
     assert metrics["final_test_error"] == history[-1]["test_error"]
-    assert not {"best_val_epoch", "best_val_error", "best_test_error"} & set(metrics)
+    assert not {"best_val_period", "best_val_iterations", "best_val_error",
+                "best_test_error"} & set(metrics)
 
 
 @pytest.mark.slow
@@ -73,11 +74,11 @@ def test_interrupted_run_resumes_with_every_epoch_once(tiny_config, tmp_path):
     config = dataclasses.replace(tiny_config, epochs=3)
     with pytest.raises(KeyboardInterrupt):
         train.run_experiment(config, tmp_path, callbacks=[_Interrupt(2)], verbose=0)
-    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
+    assert [r["period"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
     assert not (tmp_path / "metrics.json").exists()
     metrics = train.run_experiment(config, tmp_path, verbose=0)
     history = rundir.read_history(tmp_path / "history.csv")
-    assert [r["epoch"] for r in history] == [0, 1, 2]
+    assert [r["period"] for r in history] == [0, 1, 2]
     assert [r["iterations"] for r in history] == [4, 8, 12]
     assert history[2]["wall_time"] > history[1]["wall_time"]
     assert metrics["epochs"] == 3 and metrics["iterations"] == 12
@@ -92,7 +93,7 @@ def test_rows_written_after_the_last_backup_are_dropped_on_resume(tiny_config, t
     meta = tmp_path / "backup" / "training_metadata.json"
     meta.write_text(json.dumps({"epoch": 1, "batch": 0}))
     train.run_experiment(config, tmp_path, verbose=0)
-    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1, 2]
+    assert [r["period"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1, 2]
 
 
 @pytest.mark.slow
@@ -328,7 +329,7 @@ def test_an_old_run_dir_without_the_precision_field_resumes_once_migrated(tiny_c
         train.run_experiment(config, tmp_path, verbose=0)
     assert migrate_config_json.main([str(tmp_path)]) == 0
     metrics = train.run_experiment(config, tmp_path, verbose=0)
-    assert [r["epoch"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
+    assert [r["period"] for r in rundir.read_history(tmp_path / "history.csv")] == [0, 1]
     assert metrics["precision"] == "float32"
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "float32"
 
@@ -474,10 +475,25 @@ def test_startup_time_is_measured_only_from_a_whole_first_period():
     with whole ones would give a start-up cost that is too low, even negative (issue #26)."""
     from cifar_resnet.run import metrics as metrics_lib
     nan = float("nan")
-    history = [dict(epoch=e, iterations=4 * (e + 1), error=0.5, test_error=0.6, val_error=nan,
+    history = [dict(period=e, iterations=4 * (e + 1), error=0.5, test_error=0.6, val_error=nan,
                     wall_time=10.0 * (e + 1)) for e in range(3)]
     times = [5.0, 2.0, 2.5]
     whole = metrics_lib.run_metrics(history, 10, 256, 4, times)
     assert whole["startup_time"] == 3.0 and whole["images_per_sec"] == 256 / 2.5
     short = metrics_lib.run_metrics(history, 10, 256, 4, [0.5, 2.0, 2.5], first_partial=True)
     assert short["startup_time"] is None and short["images_per_sec"] == 256 / 2.5
+
+
+def test_metrics_name_the_selected_logging_period_and_its_iterations_not_an_epoch():
+    """Issue #39: `best_val_epoch` counted logging periods, while `epochs` counts passes. Now
+    `best_val_period` (from 1) and `best_val_iterations`; with periods of half a pass the
+    selected period 3 is 1.5 passes in, and `epochs` stays the passes of the whole run."""
+    from cifar_resnet.run import metrics as metrics_lib
+    history = [dict(period=p, iterations=2 * (p + 1), error=0.5, test_error=t, val_error=v,
+                    wall_time=1.0 * (p + 1))
+               for p, (v, t) in enumerate([(0.5, 0.6), (0.4, 0.5), (0.3, 0.45), (0.35, 0.4)])]
+    metrics = metrics_lib.run_metrics(history, 10, 128, 4, [1.0] * 4)
+    assert (metrics["best_val_period"], metrics["best_val_iterations"]) == (3, 6)
+    assert (metrics["best_val_error"], metrics["best_test_error"]) == (0.3, 0.45)
+    assert metrics["epochs"] == 2 and metrics["iterations"] == 8
+    assert "best_val_epoch" not in metrics

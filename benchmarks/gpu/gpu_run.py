@@ -348,7 +348,8 @@ def train_all(runs_dir, data_dir, env, nets, deadline_s, smoke, on_change=None,
 
 def partial_metrics(run: pathlib.Path) -> dict | None:
     """A run without metrics.json: its last finished pass from history.csv (iterations, the
-    test error on all test images measured then), marked partial."""
+    test error on all test images measured then), marked partial; the columns under today's
+    names (an older file's `epoch` as `period`: spec/rundir.HISTORY_RENAMED)."""
     path = rundir.RunDir(run).history
     if not path.exists():
         return None
@@ -359,6 +360,7 @@ def partial_metrics(run: pathlib.Path) -> dict | None:
     last = list(csv.DictReader(rows))[-1]
     out = {"status": "partial"}
     for key, value in last.items():
+        key = rundir.HISTORY_RENAMED.get(key, key)
         try:
             out[key] = float(value) if "." in value or "e" in value.lower() else int(value)
         except (TypeError, ValueError):

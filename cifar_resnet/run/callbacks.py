@@ -25,7 +25,7 @@ import time
 
 import keras
 
-from cifar_resnet.spec import cpu, files, rundir
+from cifar_resnet.spec import cpu, rundir
 
 
 class StepSchedule(keras.callbacks.Callback):
@@ -38,9 +38,10 @@ class StepSchedule(keras.callbacks.Callback):
 
     Args:
         schedule: function from the 0-based iteration to the learning rate.
-        keep_reductions: True: keep another callback's reductions as above. False: every epoch
-            starts from `schedule` again, so a reduction made at an epoch's end reaches no
-            batch, as with `keras.callbacks.LearningRateScheduler` in the Keras example.
+        keep_reductions: True: keep another callback's reductions as above. False: every
+            logging period (a Keras epoch) starts from `schedule` again, so a reduction made at
+            a period's end reaches no batch, as with `keras.callbacks.LearningRateScheduler` in
+            the Keras example (whose periods were passes).
     """
 
     def __init__(self, schedule, keep_reductions=True):
@@ -56,7 +57,7 @@ class StepSchedule(keras.callbacks.Callback):
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_train_begin(self, logs=None):
-        # Read the state at the first epoch, after the Checkpointer (run/reliability.py) restored it.
+        # Read the state at the first period, after the Checkpointer (reliability.py) restored it.
         self._last, self._started = None, False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -97,8 +98,8 @@ def lr_callbacks(config, schedule, monitor):
 
     `StepSchedule(schedule)` first, then, when `config.plateau_patience` is set,
     `ReduceLROnPlateau` on `monitor`; `config.plateau_survives_schedule` says whether the
-    schedule keeps the plateau's cuts (True) or sets its own rate again at every epoch start, as
-    the Keras example's `LearningRateScheduler` did (False).
+    schedule keeps the plateau's cuts (True) or sets its own rate again at every period's
+    start, as the Keras example's `LearningRateScheduler` did (False).
 
     Args:
         config: the run's Config.
@@ -117,12 +118,13 @@ def lr_callbacks(config, schedule, monitor):
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Adds test loss/error, errors, iterations and times to each epoch's logs.
+    """Adds test loss/error, errors, iterations and times to each logging period's logs (a Keras
+    epoch; the class keeps Keras' word: a mid-period backup names its state by it, resume.py).
 
     The paper's figures plot training and test error against iterations; Keras reports accuracy,
     so errors (1 - accuracy) are derived here, before HistoryWriter and the checkpoints see them.
 
-    It also times the training batches of each epoch alone (`train_times`: from the start of its
+    It also times the training batches of each period alone (`train_times`: from the start of its
     first batch to the end of its last, so without the validation and test passes), and the
     set-up before the first batch (`setup_time`, from `started`, a `time.perf_counter()` value).
     """
@@ -150,7 +152,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.resumed_mid_period = True  # this session's first period is short
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.perf_counter()
+        self.period_start = time.perf_counter()
         self.batches_start = None
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -165,7 +167,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.batches_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        epoch_time = time.perf_counter() - self.epoch_start
+        period_time = time.perf_counter() - self.period_start
         iterations = (epoch + 1) * self.steps_per_epoch
         if self.last_iteration is not None and iterations > self.last_iteration:
             # A short last period: its time as a whole period's, so that the median rate and
@@ -179,7 +181,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.train_steals.append(cpu.steal_fraction(self.steal_start, cpu.steal_clock()))
         test = self.model.evaluate(self.test_ds, verbose=0, return_dict=True)
         logs.update(test_loss=test["loss"], test_accuracy=test["accuracy"],
-                    iterations=iterations, epoch_time=epoch_time,
+                    iterations=iterations, period_time=period_time,
                     wall_time=self.elapsed + time.perf_counter() - self.start)
         for prefix in ("", "val_", "test_"):
             if prefix + "accuracy" in logs:
@@ -187,17 +189,13 @@ class EpochRecorder(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Appends a row of rundir.HISTORY_FIELDS per epoch to a CSV file, so runs with and without
-    validation read alike. The file is replaced atomically (it is small), so a crash leaves the
-    old or the new file, never a torn row."""
+    """Appends a row of rundir.HISTORY_FIELDS per logging period (a Keras epoch: `period` is its
+    0-based index) to history.csv through `rundir.append_history`, so runs with and without
+    validation read alike; atomically, an older run's file under the new header."""
 
     def __init__(self, path):
         super().__init__()
         self.path = pathlib.Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        fields = rundir.HISTORY_FIELDS
-        old = self.path.read_text() if self.path.exists() else ",".join(fields) + "\n"
-        row = [epoch] + [logs.get(k, "") for k in fields[1:]]
-        files.atomic_write_text(self.path, old + ",".join(map(str, row)) + "\n")
+        rundir.append_history(self.path, {**(logs or {}), "period": epoch})

@@ -2,12 +2,14 @@
 
 A ResNet-1202 (He et al. 2015 sec 4.2) or ResNet-1001 (He et al. 2016) run on CIFAR-10 takes a day
 or more, so a run must survive SIGKILL, Ctrl-C, a full disk and a second process started on the
-same directory without losing finished epochs. The pieces, used by `train.run_experiment`:
+same directory without losing finished logging periods (a pass each by default, `log_every`
+iterations otherwise; Keras' `fit` calls them epochs). The pieces, used by
+`train.run_experiment`:
 
 - `atomic_save`: a model or its weights go to a temporary file, are fsynced, then renamed over the
   target; a failed write leaves the previous file as it was.
-- `Checkpointer`: a callback saving each epoch's whole training state (weights, optimizer slots,
-  iteration count) to a new file named by its epoch, with its SHA-256 in
+- `Checkpointer`: a callback saving each period's whole training state (weights, optimizer
+  slots, iteration count) to a new file named by its period, with its SHA-256 in
   `training_metadata.json` (itself replaced atomically), keeping the previous state; `restore`
   loads the newest verified one before `fit(initial_epoch=...)`. A corrupt latest state is
   reported by name and the previous one used.
@@ -17,9 +19,9 @@ same directory without losing finished epochs. The pieces, used by `train.run_ex
 - `SignalStop`: SIGINT/SIGTERM finish the current batch, then raise `Interrupted`; under
   `resume.fit` the state at that iteration is saved first (a mid-period state), and the rerun
   continues from it.
-- `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, and so does an epoch ending
+- `DivergenceStop`: a NaN or Inf loss raises `Diverged` at once, and so does a period ending
   with a cross-entropy above three times chance's (CHANCE_FACTOR; the same bound on every
-  backend) or a non-finite weight, BatchNorm statistic or optimizer slot, before any epoch-end
+  backend) or a non-finite weight, BatchNorm statistic or optimizer slot, before any period-end
   callback could record or back up the diverged state.
 """
 
@@ -70,13 +72,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Diverged(RuntimeError):
-    """Training diverged at `step` (1-based iteration) of `epoch` (0-based): a NaN or Inf loss,
-    an epoch's loss above MAX_LOSS, or a weight, BatchNorm statistic or optimizer slot that is
-    not finite at the epoch's end."""
+    """Training diverged at `step` (1-based iteration) of logging period `period` (0-based, a
+    Keras epoch): a NaN or Inf loss, a period's loss above MAX_LOSS, or a weight, BatchNorm
+    statistic or optimizer slot that is not finite at the period's end."""
 
-    def __init__(self, step: int, epoch: int, what: str = "loss is NaN or Inf"):
-        super().__init__(f"{what} at iteration {step} (epoch {epoch + 1})")
-        self.step, self.epoch = step, epoch
+    def __init__(self, step: int, period: int, what: str = "loss is NaN or Inf"):
+        super().__init__(f"{what} at iteration {step} (period {period + 1})")
+        self.step, self.period = step, period
 
 
 def _fsync_dir(folder: pathlib.Path) -> None:
@@ -90,7 +92,7 @@ def _fsync_dir(folder: pathlib.Path) -> None:
 def _expected_size(model: keras.Model, path: pathlib.Path) -> int:
     """Bytes a checkpoint of `model` at `path` will take, to refuse a write that cannot fit.
 
-    The previous file of the same kind where there is one (every epoch's state has the same
+    The previous file of the same kind where there is one (every period's state has the same
     size); else the variables' bytes (weights, BatchNorm statistics, optimizer slots) and a
     margin for HDF5's metadata and the .keras file's config.
     """
@@ -255,9 +257,9 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     Args:
         path: the `.keras` file.
-        monitor: the epoch log to watch, e.g. "val_accuracy".
+        monitor: the period's log to watch, e.g. "val_accuracy".
         mode: "max" or "min": which direction is an improvement.
-        best: the value to beat (a resumed run's best so far); None: the first epoch saves.
+        best: the value to beat (a resumed run's best so far); None: the first period saves.
     """
 
     def __init__(self, path, monitor: str = "val_accuracy", mode: str = "max",
@@ -276,18 +278,23 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Saves the whole training state after every epoch; `restore` loads it before `fit`.
+    """Saves the whole training state after every logging period; `restore` loads it before
+    `fit`.
 
-    The state of epoch k (k epochs finished) is `model.save_weights` of the compiled model:
-    weights, BatchNorm statistics, the optimizer's slots (SGD momentum) and its iteration count.
-    It goes to a new file `epoch{k}.weights.h5` (see `atomic_save`), and only then does
+    The state after k periods is `model.save_weights` of the compiled model: weights, BatchNorm
+    statistics, the optimizer's slots (SGD momentum) and its iteration count. It goes to a new
+    file `epoch{k}.weights.h5` (see `atomic_save`), and only then does
     `training_metadata.json` (atomic) point to it, with its SHA-256 and the previous state, so
     every moment on disk names a complete, verified state. Resuming is
-    `epoch = checkpointer.restore(model)` and `model.fit(..., initial_epoch=epoch)`; the input
-    pipeline's position comes from the epoch (`data/pipeline.make_dataset(..., epochs=...)`).
+    `k = checkpointer.restore(model)` and `model.fit(..., initial_epoch=k)`; the input
+    pipeline's position comes from the iterations done (`Checkpointer.resume_iteration`).
 
     The files are those the `BackupAndRestore` subclass of earlier versions wrote, so their
-    run directories resume too (tests/fixtures/keras3.15-v1-depth8).
+    run directories resume too (tests/fixtures/keras3.15-v1-depth8). That is why the backup
+    keeps Keras' word for a period where the rest of a run directory says "period" (issue #39):
+    the metadata's "epoch" is the periods done, and `epoch<k>` in a file's name the same k. The
+    backup is internal and deleted when the run finishes; renaming it would need every reader
+    here (and benchmarks/weight_growth.py, which follows a run's `epoch<k>` files) to take both.
 
     A signal stops training between period ends; `resume.fit` then saves a mid-period state
     through `save(k, iterations=i, ...)`: `epoch{k}-iter{i}.weights.h5`, and the metadata gains
@@ -315,7 +322,8 @@ class Checkpointer(keras.callbacks.Callback):
         return self._resume
 
     def resume_epoch(self) -> int:
-        """Epochs the resume state has finished (0 without one): `fit`'s `initial_epoch`."""
+        """Logging periods the resume state has finished (0 without one): `fit`'s
+        `initial_epoch`."""
         state = self.resume_state()
         return state["epoch"] if state else 0
 
@@ -350,23 +358,23 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.save(epoch + 1)
 
-    def save(self, epochs_done: int, iterations: int | None = None, **extra) -> None:
-        """Writes the state after `epochs_done` epochs, then points the metadata to it.
+    def save(self, periods_done: int, iterations: int | None = None, **extra) -> None:
+        """Writes the state after `periods_done` logging periods; then the metadata names it.
 
         Args:
-            epochs_done: periods finished.
+            periods_done: periods finished (the metadata's "epoch").
             iterations: a mid-period state (the signal path, `resume.fit`): the iterations done,
-                within period `epochs_done`; None at a period's end.
+                within period `periods_done`; None at a period's end.
             extra: more JSON fields of a mid-period state (its metric accumulators).
 
         Raises:
             CheckpointWriteError: the write failed; the previous state is intact.
         """
         files.refuse_link(self.backup_dir)  # planted during the run: it would get our files
-        name = (f"epoch{epochs_done}.weights.h5" if iterations is None
-                else f"epoch{epochs_done}-iter{iterations}.weights.h5")
+        name = (f"epoch{periods_done}.weights.h5" if iterations is None
+                else f"epoch{periods_done}-iter{iterations}.weights.h5")
         digest = atomic_save(self.model, self.backup_dir / name, weights_only=True)
-        state = {"epoch": epochs_done, "weights": name, "sha256": digest}
+        state = {"epoch": periods_done, "weights": name, "sha256": digest}
         if iterations is not None:
             state.update(iterations=iterations, **extra)
         # The metadata's latest state, unless unreadable or lacking what a resume needs (then
@@ -450,8 +458,8 @@ def _newest_file_state(backup_dir: pathlib.Path, problem: str, skip=()) -> dict:
                           "this run from zero")
     epoch, path = max(found)
     print(f"warning: {meta_path} {problem}; resuming from the newest checkpoint file {path} "
-          f"(epoch {epoch}), complete by its atomic rename but without a checksum to verify",
-          file=sys.stderr)
+          f"({epoch} period(s) done), complete by its atomic rename but without a checksum to "
+          "verify", file=sys.stderr)
     # Its checksum from now on, so that the next save keeps it as the previous state.
     return {"epoch": epoch, "weights": path.name, "sha256": files.sha256(path)}
 
@@ -489,7 +497,7 @@ def _good_state(backup_dir: pathlib.Path) -> dict | None:
         else:
             if state is not meta:
                 print(f"warning: resuming from the previous checkpoint {path} "
-                      f"(epoch {state['epoch']})", file=sys.stderr)
+                      f"({state['epoch']} period(s) done)", file=sys.stderr)
             return state
         print(f"warning: checkpoint {path} {problem}; ignoring it", file=sys.stderr)
     if malformed:
@@ -547,9 +555,9 @@ def run_lock(workdir):
 class SignalStop(keras.callbacks.Callback):
     """Turns SIGINT/SIGTERM into `Interrupted` at the end of the current batch.
 
-    Raising (rather than `model.stop_training`) skips the epoch-end callbacks, so the half-done
-    epoch is neither recorded nor backed up. Alone, the run then resumes from the last finished
-    epoch; under `resume.fit` (train.py), which sets `checks` to False and acts on `signum`
+    Raising (rather than `model.stop_training`) skips the period-end callbacks, so the half-done
+    period is neither recorded nor backed up. Alone, the run then resumes from the last finished
+    period; under `resume.fit` (train.py), which sets `checks` to False and acts on `signum`
     itself after the other callbacks, the state at the current iteration is saved first and the
     run resumes from there. A second signal acts at once (the previous handler is back after
     the first). Use as a context manager around `fit`, so the handlers are restored however
@@ -587,7 +595,7 @@ class SignalStop(keras.callbacks.Callback):
     on_train_batch_end = on_epoch_begin = _check
 
 
-# An epoch's mean cross-entropy above this is divergence, not training: it starts at
+# A period's mean cross-entropy above this is divergence, not training: it starts at
 # ln(classes) (2.3 for CIFAR-10, 4.6 for CIFAR-100); `--lr 100` reaches ~1e25 with BatchNorm
 # variances at inf (issue #25). Not the loss with weight decay: in a deep plain net the first steps
 # lengthen the kernels behind BatchNorm a billionfold, harmlessly to the outputs, and the
@@ -625,14 +633,15 @@ def non_finite_variables(model: keras.Model) -> list[str]:
 
 class DivergenceStop(keras.callbacks.Callback):
     """Raises `Diverged` on the first batch whose loss is NaN or Inf (cf. TerminateOnNaN), and
-    at an epoch's end whose mean cross-entropy (DATA_LOSS) exceeds CHANCE_FACTOR times chance's
-    (`num_classes` given; else MAX_LOSS), whose loss exceeds MAX_LOSS where a model does not log
-    the cross-entropy, or whose weights, BatchNorm statistics or optimizer slots are not all
-    finite.
+    at a logging period's end (a Keras epoch's) whose mean cross-entropy (DATA_LOSS) exceeds
+    CHANCE_FACTOR times chance's (`num_classes` given; else MAX_LOSS), whose loss exceeds
+    MAX_LOSS where a model does not log the cross-entropy, or whose weights, BatchNorm
+    statistics or optimizer slots are not all finite.
 
-    The epoch-end check sees the last batch's update, which lands after its loss is logged. Put
-    it before the callbacks that record or back up an epoch (history, best model, Checkpointer):
-    raising skips them, so the last checkpoint on disk stays the last finite state.
+    The period-end check sees the last batch's update, which lands after its loss is logged.
+    Put it before the callbacks that record or back up a period (history, best model,
+    Checkpointer): raising skips them, so the last checkpoint on disk stays the last finite
+    state.
     """
 
     def __init__(self, steps_per_epoch: int, num_classes: int | None = None,
@@ -640,7 +649,7 @@ class DivergenceStop(keras.callbacks.Callback):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.last_iteration = last_iteration  # where training stops: the last period may be short
-        # The bound on an epoch's cross-entropy: CHANCE_FACTOR times chance's where the classes
+        # The bound on a period's cross-entropy: CHANCE_FACTOR times chance's where the classes
         # are known (the same on every backend), never above MAX_LOSS.
         self.max_cross_entropy = (min(MAX_LOSS, CHANCE_FACTOR * math.log(num_classes))
                                   if num_classes and num_classes > 1 else MAX_LOSS)
@@ -678,9 +687,9 @@ class DivergenceStop(keras.callbacks.Callback):
             what = "cross-entropy" if name == DATA_LOSS else "loss"
             why = (f" ({CHANCE_FACTOR} times chance's {bound / CHANCE_FACTOR:.3g})"
                    if bound < MAX_LOSS else "")
-            raise Diverged(step, epoch, f"the epoch's {what} {float(loss):.3g} is above "
+            raise Diverged(step, epoch, f"the period's {what} {float(loss):.3g} is above "
                                         f"{bound:.3g}{why}" if why else
-                           f"the epoch's {what} {float(loss):.3g} is above {bound:g}")
+                           f"the period's {what} {float(loss):.3g} is above {bound:g}")
         bad = non_finite_variables(self.model)
         if bad:
             raise Diverged(step, epoch, f"{len(bad)} variable(s) hold NaN or Inf ({bad[0]}"

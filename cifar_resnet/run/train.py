@@ -51,7 +51,7 @@ class Plan:
     input_path: str = ""  # "tfdata" or "device" (build.input_path)
     splits: Optional[datasets.Splits] = None
     data_record: Optional[dict] = None  # data.json (dataid.describe)
-    steps_per_period: int = 0  # iterations of one logging period (an epoch of history.csv)
+    steps_per_period: int = 0  # iterations of one logging period (a row of history.csv)
     periods: int = 0
     iterations: int = 0  # planned, for the schedule
     train_iterations: int = 0  # where training stops (Config.train_iterations)
@@ -148,7 +148,8 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callb
         splits: the data, from datasets.load_splits(config) (the command line reads it before
             TensorFlow); default: read here, unless the run is complete.
         callbacks: extra Keras callbacks (e.g. for notebooks or tests).
-        verbose: Keras verbosity; default a progress bar on a terminal, else a line per epoch.
+        verbose: Keras verbosity; default a progress bar on a terminal, else a line per
+            logging period (Keras says "Epoch k/N" for period k).
         preflight: the command line's spec/preflight.check of `config` and `workdir`, so the
             folder is not read again.
 
@@ -159,10 +160,11 @@ def train_and_evaluate(config: config_lib.Config, workdir, *, splits=None, callb
         ConfigError: invalid settings, or `workdir` holds a different run. Nothing is written.
         DataError: the dataset cannot be found or read. Nothing is written.
         ValueError: `splits` were loaded for other settings than this run's.
-        TrainingError: training diverged (a NaN/Inf loss, an epoch's cross-entropy above
-            three times chance's (reliability.CHANCE_FACTOR), or non-finite weights at an
-            epoch's end; metrics.json says so, with the step), a checkpoint could not be written (the previous one is intact),
-            or metrics.json of a finished run is unreadable.
+        TrainingError: training diverged (a NaN/Inf loss, a logging period's cross-entropy
+            above three times chance's (reliability.CHANCE_FACTOR), or non-finite weights at a
+            period's end; metrics.json says so, with the step and the period), a checkpoint
+            could not be written (the previous one is intact), or metrics.json of a finished
+            run is unreadable.
         rundir.HistoryError: a history.csv row is damaged, or the rows of periods the
             checkpoint has done are missing. Nothing is changed.
         files.WriteError: another file of the run could not be written; one line naming it.
@@ -197,14 +199,14 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
         config_lib.save(config, run.config)
         dataid.save(workdir, plan.data_record)
         checkpointer = reliability.Checkpointer(run.backup)
-        epochs_done = checkpointer.resume_epoch()
+        periods_done = checkpointer.resume_epoch()  # Keras' initial_epoch
         # Before the net is built: a history cut short is refused (one line), not finished with
         # fewer rows.
-        rundir.check_history(run.history, epochs_done, run.backup)
+        rundir.check_history(run.history, periods_done, run.backup)
         first = checkpointer.resume_iteration(plan.steps_per_period)
         model, train_ds, val_ds, test_ds = _build(plan, first)
-        checkpointer.restore(model)  # weights, optimizer slots and iteration of epochs_done
-        done = rundir.trim_history(run.history, epochs_done)
+        checkpointer.restore(model)  # weights, optimizer slots and iteration of periods_done
+        done = rundir.trim_history(run.history, periods_done)
         recorder = EpochRecorder(test_ds, plan.steps_per_period, started=plan.started,
                                  elapsed=done[-1]["wall_time"] if done else 0,
                                  last_iteration=plan.train_iterations)
@@ -216,14 +218,17 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
         best_val = max((r["val_error"] for r in done if not math.isnan(r["val_error"])),
                        default=None)
         try:
-            _fit(plan, model, train_ds, val_ds, epochs_done, best_val, recorder, checkpointer,
+            _fit(plan, model, train_ds, val_ds, periods_done, best_val, recorder, checkpointer,
                  callbacks, verbose)
             reliability.atomic_save(model, run.final)
         except reliability.Diverged as e:
+            # `period`: the logging period it diverged in, from 1; `finished_periods`: those
+            # before it, whose checkpoint is kept (`epoch`, `finished_epochs` before issue #39:
+            # rundir.METRICS_RENAMED).
             files.write_json(run.metrics, {"status": "failed", "reason": str(e), "step": e.step,
-                                           "epoch": e.epoch + 1, "finished_epochs": e.epoch})
+                                           "period": e.period + 1, "finished_periods": e.period})
             raise TrainingError(f"{workdir}: training diverged: {e}; the checkpoint of the last "
-                                f"finished epoch is kept; see {run.metrics}") from None
+                                f"finished period is kept; see {run.metrics}") from None
         except reliability.CheckpointWriteError as e:
             raise TrainingError(str(e)) from e
         metrics = metrics_lib.run_metrics(
@@ -235,7 +240,7 @@ def _train(plan: Plan, callbacks, verbose) -> dict:
                        setup_time=recorder.setup_time, input_pipeline=plan.input_path,
                        code=metrics_lib.code_version())
         files.write_json(run.metrics, metrics)
-        checkpointer.remove()  # only now: a kill before this resumes from the last epoch's state
+        checkpointer.remove()  # only now: a kill before this resumes from the last period's state
         return metrics
 
 
@@ -276,9 +281,10 @@ def _close_on_interrupt(callbacks):
         raise
 
 
-def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, checkpointer,
+def _fit(plan: Plan, model, train_ds, val_ds, periods_done, best_val, recorder, checkpointer,
          callbacks, verbose) -> None:
-    """The callbacks in their order, and `model.fit` from `epochs_done` to the plan's end."""
+    """The callbacks in their order, and `model.fit` from `periods_done` to the plan's end (a
+    logging period is a Keras epoch)."""
     run = rundir.RunDir(plan.workdir)
     stop = reliability.SignalStop()
     step, *plateau = lr_callbacks(plan.config, plan.lr_fn, "val_loss" if val_ds else "loss")
@@ -298,6 +304,6 @@ def _fit(plan: Plan, model, train_ds, val_ds, epochs_done, best_val, recorder, c
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     with stop, _close_on_interrupt(cbs):
-        resume.fit(model, train_ds, epochs=plan.periods, initial_epoch=epochs_done,
+        resume.fit(model, train_ds, epochs=plan.periods, initial_epoch=periods_done,
                    steps_per_epoch=plan.steps_per_period, validation_data=val_ds, callbacks=cbs,
                    verbose=verbose, shuffle=False, last_iteration=plan.train_iterations)

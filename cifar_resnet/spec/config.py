@@ -382,8 +382,9 @@ class Config:
         """Returns (steps_per_period, periods, planned_iterations) for `num_train` images.
 
         A logging period is `log_every` iterations, one pass by default; Keras' `fit` calls it
-        an "epoch" (its `steps_per_epoch` and `epochs` are these periods), and history.csv's
-        `epoch` column counts them. The schedule's milestones are fractions of
+        an "epoch" (its `steps_per_epoch` and `epochs` are these periods), this package does
+        not: an epoch is a pass (`epochs`), and history.csv's `period` column counts periods
+        (`epoch` in files written before issue #39, spec/rundir.py). The schedule's milestones are fractions of
         `planned_iterations` (`iterations`, or `epochs` passes). Training stops there, the last
         period partial, unless `whole_passes`: then it runs whole periods, passing
         `planned_iterations` by less than one (`train_iterations`): the paper's 64k on all 50k

@@ -21,9 +21,17 @@ it, results/ reads it back):
                      (FINAL_EVALUATIONS)
 
 It also reads and writes the run's small files: history.csv (`read_history`, `trim_history`,
-whose rows `callbacks.HistoryWriter` appends) and metrics.json (`read_metrics`,
-`finished_metrics`: the one reader, for training, the command line and sweeps). Importing this
-module imports neither TensorFlow nor Keras.
+`append_history`, through which `callbacks.HistoryWriter` adds a row) and metrics.json
+(`read_metrics`, `finished_metrics`: the one reader, for training, the command line and sweeps).
+Importing this module imports neither TensorFlow nor Keras.
+
+Words (issue #39): an "epoch" is a pass over the training images; a "period" is a logging period,
+`log_every` iterations (a pass by default), what Keras' `fit` calls an epoch. Files written
+before that rule named periods "epoch" (history.csv's `epoch` and `epoch_time` columns,
+metrics.json's `best_val_epoch`, a failed run's `epoch` and `finished_epochs`). Their readers
+are here, and they give the new names only (HISTORY_RENAMED, METRICS_RENAMED), so the
+committed run directories read, report and resume as they are. The backup's metadata keeps
+"epoch" (periods done) and its files `epoch<k>[-iter<i>].weights.h5` (run/reliability.py).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import fcntl
+import io
 import math
 import os
 import pathlib
@@ -106,9 +115,13 @@ class RunDir:
         return self.config.exists() or self.history.exists() or self.backup.exists()
 
 
-# history.csv: one row per logging period (callbacks.HistoryWriter appends them).
-HISTORY_FIELDS = ("epoch", "iterations", "lr", "loss", "error", "val_loss", "val_error",
-                  "test_loss", "test_error", "epoch_time", "wall_time")
+# history.csv: one row per logging period (callbacks.HistoryWriter appends them through
+# `append_history`): `period` counts them from 0, `period_time` is a period's seconds.
+HISTORY_FIELDS = ("period", "iterations", "lr", "loss", "error", "val_loss", "val_error",
+                  "test_loss", "test_error", "period_time", "wall_time")
+# The columns' names in files written before issue #39 (Keras' word for a period): read under
+# the new names, and a resumed run's next row rewrites the header (`append_history`).
+HISTORY_RENAMED = {"epoch": "period", "epoch_time": "period_time"}
 
 
 class HistoryError(RuntimeError):
@@ -117,10 +130,11 @@ class HistoryError(RuntimeError):
 
 
 def read_history(path) -> list[dict]:
-    """Rows of a history.csv as dicts of floats (empty cells become NaN).
+    """Rows of a history.csv as dicts of floats (empty cells become NaN), under the names of
+    HISTORY_FIELDS: an older file's `epoch` column reads as `period` (HISTORY_RENAMED).
 
     Raises:
-        HistoryError: a row is not numbers with a whole epoch number (a damaged file).
+        HistoryError: a row is not numbers with a whole period number (a damaged file).
     """
     path = pathlib.Path(path)
     if not path.exists():
@@ -131,10 +145,10 @@ def read_history(path) -> list[dict]:
             for line, row in enumerate(csv.DictReader(f), 2):
                 if None in row:
                     raise ValueError(f"{len(row[None])} field(s) too many")
-                parsed = {k: float(v) if v not in ("", None) else math.nan
-                          for k, v in row.items()}
-                if not float(parsed.get("epoch", math.nan)).is_integer():
-                    raise ValueError("no whole epoch number")
+                parsed = {HISTORY_RENAMED.get(k, k): float(v) if v not in ("", None)
+                          else math.nan for k, v in row.items()}
+                if not float(parsed.get("period", math.nan)).is_integer():
+                    raise ValueError("no whole period number")
                 rows.append(parsed)
     except (ValueError, TypeError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
         reason = " ".join(str(e).split())[:120]
@@ -144,22 +158,53 @@ def read_history(path) -> list[dict]:
     return rows
 
 
-def trim_history(path, epochs_done: int) -> list[dict]:
-    """Drops rows of epochs the backup does not hold (written after the last backup); returns
+def trim_history(path, periods_done: int) -> list[dict]:
+    """Drops rows of periods the backup does not hold (written after the last backup); returns
     the rows kept. A damaged row is refused (HistoryError) before anything is rewritten."""
     path = pathlib.Path(path)
     if not path.exists():
         return []
     read_history(path)
     header, *rows = path.read_text().splitlines(keepends=True)
-    keep = [line for line in rows if line.strip() and int(line.split(",", 1)[0]) < epochs_done]
+    keep = [line for line in rows if line.strip() and int(line.split(",", 1)[0]) < periods_done]
     if len(keep) != len(rows):
         files.atomic_write_text(path, header + "".join(keep))
     return read_history(path)
 
 
-def check_history(path, epochs_done: int, backup) -> None:
-    """Refuses a history.csv that lacks a row of the `epochs_done` periods the checkpoint in
+def append_history(path, row: dict) -> None:
+    """Adds `row` (values by HISTORY_FIELDS' names; a missing one is an empty cell) to the
+    history.csv at `path`, creating it with its header. The file is replaced atomically (it is
+    small), so a crash leaves the old or the new file, never a torn row.
+
+    A file with another header (an older run's, resumed: HISTORY_RENAMED's old names, or fewer
+    columns) is rewritten once, whole, under HISTORY_FIELDS with this row: its columns renamed,
+    cells it lacks left empty, a column of its own kept at the end; so the file always has one
+    header that names every row's cells.
+    """
+    path = pathlib.Path(path)
+    text = path.read_text() if path.exists() else ""
+    if not text.strip():
+        header, rows = [], []
+    else:
+        header, *rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    names = [HISTORY_RENAMED.get(name, name) for name in header]
+    fields = list(HISTORY_FIELDS) + [name for name in names if name not in HISTORY_FIELDS]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header == fields:  # the usual case: one row more, the file's bytes kept
+        out.write(text if text.endswith("\n") else text + "\n")
+    else:
+        writer.writerow(fields)
+        for cells in rows:
+            cell = dict(zip(names, cells))
+            writer.writerow([cell.get(name, "") for name in fields])
+    writer.writerow([str(row.get(name, "")) for name in fields])
+    files.atomic_write_text(path, out.getvalue())
+
+
+def check_history(path, periods_done: int, backup) -> None:
+    """Refuses a history.csv that lacks a row of the `periods_done` periods the checkpoint in
     `backup` has done: missing or cut short (issue #38), the run would otherwise finish
     with fewer rows, and the rows cannot be rebuilt (their errors were measured then).
 
@@ -168,16 +213,16 @@ def check_history(path, epochs_done: int, backup) -> None:
             is changed.
     """
     path = pathlib.Path(path)
-    have = {int(row["epoch"]) for row in read_history(path)}
-    missing = [epoch + 1 for epoch in range(epochs_done) if epoch not in have]
+    have = {int(row["period"]) for row in read_history(path)}
+    missing = [period + 1 for period in range(periods_done) if period not in have]
     if not missing:
         return
     what = ("is missing" if not path.exists() else
-            f"holds {epochs_done - len(missing)} of the {epochs_done} rows")
+            f"holds {periods_done - len(missing)} of the {periods_done} rows")
     periods = (f"period {missing[0]}" if len(missing) == 1 else
                f"periods {missing[0]}-{missing[-1]}" if missing[-1] - missing[0] == len(missing) - 1
                else f"{len(missing)} periods")
-    raise HistoryError(f"{path} {what}, but the checkpoint in {backup} has done {epochs_done} "
+    raise HistoryError(f"{path} {what}, but the checkpoint in {backup} has done {periods_done} "
                        f"periods ({periods} missing; their errors cannot be measured again); "
                        "put the file back and "
                        f"rerun the same command, or delete {backup} and {path.name} to train "
@@ -194,8 +239,17 @@ class MetricsUnreadable(ValueError):
         super().__init__(f"{path} is unreadable ({self.reason})")
 
 
+# metrics.json's fields that count logging periods, by their names in files written before
+# issue #39: a finished run's `best_val_epoch` (the 1-based period of the lowest validation
+# error), a failed run's `epoch` (the period it diverged in) and `finished_epochs`. Its
+# `epochs` counts passes over the training images, then as now.
+METRICS_RENAMED = {"best_val_epoch": "best_val_period", "epoch": "period",
+                   "finished_epochs": "finished_periods"}
+
+
 def read_metrics(workdir) -> Optional[dict]:
-    """metrics.json of the run in `workdir` (complete or failed), or None when it has none.
+    """metrics.json of the run in `workdir` (complete or failed), or None when it has none;
+    an older file's fields under their new names (METRICS_RENAMED).
 
     Raises:
         MetricsUnreadable: the file exists but is not a JSON mapping (what to do about that is
@@ -210,7 +264,9 @@ def read_metrics(workdir) -> Optional[dict]:
         raise MetricsUnreadable(path, e) from None
     if not isinstance(metrics, dict):
         raise MetricsUnreadable(path, TypeError(f"a {type(metrics).__name__}, not a mapping"))
-    return metrics
+    # An old name is left as it is where the file also has its new one.
+    return {METRICS_RENAMED[k] if k in METRICS_RENAMED and METRICS_RENAMED[k] not in metrics
+            else k: v for k, v in metrics.items()}
 
 
 def finished_metrics(workdir) -> Optional[dict]:
