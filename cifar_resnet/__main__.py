@@ -215,7 +215,7 @@ def _add_evaluate_flags(p: argparse.ArgumentParser) -> None:
     flag = p.add_argument
     flag("run_dir", metavar="RUN_DIR", help=f"a run directory ({rundir.CONFIG} and a checkpoint)")
     flag("--checkpoint", default="auto", choices=config_lib.EVAL_CHECKPOINTS,
-         help="best: best validation accuracy; final: the last epoch; auto (default): best "
+         help="best: best validation accuracy; final: the end of training; auto (default): best "
               "if the run has a validation split, else final")
     flag("--tta", choices=[t for t in config_lib.EVAL_TTAS if t],
          help="flip: average with the mirrored image")
@@ -352,8 +352,8 @@ def main(argv=None) -> int:
         iteration = getattr(e, "iteration", None)  # its saved state's (resume.py)
         print("interrupted; rerun the same command to resume from "
               + (f"iteration {iteration}" if iteration is not None else
-                 "the last finished epoch (logging period; the iterations after it are trained "
-                 "again)"), file=sys.stderr)
+                 "the last finished logging period (a pass unless log_every; the iterations "
+                 "after it are trained again)"), file=sys.stderr)
         status = getattr(e, "exit_status", 130)
         if argv is None:  # the command line, not a caller in this process
             _exit_now(status)

@@ -26,7 +26,7 @@ def test_table_of_a_sweep_has_a_row_per_net_with_only_complete_runs_averaged(swe
     assert resnet["paper_error"] == 10.0 and resnet["paper_source"] == "made up for the test"
     assert resnet["params"] == 75_290 and resnet["epochs"] == 1
     assert plain["n"] == 1 and plain["paper_error"] is None
-    assert plain["status"] == "1 complete; seed1 incomplete (0 epochs)"
+    assert plain["status"] == "1 complete; seed1 incomplete (0 passes)"
     assert unrun["n"] == 0 and unrun["error_mean"] is None and unrun["status"] == "not run"
 
 
@@ -51,7 +51,7 @@ def test_mean_and_sample_std_over_seeds_from_hand_made_metrics(tmp_path):
     assert row["error_std"] == pytest.approx(2 ** 0.5)
     assert row["best_val_error_mean"] == pytest.approx(12.0)
     assert row["status"] == ("2 complete; seed2 failed (loss is NaN or Inf); "
-                             "seed3 incomplete (0 epochs)")
+                             "seed3 incomplete (0 passes)")
     # No experiment lists the run, but the net has a paper number (issue #26).
     assert row["experiment"] == "handmade" and row["paper_error"] == 8.75
     assert row["paper_source"] == "He 2015 Table 6"

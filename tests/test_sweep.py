@@ -136,9 +136,9 @@ def test_status_reads_the_run_directory(tmp_path):
     run.workdir.joinpath("history.csv").write_text(",".join(rundir.HISTORY_FIELDS) + "\n0,1\n")
     # Table 6's recipe: 64k iterations on all 50k images = 164 passes of 391 (the last pass
     # whole). One row has no pace yet (its wall_time is empty).
-    assert sweep.status(run) == ("partial", "1 of 164 epoch(s), 1 of 64,124 iterations")
+    assert sweep.status(run) == ("partial", "1 of 164 passes, 1 of 64,124 iterations")
     with reliability.run_lock(run.workdir):  # held: as by a live training process
-        assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 of 164 epoch(s), "
+        assert sweep.status(run) == ("running", f"process {os.getpid()}, 1 of 164 passes, "
                                                 "1 of 64,124 iterations")
         assert sweep.run_sweep([run]).running == [run]  # not trained a second time
     # Released: the file still names a live process (this one), as a killed run's stale lock
@@ -164,12 +164,33 @@ def test_status_of_a_run_under_way_says_how_long_the_rest_takes_at_its_recent_pa
         for r in rows:
             f.write(",".join(str(r.get(k, "")) for k in rundir.HISTORY_FIELDS) + "\n")
     state, detail = sweep.status(run)
-    # 157 epochs left at 175 s: 27,475 s = 7.6 hours.
+    # 157 passes left at 175 s: 27,475 s = 7.6 hours.
     assert state == "partial" and detail == (
-        "7 of 164 epoch(s), 2,737 of 64,124 iterations; about 7.6 hours to go at 175 s an "
-        "epoch (the median of the last 5)")
-    run.workdir.joinpath("history.csv").write_text("epoch,iterations\n1.5,x\n")  # damaged
-    assert sweep.status(run) == ("partial", "1 epoch(s) recorded")
+        "7 of 164 passes, 2,737 of 64,124 iterations; about 7.6 hours to go at 175 s a "
+        "pass (the median of the last 5)")
+    run.workdir.joinpath("history.csv").write_text("period,iterations\n1.5,x\n")  # damaged
+    assert sweep.status(run) == ("partial", "1 pass recorded")
+
+
+def test_status_counts_logging_periods_where_log_every_makes_them_other_than_passes(tmp_path):
+    """Issue #39: "passes" only where a history row is one; with `log_every` 1,000 iterations
+    table6's 64k are 64 periods, and the pace is per period."""
+    run = sweep.plan("table6", runs_dir=tmp_path, nets=["resnet20"],
+                     overrides={"log_every": 1000})[0]
+    run.workdir.mkdir(parents=True)
+    with run.workdir.joinpath("history.csv").open("w") as f:
+        f.write(",".join(rundir.HISTORY_FIELDS) + "\n")
+        for period, wall in enumerate((400, 800, 1200)):
+            row = {"period": period, "iterations": 1000 * (period + 1), "wall_time": wall}
+            f.write(",".join(str(row.get(k, "")) for k in rundir.HISTORY_FIELDS) + "\n")
+    assert sweep.status(run) == ("partial", "3 of 64 periods, 3,000 of 64,000 iterations; "
+                                 "about 6.8 hours to go at 400 s a period (the median of the "
+                                 "last 2)")
+    # An older run's history.csv, whose first column was `epoch`, reads the same.
+    path = run.workdir / "history.csv"
+    path.write_text(path.read_text().replace("period,", "epoch,", 1).replace(
+        "period_time", "epoch_time"))
+    assert sweep.status(run)[1].startswith("3 of 64 periods, 3,000 of 64,000 iterations")
 
 
 def test_sweep_skips_runs_another_sweep_took_after_planning(tmp_path, monkeypatch):

@@ -43,7 +43,8 @@ class Run:
         path: the run directory.
         config: config.json as a dict.
         metrics: metrics.json as a dict, None while the run has not ended.
-        history: history.csv rows (`rundir.read_history`), [] before the first epoch ends.
+        history: history.csv rows (`rundir.read_history`), [] before the first logging period
+            ends.
     """
 
     experiment: str
@@ -205,7 +206,9 @@ def _status(runs: list[Run]) -> str:
         if r.status == "failed":
             notes.append(f"seed{r.seed} failed ({r.metrics.get('reason', 'unknown')})")
         elif r.status != "complete":
-            notes.append(f"seed{r.seed} incomplete ({len(r.history)} epochs)")
+            # A history row is a pass unless log_every set another logging period.
+            unit = "periods" if r.config.get("log_every") else "passes"
+            notes.append(f"seed{r.seed} incomplete ({len(r.history)} {unit})")
     return "; ".join(notes) or "not run"
 
 
@@ -475,8 +478,9 @@ def format_markdown(rows: list[dict]) -> str:
             "" if r["epochs"] is None else str(r["epochs"]), r["status"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Ours: test error of each run's final model (the paper's protocol). best-by-val: "
-              "test error at the epoch of lowest validation error, only for runs that held out "
-              "a validation split (val_fraction > 0; the default trains on all 50k images)."]
+              "test error at the logging period of lowest validation error, only for runs that "
+              "held out a validation split (val_fraction > 0; the default trains on all 50k "
+              "images)."]
     return "\n".join(lines) + "\n"
 
 

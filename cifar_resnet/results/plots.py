@@ -110,8 +110,8 @@ def _schedule(run) -> Optional[str]:
 
 
 def describe_runs(runs, *, seeds: bool = True) -> str:
-    """What a figure of `runs` shows, for its subtitle: schedule length (iterations, epochs,
-    batch) and learning rates, precision, data and seeds per curve (curves are means over
+    """What a figure of `runs` shows, for its subtitle: schedule length (iterations, epochs as
+    passes, batch) and learning rates, precision, data and seeds per curve (curves are means over
     the seeds named; a curve is a group of runs that differ by seed alone)."""
     def values(get):
         found = []
@@ -226,9 +226,9 @@ def _save(fig: Figure, out_dir, stem: str) -> list[pathlib.Path]:
 def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[Figure]:
     """Training (dashed) and test (bold) error against iterations, one panel per net group.
 
-    Each net's curve is the mean over its seeds (complete or not), per epoch. The paper's final
-    test error of a net (the experiment's PAPER), where it has one, is a dotted line in the
-    net's colour. The y-axis is 0-20% like the paper's when every point fits; otherwise it is
+    Each net's curve is the mean over its seeds (complete or not), per logging period (a row of
+    history.csv). The paper's final test error of a net (the experiment's PAPER), where it has
+    one, is a dotted line in the net's colour. The y-axis is 0-20% like the paper's when every point fits; otherwise it is
     widened, in steps of 10%, until no curve is cut.
 
     Args:
@@ -239,7 +239,7 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
         ylim: (bottom, top) in %, instead of the automatic range.
 
     Returns:
-        The Figure, or None when no run has finished an epoch.
+        The Figure, or None when no run has finished a logging period.
     """
     runs = analysis.find_runs(runs_dir)
     experiment = analysis.load_experiment(experiment or runs[0].experiment,
@@ -273,7 +273,7 @@ def figure6(runs_dir, experiment=None, out_dir=None, *, ylim=None) -> Optional[F
         for net in nets:
             c = curves[net]
             x = c["iterations"] / scale
-            marker = "o" if len(x) < 10 else None  # a run of one epoch is a single point
+            marker = "o" if len(x) < 10 else None  # a run of one period is a single point
             ax.plot(x, c["train"], "--", color=colours[net], linewidth=1, marker=marker,
                     markersize=3)
             ax.plot(x, c["test"], "-", color=colours[net], linewidth=2.2, marker=marker,
@@ -391,7 +391,7 @@ def error_vs_time(runs_dir, experiment=None, out_dir=None) -> Optional[Figure]:
         out_dir: when given, writes error_vs_time.png and .pdf there.
 
     Returns:
-        The Figure, or None when no run has finished an epoch.
+        The Figure, or None when no run has finished a logging period.
     """
     runs = [r for r in analysis.find_runs(runs_dir) if r.history]
     if not runs:
@@ -524,12 +524,12 @@ def write_report(runs_dir, out_dir=None, experiment=None, *, evaluate: bool = Fa
         names.append(copies)
         for stem, fig, why in (
                 ("figure6", lambda: figure6(runs, experiment, stage),
-                 "no run has finished an epoch"),
+                 "no run has finished a logging period"),
                 ("figure7", lambda: figure7(runs, stage, responses_root=copies,
                                             data_dir=data_dir, skipped=skipped),
                  "no complete v1 run"),
                 ("error_vs_time", lambda: error_vs_time(runs, experiment, stage),
-                 "no run has finished an epoch")):
+                 "no run has finished a logging period")):
             if fig() is None:
                 skipped.append(f"{stem}: {why}")
             else:

@@ -155,27 +155,37 @@ def status(run: PlannedRun) -> tuple[str, str]:
     if metrics.get("status") == "failed":
         return "failed", metrics.get("reason", f"see {rundir.METRICS}")
     history = rundir.RunDir(run.workdir).history
-    epochs = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
-    detail = (progress(run.config, history) if epochs else None) or (
-        f"{epochs} epoch(s) recorded")
+    rows = max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
+    detail = (progress(run.config, history) if rows else None) or (
+        f"{rows} {_period_word(run.config, rows)} recorded")
     pid = rundir.lock_holder(run.workdir)
     if pid is not None:
         return "running", f"process {pid}, {detail}"
-    if epochs or rundir.RunDir(run.workdir).started():
+    if rows or rundir.RunDir(run.workdir).started():
         return "partial", detail
     return "pending", ""
 
 
-RECENT_EPOCHS = 5  # the pace of a run under way: the median of its last epochs' wall times
+RECENT_PERIODS = 5  # the pace of a run under way: the median of its last periods' wall times
+
+
+def _period_word(config: config_lib.Config, count: int = 2) -> str:
+    """What a history row of `config`'s run is to a reader: "pass(es)" where a logging period
+    is one pass over the training images (the default), else "period(s)" (`log_every`)."""
+    num_train = config.registry_num_train()
+    steps, _, _ = config.plan(num_train)
+    one = "pass" if steps == config.iterations_per_pass(num_train) else "period"
+    return one if count == 1 else one + ("es" if one == "pass" else "s")
 
 
 def progress(config: config_lib.Config, history) -> Optional[str]:
     """How far a started run is, from its history.csv, and how long the rest takes at its
-    recent pace, e.g. "46 of 164 epoch(s), 17,986 of 64,124 iterations; about 5.3 hours to go
-    at 168 s an epoch (the median of the last 5)"; None for a damaged history.csv. The pace is
-    the median step of history's wall_time (training and its test pass, time in the process
-    only: not the gaps between sessions) over the last RECENT_EPOCHS epochs, so it is the pace
-    of the machine as it was then shared."""
+    recent pace, e.g. "46 of 164 passes, 17,986 of 64,124 iterations; about 5.3 hours to go
+    at 168 s a pass (the median of the last 5)"; "periods" where `log_every` makes a logging
+    period other than a pass; None for a damaged history.csv. The pace is the median step of
+    history's wall_time (training and its test pass, time in the process only: not the gaps
+    between sessions) over the last RECENT_PERIODS periods, so it is the pace of the machine
+    as it was then shared."""
     from cifar_resnet.spec import estimate  # the duration format; no TensorFlow either
     try:
         rows = rundir.read_history(history)
@@ -184,13 +194,15 @@ def progress(config: config_lib.Config, history) -> Optional[str]:
     _, periods, _ = config.plan(config.registry_num_train())
     done = int(rows[-1]["iterations"]) if rows else 0
     total = config.train_iterations(config.registry_num_train())
-    text = f"{len(rows)} of {periods} epoch(s), {done:,} of {total:,} iterations"
-    walls = [r["wall_time"] for r in rows[-RECENT_EPOCHS - 1:]]
+    text = (f"{len(rows)} of {periods} {_period_word(config, periods)}, {done:,} of {total:,} "
+            "iterations")
+    walls = [r["wall_time"] for r in rows[-RECENT_PERIODS - 1:]]
     paces = [b - a for a, b in zip(walls, walls[1:]) if b > a]  # NaN compares False
     if paces and len(rows) < periods:
         pace = statistics.median(paces)
         text += (f"; about {estimate.format_duration((periods - len(rows)) * pace)} to go at "
-                 f"{pace:.0f} s an epoch (the median of the last {len(paces)})")
+                 f"{pace:.0f} s a {_period_word(config, 1)} (the median of the last "
+                 f"{len(paces)})")
     return text
 
 
