@@ -139,9 +139,9 @@ class _SignalAt(keras.callbacks.Callback):
 
 
 def _history_without_times(workdir):
-    """history.csv's cells as written, but for the timing columns (epoch_time, wall_time)."""
+    """history.csv's cells as written, but for the timing columns (period_time, wall_time)."""
     header, *rows = (workdir / "history.csv").read_text().splitlines()
-    keep = [i for i, name in enumerate(header.split(",")) if name not in ("epoch_time",
+    keep = [i for i, name in enumerate(header.split(",")) if name not in ("period_time",
                                                                           "wall_time")]
     return [[row.split(",")[i] for i in keep] for row in [header, *rows]]
 
