@@ -1,7 +1,7 @@
 """The one place this package touches private Keras and TensorFlow APIs.
 
 - `fused_batch_norm`: TensorFlow's fused training-mode BatchNorm kernel, reached through
-  `tf.compat.v1.nn.fused_batch_norm` (TensorFlow 2 has no public fused op); nets/layers.py's
+  `tf.compat.v1.nn.fused_batch_norm` (TensorFlow 2 has no public fused op); nets/blocks.py's
   BatchNormalization trains with it.
 - `tf_onednn_enabled`: whether TensorFlow's oneDNN kernels are on, from
   `tensorflow.python.util._pywrap_util_port` (no public API says it); spec/cpu.py reports it.

@@ -6,8 +6,9 @@ pre-activation layout), trained with its recipe: Adam 1e-3, batch 32, 200 epochs
 epochs 81/121/161/181 (0-based `epoch > 80` ...) by its LearningRateScheduler, which sets the
 rate at every epoch start and so undoes every cut of its ReduceLROnPlateau, and
 ImageDataGenerator shifts (uniform +-3.2 pixels per axis, bilinear, edges repeated) and flips.
-The `keras-example` preset reproduces it (config.PRESETS and models.PRESETS;
-`augmentation="shift_flip"`, `plateau_survives_schedule=False`). Its accuracies (%) are stored
+The `keras-example` preset reproduces it (its recipe in spec/presets.PRESETS, with
+`augmentation="shift_flip"` and `plateau_survives_schedule=False`; its nets' options in
+spec/architecture.MODEL_PRESETS). Its accuracies (%) are stored
 below as error = 100 - accuracy; they are the best-on-test-set checkpoint (the example trains on
 all 50k and selects on the test set; the preset holds out 5k and selects on them), so compare
 them with our best-by-validation numbers knowing that difference. They were published in

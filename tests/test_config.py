@@ -176,6 +176,13 @@ def test_keras_example_preset():
     assert c.weight_decay == 2e-4  # the example's L2(1e-4) in the paper's terms
 
 
+def test_a_preset_has_a_model_side_and_a_recipe_side_under_one_name():
+    from cifar_resnet.spec import architecture, presets
+    # A preset added to one table only would be refused by half the checks.
+    assert list(architecture.MODEL_PRESETS) == list(presets.PRESETS)
+    assert presets.DEFAULT in presets.PRESETS
+
+
 def test_precedence_defaults_preset_file_flags(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("preset: keras-example\nbatch_size: 64\ndepth: 32\n")

@@ -1,5 +1,8 @@
 """Tests for cifar_resnet.nets.models: architecture, counts, fidelity details."""
 
+import os
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ from keras import layers
 
 from cifar_resnet.nets import imagenet, models
 from cifar_resnet.spec import architecture
-from cifar_resnet.nets import layers as nets_layers
+from cifar_resnet.nets import blocks
 
 
 def trainable_count(model):
@@ -130,6 +133,26 @@ def test_invalid_arguments_raise_before_building(monkeypatch, build, bad,
     assert bad in str(info.value) and valid in str(info.value)
 
 
+def test_building_resnet56_runs_code_of_four_modules_of_the_package():
+    # Issue #39: a net is read in the modules that build it and define it, nowhere else; the
+    # shipped weights (nets/pretrained) stay out of a net with random weights.
+    package = os.path.dirname(models.__file__).rpartition(os.sep)[0] + os.sep
+    called = set()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(package):
+            called.add(frame.f_code.co_filename[len(package):-3].replace(os.sep, "."))
+
+    sys.setprofile(profile)
+    try:
+        model = models.resnet_v1(input_shape=(32, 32, 3), depth=56)
+    finally:
+        sys.setprofile(None)
+    assert model.name == "resnet56_v1"
+    assert called == {"nets.models", "nets.blocks", "spec.architecture", "spec.choices"}
+    assert len(called) <= 4
+
+
 def test_check_architecture_returns_units_per_stage():
     assert architecture.check_architecture(1, 20) == 3
     assert architecture.check_architecture(2, 164) == 18
@@ -160,8 +183,8 @@ def test_shortcut_option_params():
     names = [l.name for l in c.layers if l.name.endswith("_shortcut_conv")]
     assert len(names) == 6  # 3 stages x 2 units
     assert "stage1_block2_shortcut_conv" in names
-    assert not any(isinstance(l, nets_layers.ZeroPadShortcut) for l in b.layers)
-    assert len(of_type(a, nets_layers.ZeroPadShortcut)) == 2
+    assert not any(isinstance(l, blocks.ZeroPadShortcut) for l in b.layers)
+    assert len(of_type(a, blocks.ZeroPadShortcut)) == 2
 
 
 def test_v2_every_conv_is_preceded_by_bn_relu():
@@ -220,12 +243,12 @@ def test_stride2_branch_and_shortcut_sample_same_pixels(v1_8):
 
 def test_zero_pad_shortcut_layer():
     x = np.random.default_rng(2).normal(size=(2, 7, 6, 3)).astype("float32")
-    layer = nets_layers.ZeroPadShortcut(5, strides=2)
+    layer = blocks.ZeroPadShortcut(5, strides=2)
     y = np.asarray(layer(x))
     assert y.shape == layer.compute_output_shape(x.shape) == (2, 4, 3, 5)
     np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2])
     np.testing.assert_array_equal(y[..., 3:], 0.0)
-    clone = nets_layers.ZeroPadShortcut.from_config(layer.get_config())
+    clone = blocks.ZeroPadShortcut.from_config(layer.get_config())
     assert (clone.filters, clone.strides) == (5, 2)
 
 
@@ -245,14 +268,14 @@ def _bn_training_step(layer, x):
 
 @pytest.mark.parametrize("policy, rtol", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
 def test_fused_batch_norm_computes_what_keras_does(policy, rtol):
-    """nets_layers.BatchNormalization (FusedBatchNormV3) = keras.layers.BatchNormalization:
+    """blocks.BatchNormalization (FusedBatchNormV3) = keras.layers.BatchNormalization:
     outputs, gradients of input, gamma and beta, and the moving statistics after one step."""
     import tensorflow as tf
     x = np.random.default_rng(3).normal(2.0, 3.0, (8, 5, 5, 6)).astype("float32")
     if policy == "float32":  # a channel with variance ~ epsilon, so epsilon itself is compared
         x[..., 0] = 1e-3 * (x[..., 0] - 2.0)
     results = []
-    for cls in (layers.BatchNormalization, nets_layers.BatchNormalization):
+    for cls in (layers.BatchNormalization, blocks.BatchNormalization):
         layer = cls(momentum=0.9, epsilon=1e-5, dtype=policy)
         layer.build(x.shape)
         layer.gamma.assign(np.linspace(0.5, 2.0, 6))
@@ -267,7 +290,7 @@ def test_fused_batch_norm_computes_what_keras_does(policy, rtol):
 
 def test_fused_batch_norm_runs_the_fused_kernel_in_training_only():
     import tensorflow as tf
-    layer = nets_layers.BatchNormalization()
+    layer = blocks.BatchNormalization()
     x = tf.zeros((2, 4, 4, 3))
     layer.build(x.shape)
 
@@ -281,7 +304,7 @@ def test_fused_batch_norm_runs_the_fused_kernel_in_training_only():
 
 def test_models_use_the_fused_batch_norm(v1_8):
     bns = of_type(v1_8, layers.BatchNormalization)
-    assert len(bns) == 7 and all(isinstance(l, nets_layers.BatchNormalization) for l in bns)
+    assert len(bns) == 7 and all(isinstance(l, blocks.BatchNormalization) for l in bns)
 
 
 def test_weight_decay_matches_torch(v1_8):
@@ -366,7 +389,7 @@ def test_save_load_round_trip(tmp_path, v1_8):
     np.testing.assert_allclose(loaded.predict(x, verbose=0),
                                v1_8.predict(x, verbose=0), atol=1e-6)
     assert isinstance(loaded.get_layer("stage2_block1_shortcut"),
-                      nets_layers.ZeroPadShortcut)
+                      blocks.ZeroPadShortcut)
 
 
 @pytest.mark.usefixtures("bf16_policy")

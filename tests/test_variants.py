@@ -6,7 +6,7 @@ import pytest
 from keras import layers
 
 from cifar_resnet.spec import architecture, config as config_lib
-from cifar_resnet.nets import layers as nets_layers
+from cifar_resnet.nets import blocks
 from cifar_resnet.nets import models, variants
 from cifar_resnet.run import build as build_lib
 from cifar_resnet.run import metrics as metrics_lib
@@ -153,7 +153,7 @@ def test_conv1x1_projects_every_unit_like_option_c():
     model = build(shortcut_variant="conv1x1")
     assert [l.name for l in model.layers if l.name.endswith("_shortcut_conv")] == [
         f"{u}_shortcut_conv" for u in UNIT_NAMES]
-    assert not any(isinstance(l, nets_layers.ZeroPadShortcut) for l in model.layers)
+    assert not any(isinstance(l, blocks.ZeroPadShortcut) for l in model.layers)
     assert metrics_lib.count_params(model) == metrics_lib.count_params(build(shortcut="C"))
 
 

@@ -1,1 +1,1 @@
-"""The papers' nets: layers, blocks, constructors, variants, presets."""
+"""The papers' nets: blocks and custom layers, constructors, variants, the shipped weights."""

@@ -1,25 +1,112 @@
 """Building blocks shared by every net: the conv-BN-activation layer, both units (post-activation
-v1, full pre-activation v2), shortcuts, the classifier head and the stage loop.
+v1, full pre-activation v2), shortcuts, the classifier head, the stage loop, and the two custom
+layers they use.
 
 `models` (CIFAR v1/v2 and plain), `keras_example` (that example's own v2 body) and `imagenet`
 assemble their nets from these. ``cfg`` below is the model side of a preset
-(`presets.model_options`).
+(`architecture.model_options`).
 
 Where the papers leave a detail open, the "paper" preset follows Facebook's Torch code of 2016
 (fb.resnet.torch; later than He 2015, whose own code is not public): its initialisers, symmetric
 padding of strided convolutions, and stride on the 3x3 convolution of bottleneck units (He et al.
 2015, sec. 4.1 and Fig. 5).
+
+The custom layers, `ZeroPadShortcut` and the fused `BatchNormalization`, are registered under the
+package name "cifar_resnet" (``cifar_resnet>ZeroPadShortcut``, ``cifar_resnet>BatchNormalization``
+in a ``.keras`` file): those names, not a module's path, are what `keras.saving.load_model` looks
+up, so checkpoints written when they lived in ``nets/models`` or ``nets/layers`` still load.
+Importing this module (or `models`, which imports it) registers them.
+
+References:
+  [1] He et al. 2015, "Deep Residual Learning for Image Recognition": the post-activation unit,
+      sec. 3.2-3.3 and Fig. 2; option A, "the shortcut still performs identity mapping, with
+      extra zero entries padded for increasing dimensions", sec. 3.3; bottleneck units, sec. 4.1
+      and Fig. 5.
+  [2] He et al. 2016, "Identity Mappings in Deep Residual Networks": the full pre-activation
+      unit, sec. 4 and Fig. 4(e).
 """
 
 import functools
 import sys
 
 import keras
-from keras import layers
+from keras import layers, ops
 
+from cifar_resnet import private_apis
 from cifar_resnet.nets import variants
-from cifar_resnet.spec import architecture, presets
-from cifar_resnet.nets.layers import BatchNormalization, ZeroPadShortcut
+from cifar_resnet.spec import architecture
+
+
+@keras.saving.register_keras_serializable(package="cifar_resnet")
+class ZeroPadShortcut(layers.Layer):
+    """Parameter-free option-A shortcut of [1] as in fb.resnet.torch.
+
+    Subsamples with ``x[:, ::strides, ::strides]`` and appends zero channels
+    after the existing ones up to ``filters``.
+
+    Args:
+        filters: Number of output channels (>= input channels).
+        strides: Spatial subsampling factor.
+        **kwargs: Standard layer arguments (name, dtype, ...).
+    """
+
+    def __init__(self, filters, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+
+    def call(self, inputs):
+        x = inputs
+        if self.strides > 1:
+            # Equal to x[:, ::s, ::s, :]; a 1x1 pooling window runs as one oneDNN kernel each
+            # way, where TensorFlow's StridedSlice gradient costs ~8% of a ResNet-20 step.
+            x = ops.average_pool(x, 1, self.strides, padding="valid")
+        extra = self.filters - x.shape[-1]
+        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        size = lambda d: None if d is None else -(-d // self.strides)
+        return (batch, size(height), size(width), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="cifar_resnet")
+class BatchNormalization(layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` that trains with one fused kernel under TensorFlow.
+
+    Keras 3 computes training-mode BN from separate moments and elementwise ops, a dozen passes
+    over the activations forward and backward. TensorFlow's FusedBatchNormV3 (oneDNN on CPU,
+    cuDNN on GPU) does it in one pass each way, as tf.keras 2 and Torch did: 1.26x (fp32) and
+    1.63x (bf16) the training throughput of ResNet-20 on CPU (docs/benchmarks.md). Same
+    weights, same outputs, same moving statistics as the Keras layer (tests/test_models.py);
+    other backends, inference, masks, renorm and synchronized BN run the Keras code.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and mask is None and self._fusable(inputs)):
+            return super().call(inputs, training=training, mask=mask)
+        y, mean, variance = private_apis.fused_batch_norm(
+            inputs, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"),
+            self.epsilon)
+        # The op returns the unbiased batch variance; Keras averages the biased one.
+        n = ops.cast(ops.size(inputs) // inputs.shape[-1], "float32")
+        variance = variance * (n - 1.0) / n
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        return ops.cast(y, self.compute_dtype)
+
+    def _fusable(self, inputs):
+        return (keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and self.scale and self.center
+                and not (self.renorm or self.synchronized)
+                and keras.backend.standardize_dtype(inputs.dtype)
+                in ("float32", "bfloat16", "float16"))
+
 
 INITIALIZERS = {
     # fb.resnet.torch ConvInit: normal(0, sqrt(2 / (k * k * out_channels))).
@@ -61,7 +148,7 @@ def bn_act(x, activation, batch_normalization, *, momentum, epsilon,
     return x
 
 
-_PAPER = presets.PRESETS["paper"]["model"]  # resnet_layer's defaults are the paper preset's
+_PAPER = architecture.MODEL_PRESETS["paper"]  # resnet_layer's defaults are the paper preset's
 
 
 def resnet_layer(inputs, num_filters=16, kernel_size=3, strides=1,

@@ -1,7 +1,8 @@
 """ImageNet ResNet-18/34/50/101/152 of He et al. 2015 ([1]), Table 1 (post-activation).
 
 Not used by the CIFAR experiments; kept for users who build them (`cifar_resnet.resnet_imagenet`).
-They share the units, presets and custom layers of the CIFAR nets (`blocks`, `presets`).
+They share the units, custom layers and presets of the CIFAR nets (`blocks`,
+`architecture.MODEL_PRESETS`).
 """
 
 import functools
@@ -10,7 +11,7 @@ import keras
 from keras import layers
 
 from cifar_resnet.nets import blocks
-from cifar_resnet.spec import architecture, presets
+from cifar_resnet.spec import architecture
 from cifar_resnet.spec.choices import check_choice
 
 
@@ -28,7 +29,7 @@ def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, *,
         input_shape: Input image shape (H, W, C).
         num_classes: Number of output classes.
         shortcut: "A", "B" or "C".
-        preset: Key of ``presets.PRESETS``.
+        preset: Key of ``architecture.MODEL_PRESETS``.
         **overrides: Replace individual preset options.
 
     Returns:
@@ -37,7 +38,7 @@ def resnet_imagenet(depth, input_shape=(224, 224, 3), num_classes=1000, *,
     Raises:
         ValueError: On an invalid depth, shortcut, preset or option.
     """
-    cfg = presets.model_options(preset, overrides)
+    cfg = architecture.model_options(preset, overrides)
     check_choice("depth", depth, architecture.IMAGENET_DEPTHS)
     check_choice("shortcut", shortcut, architecture.SHORTCUTS)
     block, counts = architecture.IMAGENET_DEPTHS[depth]

@@ -3,8 +3,8 @@ the paper's: its "wider" v2 body (bottleneck widths 16/64/128, stride on the fir
 projection shortcuts without BN on each stage's first unit).
 
 `models.resnet_v2(preset="keras-example")` builds it (preset option ``v2_layout``); its v1 net
-is the paper's layout with the preset's options, so it needs nothing here. The recipe side of
-the preset is in `presets`.
+is the paper's layout with the preset's options (`architecture.MODEL_PRESETS`), so it needs
+nothing here. The recipe side of the preset is in `presets`.
 """
 
 from keras import layers

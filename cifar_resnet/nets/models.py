@@ -9,12 +9,14 @@ References:
       Networks", ECCV 2016 (arXiv:1603.05027). Full pre-activation unit:
       sec. 4, Fig. 4(e); ResNet-164/1001 on CIFAR: sec. 4-5.
 
-This module owns the constructors only. What may be chosen and its validation live in
-`architecture` (no TensorFlow), the presets in `presets`, the shared building blocks in
-`blocks`, the custom layers in `layers`, the Keras example's own v2 body in `keras_example`
-and the ImageNet nets in `imagenet`. `resnet_layer` is importable from here too, as in the
-Keras example. Importing this module registers the custom layers (through `blocks`) that
-`keras.saving.load_model` needs.
+This module owns the constructors only. What may be chosen, its validation and the presets'
+model side live in `architecture` (no TensorFlow), the shared building blocks and custom layers
+in `blocks`, the Keras example's own v2 body in `keras_example`, the ImageNet nets in
+`imagenet`, the shipped weights in `pretrained` (read only when `weights` is given). Building a
+net with random weights runs code of four modules of the package only: this one, `blocks`,
+`architecture` and `choices` (tests/test_models.py traces it). `resnet_layer` is importable from
+here too, as in the Keras example. Importing this module registers the custom layers (through
+`blocks`) that `keras.saving.load_model` needs.
 
 Layer names are deterministic: ``stem_conv``, ``stem_bn``, ``stem_relu``,
 ``stage{s}_block{b}_{conv,bn,relu}{i}`` for the i-th layer of a residual
@@ -30,7 +32,7 @@ import keras
 from keras import layers
 
 from cifar_resnet.nets import blocks, keras_example, pretrained
-from cifar_resnet.spec import architecture, presets
+from cifar_resnet.spec import architecture
 from cifar_resnet.spec.choices import check_choice
 from cifar_resnet.spec.architecture import VARIANT_DEFAULTS
 # The Keras example's API in one module: resnet_layer beside resnet_v1 and resnet_v2.
@@ -73,7 +75,7 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
         plain: If True, build the plain counterpart without shortcuts.
         block: "basic" (two 3x3 convs) or "bottleneck" (1x1-3x3-1x1, 4x
             expansion, outputs 64/128/256).
-        preset: Key of ``presets.PRESETS``.
+        preset: Key of ``architecture.MODEL_PRESETS``.
         unit: Placement of BN/ReLU around the addition ([2] Fig. 4, Table 2):
             "original", "bn_after_add", "relu_before_add", "relu_only_preact"
             or "full_preact" (the same net as ``resnet_v2``).
@@ -97,7 +99,8 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
             variant, or weights that are not shipped or do not fit
             (``pretrained.WeightsError``).
     """
-    pretrained.check_weights_arg(weights)
+    if weights is not None:
+        pretrained.check_weights_arg(weights)
     architecture.check_variant(unit=unit, shortcut_variant=shortcut_variant,
                                gate_bias_init=gate_bias_init, scale=scale,
                                residual_scale=residual_scale, dropout_rate=dropout_rate,
@@ -106,7 +109,7 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
         return resnet_v2(input_shape, depth, num_classes, shortcut=shortcut,
                          plain=plain, block=block, preset=preset, weights=weights,
                          **overrides)
-    cfg = presets.model_options(preset, overrides)
+    cfg = architecture.model_options(preset, overrides)
     shortcut, n = architecture.resolve_cifar(1, depth, block, shortcut, cfg)
     variant = None if shortcut_variant == "identity" else dict(
         variant=shortcut_variant, gate_bias_init=gate_bias_init, scale=scale,
@@ -123,9 +126,9 @@ def resnet_v1(input_shape=(32, 32, 3), depth=20, num_classes=10, *,
     outputs = blocks.classifier(x, num_classes, cfg)
     name = architecture.net_name(1, depth, plain=plain, block=block, unit=unit,
                                  shortcut_variant=shortcut_variant)
-    return pretrained.load(blocks.functional_model(inputs, outputs, name), weights,
-                           shortcut=shortcut, preset=preset, num_classes=num_classes,
-                           input_shape=input_shape)
+    return _with_weights(blocks.functional_model(inputs, outputs, name), weights,
+                         shortcut=shortcut, preset=preset, num_classes=num_classes,
+                         input_shape=input_shape)
 
 
 def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
@@ -147,7 +150,7 @@ def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
             "A" for basic units.
         plain: If True, build the plain counterpart without shortcuts.
         block: "bottleneck" or "basic".
-        preset: Key of ``presets.PRESETS``.
+        preset: Key of ``architecture.MODEL_PRESETS``.
         weights: None, "cifar10" or a ``.weights.h5`` path, as for
             ``resnet_v1``.
         **overrides: Replace individual preset options.
@@ -159,8 +162,9 @@ def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
         ValueError: On an invalid depth, shortcut, block, preset or option,
             or weights that are not shipped or do not fit.
     """
-    pretrained.check_weights_arg(weights)
-    cfg = presets.model_options(preset, overrides)
+    if weights is not None:
+        pretrained.check_weights_arg(weights)
+    cfg = architecture.model_options(preset, overrides)
     shortcut, n = architecture.resolve_cifar(2, depth, block, shortcut, cfg)
 
     inputs = keras.Input(input_shape, name="images")
@@ -172,9 +176,14 @@ def resnet_v2(input_shape=(32, 32, 3), depth=164, num_classes=10, *,
                 name="final", suffix="")
     outputs = blocks.classifier(x, num_classes, cfg)
     name = architecture.net_name(2, depth, plain=plain, block=block)
-    return pretrained.load(blocks.functional_model(inputs, outputs, name), weights,
-                           shortcut=shortcut, preset=preset, num_classes=num_classes,
-                           input_shape=input_shape)
+    return _with_weights(blocks.functional_model(inputs, outputs, name), weights,
+                         shortcut=shortcut, preset=preset, num_classes=num_classes,
+                         input_shape=input_shape)
+
+
+def _with_weights(model, weights, **built):
+    # A net with random weights never reaches `pretrained` (its checksums, h5py, the tables).
+    return model if weights is None else pretrained.load(model, weights, **built)
 
 
 CONSTRUCTORS = {1: resnet_v1, 2: resnet_v2}  # keyed by architecture.VERSIONS

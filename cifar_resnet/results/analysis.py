@@ -404,10 +404,10 @@ NET_FIELDS = ("version", "depth", "plain", "resolved_block", "shortcut", "preset
 
 
 def _net_identity(config: config_lib.Config) -> tuple:
-    from cifar_resnet.spec import architecture, presets
+    from cifar_resnet.spec import architecture
     shortcut = config.shortcut
     if shortcut is None:  # the default of the version, block and preset (architecture.py)
-        shortcut = (presets.model_options(config.preset)["shortcut"] if config.version == 1
+        shortcut = (architecture.model_options(config.preset)["shortcut"] if config.version == 1
                     else architecture.V2_DEFAULT_SHORTCUTS.get(config.resolved_block))
     return tuple(shortcut if f == "shortcut" else getattr(config, f) for f in NET_FIELDS)
 

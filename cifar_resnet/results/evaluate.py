@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from cifar_resnet.spec.choices import check_choice
 from cifar_resnet.data import device_input
 from cifar_resnet.spec import config as config_lib, datasets, files, rundir
-from cifar_resnet.nets import layers  # noqa: F401  (registers the custom layers load_model needs)
+from cifar_resnet.nets import blocks  # noqa: F401  (registers the custom layers load_model needs)
 from cifar_resnet.results import rundata
 from cifar_resnet.results import paired
 from cifar_resnet.spec.config import EVAL_CHECKPOINTS as CHECKPOINTS

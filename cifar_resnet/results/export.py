@@ -117,7 +117,7 @@ def export_weights(run_dir, out=None, data_dir=None) -> dict:
     head = evaluate_lib.exact_head(config)
     shortcut, _ = architecture.resolve_cifar(config.version, config.depth, config.resolved_block,
                                              config.shortcut,
-                                             presets.model_options(config.preset, {}))
+                                             architecture.model_options(config.preset))
     commit = (metrics.get("code") or {}).get("commit")
     return {"net": trained.name, "path": path, "config": config, "entry": {
         "file": path.name, "sha256": files.sha256(path),

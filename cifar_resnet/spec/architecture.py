@@ -3,7 +3,16 @@
 What may be asked for, and what each default is, is defined here once; `config.Config.validate`
 and the constructors (`models`, `imagenet`, `variants`) both check through these functions, so a
 bad depth is refused with the same line before TensorFlow is imported and before any layer is
-built.
+built. The model side of the presets (`MODEL_PRESETS`, `model_options`) is here too: building a
+net reads this module and no other of `spec/` but `choices` (`presets` holds the recipe side).
+`NetSpec` is one net as a value: `Config.net` gives it, `models.build_model` builds it.
+
+Where the papers leave a detail open, the "paper" preset follows Facebook's Torch code of 2016
+(facebook/fb.resnet.torch models/resnet.lua and models/preresnet.lua; later than He 2015, whose
+own code is not public; He 2016's released CIFAR code builds on it): initialisation, BN
+momentum/epsilon, weight decay on every parameter, symmetric padding of strided convolutions, and
+stride on the 3x3 convolution of bottleneck units. The "keras-example" preset's options are those
+of the old keras-team/keras ``examples/cifar10_resnet.py`` (its L2(1e-4) on conv kernels only).
 
 References:
   [1] He et al. 2015, "Deep Residual Learning for Image Recognition": CIFAR nets of depth 6n+2,
@@ -22,6 +31,39 @@ from typing import Any, Optional
 
 from cifar_resnet.spec import presets
 from cifar_resnet.spec.choices import check_choice, check_number
+
+# The model side of each preset of `presets.PRESETS` (same names): options of the constructors,
+# each replaceable by a keyword (`models.resnet_v1(..., l2=0)`).
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "use_bias": False,
+        "kernel_initializer": "torch_conv",   # blocks.INITIALIZERS
+        "dense_initializer": "torch_linear",
+        # Torch adds wd * w to the gradient before SGD momentum; L2(wd / 2) gives the same
+        # gradient (Keras SGD's weight_decay is decoupled).
+        "l2": 5e-5,
+        "regularize_all": True,  # Torch decays BN and dense biases too.
+        "bn_momentum": 0.9,  # Torch BN momentum 0.1.
+        "bn_epsilon": 1e-5,
+        "torch_padding": True,
+        "shortcut": "A",  # v1 default: He 2015 sec. 4.2 uses option A on CIFAR.
+        "projection_bn": True,  # resnet.lua: 1x1 conv + BN in v1 projections.
+        "v2_layout": "paper",
+    },
+    "keras-example": {
+        "use_bias": True,
+        "kernel_initializer": "he_normal",
+        "dense_initializer": "he_normal",
+        "l2": 1e-4,
+        "regularize_all": False,  # The example regularises conv kernels only.
+        "bn_momentum": 0.99,
+        "bn_epsilon": 1e-3,
+        "torch_padding": False,
+        "shortcut": "B",
+        "projection_bn": False,
+        "v2_layout": "keras-example",
+    },
+}
 
 VERSIONS = (1, 2)  # 1: post-activation [1]; 2: full pre-activation [2].
 
@@ -95,6 +137,20 @@ SHORTCUT_VARIANTS = {
 VARIANT_DEFAULTS = dict(unit="original", shortcut_variant="identity", gate_bias_init=-6.0,
                         scale=0.5, residual_scale=None, dropout_rate=0.5)
 
+def model_options(preset: str = presets.DEFAULT, overrides: dict[str, Any] | None = None,
+                  error: type = ValueError) -> dict[str, Any]:
+    """The model side of `preset` with `overrides` (keys must be model options) applied.
+
+    Raises:
+        error: An unknown preset or option, naming the valid ones.
+    """
+    check_choice("preset", preset, MODEL_PRESETS, error)
+    options = MODEL_PRESETS[preset]
+    unknown = sorted(set(overrides or {}) - set(options))
+    if unknown:
+        raise error(f"unknown option(s) {unknown}; valid: {', '.join(options)}")
+    return {**options, **(overrides or {})}
+
 
 def net_name(version, depth, *, plain=False, block=None, unit=None,
              shortcut_variant="identity") -> str:
@@ -131,7 +187,7 @@ def resolve_cifar(version, depth, block, shortcut, options) -> tuple[str, int]:
         depth: Network depth.
         block: "basic" or "bottleneck" (not None).
         shortcut: "A", "B", "C", or None for the default of `version` and `block`.
-        options: The model side of a preset (`presets.model_options`).
+        options: The model side of a preset (`model_options`).
     """
     check_choice("version", version, VERSIONS)
     check_choice("block", block, BLOCKS)
@@ -157,7 +213,7 @@ def check_architecture(version, depth, *, block=None, shortcut=None,
         depth: Network depth.
         block: "basic" or "bottleneck"; None for the version's default.
         shortcut: "A", "B", "C" or None for the default.
-        preset: Key of ``presets.PRESETS``.
+        preset: Key of ``MODEL_PRESETS``.
         **overrides: Preset model options.
 
     Returns:
@@ -168,8 +224,7 @@ def check_architecture(version, depth, *, block=None, shortcut=None,
     """
     check_choice("version", version, VERSIONS)
     block = DEFAULT_BLOCKS[version] if block is None else block
-    return resolve_cifar(version, depth, block, shortcut,
-                         presets.model_options(preset, overrides))[1]
+    return resolve_cifar(version, depth, block, shortcut, model_options(preset, overrides))[1]
 
 
 def check_variant(*, unit=VARIANT_DEFAULTS["unit"],
@@ -270,7 +325,7 @@ class NetSpec:
                   plain=self.plain, preset=self.preset, unit=self.unit,
                   shortcut_variant=self.shortcut_variant)
         resolved, _ = resolve_cifar(self.version, self.depth, block, self.shortcut,
-                                    presets.model_options(self.preset, {}))
+                                    model_options(self.preset))
         unit = None if self.unit in (None, DEFAULT_UNITS[self.version]) else self.unit
         object.__setattr__(self, "block", block)
         object.__setattr__(self, "shortcut", None if self.plain else resolved)
@@ -282,7 +337,7 @@ class NetSpec:
         if self.plain:
             return None
         return resolve_cifar(self.version, self.depth, self.block, None,
-                             presets.model_options(self.preset, {}))[0]
+                             model_options(self.preset))[0]
 
     @property
     def name(self) -> str:
@@ -311,7 +366,7 @@ class NetSpec:
                  **{u: ("unit", u) for u in UNITS},
                  **{v: ("shortcut_variant", v) for v in SHORTCUT_VARIANTS},
                  **{f"option{s}": ("shortcut", s) for s in SHORTCUTS},
-                 **{p: ("preset", p) for p in presets.PRESETS}}
+                 **{p: ("preset", p) for p in MODEL_PRESETS}}
         tokens = match[4].split("_")[1:]
         while tokens:  # the longest known part first: units and variants hold underscores
             for end in range(len(tokens), 0, -1):
