@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from cifar_resnet.spec import experiments
+from cifar_resnet.spec import config as config_lib, experiments
 from cifar_resnet.spec.architecture import NetSpec
 
 
@@ -27,9 +27,11 @@ def test_every_net_the_experiments_train_round_trips_through_its_name():
         spec = config.net
         assert NetSpec.parse(spec.name) == spec, (experiment, net, spec.name)
         names.add(spec.name)
-    # The names tell the variants apart: He 2016's units and shortcuts, v2 basic, option B.
+    # The names tell the variants apart: He 2016's units and shortcuts and their parameters,
+    # v2 basic, option B.
     assert {"resnet110_v1_bn_after_add", "resnet110_v2_basic", "resnet164_v2",
-            "resnet110_v1_exclusive_gating", "plain110_v1"} <= names
+            "resnet110_v1_exclusive_gating", "resnet110_v1_exclusive_gating_bg0.0",
+            "resnet110_v1_scaling_residual1.0", "plain110_v1"} <= names
 
 
 @pytest.mark.parametrize("name, fields", [
@@ -40,6 +42,9 @@ def test_every_net_the_experiments_train_round_trips_through_its_name():
     ("resnet20_v1_optionB", dict(shortcut="B")),
     ("resnet110_v1_relu_before_add", dict(unit="relu_before_add")),
     ("resnet20_v1_keras-example", dict(preset="keras-example", shortcut="B")),
+    ("resnet110_v1_exclusive_gating_bg-5.0", dict(gate_bias_init=-5.0)),
+    ("resnet20_v1_scaling_scale0.25_residual2.0", dict(scale=0.25, residual_scale=2.0)),
+    ("resnet20_v1_dropout_rate0.3", dict(dropout_rate=0.3, gate_bias_init=-6.0)),
 ])
 def test_a_name_gives_its_net_and_the_net_its_name(name, fields):
     spec = NetSpec.parse(name)
@@ -53,11 +58,52 @@ def test_a_name_gives_its_net_and_the_net_its_name(name, fields):
     ("resnet56_v1_wide", "unknown part 'wide'; known: "),
     ("vgg16", "is not resnet|plain<depth>"),
     ("resnet56_v2_basic_keras-example", "preset 'keras-example') has only block='bottleneck'"),
+    ("resnet20_v1_bg0.0", "shortcut variant 'identity' has no parameter 'bg'"),
+    ("resnet20_v1_dropout_rate1.5", "dropout_rate must be a number in [0, 1)"),
+    ("resnet20_v1_scaling_scale0.5x", "unknown part 'scale0.5x'"),
 ])
 def test_a_bad_name_is_one_line_naming_it(name, message):
     with pytest.raises(ValueError, match=re.escape(message)) as e:
         NetSpec.parse(name)
     assert "\n" not in str(e.value)
+
+
+def test_a_spec_is_one_value_per_net():
+    # Parameters the variant does not read, and residual_scale = 1 - scale, build the same net.
+    assert NetSpec(gate_bias_init=-3, dropout_rate=0.1, residual_scale=4.0) == NetSpec()
+    assert NetSpec(shortcut_variant="scaling", residual_scale=0.5) == NetSpec(
+        shortcut_variant="scaling")
+    assert NetSpec(shortcut_variant="dropout", dropout_rate=0).dropout_rate == 0.0
+    with pytest.raises(ValueError, match="gate_bias_init must be a finite number"):
+        NetSpec(shortcut_variant="exclusive_gating", gate_bias_init=float("nan"))
+
+
+def test_a_config_gives_the_whole_net_and_the_constructor_its_arguments():
+    config = config_lib.resolve(overrides=dict(
+        depth=8, shortcut_variant="scaling", shortcut_scale=0.25, residual_scale=2.0))
+    spec = config.net
+    assert (spec.scale, spec.residual_scale) == (0.25, 2.0)
+    assert spec.name == "resnet8_v1_scaling_scale0.25_residual2.0"
+    assert spec.constructor_kwargs() == dict(
+        depth=8, block="basic", plain=False, preset="paper", unit="original",
+        shortcut_variant="scaling", gate_bias_init=-6.0, scale=0.25, residual_scale=2.0,
+        dropout_rate=0.5)
+    assert NetSpec.parse("resnet164_v2").constructor_kwargs() == dict(
+        depth=164, block="bottleneck", plain=False, preset="paper")
+    # Config.validate checks the net by making it.
+    with pytest.raises(config_lib.ConfigError, match="^scale must be a number; got 'half'"):
+        config_lib.Config(shortcut_variant="scaling", shortcut_scale="half").validate()
+
+
+def test_build_model_builds_a_spec_with_its_variant_parameters():
+    from cifar_resnet.nets import models
+    config = config_lib.resolve(overrides=dict(
+        depth=8, shortcut_variant="scaling", shortcut_scale=0.25, residual_scale=2.0))
+    model = models.build_model(config.net)
+    assert model.get_layer("stage1_block1_shortcut_scale").scale == 0.25
+    assert model.get_layer("stage1_block1_residual_scale").scale == 2.0
+    direct = models.resnet_v1(**config.net.constructor_kwargs())
+    assert [l.get_config() for l in direct.layers] == [l.get_config() for l in model.layers]
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def test_defaults_are_unchanged():
     assert metrics_lib.count_params(explicit) == 269_722  # He 2015 ResNet-20, as test_models pins
     assert [l.name for l in explicit.layers] == [l.name for l in default.layers]
     assert explicit.name == "resnet20_v1"
-    assert config_lib.resolve(overrides=dict(depth=20)).variant_kwargs() == {}
+    assert config_lib.resolve(overrides=dict(depth=20)).net == architecture.NetSpec(depth=20)
 
 
 @pytest.mark.parametrize("unit", ["bn_after_add", "relu_before_add", "relu_only_preact"])

@@ -193,14 +193,16 @@ def build_model(version, depth=None, **kwargs):
     """Builds a CIFAR ResNet by name, as a `NetSpec`, or by version number.
 
     `build_model("resnet56")`, `build_model("resnet110_v2_basic", weights=...)` or
-    `build_model(config.net)` build the net that name or spec describes (timm's
-    `create_model`); `build_model(2, 164)` the v2 constructor at that depth.
+    `build_model(config.net, num_classes=100)` build the net that name or spec describes
+    (timm's `create_model`), with `NetSpec.constructor_kwargs()`; `build_model(2, 164)` the v2
+    constructor at that depth.
 
     Args:
         version: a net's name (`architecture.NetSpec.parse`), a `NetSpec`, or 1 for
             ``resnet_v1`` ([1]), 2 for ``resnet_v2`` ([2]).
         depth: Network depth, with a version number only.
-        **kwargs: Passed to the constructor (input_shape, num_classes, weights, ...).
+        **kwargs: Passed to the constructor (input_shape, num_classes, weights, preset-option
+            overrides such as ``l2``; with a name or spec, they replace its own arguments).
 
     Returns:
         A ``keras.Model``.
@@ -213,8 +215,7 @@ def build_model(version, depth=None, **kwargs):
         if depth is not None:
             raise ValueError(f"build_model({spec.name!r}): the name gives the depth; got "
                              f"depth={depth!r} too")
-        return CONSTRUCTORS[spec.version](depth=spec.depth,
-                                          **{**spec.constructor_kwargs(), **kwargs})
+        return CONSTRUCTORS[spec.version](**{**spec.constructor_kwargs(), **kwargs})
     check_choice("version", version, architecture.VERSIONS)
     if depth is None:
         raise ValueError(f"build_model({version!r}) needs a depth (or give a net's name)")

@@ -398,18 +398,13 @@ def results_table(runs_dir, experiment=None) -> list[dict[str, Any]]:
 # own tables, then the experiments that quote them.
 PAPER_EXPERIMENTS = ("table6", "figure6", "v2", "v2_cifar100", "ablation_shortcuts",
                      "ablation_activations", "keras_example")
-# What makes two configs the same net (not the schedule or the data's path).
-NET_FIELDS = ("version", "depth", "plain", "resolved_block", "shortcut", "preset", "dataset",
-              "label_mode", "unit", "shortcut_variant")
 
 
 def _net_identity(config: config_lib.Config) -> tuple:
-    from cifar_resnet.spec import architecture
-    shortcut = config.shortcut
-    if shortcut is None:  # the default of the version, block and preset (architecture.py)
-        shortcut = (architecture.model_options(config.preset)["shortcut"] if config.version == 1
-                    else architecture.V2_DEFAULT_SHORTCUTS.get(config.resolved_block))
-    return tuple(shortcut if f == "shortcut" else getattr(config, f) for f in NET_FIELDS)
+    """What makes two configs the same net on the same data (not the schedule or the data's
+    path): the net as one value (defaults resolved, He 2016's parameters included) and the
+    labels it learns."""
+    return config.net, config.dataset, config.label_mode
 
 
 def paper_for_config(cfg: dict) -> dict:

@@ -13,13 +13,15 @@ the run's own evaluations (eval/, the report's results.csv), made in the run's p
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import pathlib
 
 import keras
 import numpy as np
 
-from cifar_resnet.spec import architecture, config as config_lib, datasets, files, presets, rundir
+from cifar_resnet.nets import models
+from cifar_resnet.spec import architecture, config as config_lib, datasets, files, rundir
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.results import rundata
 from cifar_resnet.run import build
@@ -115,6 +117,7 @@ def export_weights(run_dir, out=None, data_dir=None) -> dict:
              for tta in (None, "flip")}
     error = {tta: 100 * float(np.mean(p.argmax(axis=1) != labels)) for tta, p in probs.items()}
     head = evaluate_lib.exact_head(config)
+    # The shortcut as the constructor resolves it (a plain net's too: `pretrained.load` compares).
     shortcut, _ = architecture.resolve_cifar(config.version, config.depth, config.resolved_block,
                                              config.shortcut,
                                              architecture.model_options(config.preset))
@@ -137,18 +140,14 @@ def format_usage(exported: dict) -> str:
     """What a user needs to load an exported file: the call that builds its net and loads it,
     and the input the net expects."""
     config, entry = exported["config"], exported["entry"]
-    constructor = "resnet_v2" if config.version == 2 else "resnet_v1"
-    args = [f"input_shape={entry['input_shape']}", f"depth={config.depth}",
+    function = models.CONSTRUCTORS[config.version]
+    constructor = function.__name__
+    defaults = {k: p.default for k, p in inspect.signature(function).parameters.items()}
+    net = config.net.constructor_kwargs()
+    args = [f"input_shape={entry['input_shape']}", f"depth={net.pop('depth')}",
             f"num_classes={config.num_classes}"]
-    if config.plain:
-        args.append("plain=True")
-    if config.resolved_block != ("basic" if config.version == 1 else "bottleneck"):
-        args.append(f"block={config.resolved_block!r}")
-    if config.shortcut is not None:
-        args.append(f"shortcut={config.shortcut!r}")
-    if config.preset != presets.DEFAULT:
-        args.append(f"preset={config.preset!r}")
-    args += [f"{k}={v!r}" for k, v in config.variant_kwargs().items()]  # He 2016 ablations
+    # The arguments the call needs: those that are not the constructor's defaults.
+    args += [f"{k}={v!r}" for k, v in net.items() if v != defaults.get(k)]
     args.append(f"weights={str(exported['path'])!r}")
     inputs = {
         "pixel_mean": "x / 255 minus the per-pixel mean image of the training images",

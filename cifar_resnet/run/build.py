@@ -43,14 +43,12 @@ def build_net(config: config_lib.Config) -> keras.Model:
         config = resolve_precision(config)
     try:
         keras.mixed_precision.set_dtype_policy(config.precision)
-        model = models.build_model(
-            config.version, config.depth, num_classes=config.num_classes, plain=config.plain,
-            block=config.resolved_block, preset=config.preset,
-            **({"shortcut": config.shortcut} if config.shortcut else {}),
-            **config.variant_kwargs(),  # He 2016 ablations (variants.py); {} by default
-            **({} if config.weight_decay_on is None else
-               {"regularize_all": config_lib.WEIGHT_DECAY_ON[config.weight_decay_on]}),
-            l2=config.weight_decay / 2)  # L2(l2) has gradient 2*l2*w = wd*w (paper semantics)
+        # The recipe's weight decay replaces the preset's: L2(l2) has gradient 2*l2*w = wd*w
+        # (paper semantics).
+        decay = dict(l2=config.weight_decay / 2, **(
+            {} if config.weight_decay_on is None else
+            {"regularize_all": config_lib.WEIGHT_DECAY_ON[config.weight_decay_on]}))
+        model = models.build_model(config.net, num_classes=config.num_classes, **decay)
     finally:
         keras.mixed_precision.set_dtype_policy(policy)
     return model

@@ -26,6 +26,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any, Optional
 
@@ -136,6 +137,20 @@ SHORTCUT_VARIANTS = {
 # 0..-7 in Table 1; scaling 0.5; dropout 0.5). Defined here only.
 VARIANT_DEFAULTS = dict(unit="original", shortcut_variant="identity", gate_bias_init=-6.0,
                         scale=0.5, residual_scale=None, dropout_rate=0.5)
+
+# The parameters each shortcut variant reads (nets/variants.combine); the others do not change
+# the net, so `NetSpec` keeps them at their defaults: one net, one value, one name.
+VARIANT_PARAMETERS = {
+    "scaling": ("scale", "residual_scale"),
+    "exclusive_gating": ("gate_bias_init",),
+    "shortcut_only_gating": ("gate_bias_init",),
+    "dropout": ("dropout_rate",),
+}
+# How a net's name spells a parameter that differs from its default (`resnet110_v1_
+# exclusive_gating_bg0.0`): b_g is [2]'s symbol for the gate's bias.
+VARIANT_NAME_PARTS = {"gate_bias_init": "bg", "scale": "scale", "residual_scale": "residual",
+                      "dropout_rate": "rate"}
+
 
 def model_options(preset: str = presets.DEFAULT, overrides: dict[str, Any] | None = None,
                   error: type = ValueError) -> dict[str, Any]:
@@ -256,6 +271,10 @@ def check_variant(*, unit=VARIANT_DEFAULTS["unit"],
     if residual_scale is not None:
         check_number("residual_scale", residual_scale)
     check_number("dropout_rate", dropout_rate, 0, 1)
+    for name, value in (("gate_bias_init", gate_bias_init), ("scale", scale),
+                        ("residual_scale", residual_scale)):
+        if value is not None and not math.isfinite(value):  # a layer of nan weights
+            raise ValueError(f"{name} must be a finite number; got {value!r}")
     if plain and (unit not in ("original", "full_preact") or shortcut_variant != "identity"):
         raise ValueError(f"plain nets have no shortcut or addition; unit={unit!r} and "
                          f"shortcut_variant={shortcut_variant!r} need plain=False")
@@ -293,9 +312,11 @@ def check_net(*, version, depth, block: Optional[str] = None, shortcut=None, pla
 class NetSpec:
     """One CIFAR net as a value: what it is, validated once, against its own preset.
 
-    Its `name` is the one spelling of that net (`net_name`, and `_optionB` where the shortcut is
-    not its default, `_keras-example` for that preset's net); `NetSpec.parse(name)` is its
+    Its `name` is the one spelling of that net (`net_name`, then `_optionB` where the shortcut is
+    not its default, a part such as `_bg0.0` for each variant parameter off its default
+    (`VARIANT_NAME_PARTS`), `_keras-example` for that preset's net); `NetSpec.parse(name)` is its
     inverse, so `models.build_model("resnet110_v2_basic")` builds the net of that name.
+    `constructor_kwargs()` is the net as its constructor takes it.
 
     Attributes:
         version, depth, plain, preset: as the constructors take them.
@@ -304,6 +325,10 @@ class NetSpec:
             and preset; always None for a plain net (it has none).
         unit, shortcut_variant: He 2016's variants (version 1); None and "identity" for the
             version's own net.
+        gate_bias_init, scale, residual_scale, dropout_rate: the parameters of the shortcut
+            variants ([2] Table 1; `check_variant`), as floats. A parameter that the net's
+            variant does not read (`VARIANT_PARAMETERS`) is set to its default, and
+            residual_scale to None where it equals 1 - scale (the same net either way).
 
     Raises:
         ValueError: a value the nets do not have, naming it and the allowed ones.
@@ -317,19 +342,30 @@ class NetSpec:
     unit: Optional[str] = None
     shortcut_variant: str = "identity"
     preset: str = presets.DEFAULT
+    gate_bias_init: float = VARIANT_DEFAULTS["gate_bias_init"]
+    scale: float = VARIANT_DEFAULTS["scale"]
+    residual_scale: Optional[float] = VARIANT_DEFAULTS["residual_scale"]
+    dropout_rate: float = VARIANT_DEFAULTS["dropout_rate"]
 
     def __post_init__(self):
         check_choice("version", self.version, VERSIONS)
         block = DEFAULT_BLOCKS[self.version] if self.block is None else self.block
+        params = {k: getattr(self, k) for k in VARIANT_NAME_PARTS}
         check_net(version=self.version, depth=self.depth, block=block, shortcut=self.shortcut,
                   plain=self.plain, preset=self.preset, unit=self.unit,
-                  shortcut_variant=self.shortcut_variant)
+                  shortcut_variant=self.shortcut_variant, **params)
         resolved, _ = resolve_cifar(self.version, self.depth, block, self.shortcut,
                                     model_options(self.preset))
-        unit = None if self.unit in (None, DEFAULT_UNITS[self.version]) else self.unit
-        object.__setattr__(self, "block", block)
-        object.__setattr__(self, "shortcut", None if self.plain else resolved)
-        object.__setattr__(self, "unit", unit)
+        read = VARIANT_PARAMETERS.get(self.shortcut_variant, ())
+        params = {k: VARIANT_DEFAULTS[k] if k not in read or v is None else float(v)
+                  for k, v in params.items()}
+        if params["residual_scale"] == 1.0 - params["scale"]:
+            params["residual_scale"] = None  # what the constructor computes for None
+        fields = dict(block=block, shortcut=None if self.plain else resolved,
+                      unit=None if self.unit in (None, DEFAULT_UNITS[self.version]) else self.unit,
+                      **params)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     @property
     def default_shortcut(self) -> Optional[str]:
@@ -341,11 +377,15 @@ class NetSpec:
 
     @property
     def name(self) -> str:
-        """E.g. `resnet56_v1`, `plain110_v1`, `resnet110_v2_basic`, `resnet20_v1_optionB`."""
+        """E.g. `resnet56_v1`, `plain110_v1`, `resnet110_v2_basic`, `resnet20_v1_optionB`,
+        `resnet110_v1_exclusive_gating_bg0.0`."""
         name = net_name(self.version, self.depth, plain=self.plain, block=self.block,
                         unit=self.unit, shortcut_variant=self.shortcut_variant)
         if self.shortcut != self.default_shortcut:
             name += f"_option{self.shortcut}"
+        for field, part in VARIANT_NAME_PARTS.items():
+            if getattr(self, field) != VARIANT_DEFAULTS[field]:
+                name += f"_{part}{getattr(self, field)!r}"
         return name + ("" if self.preset == presets.DEFAULT else f"_{self.preset}")
 
     @classmethod
@@ -353,10 +393,11 @@ class NetSpec:
         """The net a name spells (`name`'s inverse); the version may be left out (v1).
 
         Raises:
-            ValueError: a name that is not `resnet|plain<depth>[_v<version>][_<part>...]`, or a
-                part that is none of the blocks, units, shortcut variants, options and presets.
+            ValueError: a name that is not `resnet|plain<depth>[_v<version>][_<part>...]`, a
+                part that is none of the blocks, units, shortcut variants, options, variant
+                parameters and presets, or a parameter that the net's variant does not read.
         """
-        match = re.fullmatch(r"(resnet|plain)(\d+)(?:_v(\d+))?((?:_[\w-]+)*)", str(name))
+        match = re.fullmatch(r"(resnet|plain)(\d+)(?:_v(\d+))?((?:_[\w.+-]+)*)", str(name))
         if not match:
             raise ValueError(f"net name {name!r} is not resnet|plain<depth>[_v<version>]"
                              "[_<part>...], e.g. resnet56, resnet110_v2_basic")
@@ -367,6 +408,9 @@ class NetSpec:
                  **{v: ("shortcut_variant", v) for v in SHORTCUT_VARIANTS},
                  **{f"option{s}": ("shortcut", s) for s in SHORTCUTS},
                  **{p: ("preset", p) for p in MODEL_PRESETS}}
+        numbers = re.compile(f"({'|'.join(VARIANT_NAME_PARTS.values())})"
+                             r"([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)")
+        fields_of = {part: field for field, part in VARIANT_NAME_PARTS.items()}
         tokens = match[4].split("_")[1:]
         while tokens:  # the longest known part first: units and variants hold underscores
             for end in range(len(tokens), 0, -1):
@@ -377,16 +421,32 @@ class NetSpec:
                     tokens = tokens[end:]
                     break
             else:
-                raise ValueError(f"net name {name!r}: unknown part {tokens[0]!r}; known: "
-                                 f"{', '.join(sorted(parts))}")
-        return cls(**fields)
+                number = numbers.fullmatch(tokens[0])
+                if not number:
+                    known = [*parts, *(f"{p}<number>" for p in VARIANT_NAME_PARTS.values())]
+                    raise ValueError(f"net name {name!r}: unknown part {tokens[0]!r}; known: "
+                                     f"{', '.join(sorted(known))}")
+                fields[fields_of[number[1]]] = float(number[2])
+                tokens = tokens[1:]
+        spec = cls(**fields)
+        unread = [VARIANT_NAME_PARTS[k] for k in fields if k in VARIANT_NAME_PARTS
+                  and k not in VARIANT_PARAMETERS.get(spec.shortcut_variant, ())]
+        if unread:
+            raise ValueError(f"net name {name!r}: shortcut variant {spec.shortcut_variant!r} "
+                             f"has no parameter {', '.join(map(repr, unread))}")
+        return spec
 
     def constructor_kwargs(self) -> dict[str, Any]:
-        """The arguments of `models.resnet_v1` / `resnet_v2` (besides depth) for this net."""
-        kwargs: dict[str, Any] = dict(block=self.block, plain=self.plain, preset=self.preset)
-        if self.shortcut != self.default_shortcut:  # else the constructor's own default
+        """Everything `models.resnet_v1` (version 1) or `models.resnet_v2` (version 2) needs to
+        build this net; input_shape, num_classes, weights and preset-option overrides are the
+        caller's."""
+        kwargs: dict[str, Any] = dict(depth=self.depth, block=self.block, plain=self.plain,
+                                      preset=self.preset)
+        # The default shortcut is left to the constructor: "conv1x1" refuses any but None or C.
+        if self.shortcut != self.default_shortcut:
             kwargs["shortcut"] = self.shortcut
-        if self.version == 1 and (self.unit or self.shortcut_variant != "identity"):
+        if self.version == 1:
             kwargs.update(unit=self.unit or DEFAULT_UNITS[1],
-                          shortcut_variant=self.shortcut_variant)
+                          shortcut_variant=self.shortcut_variant,
+                          **{k: getattr(self, k) for k in VARIANT_NAME_PARTS})
         return kwargs

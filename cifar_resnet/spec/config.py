@@ -227,20 +227,18 @@ class Config:
 
     @property
     def net(self) -> architecture.NetSpec:
-        """The net this config trains, as one value (its `name` parses back to it)."""
+        """The net this config trains, as one value, He 2016's variant parameters included (its
+        `name` parses back to it; `models.build_model(config.net, ...)` builds it).
+
+        Raises:
+            ValueError: a net the constructors do not build (validated against its preset).
+        """
         return architecture.NetSpec(
             version=self.version, depth=self.depth, block=self.block,
             shortcut=self.shortcut, plain=self.plain, unit=self.unit,
-            shortcut_variant=self.shortcut_variant, preset=self.preset)
-
-    def variant_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `models.resnet_v1` for the He 2016 ablations; {} by default."""
-        if self.version != 1 or (self.unit in (None, "original")
-                                 and self.shortcut_variant == "identity"):
-            return {}
-        return dict(unit=self.unit or "original", shortcut_variant=self.shortcut_variant,
-                    gate_bias_init=self.gate_bias_init, scale=self.shortcut_scale,
-                    residual_scale=self.residual_scale, dropout_rate=self.shortcut_dropout)
+            shortcut_variant=self.shortcut_variant, preset=self.preset,
+            gate_bias_init=self.gate_bias_init, scale=self.shortcut_scale,
+            residual_scale=self.residual_scale, dropout_rate=self.shortcut_dropout)
 
     def validate(self) -> "Config":
         """Raises ConfigError naming the bad value and the allowed ones; returns self.
@@ -274,14 +272,10 @@ class Config:
             check_choice(name, getattr(self, name), allowed, ConfigError)
         check_choice("label_mode", self.label_mode, datasets.DATASETS[self.dataset].label_modes,
                      ConfigError)
+        # The net validates itself, against this preset: the Keras example's v2 is
+        # bottleneck-only.
         try:
-            architecture.check_net(
-                # Against this preset: the Keras example's v2 is bottleneck-only.
-                version=self.version, depth=self.depth, block=self.resolved_block,
-                preset=self.preset, shortcut=self.shortcut, plain=self.plain, unit=self.unit,
-                shortcut_variant=self.shortcut_variant, gate_bias_init=self.gate_bias_init,
-                scale=self.shortcut_scale, residual_scale=self.residual_scale,
-                dropout_rate=self.shortcut_dropout)
+            self.net
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for name in ("batch_size", "steps_per_execution", "synthetic_train", "synthetic_test"):
