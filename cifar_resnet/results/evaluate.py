@@ -16,7 +16,6 @@ mirror (the training augmentation's flip); the JSON reports the error with and w
 
 from __future__ import annotations
 
-import os
 import pathlib
 from typing import Optional
 

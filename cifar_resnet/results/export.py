@@ -17,11 +17,10 @@ import inspect
 import os
 import pathlib
 
-import keras
 import numpy as np
 
 from cifar_resnet.nets import models
-from cifar_resnet.spec import architecture, config as config_lib, datasets, files, rundir
+from cifar_resnet.spec import architecture, config as config_lib, files, rundir
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.results import rundata
 from cifar_resnet.run import build

@@ -325,7 +325,6 @@ def figure7(runs_dir, out_dir=None, *, nets=None, max_depth: int = 110,
     from cifar_resnet.spec import datasets
     chosen: dict[str, analysis.Run] = {}
     found = analysis.group_runs(analysis.find_runs(runs_dir))
-    net_of = {g.title: g.net for g in found}
     for group in found:  # a group's lowest complete seed
         for run in group.runs:
             wanted = (group.net in nets if nets is not None else
