@@ -497,3 +497,18 @@ def test_metrics_name_the_selected_logging_period_and_its_iterations_not_an_epoc
     assert (metrics["best_val_error"], metrics["best_test_error"]) == (0.3, 0.45)
     assert metrics["epochs"] == 2 and metrics["iterations"] == 8
     assert "best_val_epoch" not in metrics
+
+
+@pytest.mark.slow
+def test_progress_is_headed_by_passes_or_periods_never_keras_epochs(tiny_config, tmp_path,
+                                                                     capsys):
+    """An epoch is a pass here (issue #39): Keras' "Epoch k/N" would count logging periods."""
+    train.run_experiment(tiny_config, tmp_path / "passes", verbose=2)
+    out = capsys.readouterr().out
+    assert re.findall(r"^(?:Pass|Period|Epoch) \d+/\d+$", out, re.M) == ["Pass 1/2", "Pass 2/2"]
+    # 230 training images, 4 iterations a pass; a history row every 2 is a period.
+    config = dataclasses.replace(tiny_config, log_every=2)
+    train.run_experiment(config, tmp_path / "periods", verbose=2)
+    out = capsys.readouterr().out
+    assert re.findall(r"^(?:Pass|Period|Epoch) \d+/\d+$", out, re.M) == [
+        f"Period {k}/4" for k in range(1, 5)]

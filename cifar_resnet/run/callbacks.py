@@ -199,3 +199,28 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         rundir.append_history(self.path, {**(logs or {}), "period": epoch})
+
+
+class PeriodProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, each period headed "Pass k/N" (or "Period k/N" where `log_every`
+    makes a logging period other than a pass), not Keras' "Epoch k/N": here an epoch is always
+    a pass over the training images (issue #39), and Keras' epochs are our logging periods.
+
+    Args:
+        name: "pass" or "period", what one `model.fit` epoch is in this run.
+    """
+
+    def __init__(self, name: str = "period"):
+        super().__init__()
+        self.name = name
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras heads a period "Epoch k/N" only when there are several; its bar is set up the
+        # same either way, so it is told there is one, and the header is ours.
+        epochs, self.epochs = self.epochs, 1
+        try:
+            super().on_epoch_begin(epoch, logs)
+        finally:
+            self.epochs = epochs
+        if self.verbose and self.epochs > 1:
+            print(f"{self.name.capitalize()} {epoch + 1}/{self.epochs}", flush=True)

@@ -31,7 +31,7 @@ from cifar_resnet.spec import config as config_lib, cpu, dataid, datasets, files
 from cifar_resnet.spec import preflight as preflight_lib
 from cifar_resnet.run import build, distribute, reliability, resume
 from cifar_resnet.run import metrics as metrics_lib
-from cifar_resnet.run.callbacks import EpochRecorder, HistoryWriter, lr_callbacks
+from cifar_resnet.run.callbacks import EpochRecorder, HistoryWriter, PeriodProgress, lr_callbacks
 
 
 class TrainingError(RuntimeError):
@@ -303,6 +303,9 @@ def _fit(plan: Plan, model, train_ds, val_ds, periods_done, best_val, recorder, 
     cbs += [*callbacks, checkpointer]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    if verbose:  # Keras' bar, headed by what a period is here, not "Epoch k/N"
+        per_pass = plan.config.iterations_per_pass(len(plan.splits.train[0]))
+        cbs.append(PeriodProgress("pass" if plan.steps_per_period == per_pass else "period"))
     with stop, _close_on_interrupt(cbs):
         resume.fit(model, train_ds, epochs=plan.periods, initial_epoch=periods_done,
                    steps_per_epoch=plan.steps_per_period, validation_data=val_ds, callbacks=cbs,
