@@ -112,6 +112,21 @@ def test_export_refuses_a_checkpoint_of_another_net_and_leaves_no_file(run, tmp_
     assert not list(run.glob("*.weights.h5")) and not list(run.glob(".*"))
 
 
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(run, tmp_path,
+                                                                     monkeypatch, capsys):
+    """The weights are written as a run's checkpoints are (reliability.atomic_save), the
+    error in the export's own words, not a checkpoint's."""
+    from cifar_resnet.run import reliability
+    monkeypatch.setattr(reliability, "_free_space_ok", lambda folder, needed: False)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["export", str(run), "--out", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write {out}/resnet8_v1_" in err
+    assert "no space left on device" in err and "checkpoint" not in err
+    assert list(out.iterdir()) == []
+
+
 def test_export_names_a_truncated_checkpoint_damaged(run, capsys):
     with open(rundir.RunDir(run).final, "r+b") as f:
         f.truncate(20_000)

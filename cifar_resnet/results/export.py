@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
 import pathlib
 
 import numpy as np
@@ -23,7 +22,7 @@ from cifar_resnet.nets import models
 from cifar_resnet.spec import architecture, config as config_lib, files, rundir
 from cifar_resnet.results import evaluate as evaluate_lib
 from cifar_resnet.results import rundata
-from cifar_resnet.run import build
+from cifar_resnet.run import build, reliability
 
 
 class ExportError(config_lib.ConfigError):
@@ -31,22 +30,16 @@ class ExportError(config_lib.ConfigError):
 
 
 def _save_weights(model, path: pathlib.Path) -> None:
-    """`model.save_weights(path)` all or nothing: into a temporary `.weights.h5` beside `path`
-    (Keras insists on that suffix), then renamed; a failed write leaves no file behind.
+    """`model.save_weights(path)` all or nothing, as a run's checkpoints are written
+    (`reliability.atomic_save`: in memory, free space checked, temporary file, rename).
 
     Raises:
         WriteError: the file could not be written (read-only, disk full), in one line.
     """
-    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
     try:
-        model.save_weights(tmp)
-        os.chmod(tmp, files.default_file_mode())
-        os.replace(tmp, path)
-    except Exception as e:  # h5py raises OSError, or its own errors wrapping one
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise files.write_error(path, e) from None
-        raise ExportError(f"cannot write {path} ({' '.join(str(e).split())[:160]})") from None
+        reliability.atomic_save(model, path, weights_only=True)
+    except reliability.CheckpointWriteError as e:  # its words are a checkpoint's
+        raise files.write_error(path, e.__cause__) from None
 
 
 def export_weights(run_dir, out=None, data_dir=None) -> dict:
