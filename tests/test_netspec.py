@@ -132,3 +132,11 @@ def test_build_model_by_name_loads_the_shipped_weights():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="the name gives the depth"):
         models.build_model("resnet56", 20)
+
+
+def test_a_configs_net_is_built_once_while_its_net_fields_are_unchanged():
+    from cifar_resnet.spec import config as config_lib
+    config = config_lib.resolve(overrides={"depth": 56})
+    assert config.net is config.net and config.net.name == "resnet56_v1"
+    config.depth = 110  # a changed field is a new net, never the cached one
+    assert config.net.name == "resnet110_v1"

@@ -233,12 +233,16 @@ class Config:
         Raises:
             ValueError: a net the constructors do not build (validated against its preset).
         """
-        return architecture.NetSpec(
+        fields = dict(
             version=self.version, depth=self.depth, block=self.block,
             shortcut=self.shortcut, plain=self.plain, unit=self.unit,
             shortcut_variant=self.shortcut_variant, preset=self.preset,
             gate_bias_init=self.gate_bias_init, scale=self.shortcut_scale,
             residual_scale=self.residual_scale, dropout_rate=self.shortcut_dropout)
+        cached = self.__dict__.get("_net")  # built and validated once while these are unchanged
+        if cached is None or cached[0] != fields:
+            cached = self.__dict__["_net"] = (fields, architecture.NetSpec(**fields))
+        return cached[1]
 
     def validate(self) -> "Config":
         """Raises ConfigError naming the bad value and the allowed ones; returns self.
