@@ -172,9 +172,7 @@ RECENT_PERIODS = 5  # the pace of a run under way: the median of its last period
 def _period_word(config: config_lib.Config, count: int = 2) -> str:
     """What a history row of `config`'s run is to a reader: "pass(es)" where a logging period
     is one pass over the training images (the default), else "period(s)" (`log_every`)."""
-    num_train = config.registry_num_train()
-    steps, _, _ = config.plan(num_train)
-    one = "pass" if steps == config.iterations_per_pass(num_train) else "period"
+    one = config.period_name(config.registry_num_train())
     return one if count == 1 else one + ("es" if one == "pass" else "s")
 
 

@@ -304,8 +304,7 @@ def _fit(plan: Plan, model, train_ds, val_ds, periods_done, best_val, recorder, 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     if verbose:  # Keras' bar, headed by what a period is here, not "Epoch k/N"
-        per_pass = plan.config.iterations_per_pass(len(plan.splits.train[0]))
-        cbs.append(PeriodProgress("pass" if plan.steps_per_period == per_pass else "period"))
+        cbs.append(PeriodProgress(plan.config.period_name(len(plan.splits.train[0]))))
     with stop, _close_on_interrupt(cbs):
         resume.fit(model, train_ds, epochs=plan.periods, initial_epoch=periods_done,
                    steps_per_epoch=plan.steps_per_period, validation_data=val_ds, callbacks=cbs,

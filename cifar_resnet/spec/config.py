@@ -376,6 +376,12 @@ class Config:
             return num_train // self.batch_size
         return math.ceil(num_train / self.batch_size)
 
+    def period_name(self, num_train: int) -> str:
+        """What one logging period of this run is to a reader: "pass" where it is one pass over
+        `num_train` images (the default), else "period" (`log_every`)."""
+        steps = self.plan(num_train)[0]
+        return "pass" if steps == self.iterations_per_pass(num_train) else "period"
+
     def plan(self, num_train: int) -> tuple[int, int, int]:
         """Returns (steps_per_period, periods, planned_iterations) for `num_train` images.
 
