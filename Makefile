@@ -32,6 +32,7 @@ help:
 	@echo '  smoke              tiny net, synthetic data: checks the install             < 1 min'
 	@echo '  test               every test (TEST_WORKERS=2)                              ~8-9 min'
 	@echo '  test-fast          all but the slow tests (the everyday tier)               ~1 min'
+	@echo '  test-weights       the shipped weights on all 10,000 test images            ~1-2 min a net'
 	@echo '  test-notf          Keras on JAX, no TensorFlow (.venv-notf)                 ~3 min'
 	@echo '  notebooks          re-execute notebooks/ (CIFAR_RESNET_RUNS=DIR: copies to OUT) a few min'
 	@echo '  clean-venv         remove .venv and .venv-notf                              seconds'
@@ -126,7 +127,8 @@ full-repro-bg: no-print-db
 # three where the pinned sweep full_repro_110 has them now (finished or not; `make
 # full-repro-110-bg` starts or resumes it). Their small files, and final.keras once finished, are
 # staged as full_repro's (the same configs); finished runs are evaluated (errors, exact 1,000,
-# flip TTA, per-image results for the paired comparisons).
+# flip TTA, per-image results for the paired comparisons). A pinned run's copy is made anew from
+# the run alone: a run restarted after its directory was lost must not keep the lost run's files.
 PINNED_110 ?= /work/full-repro-110
 FULL_REPRO_STAGE ?= runs/full-repro-stage
 FULL_REPRO_OUT ?= docs/full-repro
@@ -137,7 +139,7 @@ full-repro-report: no-print-db setup
 	for run in $(PINNED_110)/runs/full_repro_110/*/seed0; do \
 		[ -f "$$run/config.json" ] || continue; \
 		net=$$(basename "$$(dirname "$$run")"); to=$(FULL_REPRO_STAGE)/full_repro/$$net/seed0; \
-		mkdir -p "$$to"; \
+		rm -rf "$$to" && mkdir -p "$$to"; \
 		for f in config.json data.json history.csv metrics.json final.keras; do \
 			[ ! -f "$$run/$$f" ] || cp "$$run/$$f" "$$to/"; done; \
 		cp $(PINNED_110)/sweep.log "$$to/"; \
@@ -176,7 +178,7 @@ fast-recipe-torch: no-print-db setup
 	test -n "$(DRY)" || cp $(or $(RUNS_DIR),runs)/torch-fast/history.csv $(or $(RUNS_DIR),runs)/torch-fast/results.json \
 		docs/fast/torch/
 
-.PHONY: setup setup-dev setup-torch train smoke test test-fast clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
+.PHONY: setup setup-dev setup-torch train smoke test test-fast test-weights clean-venv table6 figure6 v2 keras-example mini-repro cpu-repro fast-recipe \
 	fast-recipe-torch full-repro full-repro-bg full-repro-report full-repro-110-bg
 
 # Re-executes notebooks/*.ipynb in place, outputs kept (they render on GitHub). Each reads RUNS,
@@ -221,7 +223,7 @@ smoke: no-print-db setup
 	$(PY) -m cifar_resnet train --dataset synthetic --depth 8 --epochs 2 \
 		--set synthetic_train=512 --set synthetic_test=256 --workdir runs/smoke $(ARGS)
 
-# make test: every test (about 9 minutes on 2 idle AMD EPYC Zen 3 cores). make test-fast: the everyday tier,
+# make test: every test but test-weights' (below). make test-fast: the everyday tier,
 # all but the tests marked slow (each over about 6 s: training runs, very deep nets,
 # SIGKILL/SIGTERM, multi-worker, other backends, notebooks, the install). Both run TEST_WORKERS pytest processes (pytest-xdist): one test keeps about one core
 # busy on average (tracing, Python between TensorFlow ops), so two processes on 2 cores finish
@@ -231,10 +233,17 @@ smoke: no-print-db setup
 TEST_WORKERS ?= 2
 PYTEST = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: setup-dev
-	$(PYTEST) $(ARGS)
+	$(PYTEST) -m "not all_test_images" $(ARGS)
 
 test-fast: setup-dev
-	$(PYTEST) -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow and not all_test_images" $(ARGS)
+
+# The shipped weights' errors on all 10,000 test images, with and without flip TTA, against
+# their pretrained.CIFAR10 entries: run when a net is shipped (docs/full-repro), not by make
+# test. make test checks every shipped file on the exact 1,000, which any change to the net,
+# the loader or the file moves.
+test-weights: setup-dev
+	$(PYTEST) -m all_test_images tests/test_pretrained.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV) .venv-notf
