@@ -227,11 +227,11 @@ smoke: no-print-db setup
 # all but the tests marked slow (each over about 6 s: training runs, very deep nets,
 # SIGKILL/SIGTERM, multi-worker, other backends, notebooks, the install). Both run TEST_WORKERS pytest processes (pytest-xdist): one test keeps about one core
 # busy on average (tracing, Python between TensorFlow ops), so two processes on 2 cores finish
-# ~1.4x sooner (Intel Xeon, docs/testing.md). --dist worksteal: a process that runs out of tests
-# takes half of the other's, so both stay busy to the end (a file's module fixtures may then be
-# built in both). TEST_WORKERS=0: one process.
+# ~1.4x sooner (Intel Xeon, docs/testing.md). A file's tests stay in one process
+# (--dist loadfile), sharing its fixtures; --dist worksteal was not faster (docs/testing.md).
+# TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-PYTEST = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+PYTEST = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: setup-dev
 	$(PYTEST) -m "not all_test_images" $(ARGS)
 

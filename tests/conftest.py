@@ -14,11 +14,11 @@ import real_cifar10
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files with the most slow tests first. pytest-xdist's `--dist worksteal` (make test)
-    splits the tests in collection order between the processes and lets one that runs out take
-    half of what the other has left: the long tests at the front are started first, and the
-    short ones at the back fill the end (longest-processing-time first). The sort is stable:
-    within a file, and among files of equal weight, the order stays."""
+    """Files with the most slow tests first. Under pytest-xdist's `--dist loadfile` (make test)
+    each file is one unit of work, handed out in collection order; alphabetical order left a
+    heavy file for last, with one process idle while the other finished it. Heaviest first
+    (longest-processing-time first) keeps both busy. The sort is stable: within a file, and
+    among files of equal weight, the order stays."""
     slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])
 
