@@ -144,8 +144,8 @@ full-repro-report: no-print-db setup
 			[ ! -f "$$run/$$f" ] || cp "$$run/$$f" "$$to/"; done; \
 		cp $(PINNED_110)/sweep.log "$$to/"; \
 	done
-	# The pinned code writes config.json in its own, older format; the copies are brought to
-	# today's (whole_passes: true, as they train), the runs themselves left as they are.
+	# A pin older than main's config format (3775ee8 was) wrote config.json in its own; the
+	# copies are brought to today's (a current one is left as it is), the runs left as they are.
 	$(PY) -m benchmarks.migrate_config_json $(FULL_REPRO_STAGE)/full_repro
 	$(PY) -m cifar_resnet report $(FULL_REPRO_STAGE)/full_repro --out $(FULL_REPRO_OUT) --evaluate
 	# Each run's sweep log goes with its copy (a report copies only the run's own files).
