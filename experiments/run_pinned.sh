@@ -17,6 +17,9 @@
 # The commit is fixed when code/ is made: a later `start` with another COMMIT is refused, so
 # that a change on main never changes a run midway (each metrics.json records the commit too).
 # DATA_DIR (default ../shared/data/cifar-10-python.tar.gz beside the repository) is the data.
+# PRECISION (e.g. mixed_bfloat16) is the precision of an experiment whose runs have not started,
+# or were lost: the campaign's, rather than what `auto` picks on this machine. A run that exists
+# keeps its own; a PRECISION naming another is refused.
 # One precision for the whole experiment: once a run has its config.json, every later start passes
 # that run's precision (`--set precision=...`). Otherwise `precision: auto` would resolve anew on
 # each machine: a session on a CPU without native bf16 would have a bfloat16 run refused
@@ -52,6 +55,11 @@ case $cmd in
 start)
   if alive; then echo "already running: process $(cat "$pidfile") ($home)"; exit 0; fi
   fixed=$(precision)
+  if [ -n "${PRECISION:-}" ] && [ -n "$fixed" ] && [ "$PRECISION" != "$fixed" ]; then
+    echo "error: PRECISION=$PRECISION, but the runs in $home/runs/$experiment train in $fixed" >&2
+    exit 2
+  fi
+  fixed=${fixed:-${PRECISION:-}}
   want=$(git -C "$repo" rev-parse "${3:-HEAD}")
   if [ ! -d "$home/code/.git" ]; then
     mkdir -p "$home"
@@ -91,6 +99,7 @@ status)
   else py=$repo/.venv/bin/python; cd "$repo"; fi
   # The same precision as `start` passes, so the commands it prints are the ones that run.
   fixed=$(precision)
+  fixed=${fixed:-${PRECISION:-}}
   "$py" -m cifar_resnet sweep "$experiment" --runs-dir "$home/runs" --data-dir "$data" --dry-run \
     ${fixed:+--set "precision=$fixed"}
   ;;

@@ -26,6 +26,31 @@ def _runs(home, experiment="demo", **precisions):
         (run / "config.json").write_text(json.dumps({"depth": 20, "precision": precision}))
 
 
+def _pinned_home(tmp_path):
+    """A pinned home as `start` leaves it, with a stand-in Python that records its arguments."""
+    code = tmp_path / "code"
+    subprocess.run(["git", "init", "-q", str(code)], check=True)
+    subprocess.run(["git", "-C", str(code), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-q", "--allow-empty", "-m", "pin"], check=True)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    argv = tmp_path / "argv"
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$@" > {argv}.tmp && mv {argv}.tmp {argv}\n')
+    python.chmod(0o755)
+    (venv / ".installed").touch()
+    data = tmp_path / "data.tar.gz"
+    data.touch()
+    return argv, data
+
+
+def _recorded_args(argv):
+    deadline = time.monotonic() + 10
+    while not argv.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return argv.read_text().split()
+
+
 def test_before_any_run_the_precision_is_left_to_auto(tmp_path):
     r = _run(tmp_path, "precision", "demo")
     assert r.returncode == 0 and r.stdout.strip() == "auto (no run has started)"
@@ -45,28 +70,11 @@ def test_runs_in_two_precisions_are_an_error(tmp_path):
 
 
 def test_start_passes_the_runs_precision_to_the_pinned_sweep(tmp_path):
-    # A pinned home as `start` leaves it, with a stand-in for its Python that records its
-    # arguments: the real one would train.
-    code = tmp_path / "code"
-    subprocess.run(["git", "init", "-q", str(code)], check=True)
-    subprocess.run(["git", "-C", str(code), "-c", "user.name=t", "-c", "user.email=t@t",
-                    "commit", "-q", "--allow-empty", "-m", "pin"], check=True)
-    venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    argv = tmp_path / "argv"
-    python = venv / "bin" / "python"
-    python.write_text(f'#!/bin/sh\necho "$@" > {argv}.tmp && mv {argv}.tmp {argv}\n')
-    python.chmod(0o755)
-    (venv / ".installed").touch()
-    data = tmp_path / "data.tar.gz"
-    data.touch()
+    argv, data = _pinned_home(tmp_path)
     _runs(tmp_path, resnet20="mixed_bfloat16")
     r = _run(tmp_path, "start", "demo", DATA_DIR=str(data))
     assert r.returncode == 0, r.stderr
-    deadline = time.monotonic() + 10
-    while not argv.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    args = argv.read_text().split()
+    args = _recorded_args(argv)
     assert args[:4] == ["-m", "cifar_resnet", "sweep", "demo"]
     assert args[-2:] == ["--set", "precision=mixed_bfloat16"]
     assert "precision mixed_bfloat16" in (tmp_path / "sweep.log").read_text()
@@ -90,3 +98,21 @@ def test_status_prints_the_commands_start_would_run_in_the_runs_precision(tmp_pa
     commands = [line for line in r.stdout.splitlines() if "cifar_resnet train" in line]
     assert len(commands) == len(experiments.load_experiment("full_repro").nets)  # 7
     assert all("--set precision=mixed_bfloat16" in c for c in commands), commands
+
+
+def test_a_lost_experiment_restarts_in_the_precision_asked_not_this_machines(tmp_path):
+    # No run left (the directories were lost): PRECISION is the campaign's precision.
+    argv, data = _pinned_home(tmp_path)
+    r = _run(tmp_path, "start", "demo", DATA_DIR=str(data), PRECISION="mixed_bfloat16")
+    assert r.returncode == 0, r.stderr
+    assert _recorded_args(argv)[-2:] == ["--set", "precision=mixed_bfloat16"]
+    assert "precision mixed_bfloat16" in (tmp_path / "sweep.log").read_text()
+
+
+def test_a_precision_asked_against_the_runs_own_is_refused(tmp_path):
+    argv, data = _pinned_home(tmp_path)
+    _runs(tmp_path, resnet20="float32")
+    r = _run(tmp_path, "start", "demo", DATA_DIR=str(data), PRECISION="mixed_bfloat16")
+    assert r.returncode == 2
+    assert "PRECISION=mixed_bfloat16, but the runs" in r.stderr and "float32" in r.stderr
+    assert not argv.exists() and not (tmp_path / "sweep.log").exists()
