@@ -16,6 +16,7 @@ import math
 import sys
 
 import keras
+import numpy as np
 
 from cifar_resnet.data import device_input
 from cifar_resnet.nets import models
@@ -80,7 +81,28 @@ def compiled(model: keras.Model, config: config_lib.Config, optimizer, loss) -> 
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy", data_loss],
                   jit_compile=distribute.jit_compile(config.jit_compile),
                   steps_per_execution=config.steps_per_execution)
+    _build_training_state(model, config.num_classes)
     return distribute.adapt(model)
+
+
+def _build_training_state(model: keras.Model, num_classes: int) -> None:
+    """Creates the optimizer's slots and the metrics' variables before `fit`, as Keras' TensorFlow
+    trainer does itself only under a distribution strategy.
+
+    Without one it defers them to the first trace of the training step, and TensorFlow traces a
+    function that creates variables twice: ResNet-110's training step took about 20 s more to
+    start (2 cores), and every run of the test suite paid it. The metrics need only labels and
+    predictions of the right shapes, not a forward pass.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return  # the JAX and torch trainers build all of it before the first step
+    import tensorflow as tf
+    if tf.distribute.has_strategy():
+        return  # Keras builds it from the first batch (_maybe_symbolic_build)
+    model.optimizer.build(model.trainable_variables)
+    model.compute_metrics(None, np.zeros((1,), "int32"), np.zeros((1, num_classes), "float32"),
+                          sample_weight=None)
+    model.reset_metrics()
 
 
 def device_trainer(net: keras.Model, splits, config: config_lib.Config) -> keras.Model:

@@ -20,8 +20,8 @@ unbroken run, bit for bit (issue #26).
 - The resume: the input starts at iteration i (the caller builds `train_ds` from
   `Checkpointer.resume_iteration`); a first `model.fit` runs the remaining steps - r iterations
   of period k, and puts the accumulators back in `on_epoch_begin` (callbacks run after
-  `reset_metrics`; where Keras has not yet made the accuracy metric's variables, as on
-  TensorFlow without a strategy until a step runs, one evaluation step makes them first); a
+  `reset_metrics`; where Keras has not yet made the accuracy metric's variables, as under JAX
+  before the first period, one evaluation step makes them first); a
   second runs periods k+1... on `train_ds.skip(steps - r)` (tf.data, and
   `device_input.TrainBatches.skip`): Keras' epoch iterator keeps one iterator per `fit` call.
   Both calls share one `CallbackList` that sees one training: `on_train_begin` once (so
@@ -197,8 +197,8 @@ class _SaveOnSignal(keras.callbacks.Callback):
             if saved is not None:
                 variables = {v.path: v for v in _metric_variables(self.model)}
                 if not set(saved) <= set(variables):
-                    # TensorFlow without a strategy makes the compiled metrics' variables
-                    # (accuracy) when a step first runs (JAX before the first period): one
+                    # Keras makes the compiled metrics' variables (accuracy) when a step
+                    # first runs (JAX; on TensorFlow build.compiled makes them first): one
                     # evaluation step makes them without changing any weight.
                     self.model.evaluate(self.train_ds, steps=1, verbose=0)
                     variables = {v.path: v for v in _metric_variables(self.model)}
