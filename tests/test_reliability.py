@@ -603,6 +603,7 @@ def test_the_compiled_cross_entropy_is_the_loss_without_weight_decay(tiny_config
     assert logs[reliability.DATA_LOSS] == pytest.approx(logs["loss"] - penalty, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_a_deep_plain_net_whose_kernels_grow_a_billionfold_trains_on(tmp_path):
     """Plain-110 at lr 0.1: gradient explosion at initialization lengthens the kernels behind
     BatchNorm so far that the weight-decay term alone is above MAX_LOSS (docs/full-repro,
