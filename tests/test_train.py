@@ -30,7 +30,7 @@ class _Interrupt(keras.callbacks.Callback):
 def test_the_training_step_is_traced_once(tiny_config, tmp_path, monkeypatch):
     # Keras' TensorFlow trainer, without a strategy, makes the optimizer's slots and the metrics'
     # variables inside the first trace, and TensorFlow then traces the step a second time
-    # (ResNet-110: some 20 s on 2 cores). build.compiled makes them first.
+    # (plain-110: 30 s of a 2-core Intel Xeon). build.compiled makes them first.
     traces = []
     step = keras.Model.train_step
     monkeypatch.setattr(keras.Model, "train_step",

@@ -91,8 +91,8 @@ def _build_training_state(model: keras.Model, num_classes: int) -> None:
 
     Without one it defers them to the first trace of the training step, and TensorFlow traces a
     function that creates variables twice: a 2-iteration run of plain-110 took 71 s instead of
-    41 s on a 2-core Intel Xeon, and every training test paid it too. The metrics need only labels and
-    predictions of the right shapes, not a forward pass.
+    41 s on a 2-core Intel Xeon, and every training test paid it too. The metrics need only
+    labels and predictions of the right shapes, not a forward pass.
     """
     if keras.backend.backend() != "tensorflow":
         return  # the JAX and torch trainers build all of it before the first step
